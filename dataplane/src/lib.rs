@@ -1,0 +1,4 @@
+//! The polltgt dataplane: reactors, pollers, and the driver that moves data between the TCP stack, the I/O-free
+//! iSCSI and SCSI cores, and block devices.
+
+pub mod reactor;

@@ -13,6 +13,7 @@ pub struct SerialNumber(pub u32);
 
 impl SerialNumber {
     /// `self + n` modulo 2^32. RFC 1982 §3.1 allows additions of at most 2^31 - 1.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, n: u32) -> SerialNumber {
         debug_assert!(n < 1 << 31, "RFC 1982 serial addition out of range");
         SerialNumber(self.0.wrapping_add(n))
