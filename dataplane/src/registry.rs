@@ -1,0 +1,242 @@
+//! The live object tree the dataplane serves: devices (a bdev plus its SCSI logical unit), targets with their LUN
+//! maps and negotiation defaults, and portals. It answers the iSCSI core's questions during login and discovery
+//! ([`TargetCatalog`]). Reads happen at login and on the slow path only; the fast path works on `Arc`s taken at login.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use polltgt_bdev::Bdev;
+use polltgt_iscsi::login::{PortalInfo, TargetCatalog, TargetInfo};
+use polltgt_iscsi::params::TargetParams;
+use polltgt_scsi::{LogicalUnit, LuConfig};
+
+/// A block device exported as a SCSI logical unit. The LU (unit attentions, mode pages, identity) belongs to the
+/// device, so a device exported by several targets has one set of SCSI state, as in SCST.
+pub struct Device {
+    /// Index of the device, unique for the life of the process; reactors key their bdev channels by it.
+    pub id: u64,
+    pub name: String,
+    pub bdev: Arc<dyn Bdev>,
+    pub lu: LogicalUnit,
+}
+
+/// One LUN of a target.
+#[derive(Clone)]
+pub struct LunEntry {
+    pub lun: u64,
+    pub device: Arc<Device>,
+}
+
+/// A target node.
+pub struct TargetEntry {
+    pub name: String,
+    pub alias: Option<String>,
+    pub enabled: bool,
+    pub params: TargetParams,
+    pub luns: BTreeMap<u64, LunEntry>,
+}
+
+impl TargetEntry {
+    /// LUN numbers in ascending order (REPORT LUNS).
+    pub fn lun_numbers(&self) -> Vec<u64> {
+        self.luns.keys().copied().collect()
+    }
+}
+
+/// A listening portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Portal {
+    /// The address actually bound (port 0 in the configuration is replaced by the kernel's choice).
+    pub addr: SocketAddr,
+    pub tpgt: u16,
+}
+
+/// Errors building or changing the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("device {0:?} already exists")]
+    DuplicateDevice(String),
+    #[error("target {0:?} already exists")]
+    DuplicateTarget(String),
+    #[error("no device named {0:?}")]
+    NoSuchDevice(String),
+    #[error("no target named {0:?}")]
+    NoSuchTarget(String),
+    #[error("target {target:?} already has LUN {lun}")]
+    DuplicateLun { target: String, lun: u64 },
+}
+
+#[derive(Default)]
+struct Inner {
+    devices: BTreeMap<String, Arc<Device>>,
+    targets: BTreeMap<String, Arc<TargetEntry>>,
+    portals: Vec<Portal>,
+}
+
+/// The registry shared by all reactors.
+pub struct Registry {
+    inner: RwLock<Inner>,
+    next_device: AtomicU64,
+    next_tsih: AtomicU16,
+    next_nexus: AtomicU64,
+    discovery: RwLock<TargetParams>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            inner: RwLock::new(Inner::default()),
+            next_device: AtomicU64::new(1),
+            next_tsih: AtomicU16::new(1),
+            next_nexus: AtomicU64::new(1),
+            discovery: RwLock::new(TargetParams::default()),
+        }
+    }
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a device: `bdev` exported through a logical unit built from `lu`.
+    pub fn add_device(&self, name: &str, bdev: Arc<dyn Bdev>, lu: LuConfig) -> Result<Arc<Device>, RegistryError> {
+        let mut inner = self.write();
+        if inner.devices.contains_key(name) {
+            return Err(RegistryError::DuplicateDevice(name.to_string()));
+        }
+        let id = self.next_device.fetch_add(1, Ordering::Relaxed);
+        let dev = Arc::new(Device { id, name: name.to_string(), bdev, lu: LogicalUnit::new(lu) });
+        inner.devices.insert(name.to_string(), dev.clone());
+        Ok(dev)
+    }
+
+    /// Add a target with no LUNs.
+    pub fn add_target(
+        &self,
+        name: &str,
+        alias: Option<String>,
+        params: TargetParams,
+        enabled: bool,
+    ) -> Result<(), RegistryError> {
+        let mut inner = self.write();
+        if inner.targets.contains_key(name) {
+            return Err(RegistryError::DuplicateTarget(name.to_string()));
+        }
+        let t = TargetEntry { name: name.to_string(), alias, enabled, params, luns: BTreeMap::new() };
+        inner.targets.insert(name.to_string(), Arc::new(t));
+        Ok(())
+    }
+
+    /// Map `device` as `lun` of `target`. Sessions that log in afterwards see it.
+    pub fn add_lun(&self, target: &str, lun: u64, device: &str) -> Result<(), RegistryError> {
+        let mut inner = self.write();
+        let dev = inner.devices.get(device).cloned().ok_or_else(|| RegistryError::NoSuchDevice(device.into()))?;
+        let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
+        if t.luns.contains_key(&lun) {
+            return Err(RegistryError::DuplicateLun { target: target.into(), lun });
+        }
+        let mut luns = t.luns.clone();
+        luns.insert(lun, LunEntry { lun, device: dev });
+        let new = TargetEntry {
+            name: t.name.clone(),
+            alias: t.alias.clone(),
+            enabled: t.enabled,
+            params: t.params.clone(),
+            luns,
+        };
+        inner.targets.insert(target.to_string(), Arc::new(new));
+        Ok(())
+    }
+
+    pub fn add_portal(&self, portal: Portal) {
+        self.write().portals.push(portal);
+    }
+
+    pub fn set_discovery_params(&self, params: TargetParams) {
+        *self.discovery.write().unwrap_or_else(|p| p.into_inner()) = params;
+    }
+
+    pub fn target(&self, name: &str) -> Option<Arc<TargetEntry>> {
+        self.read().targets.get(name).cloned()
+    }
+
+    pub fn device(&self, name: &str) -> Option<Arc<Device>> {
+        self.read().devices.get(name).cloned()
+    }
+
+    pub fn devices(&self) -> Vec<Arc<Device>> {
+        self.read().devices.values().cloned().collect()
+    }
+
+    pub fn portals(&self) -> Vec<Portal> {
+        self.read().portals.clone()
+    }
+
+    /// A new I_T nexus identifier for the SCSI core.
+    pub fn new_nexus(&self) -> u64 {
+        self.next_nexus.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The TargetAddress values of the portals, as seen from a connection that arrived on `local`: a wildcard
+    /// portal is reported with the address the initiator reached.
+    fn target_addresses(&self, local: &SocketAddr) -> Vec<String> {
+        self.read()
+            .portals
+            .iter()
+            .map(|p| {
+                let ip = if p.addr.ip().is_unspecified() { local.ip() } else { p.addr.ip() };
+                let addr = SocketAddr::new(ip, p.addr.port());
+                format!("{addr},{}", p.tpgt)
+            })
+            .collect()
+    }
+}
+
+impl TargetCatalog for Registry {
+    fn lookup(&self, target_name: &str, _initiator_name: &str, _portal: &PortalInfo) -> Option<TargetInfo> {
+        let t = self.target(target_name)?;
+        if !t.enabled {
+            return None;
+        }
+        Some(TargetInfo { name: t.name.clone(), alias: t.alias.clone(), params: t.params.clone() })
+    }
+
+    fn send_targets(
+        &self,
+        _initiator_name: &str,
+        portal: &PortalInfo,
+        which: Option<&str>,
+    ) -> Vec<(String, Vec<String>)> {
+        let addrs = self.target_addresses(&portal.local);
+        self.read()
+            .targets
+            .values()
+            .filter(|t| t.enabled && which.is_none_or(|w| w == t.name))
+            .map(|t| (t.name.clone(), addrs.clone()))
+            .collect()
+    }
+
+    fn discovery_params(&self) -> TargetParams {
+        self.discovery.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn new_tsih(&self) -> u16 {
+        loop {
+            let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
+            if t != 0 {
+                return t;
+            }
+        }
+    }
+}

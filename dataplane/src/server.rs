@@ -1,0 +1,153 @@
+//! The running target: listening portals, the acceptor, and the reactors that own the connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use polltgt_hugepages::BufPool;
+use polltgt_tcpstack::KernelListener;
+
+use crate::driver::{BdevPoller, ConnPoller, ReactorState};
+use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet};
+use crate::registry::{Portal, Registry};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: polltgt_tcpstack::TcpError },
+    #[error(transparent)]
+    Reactor(#[from] ReactorError),
+}
+
+/// A portal to listen on.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    pub addr: SocketAddr,
+    pub tpgt: u16,
+}
+
+/// Accepts connections on every listener and hands each to a reactor, round robin: connections, not targets, are
+/// spread over reactors, so one busy target can use every core.
+struct Acceptor {
+    listeners: Vec<KernelListener>,
+    reactors: Vec<ReactorHandle<ReactorState>>,
+    next: usize,
+}
+
+impl Acceptor {
+    fn poll(&mut self, local_state: &mut ReactorState, now: Instant) -> PollStatus {
+        let mut status = PollStatus::Idle;
+        for l in &mut self.listeners {
+            loop {
+                match l.accept() {
+                    Ok(Some(acc)) => {
+                        status = PollStatus::Busy;
+                        let target = self.next % self.reactors.len().max(1);
+                        self.next = self.next.wrapping_add(1);
+                        if target == local_state.id || self.reactors.is_empty() {
+                            local_state.adopt(acc.conn, acc.local, acc.peer, now);
+                        } else {
+                            let (conn, local, peer) = (acc.conn, acc.local, acc.peer);
+                            self.reactors[target].send(move |s: &mut ReactorState, now| s.adopt(conn, local, peer, now));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        break;
+                    }
+                }
+            }
+        }
+        status
+    }
+}
+
+/// Poller wrapping the acceptor, which lives on reactor 0 once the reactor handles exist.
+struct AcceptPoller {
+    acceptor: Option<Acceptor>,
+    inbox: crossbeam_channel::Receiver<Acceptor>,
+}
+
+impl Poller<ReactorState> for AcceptPoller {
+    fn name(&self) -> &str {
+        "iscsi_accept"
+    }
+    fn poll(&mut self, state: &mut ReactorState, now: Instant) -> PollStatus {
+        if self.acceptor.is_none() {
+            if let Ok(a) = self.inbox.try_recv() {
+                self.acceptor = Some(a);
+            }
+        }
+        match self.acceptor.as_mut() {
+            Some(a) => a.poll(state, now),
+            None => PollStatus::Idle,
+        }
+    }
+}
+
+/// The running target.
+pub struct Server {
+    reactors: ReactorSet<ReactorState>,
+    portals: Vec<Portal>,
+    registry: Arc<Registry>,
+}
+
+impl Server {
+    /// Bind every portal, start the reactors and begin accepting connections.
+    pub fn start(
+        registry: Arc<Registry>,
+        portals: &[PortalConfig],
+        reactor_cfg: &ReactorConfig,
+        pool: BufPool,
+    ) -> Result<Server, ServerError> {
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for p in portals {
+            let l = KernelListener::bind(p.addr).map_err(|source| ServerError::Listen { addr: p.addr, source })?;
+            let addr = l.local_addr().map_err(|source| ServerError::Listen { addr: p.addr, source })?;
+            let portal = Portal { addr, tpgt: p.tpgt };
+            registry.add_portal(portal.clone());
+            bound.push(portal);
+            listeners.push(l);
+        }
+        let (atx, arx) = crossbeam_channel::bounded::<Acceptor>(1);
+        let reg = registry.clone();
+        let arx = std::sync::Mutex::new(Some(arx));
+        let reactors = ReactorSet::spawn(reactor_cfg, move |id| {
+            let state = ReactorState::new(id, reg.clone(), pool.clone());
+            let mut pollers: Vec<Box<dyn Poller<ReactorState>>> = Vec::new();
+            if id == 0 {
+                if let Some(inbox) = arx.lock().ok().and_then(|mut g| g.take()) {
+                    pollers.push(Box::new(AcceptPoller { acceptor: None, inbox }));
+                }
+            }
+            pollers.push(Box::new(ConnPoller));
+            pollers.push(Box::new(BdevPoller));
+            (state, pollers)
+        })?;
+        let acceptor = Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0 };
+        // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
+        let _ = atx.send(acceptor);
+        Ok(Server { reactors, portals: bound, registry })
+    }
+
+    /// The addresses actually bound.
+    pub fn portals(&self) -> &[Portal] {
+        &self.portals
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn reactors(&self) -> &[ReactorHandle<ReactorState>] {
+        self.reactors.handles()
+    }
+
+    /// Stop the reactors (connections are dropped).
+    pub fn shutdown(self) {
+        self.reactors.shutdown();
+    }
+}
