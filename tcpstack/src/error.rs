@@ -45,9 +45,9 @@ impl TcpError {
     /// Classifies an I/O error from a read or write on an established connection.
     pub(crate) fn from_io(err: io::Error, sending: bool) -> TcpError {
         match err.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
-                TcpError::Reset
-            }
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => TcpError::Reset,
             _ if sending => TcpError::Send(err),
             _ => TcpError::Recv(err),
         }

@@ -33,8 +33,11 @@ impl KernelListener {
     /// Binds and listens on `addr` (IPv4 or IPv6; port 0 picks a free port). The socket is non-blocking, has
     /// `SO_REUSEADDR` set and, for IPv6, `IPV6_V6ONLY`, so IPv4 and IPv6 portals on the same port can coexist.
     pub fn bind(addr: SocketAddr) -> Result<Self, TcpError> {
-        let listener = sys::listen_socket(addr, BACKLOG).map_err(|source| TcpError::Listen { addr, source })?;
-        let local = listener.local_addr().map_err(|source| TcpError::Listen { addr, source })?;
+        let listener = sys::listen_socket(addr, BACKLOG)
+            .map_err(|source| TcpError::Listen { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| TcpError::Listen { addr, source })?;
         tracing::debug!(%local, "listening");
         Ok(KernelListener { listener, local })
     }
@@ -65,7 +68,12 @@ impl KernelListener {
                 Err(err) => match err.kind() {
                     io::ErrorKind::WouldBlock => return Ok(None),
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
-                    _ => return Err(TcpError::Accept { addr: self.local, source: err }),
+                    _ => {
+                        return Err(TcpError::Accept {
+                            addr: self.local,
+                            source: err,
+                        })
+                    }
                 },
             }
         }
@@ -99,11 +107,28 @@ impl KernelConn {
     pub fn from_std(stream: TcpStream) -> Result<Self, TcpError> {
         stream
             .set_nonblocking(true)
-            .map_err(|source| TcpError::SocketOption { option: "O_NONBLOCK", source })?;
-        stream.set_nodelay(true).map_err(|source| TcpError::SocketOption { option: "TCP_NODELAY", source })?;
-        let peer = stream.peer_addr().map_err(|source| TcpError::SocketOption { option: "peer address", source })?;
-        let local =
-            stream.local_addr().map_err(|source| TcpError::SocketOption { option: "local address", source })?;
+            .map_err(|source| TcpError::SocketOption {
+                option: "O_NONBLOCK",
+                source,
+            })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|source| TcpError::SocketOption {
+                option: "TCP_NODELAY",
+                source,
+            })?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|source| TcpError::SocketOption {
+                option: "peer address",
+                source,
+            })?;
+        let local = stream
+            .local_addr()
+            .map_err(|source| TcpError::SocketOption {
+                option: "local address",
+                source,
+            })?;
         Ok(KernelConn {
             stream,
             peer,
@@ -156,7 +181,10 @@ impl KernelConn {
         chain.retain(|b| !b.is_empty());
         let len: usize = chain.iter().map(Bytes::len).sum();
         self.queued_bytes = self.queued_bytes.saturating_add(len);
-        self.queue.push_back(PendingChain { bufs: VecDeque::from(chain), tag });
+        self.queue.push_back(PendingChain {
+            bufs: VecDeque::from(chain),
+            tag,
+        });
     }
 
     /// Writes as many queued bytes as the socket takes without blocking, with one writev(2) per up to
@@ -173,7 +201,9 @@ impl KernelConn {
             let mut offered = 0usize;
             'fill: for chain in &self.queue {
                 for buf in &chain.bufs {
-                    let Some(slot) = iov.get_mut(count) else { break 'fill };
+                    let Some(slot) = iov.get_mut(count) else {
+                        break 'fill;
+                    };
                     *slot = IoSlice::new(buf);
                     count += 1;
                     offered += buf.len();
@@ -252,9 +282,13 @@ impl KernelConn {
         self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(n as u64);
         self.queued_bytes = self.queued_bytes.saturating_sub(n);
         while n > 0 {
-            let Some(chain) = self.queue.front_mut() else { break };
+            let Some(chain) = self.queue.front_mut() else {
+                break;
+            };
             while n > 0 {
-                let Some(buf) = chain.bufs.front_mut() else { break };
+                let Some(buf) = chain.bufs.front_mut() else {
+                    break;
+                };
                 if n >= buf.len() {
                     n -= buf.len();
                     chain.bufs.pop_front();
@@ -333,7 +367,10 @@ impl KernelBackend {
 
     /// The bound addresses, in the order `listen` was called.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(KernelListener::local_addr).collect()
+        self.listeners
+            .iter()
+            .map(KernelListener::local_addr)
+            .collect()
     }
 }
 
@@ -351,7 +388,9 @@ impl TcpBackend for KernelBackend {
         let n = self.listeners.len();
         for i in 0..n {
             let idx = (self.next + i) % n;
-            let Some(listener) = self.listeners.get_mut(idx) else { continue };
+            let Some(listener) = self.listeners.get_mut(idx) else {
+                continue;
+            };
             if let Some(accepted) = listener.accept()? {
                 self.next = (idx + 1) % n;
                 return Ok(Some(accepted));

@@ -19,7 +19,13 @@ pub(crate) fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<TcpLis
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     // SAFETY: socket(2) takes only integer arguments; a negative result is turned into an error right below.
-    let raw = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    let raw = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -38,7 +44,12 @@ pub(crate) fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<TcpLis
 }
 
 /// setsockopt(2) with an `int` value.
-fn set_int_option(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int_option(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the option value pointer refers to `value`, which lives across the call, and the length passed is
     // exactly its size; the descriptor is owned by the caller and open.
     let rc = unsafe {
@@ -64,7 +75,9 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
                 // The octets are already in network order; keep them in memory order.
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: the address pointer refers to a fully initialised sockaddr_in on the stack that outlives the
@@ -82,7 +95,9 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: as above, with a fully initialised sockaddr_in6 and its size.

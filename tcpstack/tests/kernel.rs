@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use polltgt_tcpstack::{
-    Accepted, KernelBackend, KernelConn, KernelListener, RecvStatus, TcpBackend, TcpConnection, TcpError,
+    Accepted, KernelBackend, KernelConn, KernelListener, RecvStatus, TcpBackend, TcpConnection,
+    TcpError,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -80,7 +81,10 @@ impl Drop for Tracked {
 }
 
 fn tracked(data: Vec<u8>, drops: &Arc<AtomicUsize>) -> Bytes {
-    Bytes::from_owner(Tracked { data, drops: Arc::clone(drops) })
+    Bytes::from_owner(Tracked {
+        data,
+        drops: Arc::clone(drops),
+    })
 }
 
 /// Byte `i` of the test stream.
@@ -95,7 +99,11 @@ fn accept_and_echo(addr: SocketAddr) {
     assert!(listener.accept().unwrap().is_none(), "nothing pending yet");
 
     let mut client = TcpStream::connect(bound).unwrap();
-    let Accepted { mut conn, peer, local } = accept_one(&mut listener);
+    let Accepted {
+        mut conn,
+        peer,
+        local,
+    } = accept_one(&mut listener);
     assert_eq!(peer, client.local_addr().unwrap());
     assert_eq!(local, bound);
     assert_eq!(conn.peer_addr(), peer);
@@ -155,7 +163,10 @@ fn large_chains_to_a_slow_reader_complete_in_order_after_partial_writes() {
         let mut chain_len = 0;
         while chain_len < 2 << 20 {
             let len = 1 + (offset * 7 + 4093) % 65_521;
-            chain.push(tracked((offset..offset + len).map(pattern).collect(), &drops));
+            chain.push(tracked(
+                (offset..offset + len).map(pattern).collect(),
+                &drops,
+            ));
             offset += len;
             chain_len += len;
             total_bufs += 1;
@@ -167,7 +178,10 @@ fn large_chains_to_a_slow_reader_complete_in_order_after_partial_writes() {
     assert_eq!(conn.queued_bytes(), total);
 
     // Nobody reads yet: the socket fills up and the flush stops with data left.
-    assert!(!conn.flush().unwrap(), "24 MiB cannot fit into the socket buffers");
+    assert!(
+        !conn.flush().unwrap(),
+        "24 MiB cannot fit into the socket buffers"
+    );
     let written = conn.stats().bytes_sent as usize;
     assert!(written > 0 && written < total);
     assert_eq!(conn.queued_bytes(), total - written);
@@ -175,7 +189,10 @@ fn large_chains_to_a_slow_reader_complete_in_order_after_partial_writes() {
     conn.poll_send_complete(&mut done);
     // Exactly the chains wholly written have completed, and only their buffers were released.
     let whole = chain_ends.iter().filter(|&&end| end <= written).count();
-    assert_eq!(done, (0..whole as u64).map(|i| 1000 + i).collect::<Vec<_>>());
+    assert_eq!(
+        done,
+        (0..whole as u64).map(|i| 1000 + i).collect::<Vec<_>>()
+    );
     assert!(drops.load(Ordering::SeqCst) < total_bufs);
     assert!(!conn.flush().unwrap(), "still full");
 
@@ -193,7 +210,11 @@ fn large_chains_to_a_slow_reader_complete_in_order_after_partial_writes() {
     });
     flush_all(&mut conn, &mut done);
     assert_eq!(done, (1000..1012).collect::<Vec<u64>>());
-    assert_eq!(drops.load(Ordering::SeqCst), total_bufs, "every buffer released at completion");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        total_bufs,
+        "every buffer released at completion"
+    );
     assert_eq!(conn.queued_bytes(), 0);
     let stats = conn.stats();
     assert_eq!(stats.bytes_sent as usize, total);
@@ -219,7 +240,14 @@ fn completion_reports_tags_in_queue_order_including_empty_chains() {
     assert_eq!(done, vec![5]);
     done.clear();
 
-    conn.send_chain(vec![Bytes::from_static(b"ab"), Bytes::new(), Bytes::from_static(b"c")], 42);
+    conn.send_chain(
+        vec![
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"c"),
+        ],
+        42,
+    );
     conn.send_chain(vec![Bytes::new()], 7);
     conn.send_chain(vec![Bytes::from_static(b"def")], 42);
     conn.send_chain(Vec::new(), u64::MAX);
@@ -254,7 +282,11 @@ fn peer_close_is_reported_as_closed_and_later_sends_fail_with_reset() {
         }
         assert!(start.elapsed() < DEADLINE);
     }
-    assert_eq!(conn.recv(&mut buf).unwrap(), RecvStatus::Closed, "Closed is sticky");
+    assert_eq!(
+        conn.recv(&mut buf).unwrap(),
+        RecvStatus::Closed,
+        "Closed is sticky"
+    );
 
     // Half-closed: the target can still answer.
     conn.send_chain(vec![Bytes::from_static(b"logout response")], 1);
@@ -274,7 +306,10 @@ fn peer_close_is_reported_as_closed_and_later_sends_fail_with_reset() {
             Ok(_) => thread::sleep(Duration::from_millis(5)),
             Err(err) => break err,
         }
-        assert!(start.elapsed() < DEADLINE, "writes to a closed peer never failed");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "writes to a closed peer never failed"
+        );
     };
     assert!(matches!(err, TcpError::Reset), "{err:?}");
 }
@@ -316,7 +351,11 @@ fn shutdown_releases_queued_chains_and_closes_both_directions() {
     assert!(!conn.flush().unwrap());
     let mut done = Vec::new();
     conn.poll_send_complete(&mut done);
-    assert_eq!(done, Vec::<u64>::new(), "no 8 MiB chain fits into the socket");
+    assert_eq!(
+        done,
+        Vec::<u64>::new(),
+        "no 8 MiB chain fits into the socket"
+    );
     assert_eq!(drops.load(Ordering::SeqCst), 0);
 
     conn.shutdown();
@@ -375,8 +414,11 @@ fn many_connections_each_get_their_own_echo() {
         }
         assert!(start.elapsed() < DEADLINE);
     }
-    let by_peer: std::collections::HashMap<SocketAddr, usize> =
-        conns.iter().enumerate().map(|(i, c)| (c.peer_addr(), i)).collect();
+    let by_peer: std::collections::HashMap<SocketAddr, usize> = conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.peer_addr(), i))
+        .collect();
     for (i, c) in clients.iter_mut().enumerate() {
         let mut got = [0u8; 10];
         c.read_exact(&mut got).unwrap();
@@ -388,7 +430,10 @@ fn many_connections_each_get_their_own_echo() {
         conn.poll_send_complete(&mut done);
         assert!(!done.is_empty());
         let tag = done[0];
-        assert!(done.iter().all(|&t| t == tag), "tags belong to their connection");
+        assert!(
+            done.iter().all(|&t| t == tag),
+            "tags belong to their connection"
+        );
     }
 }
 
@@ -402,7 +447,9 @@ fn ipv4_and_ipv6_portals_share_a_port() {
 
     let mut backend = KernelBackend::new();
     let a4 = backend.listen(v4()).unwrap();
-    let a6 = backend.listen(SocketAddr::new("::1".parse().unwrap(), a4.port())).unwrap();
+    let a6 = backend
+        .listen(SocketAddr::new("::1".parse().unwrap(), a4.port()))
+        .unwrap();
     assert_eq!(backend.local_addrs(), vec![a4, a6]);
     assert!(backend.accept().unwrap().is_none());
     let _c4 = TcpStream::connect(a4).unwrap();
@@ -452,7 +499,9 @@ fn binding_a_busy_address_names_it() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().starts_with(&format!("cannot listen on {addr}: ")));
+    assert!(err
+        .to_string()
+        .starts_with(&format!("cannot listen on {addr}: ")));
 }
 
 #[test]
