@@ -1,0 +1,824 @@
+//! The configuration model: one YAML file (the same structures are the RPC parameters), written for a storage
+//! administrator coming from SCST. Attribute names are SCST's where SCST has one (`t10_vend_id`, `nv_cache`,
+//! `QueuedCommands`, `MaxBurstLength`, ...).
+//!
+//! ```yaml
+//! reactors: { count: 1 }            # or cpu_mask: "0x3"
+//! portals:
+//!   - address: "127.0.0.1:3260"     # "[::1]:3260" for IPv6
+//!     tpgt: 1
+//! devices:
+//!   - name: disk1
+//!     handler: vdisk_fileio         # ram | vdisk_nullio | vdisk_fileio | vdisk_blockio
+//!     filename: /var/lib/polltgt/disk1.img
+//!     blocksize: 4096
+//! targets:
+//!   - name: iqn.2026-11.io.polltgt:disk1
+//!     luns: [ { lun: 0, device: disk1 } ]
+//!     MaxBurstLength: 262144
+//! ```
+//!
+//! Loading checks everything: unknown keys are errors (so typos do not pass silently), every value is checked
+//! against its syntax and range, and the cross-references (LUN -> device, unique names and LUN numbers, handler
+//! requirements, FirstBurstLength <= MaxBurstLength) after parsing. Each error names the file, line, column and
+//! field path: `polltgt.yaml:14:21: targets[0].MaxBurstLength: 0 is out of range 512..16777215`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use polltgt_iscsi::params::TargetParams;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, Diagnostic, FieldPath};
+use crate::locate::locate;
+use crate::values::{
+    self, check_range, BlockSize, CpuMask, Digests, InvalidValue, Size, TargetName, MAX_LUN,
+    MAX_QUEUED_COMMANDS, MAX_REACTORS, MAX_RFC_LENGTH, MIN_RFC_LENGTH,
+};
+
+/// The name of the target of the embedded default configuration.
+pub const DEFAULT_TARGET_NAME: &str = "iqn.2026-11.io.polltgt:default";
+/// The default portal.
+pub const DEFAULT_PORTAL: &str = "127.0.0.1:3260";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Polling threads. Default: one.
+    #[serde(default)]
+    pub reactors: ReactorsConfig,
+    /// Where the target listens. Default: 127.0.0.1:3260.
+    #[serde(default = "default_portals")]
+    pub portals: Vec<PortalConfig>,
+    /// Backing devices (SCST's `handlers/<handler>/<device>`).
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// iSCSI targets (SCST's `targets/iscsi/<name>`).
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// How many reactors run, and where: a count (CPUs chosen by the dataplane) or an explicit CPU mask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactorsConfig {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_ranged::<_, u32, 1, MAX_REACTORS>"
+    )]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mask: Option<CpuMask>,
+}
+
+impl Default for ReactorsConfig {
+    fn default() -> Self {
+        ReactorsConfig {
+            count: Some(1),
+            cpu_mask: None,
+        }
+    }
+}
+
+impl ReactorsConfig {
+    /// The number of reactors: the count, the number of CPUs in the mask, or 1 when neither is given.
+    pub fn reactor_count(&self) -> usize {
+        match (&self.cpu_mask, self.count) {
+            (Some(mask), _) => mask.cpus().len(),
+            (None, Some(n)) => n as usize,
+            (None, None) => 1,
+        }
+    }
+}
+
+/// A network portal (RFC 7143 §4.4.1): an address the target listens on, and its portal group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// `IPv4:port` or `[IPv6]:port`; without a port, 3260.
+    #[serde(deserialize_with = "values::portal")]
+    pub address: SocketAddr,
+    /// Target Portal Group Tag (RFC 7143 §13.9), 16 bits. Default 1.
+    #[serde(
+        default = "default_tpgt",
+        deserialize_with = "values::ranged::<_, u16, 0, 65535>"
+    )]
+    pub tpgt: u16,
+}
+
+impl PortalConfig {
+    pub fn new(address: SocketAddr) -> Self {
+        PortalConfig {
+            address,
+            tpgt: default_tpgt(),
+        }
+    }
+}
+
+/// The device handler (SCST's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handler {
+    /// A disk in (hugepage) memory; contents are lost at exit.
+    Ram,
+    /// Reads return zeroes, writes are discarded (SCST `vdisk_nullio`).
+    VdiskNullio,
+    /// A regular file (SCST `vdisk_fileio`).
+    VdiskFileio,
+    /// A block device (SCST `vdisk_blockio`).
+    VdiskBlockio,
+}
+
+impl Handler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handler::Ram => "ram",
+            Handler::VdiskNullio => "vdisk_nullio",
+            Handler::VdiskFileio => "vdisk_fileio",
+            Handler::VdiskBlockio => "vdisk_blockio",
+        }
+    }
+
+    /// Whether the handler stores data in a file or block device (and so needs `filename`).
+    pub fn needs_filename(self) -> bool {
+        matches!(self, Handler::VdiskFileio | Handler::VdiskBlockio)
+    }
+}
+
+/// A backing device with its SCSI identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Unique device name (SCST device names: up to 64 of letters, digits, `_-.:`).
+    #[serde(deserialize_with = "values::device_name")]
+    pub name: String,
+    pub handler: Handler,
+    /// Size in bytes (`1G`, `512M`, ...). Required for `ram` and `vdisk_nullio`; for files and block devices the
+    /// size of the file/device is used when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// Size in MiB, as SCST's `size_mb`; an alternative to `size`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_ranged::<_, u64, 1, { u64::MAX >> 20 }>"
+    )]
+    pub size_mb: Option<u64>,
+    /// Backing file or block device (absolute path); `vdisk_fileio` and `vdisk_blockio` only.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_filename"
+    )]
+    pub filename: Option<PathBuf>,
+    /// Logical block size. Default 512.
+    #[serde(default)]
+    pub blocksize: BlockSize,
+    /// Write-protect the device (SBC-3 §6.5.1 WP bit). Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub read_only: bool,
+    /// The backing store is non-volatile: SYNCHRONIZE CACHE and FUA become no-ops. Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub nv_cache: bool,
+    /// Open the file with O_DIRECT (`vdisk_fileio` only). Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub o_direct: bool,
+    /// Report a rotating medium in the Block Device Characteristics VPD page (SBC-3 §6.6.2). Default true, as SCST.
+    #[serde(default = "yes", deserialize_with = "values::flag")]
+    pub rotational: bool,
+    /// Write-through cache: WCE = 0 in the caching mode page (SBC-3 §6.4.5), every write is durable. Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub write_through: bool,
+    /// Report removable media (INQUIRY RMB bit). Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub removable: bool,
+    /// INQUIRY T10 VENDOR IDENTIFICATION, up to 8 characters (SPC-4 §6.6.1). Default `POLLTGT`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_inquiry::<_, 8>"
+    )]
+    pub t10_vend_id: Option<String>,
+    /// INQUIRY PRODUCT IDENTIFICATION, up to 16 characters. Default derived from the device name.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_inquiry::<_, 16>"
+    )]
+    pub prod_id: Option<String>,
+    /// INQUIRY PRODUCT REVISION LEVEL, up to 4 characters.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_inquiry::<_, 4>"
+    )]
+    pub prod_rev_lvl: Option<String>,
+    /// Vendor specific part of the T10 vendor ID designator (VPD page 0x83, SPC-4 §7.8.6.4), up to 24 characters.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_inquiry::<_, 24>"
+    )]
+    pub t10_dev_id: Option<String>,
+    /// Unit serial number (VPD page 0x80, SPC-4 §7.8.15), up to 20 characters as in SCST.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_inquiry::<_, 20>"
+    )]
+    pub usn: Option<String>,
+}
+
+impl DeviceConfig {
+    /// A device with every optional attribute at its default.
+    pub fn new(name: &str, handler: Handler) -> Self {
+        DeviceConfig {
+            name: name.to_owned(),
+            handler,
+            size: None,
+            size_mb: None,
+            filename: None,
+            blocksize: BlockSize::default(),
+            read_only: false,
+            nv_cache: false,
+            o_direct: false,
+            rotational: true,
+            write_through: false,
+            removable: false,
+            t10_vend_id: None,
+            prod_id: None,
+            prod_rev_lvl: None,
+            t10_dev_id: None,
+            usn: None,
+        }
+    }
+
+    /// The configured size in bytes (`size`, or `size_mb` MiB), if any.
+    pub fn size_bytes(&self) -> Option<u64> {
+        match (self.size, self.size_mb) {
+            (Some(s), _) => Some(s.bytes()),
+            (None, Some(mb)) => mb.checked_mul(1 << 20),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A LUN of a target: LUN number -> device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LunConfig {
+    /// 0..16383.
+    #[serde(deserialize_with = "values::ranged::<_, u16, 0, MAX_LUN>")]
+    pub lun: u16,
+    /// Name of a device in `devices`.
+    pub device: String,
+    /// Export this LUN write-protected even if the device is writable. Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub read_only: bool,
+}
+
+impl LunConfig {
+    pub fn new(lun: u16, device: &str) -> Self {
+        LunConfig {
+            lun,
+            device: device.to_owned(),
+            read_only: false,
+        }
+    }
+}
+
+/// An iSCSI target with its LUNs and its negotiation defaults (SCST's target attributes, same names and
+/// defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The iSCSI target name (RFC 7143 §4.2.7).
+    pub name: TargetName,
+    /// Accept logins. Default true (SCST starts disabled; a file configuration is complete when loaded).
+    #[serde(default = "yes", deserialize_with = "values::flag")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub luns: Vec<LunConfig>,
+    /// RFC 7143 §13.10. Default No.
+    #[serde(
+        rename = "InitialR2T",
+        default = "defaults::initial_r2t",
+        deserialize_with = "values::flag"
+    )]
+    pub initial_r2t: bool,
+    /// RFC 7143 §13.11. Default Yes.
+    #[serde(
+        rename = "ImmediateData",
+        default = "defaults::immediate_data",
+        deserialize_with = "values::flag"
+    )]
+    pub immediate_data: bool,
+    /// RFC 7143 §13.12: what the target declares it receives. Default 1048576.
+    #[serde(
+        rename = "MaxRecvDataSegmentLength",
+        default = "defaults::max_recv_data_segment_length",
+        deserialize_with = "values::ranged::<_, u32, MIN_RFC_LENGTH, MAX_RFC_LENGTH>"
+    )]
+    pub max_recv_data_segment_length: u32,
+    /// Upper bound for the data segments the target sends (SCST). Default 1048576.
+    #[serde(
+        rename = "MaxXmitDataSegmentLength",
+        default = "defaults::max_xmit_data_segment_length",
+        deserialize_with = "values::ranged::<_, u32, MIN_RFC_LENGTH, MAX_RFC_LENGTH>"
+    )]
+    pub max_xmit_data_segment_length: u32,
+    /// RFC 7143 §13.13. Default 1048576.
+    #[serde(
+        rename = "MaxBurstLength",
+        default = "defaults::max_burst_length",
+        deserialize_with = "values::ranged::<_, u32, MIN_RFC_LENGTH, MAX_RFC_LENGTH>"
+    )]
+    pub max_burst_length: u32,
+    /// RFC 7143 §13.14; not more than MaxBurstLength. Default 1048576.
+    #[serde(
+        rename = "FirstBurstLength",
+        default = "defaults::first_burst_length",
+        deserialize_with = "values::ranged::<_, u32, MIN_RFC_LENGTH, MAX_RFC_LENGTH>"
+    )]
+    pub first_burst_length: u32,
+    /// RFC 7143 §13.17, 1..65535. Default 32.
+    #[serde(
+        rename = "MaxOutstandingR2T",
+        default = "defaults::max_outstanding_r2t",
+        deserialize_with = "values::ranged::<_, u32, 1, 65535>"
+    )]
+    pub max_outstanding_r2t: u32,
+    /// RFC 7143 §13.1 preference list. Default None.
+    #[serde(rename = "HeaderDigest", default = "Digests::none")]
+    pub header_digest: Digests,
+    /// RFC 7143 §13.1 preference list. Default None.
+    #[serde(rename = "DataDigest", default = "Digests::none")]
+    pub data_digest: Digests,
+    /// Commands queued per session, 1..2048 (iSCSI-SCST's bounds). Default 32.
+    #[serde(
+        rename = "QueuedCommands",
+        default = "defaults::queued_commands",
+        deserialize_with = "values::ranged::<_, u32, 1, MAX_QUEUED_COMMANDS>"
+    )]
+    pub queued_commands: u32,
+    /// Seconds between NOP-In pings on an idle connection, 0..65535; 0 disables them. Default 30.
+    #[serde(
+        rename = "NopInInterval",
+        default = "defaults::nop_in_interval",
+        deserialize_with = "values::ranged::<_, u32, 0, 65535>"
+    )]
+    pub nop_in_interval: u32,
+    /// Seconds a NOP-In waits for its NOP-Out before the connection is closed, 2..65535. Default 30.
+    #[serde(
+        rename = "NopInTimeout",
+        default = "defaults::nop_in_timeout",
+        deserialize_with = "values::ranged::<_, u32, 2, 65535>"
+    )]
+    pub nop_in_timeout: u32,
+    /// Seconds a command may wait for the initiator before the connection is closed, 2..65535. Default 90.
+    #[serde(
+        rename = "RspTimeout",
+        default = "defaults::rsp_timeout",
+        deserialize_with = "values::ranged::<_, u32, 2, 65535>"
+    )]
+    pub rsp_timeout: u32,
+}
+
+/// Defaults of the target attributes: the iSCSI core's [`TargetParams::default`] (SCST's defaults).
+mod defaults {
+    use super::TargetParams;
+
+    pub(super) fn initial_r2t() -> bool {
+        TargetParams::default().initial_r2t
+    }
+    pub(super) fn immediate_data() -> bool {
+        TargetParams::default().immediate_data
+    }
+    pub(super) fn max_recv_data_segment_length() -> u32 {
+        TargetParams::default().max_recv_data_segment_length
+    }
+    pub(super) fn max_xmit_data_segment_length() -> u32 {
+        TargetParams::default().max_xmit_data_segment_length
+    }
+    pub(super) fn max_burst_length() -> u32 {
+        TargetParams::default().max_burst_length
+    }
+    pub(super) fn first_burst_length() -> u32 {
+        TargetParams::default().first_burst_length
+    }
+    pub(super) fn max_outstanding_r2t() -> u32 {
+        TargetParams::default().max_outstanding_r2t
+    }
+    pub(super) fn queued_commands() -> u32 {
+        TargetParams::default().queued_commands
+    }
+    pub(super) fn nop_in_interval() -> u32 {
+        TargetParams::default()
+            .nop_in_interval
+            .map_or(0, |d| d.as_secs() as u32)
+    }
+    pub(super) fn nop_in_timeout() -> u32 {
+        TargetParams::default().nop_in_timeout.as_secs() as u32
+    }
+    pub(super) fn rsp_timeout() -> u32 {
+        TargetParams::default().rsp_timeout.as_secs() as u32
+    }
+}
+
+impl TargetConfig {
+    /// A target with no LUNs and every attribute at its default.
+    pub fn new(name: TargetName) -> Self {
+        TargetConfig {
+            name,
+            enabled: true,
+            luns: Vec::new(),
+            initial_r2t: defaults::initial_r2t(),
+            immediate_data: defaults::immediate_data(),
+            max_recv_data_segment_length: defaults::max_recv_data_segment_length(),
+            max_xmit_data_segment_length: defaults::max_xmit_data_segment_length(),
+            max_burst_length: defaults::max_burst_length(),
+            first_burst_length: defaults::first_burst_length(),
+            max_outstanding_r2t: defaults::max_outstanding_r2t(),
+            header_digest: Digests::none(),
+            data_digest: Digests::none(),
+            queued_commands: defaults::queued_commands(),
+            nop_in_interval: defaults::nop_in_interval(),
+            nop_in_timeout: defaults::nop_in_timeout(),
+            rsp_timeout: defaults::rsp_timeout(),
+        }
+    }
+
+    /// The negotiation defaults and limits the iSCSI core offers for this target. Keys SCST does not expose keep
+    /// the core's defaults (DefaultTime2Wait, DefaultTime2Retain, MaxConnections, ErrorRecoveryLevel).
+    pub fn target_params(&self) -> TargetParams {
+        TargetParams {
+            initial_r2t: self.initial_r2t,
+            immediate_data: self.immediate_data,
+            max_recv_data_segment_length: self.max_recv_data_segment_length,
+            max_xmit_data_segment_length: self.max_xmit_data_segment_length,
+            max_burst_length: self.max_burst_length,
+            first_burst_length: self.first_burst_length,
+            max_outstanding_r2t: self.max_outstanding_r2t,
+            header_digest: self.header_digest.as_slice().to_vec(),
+            data_digest: self.data_digest.as_slice().to_vec(),
+            queued_commands: self.queued_commands,
+            nop_in_interval: (self.nop_in_interval > 0)
+                .then(|| Duration::from_secs(self.nop_in_interval.into())),
+            nop_in_timeout: Duration::from_secs(self.nop_in_timeout.into()),
+            rsp_timeout: Duration::from_secs(self.rsp_timeout.into()),
+            ..TargetParams::default()
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_tpgt() -> u16 {
+    1
+}
+
+fn default_portals() -> Vec<PortalConfig> {
+    vec![PortalConfig::new(SocketAddr::from(([127, 0, 0, 1], 3260)))]
+}
+
+/// A validation failure before it is located in the text.
+struct Finding {
+    path: FieldPath,
+    message: String,
+}
+
+fn finding(path: FieldPath, message: impl Into<String>) -> Finding {
+    Finding {
+        path,
+        message: message.into(),
+    }
+}
+
+fn value_at(path: FieldPath, result: Result<(), InvalidValue>) -> Result<(), Finding> {
+    result.map_err(|e| finding(path, e.0))
+}
+
+impl Config {
+    /// Reads and validates a YAML configuration file. Errors name the file as given.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Config::from_yaml_str(&text, &origin)
+    }
+
+    /// Parses and validates a YAML configuration; `origin_name` is the file name errors show.
+    pub fn from_yaml_str(text: &str, origin_name: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| parse_error(origin_name, e))?;
+        config.check().map_err(|f| {
+            let location = locate(text, &f.path);
+            ConfigError::Invalid(Diagnostic {
+                origin: origin_name.to_owned(),
+                location,
+                path: f.path,
+                message: f.message,
+            })
+        })?;
+        Ok(config)
+    }
+
+    /// Checks a configuration built or changed in code (e.g. by RPC) with the rules [`Config::from_yaml_str`]
+    /// applies. Errors carry the field path but no location; their origin is "config".
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|f| {
+            ConfigError::Invalid(Diagnostic {
+                origin: "config".to_owned(),
+                location: None,
+                path: f.path,
+                message: f.message,
+            })
+        })
+    }
+
+    /// The configuration polltgt serves without a file: target `iqn.2026-11.io.polltgt:default` on
+    /// 127.0.0.1:3260, enabled, with a 1 GiB RAM disk `ram0` as LUN 0.
+    pub fn embedded_default() -> Config {
+        let mut ram0 = DeviceConfig::new("ram0", Handler::Ram);
+        ram0.size = Some(Size::GIB);
+        ram0.rotational = false;
+        let mut target = TargetConfig::new(TargetName::from_static(DEFAULT_TARGET_NAME));
+        target.luns.push(LunConfig::new(0, "ram0"));
+        Config {
+            reactors: ReactorsConfig::default(),
+            portals: default_portals(),
+            devices: vec![ram0],
+            targets: vec![target],
+        }
+    }
+
+    /// The configuration as YAML; [`Config::from_yaml_str`] reads it back to an equal `Config`.
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        serde_yaml_ng::to_string(self).map_err(|e| ConfigError::Serialize(e.to_string()))
+    }
+
+    /// The device named `name`.
+    pub fn device(&self, name: &str) -> Option<&DeviceConfig> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// The target named `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name.as_str() == name)
+    }
+
+    /// All rules, in document order; the first violation.
+    fn check(&self) -> Result<(), Finding> {
+        let root = FieldPath::root();
+        self.check_reactors(&root.key("reactors"))?;
+        self.check_portals(&root.key("portals"))?;
+        self.check_devices(&root.key("devices"))?;
+        self.check_targets(&root.key("targets"))
+    }
+
+    fn check_reactors(&self, at: &FieldPath) -> Result<(), Finding> {
+        let r = &self.reactors;
+        if let Some(n) = r.count {
+            value_at(at.key("count"), check_range(n.into(), 1, MAX_REACTORS))?;
+        }
+        if r.count.is_some() && r.cpu_mask.is_some() {
+            return Err(finding(
+                at.key("cpu_mask"),
+                "give either count or cpu_mask, not both",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_portals(&self, at: &FieldPath) -> Result<(), Finding> {
+        if self.portals.is_empty() {
+            return Err(finding(at.clone(), "at least one portal is required"));
+        }
+        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        for (i, p) in self.portals.iter().enumerate() {
+            if let Some(first) = seen.insert(p.address, i) {
+                return Err(finding(
+                    at.index(i).key("address"),
+                    format!(
+                        "portal {} is already listed as {}",
+                        p.address,
+                        at.index(first)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_devices(&self, at: &FieldPath) -> Result<(), Finding> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let here = at.index(i);
+            value_at(here.key("name"), values::check_device_name(&d.name))?;
+            if let Some(first) = seen.insert(d.name.as_str(), i) {
+                return Err(finding(
+                    here.key("name"),
+                    format!(
+                        "device name {:?} is already used by {}",
+                        d.name,
+                        at.index(first)
+                    ),
+                ));
+            }
+            check_device(d, &here)?;
+        }
+        Ok(())
+    }
+
+    fn check_targets(&self, at: &FieldPath) -> Result<(), Finding> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let here = at.index(i);
+            value_at(here.key("name"), TargetName::new(t.name.as_str()).map(drop))?;
+            if let Some(first) = seen.insert(t.name.as_str(), i) {
+                return Err(finding(
+                    here.key("name"),
+                    format!(
+                        "target name {} is already used by {}",
+                        t.name,
+                        at.index(first)
+                    ),
+                ));
+            }
+            check_target_params(t, &here)?;
+            self.check_luns(t, &here.key("luns"))?;
+        }
+        Ok(())
+    }
+
+    fn check_luns(&self, t: &TargetConfig, at: &FieldPath) -> Result<(), Finding> {
+        let mut seen: HashMap<u16, usize> = HashMap::new();
+        for (j, l) in t.luns.iter().enumerate() {
+            let here = at.index(j);
+            value_at(here.key("lun"), check_range(l.lun.into(), 0, MAX_LUN))?;
+            if let Some(first) = seen.insert(l.lun, j) {
+                return Err(finding(
+                    here.key("lun"),
+                    format!("LUN {} is already mapped by {}", l.lun, at.index(first)),
+                ));
+            }
+            if self.device(&l.device).is_none() {
+                let known: Vec<&str> = self.devices.iter().map(|d| d.name.as_str()).collect();
+                let known = if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                return Err(finding(
+                    here.key("device"),
+                    format!("no device named {:?} (devices: {known})", l.device),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The handler's requirements and the device's values.
+fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
+    let handler = d.handler.as_str();
+    if d.size.is_some() && d.size_mb.is_some() {
+        return Err(finding(
+            at.key("size_mb"),
+            "give either size or size_mb, not both",
+        ));
+    }
+    if let Some(mb) = d.size_mb {
+        value_at(at.key("size_mb"), check_range(mb, 1, u64::MAX >> 20))?;
+    }
+    if d.handler.needs_filename() {
+        match &d.filename {
+            None => {
+                return Err(finding(
+                    at.key("filename"),
+                    format!("handler {handler} needs filename"),
+                ))
+            }
+            Some(f) => value_at(at.key("filename"), values::check_filename(f))?,
+        }
+    } else {
+        if d.filename.is_some() {
+            return Err(finding(
+                at.key("filename"),
+                format!("handler {handler} does not use filename"),
+            ));
+        }
+        if d.size_bytes().is_none() {
+            return Err(finding(
+                at.key("size"),
+                format!("handler {handler} needs size (or size_mb)"),
+            ));
+        }
+    }
+    if d.o_direct && d.handler != Handler::VdiskFileio {
+        return Err(finding(
+            at.key("o_direct"),
+            format!("o_direct applies to vdisk_fileio, not {handler}"),
+        ));
+    }
+    if let Some(bytes) = d.size_bytes() {
+        let bs = u64::from(d.blocksize.bytes());
+        if bytes % bs != 0 {
+            let key = if d.size.is_some() { "size" } else { "size_mb" };
+            return Err(finding(
+                at.key(key),
+                format!("{bytes} bytes is not a multiple of blocksize {bs}"),
+            ));
+        }
+    }
+    for (key, value, max) in [
+        ("t10_vend_id", &d.t10_vend_id, 8),
+        ("prod_id", &d.prod_id, 16),
+        ("prod_rev_lvl", &d.prod_rev_lvl, 4),
+        ("t10_dev_id", &d.t10_dev_id, 24),
+        ("usn", &d.usn, 20),
+    ] {
+        if let Some(v) = value {
+            value_at(at.key(key), values::check_inquiry_string(v, max))?;
+        }
+    }
+    Ok(())
+}
+
+/// Ranges of the negotiation attributes (again, for configurations built in code) and FirstBurstLength <=
+/// MaxBurstLength (RFC 7143 §13.14).
+fn check_target_params(t: &TargetConfig, at: &FieldPath) -> Result<(), Finding> {
+    let (lo, hi) = (MIN_RFC_LENGTH, MAX_RFC_LENGTH);
+    for (key, value, min, max) in [
+        (
+            "MaxRecvDataSegmentLength",
+            t.max_recv_data_segment_length,
+            lo,
+            hi,
+        ),
+        (
+            "MaxXmitDataSegmentLength",
+            t.max_xmit_data_segment_length,
+            lo,
+            hi,
+        ),
+        ("MaxBurstLength", t.max_burst_length, lo, hi),
+        ("FirstBurstLength", t.first_burst_length, lo, hi),
+        ("MaxOutstandingR2T", t.max_outstanding_r2t, 1, 65535),
+        ("QueuedCommands", t.queued_commands, 1, MAX_QUEUED_COMMANDS),
+        ("NopInInterval", t.nop_in_interval, 0, 65535),
+        ("NopInTimeout", t.nop_in_timeout, 2, 65535),
+        ("RspTimeout", t.rsp_timeout, 2, 65535),
+    ] {
+        value_at(at.key(key), check_range(value.into(), min, max))?;
+    }
+    if t.first_burst_length > t.max_burst_length {
+        return Err(finding(
+            at.key("FirstBurstLength"),
+            format!(
+                "{} exceeds MaxBurstLength {} (RFC 7143 §13.14)",
+                t.first_burst_length, t.max_burst_length
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns a parse error into a diagnostic: the parser's position, the path serde_path_to_error tracked, and the
+/// parser's message without the position and path it embeds.
+fn parse_error(origin: &str, err: serde_path_to_error::Error<serde_yaml_ng::Error>) -> ConfigError {
+    let path = FieldPath::from_serde(err.path());
+    let inner = err.inner();
+    let location = inner.location().map(|l| (l.line(), l.column()));
+    let mut message = inner.to_string();
+    if let Some((line, column)) = location {
+        let at = format!(" at line {line} column {column}");
+        if let Some(pos) = message.find(&at) {
+            message.replace_range(pos..pos + at.len(), "");
+        }
+    }
+    // The parser prefixes messages with its own path, which for unknown keys stops at the enclosing mapping.
+    for len in (1..=path.segments().len()).rev() {
+        let prefix = format!("{}: ", path.truncated(len));
+        if let Some(rest) = message.strip_prefix(&prefix) {
+            message = rest.to_owned();
+            break;
+        }
+    }
+    ConfigError::Invalid(Diagnostic {
+        origin: origin.to_owned(),
+        location,
+        path,
+        message,
+    })
+}

@@ -1,0 +1,415 @@
+//! The kernel socket backend: std's `TcpListener`/`TcpStream` in non-blocking mode, transmit with writev(2).
+//!
+//! A chain is complete as soon as all its bytes are written into the socket: the kernel has copied them, so the
+//! chain's `Bytes` are dropped at that moment (returning pool buffers) and its tag is reported.
+//!
+//! Writes go through `write_vectored` (writev(2)), which unlike send(2) cannot pass `MSG_NOSIGNAL`: a write to a
+//! connection the peer has reset raises SIGPIPE. Rust programs ignore SIGPIPE from startup (the standard runtime sets
+//! it to `SIG_IGN` before `main`), so the write fails with EPIPE, reported as [`TcpError::Reset`].
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+
+use bytes::{Buf, Bytes};
+
+use crate::{sys, Accepted, ConnStats, RecvStatus, TcpBackend, TcpConnection, TcpError};
+
+/// Listen backlog: the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 1024;
+
+/// Buffers passed to one writev(2). Linux accepts up to 1024 (`UIO_MAXIOV`); 64 keeps the array on the stack small
+/// and is far more than one iSCSI PDU needs (header, data segment pieces, padding, digest).
+const MAX_IOV: usize = 64;
+
+/// A non-blocking listening socket on one portal address.
+#[derive(Debug)]
+pub struct KernelListener {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl KernelListener {
+    /// Binds and listens on `addr` (IPv4 or IPv6; port 0 picks a free port). The socket is non-blocking, has
+    /// `SO_REUSEADDR` set and, for IPv6, `IPV6_V6ONLY`, so IPv4 and IPv6 portals on the same port can coexist.
+    pub fn bind(addr: SocketAddr) -> Result<Self, TcpError> {
+        let listener = sys::listen_socket(addr, BACKLOG)
+            .map_err(|source| TcpError::Listen { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| TcpError::Listen { addr, source })?;
+        tracing::debug!(%local, "listening");
+        Ok(KernelListener { listener, local })
+    }
+
+    /// The bound address (with the actual port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Accepts one pending connection without blocking; `Ok(None)` when none is pending.
+    ///
+    /// The connection comes back non-blocking with TCP_NODELAY set. A connection that dies between the handshake
+    /// and `accept` (ECONNABORTED), or on which the options cannot be set, is skipped and the next one is tried.
+    pub fn accept(&mut self) -> Result<Option<Accepted>, TcpError> {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => match KernelConn::from_std(stream) {
+                    Ok(conn) => {
+                        let local = conn.local;
+                        tracing::debug!(%peer, %local, "accepted");
+                        return Ok(Some(Accepted { conn, peer, local }));
+                    }
+                    Err(err) => {
+                        tracing::debug!(%peer, %err, "dropping accepted connection");
+                        continue;
+                    }
+                },
+                Err(err) => match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(None),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    _ => {
+                        return Err(TcpError::Accept {
+                            addr: self.local,
+                            source: err,
+                        })
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// One queued chain: the buffers not yet fully written (the front one possibly advanced past a partial write).
+#[derive(Debug)]
+struct PendingChain {
+    bufs: VecDeque<Bytes>,
+    tag: u64,
+}
+
+/// An established TCP connection over a kernel socket. `Send`: an acceptor hands it to the reactor that owns it.
+#[derive(Debug)]
+pub struct KernelConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    queue: VecDeque<PendingChain>,
+    queued_bytes: usize,
+    /// Tags completed and not yet collected by `poll_send_complete`.
+    completed: Vec<u64>,
+    stats: ConnStats,
+    shut_down: bool,
+}
+
+impl KernelConn {
+    /// Wraps a connected std stream (accepted or connected by the caller): makes it non-blocking and sets
+    /// TCP_NODELAY (PDUs are complete messages; Nagle would delay responses behind unacknowledged data).
+    pub fn from_std(stream: TcpStream) -> Result<Self, TcpError> {
+        stream
+            .set_nonblocking(true)
+            .map_err(|source| TcpError::SocketOption {
+                option: "O_NONBLOCK",
+                source,
+            })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|source| TcpError::SocketOption {
+                option: "TCP_NODELAY",
+                source,
+            })?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|source| TcpError::SocketOption {
+                option: "peer address",
+                source,
+            })?;
+        let local = stream
+            .local_addr()
+            .map_err(|source| TcpError::SocketOption {
+                option: "local address",
+                source,
+            })?;
+        Ok(KernelConn {
+            stream,
+            peer,
+            local,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            completed: Vec::new(),
+            stats: ConnStats::default(),
+            shut_down: false,
+        })
+    }
+
+    /// Reads what is available into `buf` without blocking.
+    ///
+    /// `Data(n)` with `n >= 1`, `WouldBlock`, or `Closed` once the peer's FIN has been reached (and after
+    /// [`KernelConn::shutdown`]). An empty `buf` answers `Data(0)` without touching the socket.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<RecvStatus, TcpError> {
+        if self.shut_down {
+            return Ok(RecvStatus::Closed);
+        }
+        if buf.is_empty() {
+            return Ok(RecvStatus::Data(0));
+        }
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => return Ok(RecvStatus::Closed),
+                Ok(n) => {
+                    self.stats.bytes_received = self.stats.bytes_received.saturating_add(n as u64);
+                    return Ok(RecvStatus::Data(n));
+                }
+                Err(err) => match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(RecvStatus::WouldBlock),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(TcpError::from_io(err, false)),
+                },
+            }
+        }
+    }
+
+    /// Queues `chain` behind everything queued before. Never blocks; nothing is written until [`KernelConn::flush`].
+    /// Empty buffers are dropped right away; a chain without bytes completes when the queue reaches it. After
+    /// [`KernelConn::shutdown`] the chain is released at once and its tag completes.
+    pub fn send_chain(&mut self, mut chain: Vec<Bytes>, tag: u64) {
+        self.stats.chains_queued = self.stats.chains_queued.saturating_add(1);
+        if self.shut_down {
+            drop(chain);
+            self.complete(tag);
+            return;
+        }
+        chain.retain(|b| !b.is_empty());
+        let len: usize = chain.iter().map(Bytes::len).sum();
+        self.queued_bytes = self.queued_bytes.saturating_add(len);
+        self.queue.push_back(PendingChain {
+            bufs: VecDeque::from(chain),
+            tag,
+        });
+    }
+
+    /// Writes as many queued bytes as the socket takes without blocking, with one writev(2) per up to
+    /// [`MAX_IOV`] buffers, possibly spanning several chains. A partial write leaves the rest of a buffer queued.
+    /// Returns `Ok(true)` when the queue is empty.
+    pub fn flush(&mut self) -> Result<bool, TcpError> {
+        loop {
+            self.retire_finished();
+            if self.queue.is_empty() {
+                return Ok(true);
+            }
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            let mut offered = 0usize;
+            'fill: for chain in &self.queue {
+                for buf in &chain.bufs {
+                    let Some(slot) = iov.get_mut(count) else {
+                        break 'fill;
+                    };
+                    *slot = IoSlice::new(buf);
+                    count += 1;
+                    offered += buf.len();
+                }
+            }
+            let slices = iov.get(..count).unwrap_or(&[]);
+            match self.stream.write_vectored(slices) {
+                Ok(0) => return Err(TcpError::Send(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.consume(n);
+                    if n < offered {
+                        // A short write on a non-blocking stream socket means its send buffer is full: trying again
+                        // now would only return EAGAIN.
+                        self.stats.send_stalls = self.stats.send_stalls.saturating_add(1);
+                        return Ok(false);
+                    }
+                }
+                Err(err) => match err.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        self.stats.send_stalls = self.stats.send_stalls.saturating_add(1);
+                        return Ok(false);
+                    }
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(TcpError::from_io(err, true)),
+                },
+            }
+        }
+    }
+
+    /// Appends the tags of chains completed since the last call, in the order they were queued.
+    pub fn poll_send_complete(&mut self, done: &mut Vec<u64>) {
+        done.append(&mut self.completed);
+    }
+
+    /// Bytes queued and not yet written into the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Closes both directions. Unwritten chains are dropped and their tags complete; later `recv` answers `Closed`
+    /// and later `send_chain` completes at once.
+    pub fn shutdown(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        if let Err(err) = self.stream.shutdown(Shutdown::Both) {
+            // NotConnected when the peer already reset the connection: nothing left to close.
+            tracing::debug!(peer = %self.peer, %err, "shutdown");
+        }
+        while let Some(chain) = self.queue.pop_front() {
+            drop(chain.bufs);
+            self.complete(chain.tag);
+        }
+        self.queued_bytes = 0;
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Counters of this connection.
+    pub fn stats(&self) -> ConnStats {
+        self.stats
+    }
+
+    /// Accounts `n` written bytes against the front of the queue, dropping buffers and completing chains that are
+    /// fully written.
+    fn consume(&mut self, mut n: usize) {
+        self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(n as u64);
+        self.queued_bytes = self.queued_bytes.saturating_sub(n);
+        while n > 0 {
+            let Some(chain) = self.queue.front_mut() else {
+                break;
+            };
+            while n > 0 {
+                let Some(buf) = chain.bufs.front_mut() else {
+                    break;
+                };
+                if n >= buf.len() {
+                    n -= buf.len();
+                    chain.bufs.pop_front();
+                } else {
+                    buf.advance(n);
+                    n = 0;
+                }
+            }
+            if !chain.bufs.is_empty() {
+                break;
+            }
+            if let Some(done) = self.queue.pop_front() {
+                self.complete(done.tag);
+            }
+        }
+        self.retire_finished();
+    }
+
+    /// Completes the chains at the front of the queue that have no bytes left (empty chains).
+    fn retire_finished(&mut self) {
+        while self.queue.front().is_some_and(|c| c.bufs.is_empty()) {
+            if let Some(done) = self.queue.pop_front() {
+                self.complete(done.tag);
+            }
+        }
+    }
+
+    fn complete(&mut self, tag: u64) {
+        self.stats.chains_completed = self.stats.chains_completed.saturating_add(1);
+        self.completed.push(tag);
+    }
+}
+
+impl TcpConnection for KernelConn {
+    fn recv(&mut self, buf: &mut [u8]) -> Result<RecvStatus, TcpError> {
+        KernelConn::recv(self, buf)
+    }
+    fn send_chain(&mut self, chain: Vec<Bytes>, tag: u64) {
+        KernelConn::send_chain(self, chain, tag)
+    }
+    fn flush(&mut self) -> Result<bool, TcpError> {
+        KernelConn::flush(self)
+    }
+    fn poll_send_complete(&mut self, done: &mut Vec<u64>) {
+        KernelConn::poll_send_complete(self, done)
+    }
+    fn queued_bytes(&self) -> usize {
+        KernelConn::queued_bytes(self)
+    }
+    fn shutdown(&mut self) {
+        KernelConn::shutdown(self)
+    }
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+    fn stats(&self) -> ConnStats {
+        self.stats
+    }
+}
+
+/// The kernel stack as a [`TcpBackend`]: a set of listeners (one per portal), accepted from in turn.
+#[derive(Debug, Default)]
+pub struct KernelBackend {
+    listeners: Vec<KernelListener>,
+    /// The listener `accept` asks first, so a busy portal cannot starve the others.
+    next: usize,
+}
+
+impl KernelBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The bound addresses, in the order `listen` was called.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .map(KernelListener::local_addr)
+            .collect()
+    }
+}
+
+impl TcpBackend for KernelBackend {
+    type Conn = KernelConn;
+
+    fn listen(&mut self, addr: SocketAddr) -> Result<SocketAddr, TcpError> {
+        let listener = KernelListener::bind(addr)?;
+        let local = listener.local_addr();
+        self.listeners.push(listener);
+        Ok(local)
+    }
+
+    fn accept(&mut self) -> Result<Option<Accepted>, TcpError> {
+        let n = self.listeners.len();
+        for i in 0..n {
+            let idx = (self.next + i) % n;
+            let Some(listener) = self.listeners.get_mut(idx) else {
+                continue;
+            };
+            if let Some(accepted) = listener.accept()? {
+                self.next = (idx + 1) % n;
+                return Ok(Some(accepted));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn conn_and_listener_are_send() {
+        assert_send::<KernelConn>();
+        assert_send::<KernelListener>();
+        assert_send::<Accepted>();
+    }
+}

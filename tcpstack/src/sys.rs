@@ -1,0 +1,117 @@
+//! The one place of this crate that calls the C library directly: creating a listening socket with options that
+//! must be set before bind(2), which `std::net::TcpListener::bind` offers no hook for.
+//!
+//! - `SO_REUSEADDR`, so a restarted target can bind its portal while connections of the previous instance are in
+//!   TIME_WAIT.
+//! - `IPV6_V6ONLY` on IPv6 sockets, so `[::]:3260` and `0.0.0.0:3260` can be two portals side by side instead of the
+//!   IPv6 wildcard also claiming the IPv4 port (Linux's default with `net.ipv6.bindv6only = 0`).
+//! - `SOCK_NONBLOCK | SOCK_CLOEXEC` from the start.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Creates a non-blocking TCP socket for `addr`, sets the options above, binds it and starts listening.
+pub(crate) fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket(2) takes only integer arguments; a negative result is turned into an error right below.
+    let raw = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a descriptor socket(2) has just returned; nothing else owns it, so OwnedFd may close it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_int_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if addr.is_ipv6() {
+        set_int_option(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    bind(&fd, addr)?;
+    // SAFETY: listen(2) takes a descriptor we own (valid for the duration of the call) and an integer.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(fd))
+}
+
+/// setsockopt(2) with an `int` value.
+fn set_int_option(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value pointer refers to `value`, which lives across the call, and the length passed is
+    // exactly its size; the descriptor is owned by the caller and open.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast::<libc::c_void>(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// bind(2) to an IPv4 or IPv6 socket address.
+fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    let rc = match addr {
+        SocketAddr::V4(a) => {
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                // The octets are already in network order; keep them in memory order.
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: the address pointer refers to a fully initialised sockaddr_in on the stack that outlives the
+            // call, and the length passed is its size.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in).cast::<libc::sockaddr>(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            let sa = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, with a fully initialised sockaddr_in6 and its size.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_in6).cast::<libc::sockaddr>(),
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
