@@ -2,3 +2,6 @@
 //! iSCSI and SCSI cores, and block devices.
 
 pub mod reactor;
+pub mod driver;
+pub mod registry;
+pub mod server;

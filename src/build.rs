@@ -1,0 +1,92 @@
+//! Turns a validated configuration into running objects: bdevs, logical units, targets, portals and reactors.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
+use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
+use polltgt_dataplane::registry::Registry;
+use polltgt_dataplane::server::{PortalConfig, Server};
+use polltgt_hugepages::{BufPool, PoolConfig};
+use polltgt_mgmt::{Config, DeviceConfig, Handler};
+use polltgt_scsi::LuConfig;
+
+/// Build every device and target of `cfg` and start serving.
+pub fn start(cfg: &Config) -> anyhow::Result<Server> {
+    let registry = Registry::new();
+    for d in &cfg.devices {
+        let bdev = open_bdev(d).with_context(|| format!("device {:?}", d.name))?;
+        let lu = lu_config(d, bdev.as_ref());
+        registry.add_device(&d.name, bdev, lu)?;
+    }
+    for t in &cfg.targets {
+        registry.add_target(t.name.as_str(), None, t.target_params(), t.enabled)?;
+        for l in &t.luns {
+            registry.add_lun(t.name.as_str(), u64::from(l.lun), &l.device)?;
+        }
+    }
+    let portals: Vec<PortalConfig> =
+        cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
+    let reactor_cfg = ReactorConfig {
+        count: cfg.reactors.reactor_count(),
+        cpus: cfg.reactors.cpu_mask.as_ref().map(|m| m.cpus().to_vec()).unwrap_or_default(),
+        pin: cfg.reactors.cpu_mask.is_some(),
+        idle: IdleMode::default(),
+    };
+    let pool = BufPool::new(PoolConfig::default());
+    Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
+}
+
+fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
+    let block_size = d.blocksize.bytes();
+    let blocks = |bytes: u64| bytes / u64::from(block_size);
+    Ok(match d.handler {
+        Handler::Ram => {
+            let size = d.size_bytes().context("size is required")?;
+            Arc::new(RamBdev::new(&d.name, block_size, blocks(size))?)
+        }
+        Handler::VdiskNullio => {
+            let size = d.size_bytes().context("size is required")?;
+            Arc::new(NullBdev::new(&d.name, block_size, blocks(size)))
+        }
+        Handler::VdiskFileio | Handler::VdiskBlockio => {
+            let path = d.filename.as_ref().context("filename is required")?;
+            let opts = FileOptions { o_direct: d.o_direct, ..FileOptions::default() };
+            Arc::new(
+                FileBdev::open(&d.name, path, block_size, d.read_only, opts)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            )
+        }
+    })
+}
+
+/// The SCSI identity of a device: configured values, or defaults derived from the name like SCST does.
+fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
+    let info = bdev.info();
+    let naa_id = name_hash(&d.name);
+    LuConfig {
+        block_size: info.block_size,
+        num_blocks: info.num_blocks,
+        read_only: d.read_only,
+        removable: d.removable,
+        rotational: d.rotational,
+        write_cache: !d.write_through,
+        vendor: d.t10_vend_id.clone().unwrap_or_else(|| "POLLTGT".to_string()),
+        product: d.prod_id.clone().unwrap_or_else(|| d.name.chars().take(16).collect()),
+        revision: d.prod_rev_lvl.clone().unwrap_or_else(|| "0100".to_string()),
+        serial: d.usn.clone().unwrap_or_else(|| format!("{:08x}", naa_id as u32)),
+        device_id: d.t10_dev_id.clone().unwrap_or_else(|| d.name.clone()),
+        naa_id,
+        ..LuConfig::default()
+    }
+}
+
+/// A stable 64-bit identifier from a device name (FNV-1a), so NAA designators and serial numbers survive restarts.
+fn name_hash(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
