@@ -100,7 +100,7 @@ mod tests {
         let a = S(0);
         let b = S(1 << 31);
         assert_eq!(a.partial_cmp(&b), None);
-        assert!(!(a < b) && !(a > b) && a != b);
+        assert!(!a.lt(&b) && !a.gt(&b) && a != b);
     }
 
     #[test]
