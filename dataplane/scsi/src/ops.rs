@@ -31,6 +31,7 @@ pub mod opcode {
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
+    pub const MAINTENANCE_IN: u8 = 0xA3;
     pub const READ_12: u8 = 0xA8;
     pub const WRITE_12: u8 = 0xAA;
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
@@ -38,6 +39,8 @@ pub mod opcode {
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
+    /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
+    pub const SA_REPORT_SUPPORTED_OPERATION_CODES: u16 = 0x0C;
 }
 
 /// Reported without delivering a pending unit attention (SAM-5 §5.14: INQUIRY, REPORT LUNS, REQUEST SENSE).
@@ -110,7 +113,7 @@ const FF: u8 = 0xFF;
 const GRP: u8 = 0x1F;
 
 /// Sorted by operation code (then service action); rows sharing an operation code are contiguous.
-const OPS_TABLE: [OpInfo; 28] = [
+const OPS_TABLE: [OpInfo; 29] = [
     op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
     op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
     op!(READ_6, None, "READ(6)", NEEDS_MEDIUM, sbc::read, [READ_6, 0x1F, FF, FF, FF, CTL]),
@@ -147,6 +150,8 @@ const OPS_TABLE: [OpInfo; 28] = [
     op!(SERVICE_ACTION_IN_16, Some(SA_READ_CAPACITY_16), "READ CAPACITY(16)", NEEDS_MEDIUM, sbc::read_capacity_16,
         [SERVICE_ACTION_IN_16, 0x1F, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, CTL]),
     op!(REPORT_LUNS, None, "REPORT LUNS", UA_EXEMPT, spc::report_luns, [REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(MAINTENANCE_IN, Some(SA_REPORT_SUPPORTED_OPERATION_CODES), "REPORT SUPPORTED OPERATION CODES", 0,
+        spc::report_supported_operation_codes, [MAINTENANCE_IN, 0x1F, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, CTL]),
     op!(READ_12, None, "READ(12)", NEEDS_MEDIUM, sbc::read, [READ_12, RW1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(WRITE_12, None, "WRITE(12)", NEEDS_MEDIUM | WRITES, sbc::write,
         [WRITE_12, RW1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
@@ -246,6 +251,8 @@ mod tests {
         assert!(matches!(lookup(&[0x9E, 0x10]), Lookup::Found(i) if i.name == "READ CAPACITY(16)"));
         assert!(matches!(lookup(&[0x9E, 0xF0]), Lookup::Found(i) if i.name == "READ CAPACITY(16)"));
         assert!(matches!(lookup(&[0x9E, 0x12]), Lookup::BadServiceAction));
+        assert!(matches!(lookup(&[0xA3, 0x0C]), Lookup::Found(i) if i.name == "REPORT SUPPORTED OPERATION CODES"));
+        assert!(matches!(lookup(&[0xA3, 0x05]), Lookup::BadServiceAction));
         assert!(matches!(lookup(&[0xFF]), Lookup::BadOpcode));
         assert!(matches!(lookup(&[]), Lookup::BadOpcode));
         assert!(matches!(lookup(&[0x9E]), Lookup::BadServiceAction));

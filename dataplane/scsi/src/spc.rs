@@ -84,3 +84,64 @@ pub(crate) fn mode_sense(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, 
 pub(crate) fn report_luns(_lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
     Ok(Action::Respond(crate::report_luns(&[cmd.lun], cmd.cdb)))
 }
+
+/// Command timeouts descriptor (SPC-4 §6.35.4): DESCRIPTOR LENGTH 0Ah, no nominal or recommended timeout given.
+const TIMEOUTS: [u8; 12] = [0, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35), built from the command table. REPORTING OPTIONS 000b lists every
+/// command; 001b reports one operation code (invalid for one that selects commands by service action), 010b one
+/// operation code and service action (invalid for one that does not), 011b either. RCTD adds command timeouts
+/// descriptors. Unsupported commands are reported with SUPPORT 001b.
+pub(crate) fn report_supported_operation_codes(_lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
+    let c = Cdb(cmd.cdb);
+    let rctd = c.bit(2, 7);
+    let options = c.u8(2) & 0x07;
+    let alloc = c.u32(6) as usize;
+    let all = crate::commands();
+    let data = if options == 0 {
+        let mut descriptors = Vec::with_capacity(all.len() * 20);
+        for op in all {
+            let servactv = op.service_action.is_some();
+            descriptors.push(op.opcode);
+            descriptors.push(0);
+            descriptors.extend_from_slice(&op.service_action.unwrap_or(0).to_be_bytes());
+            descriptors.push(0);
+            descriptors.push((u8::from(rctd) << 1) | u8::from(servactv));
+            descriptors.extend_from_slice(&u16::from(op.cdb_len).to_be_bytes());
+            if rctd {
+                descriptors.extend_from_slice(&TIMEOUTS);
+            }
+        }
+        let mut d = Vec::with_capacity(4 + descriptors.len());
+        d.extend_from_slice(&(descriptors.len() as u32).to_be_bytes());
+        d.extend(descriptors);
+        d
+    } else {
+        let opcode = c.u8(3);
+        let sa = c.u16(4);
+        let has_sa = all.iter().any(|op| op.opcode == opcode && op.service_action.is_some());
+        match (options, has_sa) {
+            (1, true) | (2, false) => return Err(Sense::invalid_field_in_cdb(2, Some(2))),
+            (1..=3, _) => {}
+            _ => return Err(Sense::invalid_field_in_cdb(2, Some(2))),
+        }
+        let found = all.iter().find(|op| op.opcode == opcode && (!has_sa || op.service_action == Some(sa)));
+        let mut d = vec![0, if rctd { 0x80 } else { 0 }];
+        match found {
+            Some(op) => {
+                d[1] |= 0x03; // SUPPORT: supported, conforming to the standard
+                d.extend_from_slice(&(op.usage.len() as u16).to_be_bytes());
+                d.extend_from_slice(op.usage);
+            }
+            None => {
+                d[1] |= 0x01; // SUPPORT: not supported
+                d.extend_from_slice(&[0, 0]);
+            }
+        }
+        if rctd {
+            d.extend_from_slice(&TIMEOUTS);
+        }
+        d
+    };
+    data_in(data, alloc)
+}

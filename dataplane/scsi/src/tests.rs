@@ -261,7 +261,7 @@ fn concurrent_nexuses_each_get_exactly_one_power_on() {
 #[test]
 fn unsupported_opcodes() {
     let lu = ready(cfg());
-    for op in [0x04u8, 0x15, 0x42, 0x41, 0x93, 0x89, 0xA3, 0x5E, 0x7F, 0xFF] {
+    for op in [0x04u8, 0x15, 0x42, 0x41, 0x93, 0x89, 0xA4, 0x5E, 0x7F, 0xFF] {
         assert_check(exec(&lu, &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Sense::invalid_opcode());
     }
     assert_check(exec(&lu, &[]), Sense::invalid_opcode());
@@ -273,6 +273,9 @@ fn unsupported_service_action_points_at_service_action_field() {
     let mut c = [0u8; 16];
     c[0] = 0x9E;
     c[1] = 0x12;
+    assert_check(exec(&lu, &c), Sense::invalid_field_in_cdb(1, Some(4)));
+    c[0] = 0xA3;
+    c[1] = 0x0A; // REPORT TARGET PORT GROUPS: not yet
     assert_check(exec(&lu, &c), Sense::invalid_field_in_cdb(1, Some(4)));
 }
 
@@ -1003,4 +1006,59 @@ fn every_cdb_of_every_opcode_is_handled_without_panic() {
             let _ = lu.io_done(&cmd(N1, &c[..len]), IoResult::MediumError);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// REPORT SUPPORTED OPERATION CODES
+
+fn rsoc(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> [u8; 12] {
+    let s = sa.to_be_bytes();
+    let a = alloc.to_be_bytes();
+    [0xA3, 0x0C, (u8::from(rctd) << 7) | options, opcode, s[0], s[1], a[0], a[1], a[2], a[3], 0, 0]
+}
+
+#[test]
+fn rsoc_all_commands() {
+    let lu = ready(cfg());
+    let d = assert_good(exec(&lu, &rsoc(false, 0, 0, 0, 65535)));
+    let n = commands().len();
+    assert_eq!(d.len(), 4 + 8 * n);
+    assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize, 8 * n);
+    let descriptors: Vec<&[u8]> = d[4..].chunks(8).collect();
+    assert_eq!(descriptors[0], [0x00, 0, 0, 0, 0, 0x00, 0, 6]); // TEST UNIT READY
+    assert!(descriptors.contains(&&[0x28, 0, 0, 0, 0, 0x00, 0, 10][..])); // READ(10)
+    assert!(descriptors.contains(&&[0x9E, 0, 0, 0x10, 0, 0x01, 0, 16][..])); // READ CAPACITY(16): SERVACTV
+    assert!(descriptors.contains(&&[0xA3, 0, 0, 0x0C, 0, 0x01, 0, 12][..]));
+    // With RCTD every descriptor carries a 12-byte timeouts descriptor and CTDP.
+    let d = assert_good(exec(&lu, &rsoc(true, 0, 0, 0, 65535)));
+    assert_eq!(d.len(), 4 + 20 * n);
+    for desc in d[4..].chunks(20) {
+        assert_eq!(desc[5] & 0x02, 0x02);
+        assert_eq!(&desc[8..10], &[0, 0x0A]);
+    }
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 0, 0, 0, 6))).len(), 6);
+}
+
+#[test]
+fn rsoc_one_command() {
+    let lu = ready(cfg());
+    assert_eq!(
+        assert_good(exec(&lu, &rsoc(false, 1, 0x28, 0, 65535))),
+        [0, 0x03, 0, 10, 0x28, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0x04]
+    );
+    let d = assert_good(exec(&lu, &rsoc(false, 1, 0x2F, 0, 65535)));
+    assert_eq!(d[5] & 0x10, 0x10, "VERIFY(10) evaluates DPO");
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 1, 0x42, 0, 65535))), [0, 0x01, 0, 0]);
+    // Service action commands need options 010b.
+    assert_check(exec(&lu, &rsoc(false, 1, 0x9E, 0x10, 65535)), Sense::invalid_field_in_cdb(2, Some(2)));
+    let d = assert_good(exec(&lu, &rsoc(false, 2, 0x9E, 0x10, 65535)));
+    assert_eq!(&d[..5], &[0, 0x03, 0, 16, 0x9E]);
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 2, 0x9E, 0x12, 65535))), [0, 0x01, 0, 0]);
+    assert_check(exec(&lu, &rsoc(false, 2, 0x28, 0, 65535)), Sense::invalid_field_in_cdb(2, Some(2)));
+    // 011b takes either; RCTD appends the timeouts descriptor.
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 3, 0x9E, 0x10, 65535)))[..2], [0, 0x03]);
+    let d = assert_good(exec(&lu, &rsoc(true, 3, 0x00, 0, 65535)));
+    assert_eq!(d, [0, 0x83, 0, 6, 0, 0, 0, 0, 0, 0x04, 0, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_check(exec(&lu, &rsoc(false, 4, 0x28, 0, 65535)), Sense::invalid_field_in_cdb(2, Some(2)));
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 1, 0x28, 0, 3))), [0, 0x03, 0]);
 }
