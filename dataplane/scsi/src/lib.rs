@@ -1,1 +1,135 @@
+//! The I/O-free SCSI target core of polltgt (SAM-5, SPC-4, SBC-3).
+//!
+//! A [`LogicalUnit`] turns a CDB into either an immediate [`Response`] (emulated commands, and every error as a
+//! CHECK CONDITION with sense data) or a block operation for the driver to run against a bdev ([`Action::Read`],
+//! [`Action::Write`], [`Action::Verify`], [`Action::Flush`]); the driver reports the outcome back through
+//! [`LogicalUnit::io_done`] and sends the resulting status. Nothing here touches devices, sockets, clocks or
+//! threads. Target-level commands that do not belong to one logical unit are the free functions [`report_luns`] and
+//! [`missing_lun`].
+//!
+//! Unit attention conditions (SAM-5 §5.14) are tracked per I_T nexus ([`NexusId`]): a nexus the logical unit has
+//! not seen before first gets 06/29/00 POWER ON, RESET, OR BUS DEVICE RESET OCCURRED. The READ/WRITE path of
+//! [`LogicalUnit::execute`] takes no lock: capacity and medium state are atomics, and the per-nexus table is only
+//! locked on first contact or when some unit attention is pending.
 #![forbid(unsafe_code)]
+
+mod cdb;
+mod inquiry;
+mod lu;
+mod lun;
+mod mode;
+mod nexus;
+mod ops;
+mod sbc;
+mod sense;
+mod spc;
+
+pub use lu::{LogicalUnit, LuConfig, LuConfigError};
+pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
+pub use ops::{commands, opcode, OpInfo};
+pub use sense::{Sense, SenseKey, SenseKeySpecific, FIXED_SENSE_LEN};
+
+/// One I_T nexus (for iSCSI: one session), named by the driver. A logical unit keeps unit attentions and the
+/// PREVENT MEDIUM REMOVAL state per nexus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NexusId(pub u64);
+
+/// A SCSI command as the transport delivers it.
+#[derive(Debug, Clone, Copy)]
+pub struct Command<'a> {
+    /// The I_T nexus the command arrived on.
+    pub nexus: NexusId,
+    /// The LUN number it was addressed to (already decoded from the SAM-5 LUN structure).
+    pub lun: u64,
+    /// The CDB. May be longer than the command's CDB length (iSCSI carries 16 bytes); the extra bytes are ignored.
+    pub cdb: &'a [u8],
+    /// The initiator's Expected Data Transfer Length. Residuals are the transport's job; kept for commands whose
+    /// semantics depend on it.
+    pub expected_len: u32,
+    /// A parameter list sent with the command (MODE SELECT, PERSISTENT RESERVE OUT, UNMAP, ...), not WRITE data.
+    pub data_out: Option<&'a [u8]>,
+}
+
+/// What the driver has to do with a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Emulated (or rejected): complete now with this response.
+    Respond(Response),
+    /// Read `len` bytes at byte `offset` from the bdev and send them as Data-In. `fua`: FUA was set (read from the
+    /// medium, not a cache). Then call [`LogicalUnit::io_done`].
+    Read { offset: u64, len: u64, fua: bool },
+    /// Write `len` bytes of the command's Data-Out to the bdev at byte `offset`; `fua`: write through to stable
+    /// storage before completing. Then call [`LogicalUnit::io_done`].
+    Write { offset: u64, len: u64, fua: bool },
+    /// Verify `len` bytes at `offset`. `byte_check == false`: check the range is readable (a read whose data is
+    /// discarded, or nothing for a medium without verification). `byte_check == true`: receive `len` bytes of
+    /// Data-Out, read the same range and compare; report the first difference as [`IoResult::Miscompare`].
+    Verify { offset: u64, len: u64, byte_check: bool },
+    /// Flush the bdev's volatile cache, then call [`LogicalUnit::io_done`].
+    Flush,
+}
+
+/// The outcome of a block operation, as the driver reports it to [`LogicalUnit::io_done`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoResult {
+    /// Done.
+    Ok,
+    /// The bdev refused the range (the capacity shrank under the command).
+    OutOfRange,
+    /// The medium failed (EIO): unrecovered read error or write error.
+    MediumError,
+    /// BYTCHK verification found a difference at byte `offset` of the Data-Out buffer.
+    Miscompare { offset: u64 },
+    /// The bdev refused to write (read-only backing store).
+    WriteProtected,
+    /// The backing store ran out of space (ENOSPC on a sparse file or thin device).
+    NoSpace,
+    /// Any other failure.
+    Other,
+}
+
+/// The final answer for a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// SCSI status.
+    pub status: Status,
+    /// Sense data (with CHECK CONDITION).
+    pub sense: Option<Vec<u8>>,
+    /// Data-In for emulated commands (already truncated to the allocation length). Empty for [`Action::Read`]:
+    /// its data are the bdev buffer.
+    pub data: Vec<u8>,
+}
+
+impl Response {
+    /// GOOD status with Data-In `data`.
+    pub fn good(data: Vec<u8>) -> Self {
+        Self { status: Status::Good, sense: None, data }
+    }
+
+    /// CHECK CONDITION with fixed-format sense data (the Control mode page reports D_SENSE = 0).
+    pub fn check_condition(sense: &Sense) -> Self {
+        Self { status: Status::CheckCondition, sense: Some(sense.to_fixed()), data: Vec::new() }
+    }
+
+    /// A status without sense data or Data-In (BUSY, TASK SET FULL, RESERVATION CONFLICT, ...).
+    pub fn status(status: Status) -> Self {
+        Self { status, sense: None, data: Vec::new() }
+    }
+}
+
+/// SCSI status codes (SAM-5 §5.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    Good = 0x00,
+    CheckCondition = 0x02,
+    ConditionMet = 0x04,
+    Busy = 0x08,
+    ReservationConflict = 0x18,
+    TaskSetFull = 0x28,
+    AcaActive = 0x30,
+    TaskAborted = 0x40,
+}
+
+#[cfg(test)]
+mod tests;

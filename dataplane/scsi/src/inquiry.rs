@@ -1,0 +1,154 @@
+//! INQUIRY data (SPC-4 §6.6.2) and the vital product data pages (SPC-4 §7.8, SBC-3 §6.5), built once per
+//! logical unit: they only depend on the configuration.
+
+use crate::lu::LuConfig;
+
+/// Longest unit serial number kept (VPD page 80h).
+pub(crate) const MAX_SERIAL_LEN: usize = 250;
+/// Longest T10 vendor specific identifier kept: the designator length is one byte, 8 of which are the vendor.
+pub(crate) const MAX_DEVICE_ID_LEN: usize = 255 - 8;
+
+/// VPD pages served, in ascending order (the Supported VPD Pages page lists them).
+pub(crate) const SUPPORTED_VPD: [u8; 5] = [0x00, 0x80, 0x83, 0xB0, 0xB1];
+
+/// Version descriptors (SPC-4 table 148): SAM-5, iSCSI (no version claimed), SPC-4, SBC-3 (no version claimed).
+const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
+
+/// Peripheral qualifier 000b, peripheral device type 00h (direct access block device).
+const PERIPHERAL: u8 = 0x00;
+
+/// The configuration's strings made safe for the wire: printable ASCII only (others become `_`).
+fn ascii(s: &str, max: usize) -> Vec<u8> {
+    s.bytes().take(max).map(|b| if (0x20..=0x7E).contains(&b) { b } else { b'_' }).collect()
+}
+
+/// A fixed-width, left-aligned, space-padded ASCII field (SPC-4 §4.4.1).
+fn padded(s: &str, width: usize) -> Vec<u8> {
+    let mut v = ascii(s, width);
+    v.resize(width, b' ');
+    v
+}
+
+/// A VPD page: header (peripheral byte, page code, 2-byte page length) and payload.
+fn vpd(page: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + payload.len());
+    v.push(PERIPHERAL);
+    v.push(page);
+    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A designation descriptor (SPC-4 §7.8.6.1): protocol identifier 0, PIV 0.
+fn designator(code_set: u8, association: u8, kind: u8, id: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + id.len());
+    v.push(code_set & 0x0F);
+    v.push(((association & 0x03) << 4) | (kind & 0x0F));
+    v.push(0);
+    v.push(id.len() as u8);
+    v.extend_from_slice(id);
+    v
+}
+
+#[derive(Debug)]
+pub(crate) struct Pages {
+    pub(crate) standard: Vec<u8>,
+    supported: Vec<u8>,
+    serial: Vec<u8>,
+    device_id: Vec<u8>,
+    block_limits: Vec<u8>,
+    characteristics: Vec<u8>,
+}
+
+impl Pages {
+    pub(crate) fn new(cfg: &LuConfig) -> Self {
+        Self {
+            standard: standard(cfg),
+            supported: vpd(0x00, &SUPPORTED_VPD),
+            serial: serial(cfg),
+            device_id: device_identification(cfg),
+            block_limits: block_limits(cfg),
+            characteristics: characteristics(cfg),
+        }
+    }
+
+    /// The VPD page `page`, or `None` when it is not supported.
+    pub(crate) fn vpd(&self, page: u8) -> Option<&[u8]> {
+        Some(match page {
+            0x00 => &self.supported,
+            0x80 => &self.serial,
+            0x83 => &self.device_id,
+            0xB0 => &self.block_limits,
+            0xB1 => &self.characteristics,
+            _ => return None,
+        })
+    }
+}
+
+/// Standard INQUIRY data, 96 bytes (SPC-4 §6.6.2).
+fn standard(cfg: &LuConfig) -> Vec<u8> {
+    let mut d = vec![0u8; 96];
+    d[0] = PERIPHERAL;
+    d[1] = if cfg.removable { 0x80 } else { 0 }; // RMB
+    d[2] = 0x06; // VERSION: SPC-4
+    d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
+    d[4] = (d.len() - 5) as u8; // ADDITIONAL LENGTH
+    d[7] = 0x02; // CMDQUE
+    d[8..16].copy_from_slice(&padded(&cfg.vendor, 8));
+    d[16..32].copy_from_slice(&padded(&cfg.product, 16));
+    d[32..36].copy_from_slice(&padded(&cfg.revision, 4));
+    for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
+        d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
+    }
+    d
+}
+
+/// Unit Serial Number VPD page (SPC-4 §7.8.15). An empty serial number is reported as ASCII spaces, as the
+/// standard asks when no serial number is available.
+fn serial(cfg: &LuConfig) -> Vec<u8> {
+    let mut s = ascii(&cfg.serial, MAX_SERIAL_LEN);
+    if s.is_empty() {
+        s = vec![b' '; 8];
+    }
+    vpd(0x80, &s)
+}
+
+/// Device Identification VPD page (SPC-4 §7.8.6): the NAA designator (binary, associated with the logical unit)
+/// when `naa_id` is set, and a T10 vendor ID based designator (ASCII): T10 VENDOR IDENTIFICATION followed by the
+/// device id (or, when that is empty, the serial number, or else the product identification).
+fn device_identification(cfg: &LuConfig) -> Vec<u8> {
+    let mut payload = Vec::new();
+    if cfg.naa_id != 0 {
+        payload.extend(designator(0x1, 0, 0x3, &cfg.naa_id.to_be_bytes()));
+    }
+    let mut t10 = padded(&cfg.vendor, 8);
+    let specific = if !cfg.device_id.is_empty() {
+        ascii(&cfg.device_id, MAX_DEVICE_ID_LEN)
+    } else if !cfg.serial.is_empty() {
+        ascii(&cfg.serial, MAX_DEVICE_ID_LEN)
+    } else {
+        padded(&cfg.product, 16)
+    };
+    t10.extend(specific);
+    payload.extend(designator(0x2, 0, 0x1, &t10));
+    vpd(0x83, &payload)
+}
+
+/// Block Limits VPD page (SBC-3 §6.5.3), page length 3Ch. No UNMAP, WRITE SAME or COMPARE AND WRITE limits yet
+/// (their fields are zero, which SBC-3 requires when the commands are not supported).
+fn block_limits(cfg: &LuConfig) -> Vec<u8> {
+    let mut p = vec![0u8; 0x3C];
+    // Offsets below are page offsets minus the 4-byte header.
+    p[8 - 4..12 - 4].copy_from_slice(&cfg.max_transfer_blocks.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
+    vpd(0xB0, &p)
+}
+
+/// Block Device Characteristics VPD page (SBC-3 §6.5.2), page length 3Ch: MEDIUM ROTATION RATE 1 for a
+/// non-rotating medium, 0 (not reported) otherwise.
+fn characteristics(cfg: &LuConfig) -> Vec<u8> {
+    let mut p = vec![0u8; 0x3C];
+    if !cfg.rotational {
+        p[0..2].copy_from_slice(&1u16.to_be_bytes());
+    }
+    vpd(0xB1, &p)
+}

@@ -1,0 +1,264 @@
+//! The logical unit: configuration, command dispatch and unit attention / medium state.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::lun::check_control;
+use crate::nexus::NexusTable;
+use crate::ops::{lookup, Lookup, NEEDS_MEDIUM, UA_EXEMPT, WRITES};
+use crate::sense::Sense;
+use crate::{inquiry, opcode, Action, Command, IoResult, NexusId, Response};
+
+/// The configuration of a direct-access (SBC) logical unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuConfig {
+    /// Logical block length in bytes.
+    pub block_size: u32,
+    /// Capacity in logical blocks.
+    pub num_blocks: u64,
+    /// Write protected: the WP bit of the mode parameter header, and every write fails with 07/27/00.
+    pub read_only: bool,
+    /// Removable medium (RMB): START STOP UNIT can eject and load it, PREVENT ALLOW MEDIUM REMOVAL applies.
+    pub removable: bool,
+    /// Rotating medium; `false` reports MEDIUM ROTATION RATE 1 (non-rotating) in the Block Device
+    /// Characteristics VPD page.
+    pub rotational: bool,
+    /// Volatile write cache enabled: the WCE bit of the Caching mode page.
+    pub write_cache: bool,
+    /// T10 VENDOR IDENTIFICATION (SCST t10_vend_id), up to 8 ASCII characters.
+    pub vendor: String,
+    /// PRODUCT IDENTIFICATION (SCST prod_id), up to 16 ASCII characters.
+    pub product: String,
+    /// PRODUCT REVISION LEVEL, up to 4 ASCII characters.
+    pub revision: String,
+    /// Unit serial number (SCST usn), VPD page 80h.
+    pub serial: String,
+    /// Vendor specific identifier of the T10 vendor ID designator (SCST t10_dev_id), VPD page 83h.
+    pub device_id: String,
+    /// The 8-byte NAA identifier (NAA 2, 3, 5 or 6 format, first nibble) reported as the NAA designator of VPD page
+    /// 83h; 0 leaves the designator out.
+    pub naa_id: u64,
+    /// MAXIMUM TRANSFER LENGTH in logical blocks (Block Limits VPD page); longer READ/WRITE/VERIFY commands fail
+    /// with INVALID FIELD IN CDB. 0 = no limit.
+    pub max_transfer_blocks: u32,
+}
+
+impl Default for LuConfig {
+    fn default() -> Self {
+        Self {
+            block_size: 512,
+            num_blocks: 0,
+            read_only: false,
+            removable: false,
+            rotational: false,
+            write_cache: true,
+            vendor: "POLLTGT".into(),
+            product: "VDISK".into(),
+            revision: "0001".into(),
+            serial: String::new(),
+            device_id: String::new(),
+            naa_id: 0,
+            max_transfer_blocks: 0,
+        }
+    }
+}
+
+/// Why a [`LuConfig`] was refused by [`LogicalUnit::try_new`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LuConfigError {
+    #[error("block size {0} is not a power of two between 512 and 65536")]
+    BlockSize(u32),
+    #[error("capacity of {num_blocks} blocks of {block_size} bytes does not fit in 64-bit byte offsets")]
+    Capacity { num_blocks: u64, block_size: u32 },
+    #[error("{field} is {len} bytes long, at most {max} allowed")]
+    TooLong { field: &'static str, len: usize, max: usize },
+    #[error("{field} contains characters outside printable ASCII (20h..7Eh)")]
+    NotAscii { field: &'static str },
+    #[error("naa_id {0:#018x} does not start with a valid NAA nibble (2, 3, 5 or 6)")]
+    Naa(u64),
+}
+
+impl LuConfig {
+    /// Checks the configuration: what [`LogicalUnit::new`] would otherwise silently adjust (truncated or
+    /// sanitized strings) or could not serve (block size, capacity).
+    pub fn validate(&self) -> Result<(), LuConfigError> {
+        if !self.block_size.is_power_of_two() || !(512..=65536).contains(&self.block_size) {
+            return Err(LuConfigError::BlockSize(self.block_size));
+        }
+        if self.num_blocks.checked_mul(u64::from(self.block_size)).is_none() {
+            return Err(LuConfigError::Capacity { num_blocks: self.num_blocks, block_size: self.block_size });
+        }
+        for (field, value, max) in [
+            ("vendor", &self.vendor, 8),
+            ("product", &self.product, 16),
+            ("revision", &self.revision, 4),
+            ("serial", &self.serial, inquiry::MAX_SERIAL_LEN),
+            ("device_id", &self.device_id, inquiry::MAX_DEVICE_ID_LEN),
+        ] {
+            if !value.bytes().all(|b| (0x20..=0x7E).contains(&b)) {
+                return Err(LuConfigError::NotAscii { field });
+            }
+            if value.len() > max {
+                return Err(LuConfigError::TooLong { field, len: value.len(), max });
+            }
+        }
+        if self.naa_id != 0 && !matches!(self.naa_id >> 60, 2 | 3 | 5 | 6) {
+            return Err(LuConfigError::Naa(self.naa_id));
+        }
+        Ok(())
+    }
+}
+
+/// A direct-access logical unit (SBC-3) with the SPC-4 commands every logical unit has. `Send + Sync`: one
+/// instance serves all reactors.
+#[derive(Debug)]
+pub struct LogicalUnit {
+    pub(crate) block_size: u32,
+    pub(crate) read_only: bool,
+    pub(crate) removable: bool,
+    pub(crate) write_cache: bool,
+    pub(crate) max_transfer_blocks: u32,
+    pub(crate) num_blocks: AtomicU64,
+    /// Always `true` for a non-removable medium.
+    pub(crate) medium_present: AtomicBool,
+    pub(crate) pages: inquiry::Pages,
+    pub(crate) nexus: NexusTable,
+}
+
+impl LogicalUnit {
+    /// Builds a logical unit. Strings that are too long are truncated and characters outside printable ASCII are
+    /// replaced; call [`LuConfig::validate`] (or [`LogicalUnit::try_new`]) to refuse such a configuration instead.
+    pub fn new(cfg: LuConfig) -> Self {
+        Self {
+            block_size: cfg.block_size,
+            read_only: cfg.read_only,
+            removable: cfg.removable,
+            write_cache: cfg.write_cache,
+            max_transfer_blocks: cfg.max_transfer_blocks,
+            num_blocks: AtomicU64::new(cfg.num_blocks),
+            medium_present: AtomicBool::new(true),
+            pages: inquiry::Pages::new(&cfg),
+            nexus: NexusTable::new(),
+        }
+    }
+
+    /// [`LuConfig::validate`], then [`LogicalUnit::new`].
+    pub fn try_new(cfg: LuConfig) -> Result<Self, LuConfigError> {
+        cfg.validate()?;
+        Ok(Self::new(cfg))
+    }
+
+    /// Logical block length in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Current capacity in logical blocks.
+    pub fn num_blocks(&self) -> u64 {
+        self.num_blocks.load(Ordering::Acquire)
+    }
+
+    /// Whether the (removable) medium is loaded; always `true` for a fixed medium.
+    pub fn medium_present(&self) -> bool {
+        self.medium_present.load(Ordering::Acquire)
+    }
+
+    /// Decides what to do with a command: respond now, or run a block operation and then call
+    /// [`LogicalUnit::io_done`]. Never panics, whatever the CDB.
+    ///
+    /// Order of checks: unit attention (except INQUIRY, REPORT LUNS, REQUEST SENSE), operation code and service
+    /// action, CDB length and CONTROL byte (NACA), medium present, write protection, then the command's own fields.
+    pub fn execute(&self, cmd: &Command<'_>) -> Action {
+        match self.dispatch(cmd) {
+            Ok(action) => action,
+            Err(sense) => Action::Respond(Response::check_condition(&sense)),
+        }
+    }
+
+    fn dispatch(&self, cmd: &Command<'_>) -> Result<Action, Sense> {
+        let found = lookup(cmd.cdb);
+        let exempt = matches!(found, Lookup::Found(info) if info.has(UA_EXEMPT));
+        if let Some(ua) = self.nexus.observe(cmd.nexus, !exempt) {
+            return Err(ua);
+        }
+        let info = match found {
+            Lookup::Found(info) => info,
+            Lookup::BadOpcode => return Err(Sense::invalid_opcode()),
+            Lookup::BadServiceAction => return Err(Sense::invalid_field_in_cdb(1, Some(4))),
+        };
+        let cdb_len = usize::from(info.cdb_len);
+        if cmd.cdb.len() < cdb_len {
+            return Err(Sense::invalid_field_in_cdb(0, None));
+        }
+        check_control(cmd.cdb, cdb_len)?;
+        if info.has(NEEDS_MEDIUM) && !self.medium_present() {
+            return Err(Sense::medium_not_present());
+        }
+        if info.has(WRITES) && self.read_only {
+            return Err(Sense::write_protected());
+        }
+        (info.handler)(self, cmd)
+    }
+
+    /// Turns the outcome of the block operation [`LogicalUnit::execute`] asked for into the command's status and
+    /// sense data. For a successful [`Action::Read`] the data are the bdev buffer, not `Response::data`.
+    pub fn io_done(&self, cmd: &Command<'_>, result: IoResult) -> Response {
+        let writes = match lookup(cmd.cdb) {
+            Lookup::Found(info) => {
+                info.has(WRITES)
+                    || matches!(
+                        info.opcode,
+                        opcode::SYNCHRONIZE_CACHE_10 | opcode::SYNCHRONIZE_CACHE_16 | opcode::START_STOP_UNIT
+                    )
+            }
+            _ => false,
+        };
+        let sense = match result {
+            IoResult::Ok => return Response::good(Vec::new()),
+            IoResult::OutOfRange => Sense::lba_out_of_range(),
+            IoResult::MediumError if writes => Sense::write_error(),
+            IoResult::MediumError => Sense::unrecovered_read_error(),
+            IoResult::Miscompare { offset } => Sense::miscompare(offset),
+            IoResult::WriteProtected => Sense::write_protected(),
+            IoResult::NoSpace => Sense::space_allocation_failed(),
+            IoResult::Other => Sense::internal_target_failure(),
+        };
+        Response::check_condition(&sense)
+    }
+
+    /// The I_T nexus is gone (session closed or reinstated): forget its unit attentions and PREVENT state. A later
+    /// command on the same id counts as a new nexus.
+    pub fn nexus_gone(&self, nexus: NexusId) {
+        self.nexus.lock().remove(nexus);
+    }
+
+    /// Changes the capacity (the bdev was resized) and establishes 06/2A/09 CAPACITY DATA HAS CHANGED for every
+    /// nexus (SBC-3 §4.6). No unit attention when the capacity stays the same.
+    pub fn set_capacity(&self, num_blocks: u64) {
+        let mut locked = self.nexus.lock();
+        if self.num_blocks.swap(num_blocks, Ordering::AcqRel) != num_blocks {
+            locked.raise_all(Sense::capacity_data_changed(), None);
+        }
+    }
+
+    /// Logical unit reset (SAM-5 §6.3.3, LOGICAL UNIT RESET task management function): establishes 06/29/03 BUS
+    /// DEVICE RESET FUNCTION OCCURRED for every nexus (replacing what was pending) and releases every PREVENT
+    /// MEDIUM REMOVAL. Aborting the tasks is the transport's job.
+    pub fn reset(&self) {
+        let mut locked = self.nexus.lock();
+        locked.raise_all(Sense::bus_device_reset(), None);
+        locked.clear_prevent();
+    }
+
+    /// Checks an LBA range against the current capacity and returns it in bytes: LBA OUT OF RANGE when it ends past
+    /// the capacity (SBC-3 §4.5). A zero-length range only needs `lba <= capacity`.
+    pub(crate) fn byte_range(&self, lba: u64, blocks: u64) -> Result<(u64, u64), Sense> {
+        let end = lba.checked_add(blocks).ok_or(Sense::lba_out_of_range())?;
+        if end > self.num_blocks() {
+            return Err(Sense::lba_out_of_range());
+        }
+        let bs = u64::from(self.block_size);
+        let offset = lba.checked_mul(bs).ok_or(Sense::lba_out_of_range())?;
+        let len = blocks.checked_mul(bs).ok_or(Sense::lba_out_of_range())?;
+        Ok((offset, len))
+    }
+}

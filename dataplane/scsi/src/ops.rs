@@ -1,0 +1,268 @@
+//! The table of supported commands: operation code, service action, CDB length, attributes, CDB usage data and
+//! handler. One function per command; adding a command is adding a row. The same table answers REPORT SUPPORTED
+//! OPERATION CODES (SPC-4 §6.35) through [`commands`].
+
+use crate::sense::Sense;
+use crate::{sbc, spc, Action, Command, LogicalUnit};
+
+/// Operation codes (SPC-4 / SBC-3).
+pub mod opcode {
+    pub const TEST_UNIT_READY: u8 = 0x00;
+    pub const REQUEST_SENSE: u8 = 0x03;
+    pub const READ_6: u8 = 0x08;
+    pub const WRITE_6: u8 = 0x0A;
+    pub const INQUIRY: u8 = 0x12;
+    pub const MODE_SENSE_6: u8 = 0x1A;
+    pub const START_STOP_UNIT: u8 = 0x1B;
+    pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1E;
+    pub const READ_CAPACITY_10: u8 = 0x25;
+    pub const READ_10: u8 = 0x28;
+    pub const WRITE_10: u8 = 0x2A;
+    pub const WRITE_AND_VERIFY_10: u8 = 0x2E;
+    pub const VERIFY_10: u8 = 0x2F;
+    pub const PRE_FETCH_10: u8 = 0x34;
+    pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const MODE_SENSE_10: u8 = 0x5A;
+    pub const READ_16: u8 = 0x88;
+    pub const WRITE_16: u8 = 0x8A;
+    pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
+    pub const VERIFY_16: u8 = 0x8F;
+    pub const PRE_FETCH_16: u8 = 0x90;
+    pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
+    pub const REPORT_LUNS: u8 = 0xA0;
+    pub const MAINTENANCE_IN: u8 = 0xA3;
+    pub const READ_12: u8 = 0xA8;
+    pub const WRITE_12: u8 = 0xAA;
+    pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
+    pub const VERIFY_12: u8 = 0xAF;
+
+    /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
+    pub const SA_READ_CAPACITY_16: u16 = 0x10;
+    /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
+    pub const SA_REPORT_SUPPORTED_OPERATION_CODES: u16 = 0x0C;
+}
+
+/// Reported without delivering a pending unit attention (SAM-5 §5.14: INQUIRY, REPORT LUNS, REQUEST SENSE).
+pub(crate) const UA_EXEMPT: u8 = 1 << 0;
+/// Needs the medium: fails with 02/3A/00 MEDIUM NOT PRESENT while a removable medium is ejected.
+pub(crate) const NEEDS_MEDIUM: u8 = 1 << 1;
+/// Modifies the medium: fails with 07/27/00 WRITE PROTECTED on a read-only logical unit.
+pub(crate) const WRITES: u8 = 1 << 2;
+
+pub(crate) type Handler = fn(&LogicalUnit, &Command<'_>) -> Result<Action, Sense>;
+
+/// One supported command.
+#[derive(Clone, Copy)]
+pub struct OpInfo {
+    /// OPERATION CODE.
+    pub opcode: u8,
+    /// SERVICE ACTION (CDB byte 1 bits 4..0) for operation codes that select a command by service action.
+    pub service_action: Option<u16>,
+    /// CDB length in bytes; the CONTROL byte is the last one.
+    pub cdb_len: u8,
+    /// Command name as in the standards.
+    pub name: &'static str,
+    /// CDB USAGE DATA (SPC-4 §6.35.3): byte 0 is the operation code, then a mask of the CDB bits the device
+    /// server evaluates.
+    pub usage: &'static [u8],
+    pub(crate) flags: u8,
+    pub(crate) handler: Handler,
+}
+
+impl std::fmt::Debug for OpInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpInfo")
+            .field("opcode", &self.opcode)
+            .field("service_action", &self.service_action)
+            .field("cdb_len", &self.cdb_len)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpInfo {
+    pub(crate) fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+macro_rules! op {
+    ($opcode:expr, $sa:expr, $name:literal, $flags:expr, $handler:path, [$($u:expr),* $(,)?]) => {
+        OpInfo {
+            opcode: $opcode,
+            service_action: $sa,
+            cdb_len: [$($u),*].len() as u8,
+            name: $name,
+            usage: &[$($u),*],
+            flags: $flags,
+            handler: $handler,
+        }
+    };
+}
+
+use opcode::*;
+
+/// Control byte usage: NACA is evaluated (and rejected).
+const CTL: u8 = 0x04;
+/// READ/WRITE byte 1: RDPROTECT/WRPROTECT, DPO, FUA, (RARC,) FUA_NV.
+const RW1: u8 = 0xFA;
+/// VERIFY / WRITE AND VERIFY byte 1: VRPROTECT/WRPROTECT, DPO, BYTCHK.
+const V1: u8 = 0xF6;
+const FF: u8 = 0xFF;
+const GRP: u8 = 0x1F;
+
+/// Sorted by operation code (then service action); rows sharing an operation code are contiguous.
+const OPS_TABLE: [OpInfo; 29] = [
+    op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
+    op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
+    op!(READ_6, None, "READ(6)", NEEDS_MEDIUM, sbc::read, [READ_6, 0x1F, FF, FF, FF, CTL]),
+    op!(WRITE_6, None, "WRITE(6)", NEEDS_MEDIUM | WRITES, sbc::write, [WRITE_6, 0x1F, FF, FF, FF, CTL]),
+    op!(INQUIRY, None, "INQUIRY", UA_EXEMPT, spc::inquiry, [INQUIRY, 0x03, FF, FF, FF, CTL]),
+    op!(MODE_SENSE_6, None, "MODE SENSE(6)", 0, spc::mode_sense, [MODE_SENSE_6, 0x08, FF, FF, FF, CTL]),
+    op!(START_STOP_UNIT, None, "START STOP UNIT", 0, sbc::start_stop_unit, [START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, CTL]),
+    op!(PREVENT_ALLOW_MEDIUM_REMOVAL, None, "PREVENT ALLOW MEDIUM REMOVAL", 0, sbc::prevent_allow,
+        [PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, CTL]),
+    op!(READ_CAPACITY_10, None, "READ CAPACITY(10)", NEEDS_MEDIUM, sbc::read_capacity_10,
+        [READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, CTL]),
+    op!(READ_10, None, "READ(10)", NEEDS_MEDIUM, sbc::read, [READ_10, RW1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(WRITE_10, None, "WRITE(10)", NEEDS_MEDIUM | WRITES, sbc::write, [WRITE_10, RW1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(WRITE_AND_VERIFY_10, None, "WRITE AND VERIFY(10)", NEEDS_MEDIUM | WRITES, sbc::write_and_verify,
+        [WRITE_AND_VERIFY_10, V1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(VERIFY_10, None, "VERIFY(10)", NEEDS_MEDIUM, sbc::verify, [VERIFY_10, V1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(PRE_FETCH_10, None, "PRE-FETCH(10)", NEEDS_MEDIUM, sbc::pre_fetch,
+        [PRE_FETCH_10, 0x02, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(SYNCHRONIZE_CACHE_10, None, "SYNCHRONIZE CACHE(10)", NEEDS_MEDIUM, sbc::synchronize_cache,
+        [SYNCHRONIZE_CACHE_10, 0x06, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(MODE_SENSE_10, None, "MODE SENSE(10)", 0, spc::mode_sense, [MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, CTL]),
+    op!(READ_16, None, "READ(16)", NEEDS_MEDIUM, sbc::read,
+        [READ_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(WRITE_16, None, "WRITE(16)", NEEDS_MEDIUM | WRITES, sbc::write,
+        [WRITE_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(WRITE_AND_VERIFY_16, None, "WRITE AND VERIFY(16)", NEEDS_MEDIUM | WRITES, sbc::write_and_verify,
+        [WRITE_AND_VERIFY_16, V1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(VERIFY_16, None, "VERIFY(16)", NEEDS_MEDIUM, sbc::verify,
+        [VERIFY_16, V1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(PRE_FETCH_16, None, "PRE-FETCH(16)", NEEDS_MEDIUM, sbc::pre_fetch,
+        [PRE_FETCH_16, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(SYNCHRONIZE_CACHE_16, None, "SYNCHRONIZE CACHE(16)", NEEDS_MEDIUM, sbc::synchronize_cache,
+        [SYNCHRONIZE_CACHE_16, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(SERVICE_ACTION_IN_16, Some(SA_READ_CAPACITY_16), "READ CAPACITY(16)", NEEDS_MEDIUM, sbc::read_capacity_16,
+        [SERVICE_ACTION_IN_16, 0x1F, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, CTL]),
+    op!(REPORT_LUNS, None, "REPORT LUNS", UA_EXEMPT, spc::report_luns, [REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(MAINTENANCE_IN, Some(SA_REPORT_SUPPORTED_OPERATION_CODES), "REPORT SUPPORTED OPERATION CODES", 0,
+        spc::report_supported_operation_codes, [MAINTENANCE_IN, 0x1F, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, CTL]),
+    op!(READ_12, None, "READ(12)", NEEDS_MEDIUM, sbc::read, [READ_12, RW1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(WRITE_12, None, "WRITE(12)", NEEDS_MEDIUM | WRITES, sbc::write,
+        [WRITE_12, RW1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(WRITE_AND_VERIFY_12, None, "WRITE AND VERIFY(12)", NEEDS_MEDIUM | WRITES, sbc::write_and_verify,
+        [WRITE_AND_VERIFY_12, V1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(VERIFY_12, None, "VERIFY(12)", NEEDS_MEDIUM, sbc::verify, [VERIFY_12, V1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+];
+
+static OPS: [OpInfo; OPS_TABLE.len()] = OPS_TABLE;
+
+const NONE: u8 = u8::MAX;
+
+/// Operation code -> index of its first row in `OPS`, or `NONE`.
+const INDEX: [u8; 256] = {
+    let mut idx = [NONE; 256];
+    let mut i = OPS_TABLE.len();
+    while i > 0 {
+        i -= 1;
+        idx[OPS_TABLE[i].opcode as usize] = i as u8;
+    }
+    idx
+};
+
+/// Every supported command, in operation code order (for REPORT SUPPORTED OPERATION CODES).
+pub fn commands() -> &'static [OpInfo] {
+    &OPS
+}
+
+/// The result of looking a CDB up in the table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lookup {
+    Found(&'static OpInfo),
+    /// Unsupported operation code: 05/20/00.
+    BadOpcode,
+    /// Supported operation code, unsupported service action: 05/24/00 pointing at the SERVICE ACTION field.
+    BadServiceAction,
+}
+
+pub(crate) fn lookup(cdb: &[u8]) -> Lookup {
+    let Some(&opcode) = cdb.first() else {
+        return Lookup::BadOpcode;
+    };
+    let first = INDEX[usize::from(opcode)];
+    if first == NONE {
+        return Lookup::BadOpcode;
+    }
+    let sa = u16::from(cdb.get(1).copied().unwrap_or(0) & 0x1F);
+    for info in OPS.iter().skip(usize::from(first)).take_while(|i| i.opcode == opcode) {
+        match info.service_action {
+            None => return Lookup::Found(info),
+            Some(s) if s == sa => return Lookup::Found(info),
+            Some(_) => {}
+        }
+    }
+    Lookup::BadServiceAction
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_consistent() {
+        for w in OPS.windows(2) {
+            assert!(
+                (w[0].opcode, w[0].service_action) < (w[1].opcode, w[1].service_action),
+                "{} before {}",
+                w[0].name,
+                w[1].name
+            );
+        }
+        for op in &OPS {
+            assert_eq!(op.usage.first(), Some(&op.opcode), "{}", op.name);
+            assert!(matches!(op.cdb_len, 6 | 10 | 12 | 16), "{}", op.name);
+            // Every CDB's control byte evaluates NACA.
+            assert_eq!(op.usage.last(), Some(&CTL), "{}", op.name);
+            // A row with a service action never shares its opcode with a row without one.
+            let same: Vec<_> = OPS.iter().filter(|o| o.opcode == op.opcode).collect();
+            assert!(same.iter().all(|o| o.service_action.is_some() == op.service_action.is_some()));
+        }
+        // The operation code length group (SPC-4 §4.2.5.1) matches the CDB length.
+        for op in &OPS {
+            let expect = match op.opcode >> 5 {
+                0 => 6,
+                1 | 2 => 10,
+                4 => 16,
+                5 => 12,
+                _ => 0,
+            };
+            assert_eq!(op.cdb_len, expect, "{}", op.name);
+        }
+    }
+
+    #[test]
+    fn lookup_finds_commands_and_service_actions() {
+        assert!(matches!(lookup(&[0x28; 10]), Lookup::Found(i) if i.name == "READ(10)"));
+        assert!(matches!(lookup(&[0x9E, 0x10]), Lookup::Found(i) if i.name == "READ CAPACITY(16)"));
+        assert!(matches!(lookup(&[0x9E, 0xF0]), Lookup::Found(i) if i.name == "READ CAPACITY(16)"));
+        assert!(matches!(lookup(&[0x9E, 0x12]), Lookup::BadServiceAction));
+        assert!(matches!(lookup(&[0xA3, 0x0C]), Lookup::Found(i) if i.name == "REPORT SUPPORTED OPERATION CODES"));
+        assert!(matches!(lookup(&[0xA3, 0x05]), Lookup::BadServiceAction));
+        assert!(matches!(lookup(&[0xFF]), Lookup::BadOpcode));
+        assert!(matches!(lookup(&[]), Lookup::BadOpcode));
+        assert!(matches!(lookup(&[0x9E]), Lookup::BadServiceAction));
+        for op in commands() {
+            let mut cdb = [0u8; 16];
+            cdb[0] = op.opcode;
+            if let Some(sa) = op.service_action {
+                cdb[1] = sa as u8;
+            }
+            assert!(matches!(lookup(&cdb), Lookup::Found(i) if i.name == op.name));
+        }
+    }
+}
