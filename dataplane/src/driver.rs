@@ -18,6 +18,7 @@ use polltgt_iscsi::conn::{ConnEvent, Connection};
 use polltgt_iscsi::login::PortalInfo;
 use polltgt_iscsi::params::SessionType;
 use polltgt_iscsi::session::{CommandResult, ScsiTask, TaskId};
+use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
 use polltgt_scsi::{Action, Command, IoResult, NexusId, Response};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
 
@@ -329,7 +330,7 @@ impl ReactorState {
             self.respond(i, task.id, r, now);
             return;
         };
-        let lun = polltgt_iscsi::wire::lun_to_number(task.lun);
+        let lun = polltgt_iscsi::wire::decode_lun(task.lun);
         let opcode = task.cdb.first().copied().unwrap_or(0);
         if opcode == REPORT_LUNS {
             let r = polltgt_scsi::report_luns(&session.target.lun_numbers(), &task.cdb);
@@ -528,23 +529,22 @@ impl ReactorState {
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits
     /// until they finish (their results are suppressed by the iSCSI core), so nothing answers after the TMF response.
     fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, rtt: u32, now: Instant) {
-        use polltgt_iscsi::wire::tmf;
         let Some(slot) = self.slots[i].as_mut() else { return };
-        let lun_no = polltgt_iscsi::wire::lun_to_number(lun);
-        let affected: Vec<u64> = match function {
-            tmf::ABORT_TASK => self
+        let lun_no = polltgt_iscsi::wire::decode_lun(lun);
+        let affected: Vec<u64> = match TmfFunction::from_u8(function) {
+            Some(TmfFunction::AbortTask) => self
                 .pending
                 .iter()
                 .filter(|(_, p)| p.slot == i && p.generation == slot.generation && p.task.0 == u64::from(rtt))
                 .map(|(t, _)| *t)
                 .collect(),
-            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => self
+            Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet | TmfFunction::LogicalUnitReset) => self
                 .pending
                 .iter()
                 .filter(|(_, p)| p.slot == i && p.generation == slot.generation && Some(p.lun) == lun_no)
                 .map(|(t, _)| *t)
                 .collect(),
-            tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => slot.in_flight.clone(),
+            Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => slot.in_flight.clone(),
             _ => Vec::new(),
         };
         slot.tmfs.push(PendingTmf { itt, function, lun, waiting_for: affected });
@@ -552,7 +552,6 @@ impl ReactorState {
     }
 
     fn check_tmfs(&mut self, i: usize, finished_tag: u64, now: Instant) {
-        use polltgt_iscsi::wire::tmf;
         let Some(slot) = self.slots[i].as_mut() else { return };
         for t in &mut slot.tmfs {
             t.waiting_for.retain(|x| *x != finished_tag);
@@ -564,31 +563,34 @@ impl ReactorState {
         };
         for t in ready {
             let session = slot.session.as_ref();
-            let response = match t.function {
-                tmf::ABORT_TASK | tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET => tmf::RESPONSE_COMPLETE,
-                tmf::LOGICAL_UNIT_RESET => {
-                    let lun_no = polltgt_iscsi::wire::lun_to_number(t.lun);
+            let function = TmfFunction::from_u8(t.function);
+            let response = match function {
+                Some(TmfFunction::AbortTask | TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet) => {
+                    TmfResponseCode::FunctionComplete
+                }
+                Some(TmfFunction::LogicalUnitReset) => {
+                    let lun_no = polltgt_iscsi::wire::decode_lun(t.lun);
                     match session.and_then(|s| lun_no.and_then(|l| s.target.luns.get(&l))) {
                         Some(entry) => {
                             entry.device.lu.reset();
-                            tmf::RESPONSE_COMPLETE
+                            TmfResponseCode::FunctionComplete
                         }
-                        None => tmf::RESPONSE_NO_SUCH_LUN,
+                        None => TmfResponseCode::LunDoesNotExist,
                     }
                 }
-                tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
+                Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => {
                     if let Some(s) = session {
                         for entry in s.target.luns.values() {
                             entry.device.lu.reset();
                         }
                     }
-                    tmf::RESPONSE_COMPLETE
+                    TmfResponseCode::FunctionComplete
                 }
-                tmf::TASK_REASSIGN => tmf::RESPONSE_REASSIGN_NOT_SUPPORTED,
-                _ => tmf::RESPONSE_NOT_SUPPORTED,
+                Some(TmfFunction::TaskReassign) => TmfResponseCode::TaskAllegianceReassignmentNotSupported,
+                _ => TmfResponseCode::FunctionNotSupported,
             };
-            slot.iscsi.complete_task_mgmt(t.itt, response, now);
-            if t.function == tmf::TARGET_COLD_RESET {
+            slot.iscsi.complete_task_mgmt(t.itt, response.into(), now);
+            if function == Some(TmfFunction::TargetColdReset) {
                 // SAM-5: a cold reset also drops the connection (RFC 7143 §11.5.1).
                 slot.iscsi.close();
             }
