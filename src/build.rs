@@ -11,6 +11,10 @@ use polltgt_hugepages::{BufPool, PoolConfig};
 use polltgt_mgmt::{Config, DeviceConfig, Handler};
 use polltgt_scsi::LuConfig;
 
+/// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
+/// command can take from the pool.
+const MAX_TRANSFER_BYTES: u32 = 16 << 20;
+
 /// Build every device and target of `cfg` and start serving.
 pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     let registry = Registry::new();
@@ -63,7 +67,9 @@ fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
 /// The SCSI identity of a device: configured values, or defaults derived from the name like SCST does.
 fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
     let info = bdev.info();
-    let naa_id = name_hash(&d.name);
+    // NAA 3 (locally assigned, SPC-4 §7.8.6.6.2): the designator stays the same across restarts.
+    let hash = name_hash(&d.name);
+    let naa_id = (0x3 << 60) | (hash & 0x0fff_ffff_ffff_ffff);
     LuConfig {
         block_size: info.block_size,
         num_blocks: info.num_blocks,
@@ -74,9 +80,10 @@ fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         vendor: d.t10_vend_id.clone().unwrap_or_else(|| "POLLTGT".to_string()),
         product: d.prod_id.clone().unwrap_or_else(|| d.name.chars().take(16).collect()),
         revision: d.prod_rev_lvl.clone().unwrap_or_else(|| "0100".to_string()),
-        serial: d.usn.clone().unwrap_or_else(|| format!("{:08x}", naa_id as u32)),
+        serial: d.usn.clone().unwrap_or_else(|| format!("{:08x}", hash as u32)),
         device_id: d.t10_dev_id.clone().unwrap_or_else(|| d.name.clone()),
         naa_id,
+        max_transfer_blocks: (MAX_TRANSFER_BYTES / info.block_size.max(1)),
         ..LuConfig::default()
     }
 }
