@@ -13,9 +13,18 @@ pub(crate) enum Backing {
     /// A `Vec` of the global allocator (`Buf::from_vec`).
     Heap(Vec<u8>),
     /// One buffer of a pool size class: `ptr` points at `class_size` bytes inside a slab region of `pool`.
-    Pool { pool: Arc<PoolInner>, ptr: NonNull<u8>, class: usize, slab: u32, index: u32 },
+    Pool {
+        pool: Arc<PoolInner>,
+        ptr: NonNull<u8>,
+        class: usize,
+        slab: u32,
+        index: u32,
+    },
     /// A dedicated region for a request larger than the pool's largest class.
-    Large { pool: Arc<PoolInner>, region: Region },
+    Large {
+        pool: Arc<PoolInner>,
+        region: Region,
+    },
 }
 
 /// An exclusively owned, mutable, fixed-length byte buffer.
@@ -41,7 +50,10 @@ impl Buf {
 
     /// A heap-backed buffer owning `v` (tests, fallbacks, data that did not come from a pool).
     pub fn from_vec(v: Vec<u8>) -> Buf {
-        Buf { len: v.len(), backing: Backing::Heap(v) }
+        Buf {
+            len: v.len(),
+            backing: Backing::Heap(v),
+        }
     }
 
     /// A heap-backed buffer of `len` zero bytes.
@@ -101,7 +113,9 @@ impl Buf {
         let len = self.len;
         match &mut self.backing {
             Backing::Heap(v) => v.get_mut(..len).unwrap_or_default(),
-            Backing::Large { region, .. } => region.as_mut_slice().get_mut(..len).unwrap_or_default(),
+            Backing::Large { region, .. } => {
+                region.as_mut_slice().get_mut(..len).unwrap_or_default()
+            }
             Backing::Pool { ptr, .. } => {
                 // SAFETY: as in `as_slice`; `&mut self` makes this the only reference to the slot.
                 unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) }
@@ -123,7 +137,13 @@ impl Drop for Buf {
     fn drop(&mut self) {
         match &self.backing {
             Backing::Heap(_) => {}
-            Backing::Pool { pool, class, slab, index, .. } => pool.release(*class, *slab, *index),
+            Backing::Pool {
+                pool,
+                class,
+                slab,
+                index,
+                ..
+            } => pool.release(*class, *slab, *index),
             Backing::Large { pool, region } => pool.release_large(region.mapped_len()),
         }
     }
@@ -167,7 +187,10 @@ impl std::fmt::Debug for Buf {
             Backing::Pool { .. } => "pool",
             Backing::Large { .. } => "large",
         };
-        f.debug_struct("Buf").field("len", &self.len).field("kind", &kind).finish()
+        f.debug_struct("Buf")
+            .field("len", &self.len)
+            .field("kind", &kind)
+            .finish()
     }
 }
 

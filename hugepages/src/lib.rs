@@ -12,5 +12,7 @@ mod shared;
 
 pub use buf::Buf;
 pub use pool::{BufPool, ClassStats, PoolConfig, PoolError, PoolStats};
-pub use region::{system_page_size, HugePolicy, Region, RegionError, RegionOptions, HUGE_PAGE_SIZE};
+pub use region::{
+    system_page_size, HugePolicy, Region, RegionError, RegionOptions, HUGE_PAGE_SIZE,
+};
 pub use shared::SharedRegion;

@@ -155,21 +155,29 @@ impl BufPool {
     /// Creates an empty pool; no memory is mapped until the first allocation.
     pub fn new(cfg: PoolConfig) -> Result<BufPool, PoolError> {
         if !cfg.min_class.is_power_of_two() || cfg.min_class % system_page_size() != 0 {
-            return Err(PoolError::Config("min_class must be a power of two and a multiple of the page size"));
+            return Err(PoolError::Config(
+                "min_class must be a power of two and a multiple of the page size",
+            ));
         }
         if !cfg.max_class.is_power_of_two() || cfg.max_class < cfg.min_class {
-            return Err(PoolError::Config("max_class must be a power of two >= min_class"));
+            return Err(PoolError::Config(
+                "max_class must be a power of two >= min_class",
+            ));
         }
         if cfg.slab_size == 0 {
             return Err(PoolError::Config("slab_size must not be zero"));
         }
-        Ok(BufPool { inner: Arc::new(PoolInner::new(cfg)) })
+        Ok(BufPool {
+            inner: Arc::new(PoolInner::new(cfg)),
+        })
     }
 
     /// A pool with the default configuration (4 KiB..1 MiB classes, 2 MiB slabs, no cap).
     pub fn with_defaults() -> BufPool {
         // The default configuration is valid (unit test `default_config_is_valid`).
-        BufPool { inner: Arc::new(PoolInner::new(PoolConfig::default())) }
+        BufPool {
+            inner: Arc::new(PoolInner::new(PoolConfig::default())),
+        }
     }
 
     /// The configuration the pool was built with.
@@ -217,7 +225,12 @@ impl BufPool {
                 let st = lock(st);
                 let slabs = st.slabs.iter().flatten().count();
                 let in_use = st.slabs.iter().flatten().map(|s| s.in_use).sum();
-                ClassStats { size, slabs, free: st.free.len(), in_use }
+                ClassStats {
+                    size,
+                    slabs,
+                    free: st.free.len(),
+                    in_use,
+                }
             })
             .collect();
         PoolStats {
@@ -243,7 +256,10 @@ impl PoolInner {
             sizes.push(size);
             s = size.checked_mul(2);
         }
-        let classes = sizes.iter().map(|_| Mutex::new(ClassState::default())).collect();
+        let classes = sizes
+            .iter()
+            .map(|_| Mutex::new(ClassState::default()))
+            .collect();
         PoolInner {
             cfg,
             class_sizes: sizes.into_boxed_slice(),
@@ -275,7 +291,9 @@ impl PoolInner {
     fn reserve(&self, bytes: usize) -> bool {
         let cap = self.cfg.max_bytes.unwrap_or(usize::MAX);
         self.mapped
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_add(bytes).filter(|&n| n <= cap))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                m.checked_add(bytes).filter(|&n| n <= cap)
+            })
             .is_ok()
     }
 
@@ -296,8 +314,15 @@ impl PoolInner {
     /// cap does not allow it.
     fn map_accounted(&self, len: usize) -> Result<Option<Region>, PoolError> {
         let cap = self.cfg.max_bytes.unwrap_or(usize::MAX);
-        let small_len = len.checked_next_multiple_of(system_page_size()).ok_or(RegionError::TooLarge(len))?;
-        if self.mapped.load(Ordering::Relaxed).saturating_add(small_len) > cap {
+        let small_len = len
+            .checked_next_multiple_of(system_page_size())
+            .ok_or(RegionError::TooLarge(len))?;
+        if self
+            .mapped
+            .load(Ordering::Relaxed)
+            .saturating_add(small_len)
+            > cap
+        {
             return Ok(None);
         }
         let region = Region::with_options(len, &self.cfg.region)?;
@@ -307,7 +332,10 @@ impl PoolInner {
         // A hugepage mapping rounded up past the cap: small pages may still fit.
         if region.mapped_len() > small_len && self.cfg.region.hugetlbfs_dir.is_none() {
             drop(region);
-            let opts = RegionOptions { huge: HugePolicy::Never, hugetlbfs_dir: None };
+            let opts = RegionOptions {
+                huge: HugePolicy::Never,
+                hugetlbfs_dir: None,
+            };
             let region = Region::with_options(len, &opts)?;
             if self.reserve(region.mapped_len()) {
                 return Ok(Some(region));
@@ -331,17 +359,32 @@ impl PoolInner {
         self.note_alloc(size);
         Some(Buf::from_backing(
             len,
-            Backing::Pool { pool: Arc::clone(pool), ptr, class, slab: slab_id, index },
+            Backing::Pool {
+                pool: Arc::clone(pool),
+                ptr,
+                class,
+                slab: slab_id,
+                index,
+            },
         ))
     }
 
-    fn alloc_class(&self, pool: &Arc<PoolInner>, class: usize, len: usize) -> Result<Buf, PoolError> {
+    fn alloc_class(
+        &self,
+        pool: &Arc<PoolInner>,
+        class: usize,
+        len: usize,
+    ) -> Result<Buf, PoolError> {
         if let Some(b) = self.take(pool, class, len) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(b);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let size = self.class_sizes.get(class).copied().ok_or(PoolError::Config("no such class"))?;
+        let size = self
+            .class_sizes
+            .get(class)
+            .copied()
+            .ok_or(PoolError::Config("no such class"))?;
         // Grow by a full slab, else by a single buffer, else after shrinking the other classes.
         let slab_bytes = self.cfg.slab_size.max(size).next_multiple_of(size);
         let mut region = self.map_accounted(slab_bytes)?;
@@ -353,11 +396,17 @@ impl PoolInner {
         }
         let Some(region) = region else {
             // Another thread may have returned a buffer meanwhile.
-            return self.take(pool, class, len).ok_or_else(|| self.exhausted(len));
+            return self
+                .take(pool, class, len)
+                .ok_or_else(|| self.exhausted(len));
         };
         let slots = (region.len() / size) as u32;
         {
-            let mut st = lock(self.classes.get(class).ok_or(PoolError::Config("no such class"))?);
+            let mut st = lock(
+                self.classes
+                    .get(class)
+                    .ok_or(PoolError::Config("no such class"))?,
+            );
             let id = match st.vacant.pop() {
                 Some(id) => {
                     if let Some(entry) = st.slabs.get_mut(id as usize) {
@@ -372,7 +421,8 @@ impl PoolInner {
             };
             st.free.extend((0..slots).rev().map(|i| (id, i)));
         }
-        self.take(pool, class, len).ok_or_else(|| self.exhausted(len))
+        self.take(pool, class, len)
+            .ok_or_else(|| self.exhausted(len))
     }
 
     fn alloc_large(&self, pool: &Arc<PoolInner>, len: usize) -> Result<Buf, PoolError> {
@@ -380,12 +430,19 @@ impl PoolInner {
             Some(r) => r,
             None => {
                 self.shrink();
-                self.map_accounted(len)?.ok_or_else(|| self.exhausted(len))?
+                self.map_accounted(len)?
+                    .ok_or_else(|| self.exhausted(len))?
             }
         };
         self.large.fetch_add(1, Ordering::Relaxed);
         self.note_alloc(region.mapped_len());
-        Ok(Buf::from_backing(len, Backing::Large { pool: Arc::clone(pool), region }))
+        Ok(Buf::from_backing(
+            len,
+            Backing::Large {
+                pool: Arc::clone(pool),
+                region,
+            },
+        ))
     }
 
     /// Returns a class slot (called by `Buf::drop`).
@@ -440,25 +497,57 @@ mod tests {
     use std::collections::HashSet;
 
     fn small_pool(max_bytes: Option<usize>) -> BufPool {
-        BufPool::new(PoolConfig { max_bytes, region: RegionOptions::small_pages(), ..PoolConfig::default() })
-            .expect("pool")
+        BufPool::new(PoolConfig {
+            max_bytes,
+            region: RegionOptions::small_pages(),
+            ..PoolConfig::default()
+        })
+        .expect("pool")
     }
 
     #[test]
     fn default_config_is_valid() {
         let p = BufPool::new(PoolConfig::default()).expect("default config");
-        assert_eq!(p.class_sizes(), &[4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1 << 20]);
+        assert_eq!(
+            p.class_sizes(),
+            &[
+                4096,
+                8192,
+                16384,
+                32768,
+                65536,
+                131072,
+                262144,
+                524288,
+                1 << 20
+            ]
+        );
         assert_eq!(BufPool::with_defaults().class_sizes().len(), 9);
     }
 
     #[test]
     fn bad_configs_are_refused() {
         let bad = |cfg: PoolConfig| matches!(BufPool::new(cfg), Err(PoolError::Config(_)));
-        assert!(bad(PoolConfig { min_class: 3000, ..PoolConfig::default() }));
-        assert!(bad(PoolConfig { min_class: 512, ..PoolConfig::default() }));
-        assert!(bad(PoolConfig { max_class: 2048, ..PoolConfig::default() }));
-        assert!(bad(PoolConfig { max_class: 3 << 20, ..PoolConfig::default() }));
-        assert!(bad(PoolConfig { slab_size: 0, ..PoolConfig::default() }));
+        assert!(bad(PoolConfig {
+            min_class: 3000,
+            ..PoolConfig::default()
+        }));
+        assert!(bad(PoolConfig {
+            min_class: 512,
+            ..PoolConfig::default()
+        }));
+        assert!(bad(PoolConfig {
+            max_class: 2048,
+            ..PoolConfig::default()
+        }));
+        assert!(bad(PoolConfig {
+            max_class: 3 << 20,
+            ..PoolConfig::default()
+        }));
+        assert!(bad(PoolConfig {
+            slab_size: 0,
+            ..PoolConfig::default()
+        }));
     }
 
     #[test]
@@ -486,7 +575,13 @@ mod tests {
     fn size_classes_and_alignment() {
         let p = small_pool(None);
         let page = system_page_size();
-        for (len, class) in [(1, 4096), (4096, 4096), (4097, 8192), (65536, 65536), (700_000, 1 << 20)] {
+        for (len, class) in [
+            (1, 4096),
+            (4096, 4096),
+            (4097, 8192),
+            (65536, 65536),
+            (700_000, 1 << 20),
+        ] {
             let b = p.alloc(len).expect("alloc");
             assert_eq!(b.len(), len);
             assert_eq!(b.as_ptr() as usize % page, 0, "page aligned");

@@ -58,7 +58,10 @@ pub struct RegionOptions {
 impl RegionOptions {
     /// Options for ordinary 4 KiB pages only.
     pub fn small_pages() -> Self {
-        RegionOptions { huge: HugePolicy::Never, hugetlbfs_dir: None }
+        RegionOptions {
+            huge: HugePolicy::Never,
+            hugetlbfs_dir: None,
+        }
     }
 }
 
@@ -150,7 +153,8 @@ pub fn system_page_size() -> usize {
 }
 
 fn round_up(len: usize, align: usize) -> Result<usize, RegionError> {
-    len.checked_next_multiple_of(align).ok_or(RegionError::TooLarge(len))
+    len.checked_next_multiple_of(align)
+        .ok_or(RegionError::TooLarge(len))
 }
 
 /// One `mmap` call; returns the mapping or the OS error.
@@ -190,12 +194,22 @@ impl Region {
             let map_len = round_up(len, HUGE_PAGE_SIZE)?;
             // No MAP_NORESERVE here: see the module documentation (reservation turns a shortage into an mmap error
             // instead of a SIGBUS on first touch).
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB;
+            let flags =
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB;
             match mmap_raw(map_len, prot, flags, -1) {
                 Ok(ptr) => {
-                    return Ok(Region { ptr, len, map_len, page_size: HUGE_PAGE_SIZE, huge: true, file: None });
+                    return Ok(Region {
+                        ptr,
+                        len,
+                        map_len,
+                        page_size: HUGE_PAGE_SIZE,
+                        huge: true,
+                        file: None,
+                    });
                 }
-                Err(e) if opts.huge == HugePolicy::Require => return Err(RegionError::HugeUnavailable(e)),
+                Err(e) if opts.huge == HugePolicy::Require => {
+                    return Err(RegionError::HugeUnavailable(e))
+                }
                 Err(e) => {
                     FALLBACK_LOGGED.call_once(|| {
                         tracing::info!(
@@ -209,12 +223,25 @@ impl Region {
         let page_size = system_page_size();
         let map_len = round_up(len, page_size)?;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        let ptr = mmap_raw(map_len, prot, flags, -1).map_err(|source| RegionError::Map { len: map_len, source })?;
-        Ok(Region { ptr, len, map_len, page_size, huge: false, file: None })
+        let ptr = mmap_raw(map_len, prot, flags, -1).map_err(|source| RegionError::Map {
+            len: map_len,
+            source,
+        })?;
+        Ok(Region {
+            ptr,
+            len,
+            map_len,
+            page_size,
+            huge: false,
+            file: None,
+        })
     }
 
     fn map_file(len: usize, dir: &Path) -> Result<Region, RegionError> {
-        let file_err = |source: io::Error| RegionError::File { dir: dir.to_path_buf(), source };
+        let file_err = |source: io::Error| RegionError::File {
+            dir: dir.to_path_buf(),
+            source,
+        };
         let name = format!(
             "polltgt-{}-{}",
             std::process::id(),
@@ -239,12 +266,31 @@ impl Region {
             return Err(file_err(io::Error::last_os_error()));
         }
         let huge = (st.f_type as u64 & 0xffff_ffff) == HUGETLBFS_MAGIC;
-        let page_size = if huge && st.f_bsize > 0 { st.f_bsize as usize } else { system_page_size() };
+        let page_size = if huge && st.f_bsize > 0 {
+            st.f_bsize as usize
+        } else {
+            system_page_size()
+        };
         let map_len = round_up(len, page_size)?;
         file.set_len(map_len as u64).map_err(file_err)?;
-        let ptr = mmap_raw(map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd())
-            .map_err(|source| RegionError::Map { len: map_len, source })?;
-        Ok(Region { ptr, len, map_len, page_size, huge, file: Some(file) })
+        let ptr = mmap_raw(
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+        )
+        .map_err(|source| RegionError::Map {
+            len: map_len,
+            source,
+        })?;
+        Ok(Region {
+            ptr,
+            len,
+            map_len,
+            page_size,
+            huge,
+            file: Some(file),
+        })
     }
 
     /// Start of the region (page aligned). Writing through it is the caller's responsibility.
@@ -304,7 +350,11 @@ impl Region {
     pub(crate) fn check(&self, offset: usize, len: usize) -> Result<(), RegionError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(RegionError::OutOfRange { offset, len, size: self.len }),
+            _ => Err(RegionError::OutOfRange {
+                offset,
+                len,
+                size: self.len,
+            }),
         }
     }
 
@@ -355,7 +405,13 @@ impl Region {
         } else {
             // SAFETY: the range is page aligned and inside our private anonymous mapping; MADV_DONTNEED replaces it
             // with zero-fill-on-demand pages, which is a write of zeros to memory the caller accesses exclusively.
-            let rc = unsafe { libc::madvise(self.ptr.as_ptr().add(offset).cast(), len, libc::MADV_DONTNEED) };
+            let rc = unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().add(offset).cast(),
+                    len,
+                    libc::MADV_DONTNEED,
+                )
+            };
             rc == 0
         }
     }
@@ -410,7 +466,13 @@ mod tests {
             assert!(!r.is_huge());
             assert_eq!(r.page_size(), system_page_size());
             assert!(matches!(
-                Region::with_options(4 << 20, &RegionOptions { huge: HugePolicy::Require, hugetlbfs_dir: None }),
+                Region::with_options(
+                    4 << 20,
+                    &RegionOptions {
+                        huge: HugePolicy::Require,
+                        hugetlbfs_dir: None
+                    }
+                ),
                 Err(RegionError::HugeUnavailable(_))
             ));
         }
@@ -442,7 +504,10 @@ mod tests {
         assert!(s[..ps + ps / 2].iter().all(|&b| b == 0xAB));
         assert!(s[ps + ps / 2..5 * ps + ps / 2].iter().all(|&b| b == 0));
         assert!(s[5 * ps + ps / 2..].iter().all(|&b| b == 0xAB));
-        assert!(matches!(r.discard(60 * 1024, 8 * 1024), Err(RegionError::OutOfRange { .. })));
+        assert!(matches!(
+            r.discard(60 * 1024, 8 * 1024),
+            Err(RegionError::OutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -459,7 +524,10 @@ mod tests {
     #[test]
     fn file_backed_region_maps_and_discards() {
         let dir = std::env::temp_dir();
-        let opts = RegionOptions { huge: HugePolicy::Prefer, hugetlbfs_dir: Some(dir.clone()) };
+        let opts = RegionOptions {
+            huge: HugePolicy::Prefer,
+            hugetlbfs_dir: Some(dir.clone()),
+        };
         let mut r = Region::with_options(3 * 4096 + 1, &opts).expect("map file");
         assert_eq!(r.len(), 3 * 4096 + 1);
         r.as_mut_slice().fill(1);
@@ -472,7 +540,11 @@ mod tests {
         let leftover = std::fs::read_dir(&dir)
             .expect("readdir")
             .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().starts_with(&format!("polltgt-{}-", std::process::id())));
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("polltgt-{}-", std::process::id()))
+            });
         assert!(!leftover);
     }
 }

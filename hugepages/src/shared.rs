@@ -44,7 +44,11 @@ impl SharedRegion {
         let stripes = region.len().div_ceil(stripe);
         let nlocks = stripes.clamp(1, MAX_LOCKS);
         let locks = (0..nlocks).map(|_| RwLock::new(())).collect();
-        SharedRegion { region, stripe_shift: stripe.trailing_zeros(), locks }
+        SharedRegion {
+            region,
+            stripe_shift: stripe.trailing_zeros(),
+            locks,
+        }
     }
 
     /// Maps a new region of `len` bytes (lazily committed, see [`Region`]) and wraps it.
@@ -79,7 +83,12 @@ impl SharedRegion {
 
     /// Splits `[offset, offset+len)` at stripe boundaries and calls `f(lock, piece_offset, piece_len, done)` for
     /// each piece in order, `done` being the bytes of the range before the piece.
-    fn pieces(&self, offset: usize, len: usize, mut f: impl FnMut(&RwLock<()>, usize, usize, usize)) {
+    fn pieces(
+        &self,
+        offset: usize,
+        len: usize,
+        mut f: impl FnMut(&RwLock<()>, usize, usize, usize),
+    ) {
         let stripe = self.stripe_size();
         let mut pos = offset;
         let end = offset + len;
@@ -161,11 +170,21 @@ mod tests {
     fn out_of_range_is_refused_without_access() {
         let r = small(128 * 1024);
         let mut buf = vec![0u8; 4096];
-        assert!(matches!(r.read_at(128 * 1024 - 4095, &mut buf), Err(RegionError::OutOfRange { .. })));
-        assert!(matches!(r.write_at(usize::MAX - 10, &buf), Err(RegionError::OutOfRange { .. })));
-        assert!(matches!(r.zero_range(1, 128 * 1024), Err(RegionError::OutOfRange { .. })));
+        assert!(matches!(
+            r.read_at(128 * 1024 - 4095, &mut buf),
+            Err(RegionError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            r.write_at(usize::MAX - 10, &buf),
+            Err(RegionError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            r.zero_range(1, 128 * 1024),
+            Err(RegionError::OutOfRange { .. })
+        ));
         r.read_at(128 * 1024 - 4096, &mut buf).expect("last 4 KiB");
-        r.read_at(128 * 1024, &mut []).expect("empty read at the end");
+        r.read_at(128 * 1024, &mut [])
+            .expect("empty read at the end");
     }
 
     #[test]
