@@ -167,6 +167,17 @@ impl BufPool {
         if cfg.slab_size == 0 {
             return Err(PoolError::Config("slab_size must not be zero"));
         }
+        if cfg
+            .region
+            .hugetlbfs_path
+            .as_ref()
+            .is_some_and(|p| !p.is_dir())
+        {
+            // Every slab maps its own file; a single named file would make all slabs share the same pages.
+            return Err(PoolError::Config(
+                "a pool's hugetlbfs_path must be a directory",
+            ));
+        }
         Ok(BufPool {
             inner: Arc::new(PoolInner::new(cfg)),
         })
@@ -330,11 +341,11 @@ impl PoolInner {
             return Ok(Some(region));
         }
         // A hugepage mapping rounded up past the cap: small pages may still fit.
-        if region.mapped_len() > small_len && self.cfg.region.hugetlbfs_dir.is_none() {
+        if region.mapped_len() > small_len && self.cfg.region.hugetlbfs_path.is_none() {
             drop(region);
             let opts = RegionOptions {
                 huge: HugePolicy::Never,
-                hugetlbfs_dir: None,
+                hugetlbfs_path: None,
             };
             let region = Region::with_options(len, &opts)?;
             if self.reserve(region.mapped_len()) {
@@ -548,6 +559,14 @@ mod tests {
             slab_size: 0,
             ..PoolConfig::default()
         }));
+        let file = std::env::temp_dir().join(format!("polltgt-pool-cfg-{}", std::process::id()));
+        assert!(bad(PoolConfig {
+            region: RegionOptions {
+                huge: HugePolicy::Prefer,
+                hugetlbfs_path: Some(file),
+            },
+            ..PoolConfig::default()
+        }));
     }
 
     #[test]
@@ -686,6 +705,25 @@ mod tests {
         let big = p.alloc(1 << 20).expect("after shrink");
         assert_eq!(big.len(), 1 << 20);
         assert_eq!(p.stats().bytes_mapped, 1 << 20);
+    }
+
+    #[test]
+    fn pool_over_files_in_a_directory() {
+        let dir = std::env::temp_dir();
+        let p = BufPool::new(PoolConfig {
+            region: RegionOptions {
+                huge: HugePolicy::Prefer,
+                hugetlbfs_path: Some(dir),
+            },
+            ..PoolConfig::default()
+        })
+        .expect("pool");
+        let mut a = p.alloc(4096).expect("alloc");
+        let mut b = p.alloc(4096).expect("alloc");
+        a.fill(1);
+        b.fill(2);
+        assert!(a.iter().all(|&x| x == 1) && b.iter().all(|&x| x == 2));
+        assert_eq!(a.as_ptr() as usize % 4096, 0);
     }
 
     #[test]

@@ -47,12 +47,16 @@ pub enum HugePolicy {
 /// How to map a [`Region`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegionOptions {
-    /// Hugepage policy for anonymous regions (ignored when `hugetlbfs_dir` is set).
+    /// Hugepage policy for anonymous regions (with `hugetlbfs_path`, only `Require` matters: it refuses a file
+    /// that is not on hugetlbfs).
     pub huge: HugePolicy,
-    /// Map a file created (and unlinked at once) in this directory, normally a hugetlbfs mount such as
-    /// `/dev/hugepages`; the page size is the mount's block size. Works on any filesystem that supports shared
-    /// mappings (tmpfs, ext4), in which case the region is not huge.
-    pub hugetlbfs_dir: Option<PathBuf>,
+    /// Map a file instead of anonymous memory, normally on a hugetlbfs mount such as `/dev/hugepages` (the page
+    /// size is then the mount's). A directory: a fresh file is created in it and unlinked at once, so the memory
+    /// lives exactly as long as the region. A file path: that file is opened (created if missing, grown to the
+    /// region size if shorter), locked with `flock` so no second region maps it, and kept, so its contents outlive
+    /// the process (a RAM disk that survives a restart). Works on any filesystem with shared mappings (tmpfs,
+    /// ext4), in which case the region is not huge.
+    pub hugetlbfs_path: Option<PathBuf>,
 }
 
 impl RegionOptions {
@@ -60,7 +64,7 @@ impl RegionOptions {
     pub fn small_pages() -> Self {
         RegionOptions {
             huge: HugePolicy::Never,
-            hugetlbfs_dir: None,
+            hugetlbfs_path: None,
         }
     }
 }
@@ -86,11 +90,11 @@ pub enum RegionError {
         #[source]
         source: io::Error,
     },
-    /// Creating or sizing the backing file failed.
-    #[error("backing file in {}: {source}", dir.display())]
+    /// Creating, locking or sizing the backing file failed.
+    #[error("backing file {}: {source}", path.display())]
     File {
-        /// The directory given in [`RegionOptions::hugetlbfs_dir`].
-        dir: PathBuf,
+        /// The path given in [`RegionOptions::hugetlbfs_path`].
+        path: PathBuf,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -179,7 +183,7 @@ impl Region {
         if len == 0 {
             return Err(RegionError::Empty);
         }
-        if let Some(dir) = &opts.hugetlbfs_dir {
+        if let Some(dir) = &opts.hugetlbfs_path {
             let region = Region::map_file(len, dir)?;
             if opts.huge == HugePolicy::Require && !region.huge {
                 return Err(RegionError::HugeUnavailable(io::Error::other(format!(
@@ -237,26 +241,46 @@ impl Region {
         })
     }
 
-    fn map_file(len: usize, dir: &Path) -> Result<Region, RegionError> {
+    fn map_file(len: usize, path: &Path) -> Result<Region, RegionError> {
         let file_err = |source: io::Error| RegionError::File {
-            dir: dir.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         };
-        let name = format!(
-            "polltgt-{}-{}",
-            std::process::id(),
-            FILE_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = dir.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(file_err)?;
-        // The mapping keeps the memory; the name is not needed (and must not outlive a crash).
-        std::fs::remove_file(&path).map_err(file_err)?;
+        let file = if path.is_dir() {
+            let name = format!(
+                "polltgt-{}-{}",
+                std::process::id(),
+                FILE_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let tmp = path.join(name);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(file_err)?;
+            // The mapping keeps the memory; the name is not needed (and must not outlive a crash).
+            std::fs::remove_file(&tmp).map_err(file_err)?;
+            file
+        } else {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(file_err)?;
+            // One mapping per named file: two regions over the same pages would let two owners write the same
+            // memory without a common lock.
+            // SAFETY: flock only acts on the fd, which is open for the duration of the call.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc != 0 {
+                return Err(file_err(io::Error::last_os_error()));
+            }
+            file
+        };
 
         // SAFETY: `statfs` is plain old data; all-zero bytes are a valid value.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -272,7 +296,10 @@ impl Region {
             system_page_size()
         };
         let map_len = round_up(len, page_size)?;
-        file.set_len(map_len as u64).map_err(file_err)?;
+        let current = file.metadata().map_err(file_err)?.len();
+        if current < map_len as u64 {
+            file.set_len(map_len as u64).map_err(file_err)?;
+        }
         let ptr = mmap_raw(
             map_len,
             libc::PROT_READ | libc::PROT_WRITE,
@@ -470,7 +497,7 @@ mod tests {
                     4 << 20,
                     &RegionOptions {
                         huge: HugePolicy::Require,
-                        hugetlbfs_dir: None
+                        hugetlbfs_path: None
                     }
                 ),
                 Err(RegionError::HugeUnavailable(_))
@@ -522,11 +549,92 @@ mod tests {
     }
 
     #[test]
+    fn named_file_region_persists_and_is_exclusive() {
+        let dir = std::env::temp_dir().join(format!("polltgt-region-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("ramdisk");
+        let opts = RegionOptions {
+            huge: HugePolicy::Prefer,
+            hugetlbfs_path: Some(path.clone()),
+        };
+        {
+            let mut r = Region::with_options(8192, &opts).expect("map");
+            r.as_mut_slice()[100] = 42;
+            // A second region over the same file is refused (flock).
+            assert!(matches!(
+                Region::with_options(8192, &opts),
+                Err(RegionError::File { .. })
+            ));
+        }
+        // The contents outlive the region; the file is reused.
+        let r = Region::with_options(8192, &opts).expect("map again");
+        assert_eq!(r.as_slice()[100], 42);
+        assert!(matches!(
+            Region::with_options(
+                8192,
+                &RegionOptions {
+                    huge: HugePolicy::Require,
+                    hugetlbfs_path: Some(dir.join("other")),
+                }
+            ),
+            Err(RegionError::HugeUnavailable(_))
+        ));
+        drop(r);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Counts `tracing` events on the current thread.
+    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tracing::Subscriber for Counter {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn fallback_is_logged_at_most_once() {
+        let count = |f: &dyn Fn() -> Region| {
+            let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let r = tracing::subscriber::with_default(Counter(n.clone()), f);
+            (r, n.load(Ordering::Relaxed))
+        };
+        let map = || Region::new(1 << 21).expect("map");
+        // The first fallback of the process may happen on this thread (one line) or another test's (none here).
+        let (r, n) = count(&|| {
+            let _a = map();
+            map()
+        });
+        if r.is_huge() {
+            assert_eq!(n, 0, "no fallback, no log line");
+            return;
+        }
+        assert!(n <= 1, "{n} fallback lines");
+        assert!(FALLBACK_LOGGED.is_completed());
+        // From now on, fallbacks are silent.
+        let (_, n) = count(&|| {
+            let _a = map();
+            map()
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[test]
     fn file_backed_region_maps_and_discards() {
         let dir = std::env::temp_dir();
         let opts = RegionOptions {
             huge: HugePolicy::Prefer,
-            hugetlbfs_dir: Some(dir.clone()),
+            hugetlbfs_path: Some(dir.clone()),
         };
         let mut r = Region::with_options(3 * 4096 + 1, &opts).expect("map file");
         assert_eq!(r.len(), 3 * 4096 + 1);
