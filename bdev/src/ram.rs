@@ -392,6 +392,48 @@ mod tests {
     }
 
     #[test]
+    fn default_options_use_hugepages_when_available() {
+        let dev = RamBdev::new("huge", 4096, 2048, &RegionOptions::default()).expect("8 MiB");
+        let nr = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap_or_default();
+        if nr.trim() == "0" {
+            assert!(!dev.is_huge());
+        }
+        let mut ch = dev.open_channel().expect("channel");
+        let buf = Buf::from_vec(vec![0x3C; 8 << 20]);
+        assert!(run(
+            ch.as_mut(),
+            Op::Write {
+                offset: 0,
+                buf,
+                fua: false
+            }
+        )
+        .result
+        .is_ok());
+        // 1 MiB .. 7 MiB: with hugepages, the 2 MiB pages inside are released and the edges memset.
+        assert!(run(
+            ch.as_mut(),
+            Op::Unmap {
+                offset: 1 << 20,
+                len: 6 << 20
+            }
+        )
+        .result
+        .is_ok());
+        let c = run(
+            ch.as_mut(),
+            Op::Read {
+                offset: 0,
+                buf: Buf::zeroed(8 << 20),
+            },
+        );
+        let data = c.buf.expect("buf");
+        assert!(data[..1 << 20].iter().all(|&b| b == 0x3C));
+        assert!(data[1 << 20..7 << 20].iter().all(|&b| b == 0));
+        assert!(data[7 << 20..].iter().all(|&b| b == 0x3C));
+    }
+
+    #[test]
     fn one_gib_disk_costs_nothing_until_written() {
         let dev = RamBdev::new("big", 512, 2 << 20, &RegionOptions::small_pages()).expect("1 GiB");
         assert_eq!(dev.info().size_bytes(), 1 << 30);

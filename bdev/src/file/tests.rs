@@ -367,51 +367,56 @@ fn check_zeroed(path: &Path, len: usize, zero: std::ops::Range<usize>, fill: u8)
 
 #[test]
 fn unmap_and_write_zeroes_with_fallocate_and_fallback() {
-    for engine in ENGINES {
-        for fallback in [false, true] {
-            let len = 4 << 20;
-            let f = backing(len, 0xA5);
-            let dev = FileBdev::open("z", f.path(), 512, false, opts(engine)).expect("open");
-            if fallback {
-                // What a filesystem without fallocate support leads to: zeros written from the shared zero region,
-                // in 1 MiB steps (the 3 MiB WriteZeroes below takes several).
-                dev.ctx.punch_ok.store(false, Ordering::Relaxed);
-                dev.ctx.zero_range_ok.store(false, Ordering::Relaxed);
+    for (engine, fallback, o_direct) in ENGINES
+        .into_iter()
+        .flat_map(|e| [(e, false, false), (e, true, false), (e, true, true)])
+    {
+        let len = 4 << 20;
+        let f = backing(len, 0xA5);
+        let o = FileOptions {
+            o_direct,
+            ..opts(engine)
+        };
+        let dev = FileBdev::open("z", f.path(), 512, false, o).expect("open");
+        if fallback {
+            // What a filesystem without fallocate support leads to: zeros written from the shared zero region,
+            // in 1 MiB steps (the 3 MiB WriteZeroes below takes several).
+            dev.ctx.punch_ok.store(false, Ordering::Relaxed);
+            dev.ctx.zero_range_ok.store(false, Ordering::Relaxed);
+        }
+        let mut ch = dev.open_channel().expect("channel");
+        assert!(run(
+            ch.as_mut(),
+            Op::Unmap {
+                offset: 512,
+                len: 8192
             }
-            let mut ch = dev.open_channel().expect("channel");
-            assert!(run(
-                ch.as_mut(),
-                Op::Unmap {
-                    offset: 512,
-                    len: 8192
-                }
-            )
+        )
+        .result
+        .is_ok());
+        check_zeroed(f.path(), len, 512..8704, 0xA5);
+        let c = run(
+            ch.as_mut(),
+            Op::WriteZeroes {
+                offset: 1 << 20,
+                len: 3 << 20,
+            },
+        );
+        assert!(
+            c.result.is_ok(),
+            "{engine:?} fallback={fallback}: {:?}",
+            c.result
+        );
+        let mut raw = vec![0u8; len];
+        std::fs::File::open(f.path())
+            .expect("open")
+            .read_exact_at(&mut raw, 0)
+            .expect("read");
+        assert!(raw[8704..1 << 20].iter().all(|&b| b == 0xA5));
+        assert!(raw[1 << 20..].iter().all(|&b| b == 0));
+        assert!(run(ch.as_mut(), Op::Unmap { offset: 0, len: 0 })
             .result
             .is_ok());
-            check_zeroed(f.path(), len, 512..8704, 0xA5);
-            let c = run(
-                ch.as_mut(),
-                Op::WriteZeroes {
-                    offset: 1 << 20,
-                    len: 3 << 20,
-                },
-            );
-            assert!(
-                c.result.is_ok(),
-                "{engine:?} fallback={fallback}: {:?}",
-                c.result
-            );
-            let mut raw = vec![0u8; len];
-            std::fs::File::open(f.path())
-                .expect("open")
-                .read_exact_at(&mut raw, 0)
-                .expect("read");
-            assert!(raw[8704..1 << 20].iter().all(|&b| b == 0xA5));
-            assert!(raw[1 << 20..].iter().all(|&b| b == 0));
-            assert!(run(ch.as_mut(), Op::Unmap { offset: 0, len: 0 })
-                .result
-                .is_ok());
-        }
     }
 }
 
@@ -679,4 +684,35 @@ fn short_transfers_are_continued_and_eof_reported() {
         );
         assert!(c.result.is_ok());
     }
+}
+
+#[test]
+fn io_uring_setup_failure_falls_back_to_threads() {
+    // More SQ entries than the kernel allows (IORING_MAX_ENTRIES = 32768): io_uring_setup fails with EINVAL.
+    let f = backing(64 * 1024, 0x19);
+    let o = FileOptions {
+        queue_depth: 1 << 20,
+        ..FileOptions::default()
+    };
+    let dev = FileBdev::open("fb", f.path(), 512, false, o.clone()).expect("open");
+    assert_eq!(dev.engine(), FileEngine::Threads);
+    let mut ch = dev.open_channel().expect("channel");
+    let c = run(
+        ch.as_mut(),
+        Op::Read {
+            offset: 0,
+            buf: Buf::zeroed(4096),
+        },
+    );
+    assert!(c.result.is_ok());
+    assert!(c.buf.expect("buf").iter().all(|&b| b == 0x19));
+    // Forcing io_uring turns the same failure into an error.
+    let forced = FileOptions {
+        engine: EngineChoice::IoUring,
+        ..o
+    };
+    assert!(matches!(
+        FileBdev::open("fb", f.path(), 512, false, forced),
+        Err(BdevError::Io(_))
+    ));
 }
