@@ -1,0 +1,180 @@
+//! `NullBdev`: reads return zeros, writes are discarded (SPDK's null bdev); for benchmarks and tests.
+
+use std::collections::VecDeque;
+
+use crate::{
+    check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Geometry, Io, Op,
+};
+
+/// A device of a configured size that stores nothing.
+#[derive(Debug, Clone)]
+pub struct NullBdev {
+    info: BdevInfo,
+}
+
+impl NullBdev {
+    /// A null device of `num_blocks` blocks of `block_size` bytes.
+    pub fn new(
+        name: impl Into<String>,
+        block_size: u32,
+        num_blocks: u64,
+    ) -> Result<NullBdev, BdevError> {
+        check_geometry(block_size, num_blocks)?;
+        Ok(NullBdev {
+            info: BdevInfo {
+                name: name.into(),
+                block_size,
+                num_blocks,
+                read_only: false,
+                kind: BdevKind::Null,
+                rotational: false,
+            },
+        })
+    }
+}
+
+impl Bdev for NullBdev {
+    fn info(&self) -> BdevInfo {
+        self.info.clone()
+    }
+
+    fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
+        Ok(Box::new(NullChannel {
+            geom: Geometry {
+                block_size: self.info.block_size,
+                size: self.info.size_bytes(),
+                read_only: false,
+                buf_align: 1,
+            },
+            done: VecDeque::new(),
+        }))
+    }
+}
+
+struct NullChannel {
+    geom: Geometry,
+    done: VecDeque<Completion>,
+}
+
+impl Channel for NullChannel {
+    fn submit(&mut self, io: Io) {
+        let Io { tag, mut op } = io;
+        let result = self.geom.check(&op);
+        if result.is_ok() {
+            if let Op::Read { buf, .. } = &mut op {
+                buf.fill(0);
+            }
+        }
+        self.done.push_back(Completion::of(tag, op, result));
+    }
+
+    fn poll(&mut self, done: &mut Vec<Completion>) -> usize {
+        let n = self.done.len();
+        done.extend(self.done.drain(..));
+        n
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Buf;
+
+    #[test]
+    fn reads_zeros_discards_writes_checks_ranges() {
+        let dev = NullBdev::new("null0", 4096, 1 << 20).expect("null");
+        assert_eq!(dev.info().size_bytes(), 4 << 30);
+        assert_eq!(dev.info().kind, BdevKind::Null);
+        let mut ch = dev.open_channel().expect("channel");
+        ch.submit(Io {
+            tag: 1,
+            op: Op::Write {
+                offset: 0,
+                buf: Buf::from_vec(vec![7; 8192]),
+                fua: true,
+            },
+        });
+        ch.submit(Io {
+            tag: 2,
+            op: Op::Read {
+                offset: 0,
+                buf: Buf::from_vec(vec![7; 8192]),
+            },
+        });
+        ch.submit(Io {
+            tag: 3,
+            op: Op::Read {
+                offset: 4 << 30,
+                buf: Buf::from_vec(vec![7; 4096]),
+            },
+        });
+        ch.submit(Io {
+            tag: 4,
+            op: Op::Unmap {
+                offset: 512,
+                len: 4096,
+            },
+        });
+        ch.submit(Io {
+            tag: 5,
+            op: Op::Flush,
+        });
+        ch.submit(Io {
+            tag: 6,
+            op: Op::WriteZeroes {
+                offset: 0,
+                len: 4 << 30,
+            },
+        });
+        assert_eq!(ch.in_flight(), 6);
+        let mut done = Vec::new();
+        assert_eq!(ch.poll(&mut done), 6);
+        assert_eq!(ch.in_flight(), 0);
+        assert!(done[0].result.is_ok() && done[0].buf.as_ref().is_some_and(|b| b.len() == 8192));
+        assert!(
+            done[1].result.is_ok()
+                && done[1]
+                    .buf
+                    .as_ref()
+                    .is_some_and(|b| b.iter().all(|&x| x == 0))
+        );
+        assert!(matches!(done[2].result, Err(BdevError::OutOfRange { .. })));
+        assert!(
+            done[2]
+                .buf
+                .as_ref()
+                .is_some_and(|b| b.iter().all(|&x| x == 7)),
+            "untouched"
+        );
+        assert!(matches!(done[3].result, Err(BdevError::Misaligned { .. })));
+        assert!(done[4].result.is_ok() && done[5].result.is_ok());
+        let tags: Vec<u64> = done.iter().map(|c| c.tag).collect();
+        assert_eq!(tags, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn thousand_in_flight() {
+        let dev = NullBdev::new("null1", 512, 4096).expect("null");
+        let mut ch = dev.open_channel().expect("channel");
+        for i in 0..1000u64 {
+            ch.submit(Io {
+                tag: i,
+                op: Op::Read {
+                    offset: (i % 4096) * 512,
+                    buf: Buf::from_vec(vec![1; 512]),
+                },
+            });
+        }
+        assert_eq!(ch.in_flight(), 1000);
+        let mut done = Vec::new();
+        assert_eq!(ch.poll(&mut done), 1000);
+        assert!(done
+            .iter()
+            .all(|c| c.result.is_ok() && c.buf.as_ref().is_some_and(|b| b[0] == 0)));
+        assert!(NullBdev::new("bad", 4095, 1).is_err());
+    }
+}
