@@ -7,7 +7,7 @@ use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::Registry;
 use polltgt_dataplane::server::{PortalConfig, Server};
-use polltgt_hugepages::{BufPool, PoolConfig};
+use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
 use polltgt_mgmt::{Config, DeviceConfig, Handler};
 use polltgt_scsi::LuConfig;
 
@@ -37,7 +37,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
         pin: cfg.reactors.cpu_mask.is_some(),
         idle: IdleMode::default(),
     };
-    let pool = BufPool::new(PoolConfig::default());
+    let pool = BufPool::new(PoolConfig::default())?;
     Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
 }
 
@@ -47,15 +47,15 @@ fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
     Ok(match d.handler {
         Handler::Ram => {
             let size = d.size_bytes().context("size is required")?;
-            Arc::new(RamBdev::new(&d.name, block_size, blocks(size))?)
+            Arc::new(RamBdev::new(&d.name, block_size, blocks(size), &RegionOptions::default())?)
         }
         Handler::VdiskNullio => {
             let size = d.size_bytes().context("size is required")?;
-            Arc::new(NullBdev::new(&d.name, block_size, blocks(size)))
+            Arc::new(NullBdev::new(&d.name, block_size, blocks(size))?)
         }
         Handler::VdiskFileio | Handler::VdiskBlockio => {
             let path = d.filename.as_ref().context("filename is required")?;
-            let opts = FileOptions { o_direct: d.o_direct, ..FileOptions::default() };
+            let opts = FileOptions { o_direct: d.o_direct, rotational: Some(d.rotational), ..FileOptions::default() };
             Arc::new(
                 FileBdev::open(&d.name, path, block_size, d.read_only, opts)
                     .with_context(|| format!("cannot open {}", path.display()))?,

@@ -638,6 +638,7 @@ fn bdev_error_to_io_result(e: &polltgt_bdev::BdevError) -> IoResult {
     match e {
         polltgt_bdev::BdevError::OutOfRange { .. } => IoResult::OutOfRange,
         polltgt_bdev::BdevError::Io(_) => IoResult::MediumError,
+        polltgt_bdev::BdevError::ReadOnly => IoResult::WriteProtected,
         _ => IoResult::Other,
     }
 }
