@@ -4,7 +4,7 @@
 set -euo pipefail
 need=(gcc pkg-config ca-certificates)
 if [[ "${1:-}" == "--test" ]]; then
-    need+=(libiscsi-bin iproute2 procps)
+    need+=(libiscsi-bin libiscsi-dev iproute2 procps)
 fi
 missing=()
 for p in "${need[@]}"; do
