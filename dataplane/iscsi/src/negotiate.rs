@@ -165,381 +165,64 @@ use Sender::{Both, Initiator, Target};
 use Usage::{All, FullFeatureOnly, LoginOnly};
 
 /// Every key of RFC 7143 §12.1 and §13 (plus iSCSIProtocolLevel of RFC 7144 and the obsoleted marker keys).
+#[rustfmt::skip]
 pub static KEYS: &[KeyDef] = &[
+    // name, sender, phase, scope, use, rule, RFC default, irrelevant in discovery
     // §13.1
-    key(
-        "HeaderDigest",
-        Both,
-        Operational,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::List(DIGESTS),
-        Some("None"),
-        false,
-    ),
-    key(
-        "DataDigest",
-        Both,
-        Operational,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::List(DIGESTS),
-        Some("None"),
-        false,
-    ),
+    key("HeaderDigest", Both, Operational, ConnectionOnly, LoginOnly, Rule::List(DIGESTS), Some("None"), false),
+    key("DataDigest", Both, Operational, ConnectionOnly, LoginOnly, Rule::List(DIGESTS), Some("None"), false),
     // §13.2
-    key(
-        "MaxConnections",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min { lo: 1, hi: 65535 },
-        Some("1"),
-        true,
-    ),
+    key("MaxConnections", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 1, hi: 65535 }, Some("1"), true),
     // §13.3
-    key(
-        "SendTargets",
-        Initiator,
-        Any,
-        SessionWide,
-        FullFeatureOnly,
-        Rule::Declarative(Decl::SendTargets),
-        None,
-        false,
-    ),
+    key("SendTargets", Initiator, Any, SessionWide, FullFeatureOnly, Rule::Declarative(Decl::SendTargets), None, false),
     // §13.4-§13.9
-    key(
-        "TargetName",
-        Both,
-        Any,
-        SessionWide,
-        All,
-        Rule::Declarative(Decl::IscsiName),
-        None,
-        false,
-    ),
-    key(
-        "InitiatorName",
-        Initiator,
-        Any,
-        SessionWide,
-        LoginOnly,
-        Rule::Declarative(Decl::IscsiName),
-        None,
-        false,
-    ),
-    key(
-        "TargetAlias",
-        Target,
-        Any,
-        SessionWide,
-        All,
-        Rule::Declarative(Decl::Text),
-        None,
-        false,
-    ),
-    key(
-        "InitiatorAlias",
-        Initiator,
-        Any,
-        SessionWide,
-        All,
-        Rule::Declarative(Decl::Text),
-        None,
-        false,
-    ),
-    key(
-        "TargetAddress",
-        Target,
-        Any,
-        SessionWide,
-        All,
-        Rule::Declarative(Decl::TargetAddress),
-        None,
-        false,
-    ),
-    key(
-        "TargetPortalGroupTag",
-        Target,
-        Any,
-        SessionWide,
-        LoginOnly,
-        Rule::Declarative(Decl::PortalGroupTag),
-        None,
-        false,
-    ),
+    key("TargetName", Both, Any, SessionWide, All, Rule::Declarative(Decl::IscsiName), None, false),
+    key("InitiatorName", Initiator, Any, SessionWide, LoginOnly, Rule::Declarative(Decl::IscsiName), None, false),
+    key("TargetAlias", Target, Any, SessionWide, All, Rule::Declarative(Decl::Text), None, false),
+    key("InitiatorAlias", Initiator, Any, SessionWide, All, Rule::Declarative(Decl::Text), None, false),
+    key("TargetAddress", Target, Any, SessionWide, All, Rule::Declarative(Decl::TargetAddress), None, false),
+    key("TargetPortalGroupTag", Target, Any, SessionWide, LoginOnly, Rule::Declarative(Decl::PortalGroupTag), None, false),
     // §13.10, §13.11
-    key(
-        "InitialR2T",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Or,
-        Some("Yes"),
-        true,
-    ),
-    key(
-        "ImmediateData",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::And,
-        Some("Yes"),
-        true,
-    ),
+    key("InitialR2T", Both, Operational, LeadingOnly, LoginOnly, Rule::Or, Some("Yes"), true),
+    key("ImmediateData", Both, Operational, LeadingOnly, LoginOnly, Rule::And, Some("Yes"), true),
     // §13.12-§13.14
-    key(
-        "MaxRecvDataSegmentLength",
-        Both,
-        Operational,
-        ConnectionOnly,
-        All,
-        Rule::Declarative(Decl::Number {
-            lo: 512,
-            hi: MAX_SEGMENT,
-        }),
-        Some("8192"),
-        false,
-    ),
-    key(
-        "MaxBurstLength",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min {
-            lo: 512,
-            hi: MAX_SEGMENT,
-        },
-        Some("262144"),
-        true,
-    ),
-    key(
-        "FirstBurstLength",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min {
-            lo: 512,
-            hi: MAX_SEGMENT,
-        },
-        Some("65536"),
-        true,
-    ),
+    key("MaxRecvDataSegmentLength", Both, Operational, ConnectionOnly, All,
+        Rule::Declarative(Decl::Number { lo: 512, hi: MAX_SEGMENT }), Some("8192"), false),
+    key("MaxBurstLength", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 512, hi: MAX_SEGMENT },
+        Some("262144"), true),
+    key("FirstBurstLength", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 512, hi: MAX_SEGMENT },
+        Some("65536"), true),
     // §13.15-§13.17
-    key(
-        "DefaultTime2Wait",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Max { lo: 0, hi: 3600 },
-        Some("2"),
-        false,
-    ),
-    key(
-        "DefaultTime2Retain",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min { lo: 0, hi: 3600 },
-        Some("20"),
-        false,
-    ),
-    key(
-        "MaxOutstandingR2T",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min { lo: 1, hi: 65535 },
-        Some("1"),
-        true,
-    ),
+    key("DefaultTime2Wait", Both, Operational, LeadingOnly, LoginOnly, Rule::Max { lo: 0, hi: 3600 }, Some("2"), false),
+    key("DefaultTime2Retain", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 0, hi: 3600 }, Some("20"), false),
+    key("MaxOutstandingR2T", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 1, hi: 65535 }, Some("1"), true),
     // §13.18-§13.20
-    key(
-        "DataPDUInOrder",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Or,
-        Some("Yes"),
-        true,
-    ),
-    key(
-        "DataSequenceInOrder",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Or,
-        Some("Yes"),
-        true,
-    ),
-    key(
-        "ErrorRecoveryLevel",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min { lo: 0, hi: 2 },
-        Some("0"),
-        false,
-    ),
+    key("DataPDUInOrder", Both, Operational, LeadingOnly, LoginOnly, Rule::Or, Some("Yes"), true),
+    key("DataSequenceInOrder", Both, Operational, LeadingOnly, LoginOnly, Rule::Or, Some("Yes"), true),
+    key("ErrorRecoveryLevel", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 0, hi: 2 }, Some("0"), false),
     // §13.21
-    key(
-        "SessionType",
-        Initiator,
-        Any,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Declarative(Decl::SessionType),
-        Some("Normal"),
-        false,
-    ),
+    key("SessionType", Initiator, Any, LeadingOnly, LoginOnly, Rule::Declarative(Decl::SessionType), Some("Normal"), false),
     // §13.23
-    key(
-        "TaskReporting",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::List(&["RFC3720", "ResponseFence", "FastAbort"]),
-        Some("RFC3720"),
-        true,
-    ),
+    key("TaskReporting", Both, Operational, LeadingOnly, LoginOnly, Rule::List(&["RFC3720", "ResponseFence", "FastAbort"]),
+        Some("RFC3720"), true),
     // RFC 7144 §2.1
-    key(
-        "iSCSIProtocolLevel",
-        Both,
-        Operational,
-        LeadingOnly,
-        LoginOnly,
-        Rule::Min { lo: 0, hi: 31 },
-        Some("1"),
-        false,
-    ),
-    // §13 X#NodeArchitecture (RFC 4850)
-    key(
-        "X#NodeArchitecture",
-        Both,
-        Any,
-        SessionWide,
-        LoginOnly,
-        Rule::Declarative(Decl::Text),
-        None,
-        false,
-    ),
-    // Obsoleted marker keys (RFC 3720 §A.3; RFC 7143 obsoletes them).
-    key(
-        "OFMarker",
-        Both,
-        Operational,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::And,
-        Some("No"),
-        false,
-    ),
-    key(
-        "IFMarker",
-        Both,
-        Operational,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::And,
-        Some("No"),
-        false,
-    ),
-    key(
-        "OFMarkInt",
-        Both,
-        Operational,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Obsolete,
-        Some("2048"),
-        false,
-    ),
-    key(
-        "IFMarkInt",
-        Both,
-        Operational,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Obsolete,
-        Some("2048"),
-        false,
-    ),
+    key("iSCSIProtocolLevel", Both, Operational, LeadingOnly, LoginOnly, Rule::Min { lo: 0, hi: 31 }, Some("1"), false),
+    // X#NodeArchitecture (RFC 4850, consolidated into RFC 7143 §13)
+    key("X#NodeArchitecture", Both, Any, SessionWide, LoginOnly, Rule::Declarative(Decl::Text), None, false),
+    // Marker keys (RFC 3720 §A.3), obsoleted by RFC 7143: markers are answered No, intervals Reject.
+    key("OFMarker", Both, Operational, ConnectionOnly, LoginOnly, Rule::And, Some("No"), false),
+    key("IFMarker", Both, Operational, ConnectionOnly, LoginOnly, Rule::And, Some("No"), false),
+    key("OFMarkInt", Both, Operational, ConnectionOnly, LoginOnly, Rule::Obsolete, Some("2048"), false),
+    key("IFMarkInt", Both, Operational, ConnectionOnly, LoginOnly, Rule::Obsolete, Some("2048"), false),
     // §12.1 authentication
-    key(
-        "AuthMethod",
-        Both,
-        Security,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::List(&["KRB5", "SPKM1", "SPKM2", "SRP", "CHAP", "None"]),
-        Some("None"),
-        false,
-    ),
+    key("AuthMethod", Both, Security, ConnectionOnly, LoginOnly,
+        Rule::List(&["KRB5", "SPKM1", "SPKM2", "SRP", "CHAP", "None"]), Some("None"), false),
     // §12.1.3 CHAP
-    key(
-        "CHAP_A",
-        Both,
-        Security,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Auth,
-        None,
-        false,
-    ),
-    key(
-        "CHAP_I",
-        Both,
-        Security,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Auth,
-        None,
-        false,
-    ),
-    key(
-        "CHAP_C",
-        Both,
-        Security,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Auth,
-        None,
-        false,
-    ),
-    key(
-        "CHAP_N",
-        Both,
-        Security,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Auth,
-        None,
-        false,
-    ),
-    key(
-        "CHAP_R",
-        Both,
-        Security,
-        ConnectionOnly,
-        LoginOnly,
-        Rule::Auth,
-        None,
-        false,
-    ),
+    key("CHAP_A", Both, Security, ConnectionOnly, LoginOnly, Rule::Auth, None, false),
+    key("CHAP_I", Both, Security, ConnectionOnly, LoginOnly, Rule::Auth, None, false),
+    key("CHAP_C", Both, Security, ConnectionOnly, LoginOnly, Rule::Auth, None, false),
+    key("CHAP_N", Both, Security, ConnectionOnly, LoginOnly, Rule::Auth, None, false),
+    key("CHAP_R", Both, Security, ConnectionOnly, LoginOnly, Rule::Auth, None, false),
 ];
 
 /// The table row of a key (exact, case-sensitive match, §6.1).
@@ -554,8 +237,13 @@ pub fn is_extension_key(name: &str) -> bool {
 
 /// The first value of the offered list that is in `supported` (§6.2.1). `Ok(None)`: no common value (answer
 /// `Reject`); `Err`: the offer is not a well-formed list.
-pub fn select_from_list<'a>(offer: &'a str, supported: &[&str]) -> Result<Option<&'a str>, TextError> {
-    Ok(text::parse_list(offer)?.into_iter().find(|v| supported.contains(v)))
+pub fn select_from_list<'a>(
+    offer: &'a str,
+    supported: &[&str],
+) -> Result<Option<&'a str>, TextError> {
+    Ok(text::parse_list(offer)?
+        .into_iter()
+        .find(|v| supported.contains(v)))
 }
 
 /// The login stages (§11.12.3 CSG/NSG).
@@ -594,7 +282,10 @@ pub enum NegotiationError {
     #[error("invalid SessionType {0:?}")]
     InvalidSessionType(String),
     #[error("{key} would be {value}, which the target does not accept")]
-    DigestNotAcceptable { key: &'static str, value: &'static str },
+    DigestNotAcceptable {
+        key: &'static str,
+        value: &'static str,
+    },
     #[error("text: {0}")]
     Text(#[from] TextError),
 }
@@ -642,6 +333,8 @@ pub struct Negotiator {
     results: HashMap<&'static str, Val>,
     /// The MaxRecvDataSegmentLength the target declared, once it has.
     declared_mrdsl: Option<u32>,
+    /// Values of the initiator's declarative keys, to recognise a harmless repetition.
+    declared: HashMap<String, String>,
     initiator_name: Option<String>,
     initiator_alias: Option<String>,
     target_name: Option<String>,
@@ -659,6 +352,7 @@ impl Negotiator {
             offers_made: false,
             results: HashMap::new(),
             declared_mrdsl: None,
+            declared: HashMap::new(),
             initiator_name: None,
             initiator_alias: None,
             target_name: None,
@@ -690,6 +384,12 @@ impl Negotiator {
         let mut deferred = Vec::new();
         for (key, value) in pairs {
             if !self.seen.insert(key.clone()) {
+                // libiscsi repeats InitiatorName, TargetName and SessionType in its first operational-stage
+                // request after a security stage: a declaration repeated with the same value changes nothing and
+                // is let through. Anything else sent twice is a renegotiation.
+                if self.declared.get(key.as_str()) == Some(value) {
+                    continue;
+                }
                 return Err(NegotiationError::Renegotiation(key.clone()));
             }
             let Some(def) = key_def(key) else {
@@ -704,7 +404,9 @@ impl Negotiator {
             }
             if def.phase == Phase::Security {
                 if stage != Stage::Security {
-                    return Err(NegotiationError::SecurityKeyOutsideSecurityStage(key.clone()));
+                    return Err(NegotiationError::SecurityKeyOutsideSecurityStage(
+                        key.clone(),
+                    ));
                 }
                 security.push((key.clone(), value.clone()));
                 continue;
@@ -730,7 +432,11 @@ impl Negotiator {
     /// for responses of the operational stage.
     pub fn declare(&mut self, out: &mut TextBuilder) -> Result<(), NegotiationError> {
         if self.declared_mrdsl.is_none() {
-            let v = clamp(u64::from(self.target.max_recv_data_segment_length), 512, MAX_SEGMENT);
+            let v = clamp(
+                u64::from(self.target.max_recv_data_segment_length),
+                512,
+                MAX_SEGMENT,
+            );
             out.push_number("MaxRecvDataSegmentLength", v)?;
             self.declared_mrdsl = Some(v as u32);
         }
@@ -740,7 +446,11 @@ impl Negotiator {
     /// True when the target would offer keys of its own ([`Self::make_offers`]) or still has to declare its
     /// MaxRecvDataSegmentLength: a reason to pass through the operational stage.
     pub fn wants_operational_stage(&self) -> bool {
-        let mrdsl = clamp(u64::from(self.target.max_recv_data_segment_length), 512, MAX_SEGMENT);
+        let mrdsl = clamp(
+            u64::from(self.target.max_recv_data_segment_length),
+            512,
+            MAX_SEGMENT,
+        );
         (self.declared_mrdsl.is_none() && mrdsl != 8192 && self.session_type == SessionType::Normal)
             || (!self.offers_made && !self.planned_offers().is_empty())
     }
@@ -773,7 +483,9 @@ impl Negotiator {
             let Some(def) = key_def(name) else { continue };
             let val = match def.rule {
                 Rule::And | Rule::Or => text::parse_bool(&value).ok().map(Val::Bool),
-                Rule::Min { .. } | Rule::Max { .. } => text::parse_number(&value).ok().map(Val::Num),
+                Rule::Min { .. } | Rule::Max { .. } => {
+                    text::parse_number(&value).ok().map(Val::Num)
+                }
                 _ => None,
             };
             if let Some(val) = val {
@@ -794,9 +506,14 @@ impl Negotiator {
         let data_digest = self.digest_result("DataDigest", &self.target.data_digest)?;
         let max_burst_length = self.current_num("MaxBurstLength") as u32;
         // FirstBurstLength MUST NOT exceed MaxBurstLength (§13.14).
-        let first_burst_length = (self.current_num("FirstBurstLength") as u32).min(max_burst_length);
+        let first_burst_length =
+            (self.current_num("FirstBurstLength") as u32).min(max_burst_length);
         let initiator_mrdsl = self.current_num("MaxRecvDataSegmentLength");
-        let xmit_cap = clamp(u64::from(self.target.max_xmit_data_segment_length), 512, MAX_SEGMENT);
+        let xmit_cap = clamp(
+            u64::from(self.target.max_xmit_data_segment_length),
+            512,
+            MAX_SEGMENT,
+        );
         Ok(SessionParams {
             session_type: self.session_type,
             initiator_name: self.initiator_name.clone().unwrap_or_default(),
@@ -826,7 +543,12 @@ impl Negotiator {
         })
     }
 
-    fn answer(&mut self, def: &'static KeyDef, value: &str, out: &mut TextBuilder) -> Result<(), NegotiationError> {
+    fn answer(
+        &mut self,
+        def: &'static KeyDef,
+        value: &str,
+        out: &mut TextBuilder,
+    ) -> Result<(), NegotiationError> {
         if def.usage == Usage::FullFeatureOnly
             || (def.irrelevant_in_discovery && self.session_type == SessionType::Discovery)
             || (def.name == "FirstBurstLength" && self.first_burst_irrelevant(false))
@@ -897,12 +619,15 @@ impl Negotiator {
         value: &str,
         out: &mut TextBuilder,
     ) -> Result<(), NegotiationError> {
+        self.declared
+            .insert(def.name.to_string(), value.to_string());
         match (def.name, decl) {
             ("InitiatorName", _) => self.initiator_name = Some(value.to_string()),
             ("TargetName", _) => self.target_name = Some(value.to_string()),
             ("InitiatorAlias", _) => self.initiator_alias = Some(value.to_string()),
             ("SessionType", _) => {
-                let t = parse_session_type(value).ok_or_else(|| NegotiationError::InvalidSessionType(value.into()))?;
+                let t = parse_session_type(value)
+                    .ok_or_else(|| NegotiationError::InvalidSessionType(value.into()))?;
                 if t != self.session_type {
                     return Err(NegotiationError::InvalidSessionType(value.into()));
                 }
@@ -918,7 +643,12 @@ impl Negotiator {
         Ok(())
     }
 
-    fn accept_answer(&mut self, def: &'static KeyDef, offered: &str, answer: &str) -> Result<(), NegotiationError> {
+    fn accept_answer(
+        &mut self,
+        def: &'static KeyDef,
+        offered: &str,
+        answer: &str,
+    ) -> Result<(), NegotiationError> {
         if Special::parse(answer).is_some() {
             // Reject, Irrelevant or NotUnderstood: the key keeps its default.
             return Ok(());
@@ -968,7 +698,10 @@ impl Negotiator {
         let mut offers = Vec::new();
         for &name in OFFER_ORDER {
             let Some(def) = key_def(name) else { continue };
-            if self.seen.contains(name) || self.results.contains_key(name) || self.offered.contains_key(name) {
+            if self.seen.contains(name)
+                || self.results.contains_key(name)
+                || self.offered.contains_key(name)
+            {
                 continue;
             }
             let digest = matches!(name, "HeaderDigest" | "DataDigest");
@@ -1056,7 +789,10 @@ impl Negotiator {
             "MaxOutstandingR2T" => u64::from(t.max_outstanding_r2t),
             "ErrorRecoveryLevel" => u64::from(t.error_recovery_level),
             "iSCSIProtocolLevel" => PROTOCOL_LEVEL,
-            _ => def.default.and_then(|d| text::parse_number(d).ok()).unwrap_or(lo),
+            _ => def
+                .default
+                .and_then(|d| text::parse_number(d).ok())
+                .unwrap_or(lo),
         };
         clamp(v, lo, hi)
     }
@@ -1088,7 +824,11 @@ impl Negotiator {
         }
     }
 
-    fn digest_result(&self, name: &'static str, accepted: &[Digest]) -> Result<Digest, NegotiationError> {
+    fn digest_result(
+        &self,
+        name: &'static str,
+        accepted: &[Digest],
+    ) -> Result<Digest, NegotiationError> {
         let digest = match self.results.get(name) {
             Some(Val::Token(t)) if t == "CRC32C" => Digest::Crc32c,
             _ => Digest::None,
@@ -1137,7 +877,9 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Offers one key to a fresh normal-session negotiator and returns the target's answer text.
@@ -1145,7 +887,12 @@ mod tests {
         answer_one_in(SessionType::Normal, target, key, value)
     }
 
-    fn answer_one_in(t: SessionType, target: &TargetParams, key: &str, value: &str) -> (String, Negotiator) {
+    fn answer_one_in(
+        t: SessionType,
+        target: &TargetParams,
+        key: &str,
+        value: &str,
+    ) -> (String, Negotiator) {
         let mut n = Negotiator::new(t, target.clone());
         let mut out = TextBuilder::new();
         let sec = n
@@ -1206,7 +953,10 @@ mod tests {
         assert_eq!(unique.len(), KEYS.len());
         assert_eq!(key_def("ImmediateData").unwrap().rule, Rule::And);
         assert_eq!(key_def("InitialR2T").unwrap().rule, Rule::Or);
-        assert_eq!(key_def("DefaultTime2Wait").unwrap().rule, Rule::Max { lo: 0, hi: 3600 });
+        assert_eq!(
+            key_def("DefaultTime2Wait").unwrap().rule,
+            Rule::Max { lo: 0, hi: 3600 }
+        );
         assert_eq!(
             key_def("MaxRecvDataSegmentLength").unwrap().scope,
             Scope::ConnectionOnly
@@ -1214,7 +964,11 @@ mod tests {
         assert_eq!(key_def("AuthMethod").unwrap().phase, Phase::Security);
         assert_eq!(key_def("TargetAlias").unwrap().sender, Sender::Target);
         assert!(key_def("headerdigest").is_none());
-        assert!(is_extension_key("X-com.example.foo") && is_extension_key("X#Foo") && !is_extension_key("Xfoo"));
+        assert!(
+            is_extension_key("X-com.example.foo")
+                && is_extension_key("X#Foo")
+                && !is_extension_key("Xfoo")
+        );
     }
 
     #[test]
@@ -1238,7 +992,11 @@ mod tests {
                 t.initial_r2t = setting;
             }
             let (text, n) = answer_one(&t, key, offer);
-            assert_eq!(text, format!("{key}={answer}\0"), "{key}={offer} setting {setting}");
+            assert_eq!(
+                text,
+                format!("{key}={answer}\0"),
+                "{key}={offer} setting {setting}"
+            );
             let p = params(&n);
             let got = if key == "ImmediateData" {
                 p.immediate_data
@@ -1343,7 +1101,10 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        assert_eq!(out.as_bytes(), b"MaxBurstLength=131072\0FirstBurstLength=131072\0");
+        assert_eq!(
+            out.as_bytes(),
+            b"MaxBurstLength=131072\0FirstBurstLength=131072\0"
+        );
         let p = params(&n);
         assert_eq!((p.max_burst_length, p.first_burst_length), (131072, 131072));
 
@@ -1392,7 +1153,11 @@ mod tests {
             let mut t = TargetParams::default();
             t.header_digest = list.to_vec();
             let (text, n) = answer_one(&t, "HeaderDigest", offer);
-            assert_eq!(text, format!("HeaderDigest={answer}\0"), "{offer} vs {list:?}");
+            assert_eq!(
+                text,
+                format!("HeaderDigest={answer}\0"),
+                "{offer} vs {list:?}"
+            );
             if result == NoDigest && !list.contains(&NoDigest) {
                 assert!(n.finish([0; 6], 1).is_err());
             } else {
@@ -1401,7 +1166,11 @@ mod tests {
             let mut t = TargetParams::default();
             t.data_digest = list.to_vec();
             let (text, n) = answer_one(&t, "DataDigest", offer);
-            assert_eq!(text, format!("DataDigest={answer}\0"), "{offer} vs {list:?}");
+            assert_eq!(
+                text,
+                format!("DataDigest={answer}\0"),
+                "{offer} vs {list:?}"
+            );
             if result == NoDigest && !list.contains(&NoDigest) {
                 assert!(n.finish([0; 6], 1).is_err());
             } else {
@@ -1437,7 +1206,11 @@ mod tests {
         // (key, value, answer text)
         let cases: &[(&str, &str, &str)] = &[
             ("MaxRecvDataSegmentLength", "262144", ""),
-            ("MaxRecvDataSegmentLength", "511", "MaxRecvDataSegmentLength=Reject\0"),
+            (
+                "MaxRecvDataSegmentLength",
+                "511",
+                "MaxRecvDataSegmentLength=Reject\0",
+            ),
             (
                 "MaxRecvDataSegmentLength",
                 "16777216",
@@ -1470,11 +1243,20 @@ mod tests {
             answer_one(&t, "X-com.example.Foo", "1").0,
             "X-com.example.Foo=NotUnderstood\0"
         );
-        assert_eq!(answer_one(&t, "X#Unknown", "1").0, "X#Unknown=NotUnderstood\0");
+        assert_eq!(
+            answer_one(&t, "X#Unknown", "1").0,
+            "X#Unknown=NotUnderstood\0"
+        );
         assert_eq!(answer_one(&t, "FooBar", "1").0, "FooBar=NotUnderstood\0");
-        assert_eq!(answer_one(&t, "OFMarkInt", "2048~8192").0, "OFMarkInt=Reject\0");
+        assert_eq!(
+            answer_one(&t, "OFMarkInt", "2048~8192").0,
+            "OFMarkInt=Reject\0"
+        );
         assert_eq!(answer_one(&t, "IFMarkInt", "2048").0, "IFMarkInt=Reject\0");
-        assert_eq!(answer_one(&t, "SendTargets", "All").0, "SendTargets=Irrelevant\0");
+        assert_eq!(
+            answer_one(&t, "SendTargets", "All").0,
+            "SendTargets=Irrelevant\0"
+        );
         // Session keys in a discovery session.
         for (key, value) in [
             ("InitialR2T", "No"),
@@ -1518,7 +1300,9 @@ mod tests {
         );
         assert_eq!(
             run(&[("AuthMethod", "None")], Stage::Operational, true),
-            Err(NegotiationError::SecurityKeyOutsideSecurityStage("AuthMethod".into()))
+            Err(NegotiationError::SecurityKeyOutsideSecurityStage(
+                "AuthMethod".into()
+            ))
         );
         assert_eq!(
             run(&[("SessionType", "Discovery")], Stage::Security, true),
@@ -1578,6 +1362,89 @@ mod tests {
             ),
             Err(NegotiationError::Renegotiation(_))
         ));
+    }
+
+    #[test]
+    fn identical_redeclaration_is_tolerated() {
+        let mut n = Negotiator::new(SessionType::Normal, TargetParams::default());
+        let first = pairs(&[
+            ("InitiatorName", "iqn.a"),
+            ("TargetName", "iqn.t"),
+            ("SessionType", "Normal"),
+        ]);
+        n.process(&first, Stage::Security, true, &mut TextBuilder::new())
+            .unwrap();
+        let mut out = TextBuilder::new();
+        n.process(&first, Stage::Operational, false, &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        for (key, value) in [
+            ("InitiatorName", "iqn.b"),
+            ("TargetName", "iqn.u"),
+            ("SessionType", "Discovery"),
+        ] {
+            let mut m = n.clone();
+            assert_eq!(
+                m.process(
+                    &pairs(&[(key, value)]),
+                    Stage::Operational,
+                    false,
+                    &mut TextBuilder::new()
+                ),
+                Err(NegotiationError::Renegotiation(key.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn boolean_answers_to_target_offers() {
+        // (key, target setting that makes the target offer, answer, accepted result or None for a protocol error)
+        let cases: &[(&str, bool, &str, Option<bool>)] = &[
+            ("InitialR2T", false, "No", Some(false)),
+            ("InitialR2T", false, "Yes", Some(true)),
+            ("ImmediateData", false, "No", Some(false)),
+            ("ImmediateData", false, "Yes", None),
+            ("ImmediateData", false, "Reject", Some(true)),
+        ];
+        for &(key, setting, answer, result) in cases {
+            let mut t = TargetParams::default();
+            t.initial_r2t = if key == "InitialR2T" { setting } else { true };
+            t.immediate_data = if key == "ImmediateData" {
+                setting
+            } else {
+                true
+            };
+            let mut n = Negotiator::new(SessionType::Normal, t);
+            let mut out = TextBuilder::new();
+            n.make_offers(&mut out).unwrap();
+            let offered = String::from_utf8(out.into_bytes()).unwrap();
+            assert!(
+                offered.contains(&format!("{key}={}\0", text::bool_str(setting))),
+                "{offered}"
+            );
+            let r = n.process(
+                &pairs(&[(key, answer)]),
+                Stage::Operational,
+                false,
+                &mut TextBuilder::new(),
+            );
+            match result {
+                None => assert!(
+                    matches!(r, Err(NegotiationError::InvalidAnswer { .. })),
+                    "{key}={answer}"
+                ),
+                Some(v) => {
+                    r.unwrap();
+                    let p = n.finish([0; 6], 1).unwrap();
+                    let got = if key == "InitialR2T" {
+                        p.initial_r2t
+                    } else {
+                        p.immediate_data
+                    };
+                    assert_eq!(got, v, "{key}={answer}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1663,7 +1530,11 @@ DefaultTime2Retain=0\0"[..]
         let p = adopt.finish([0; 6], 1).unwrap();
         assert!(!p.initial_r2t);
         assert_eq!(
-            (p.max_burst_length, p.first_burst_length, p.default_time2retain),
+            (
+                p.max_burst_length,
+                p.first_burst_length,
+                p.default_time2retain
+            ),
             (1 << 20, 1 << 20, 0)
         );
         assert_eq!(p.header_digest, Digest::None);
@@ -1678,7 +1549,10 @@ DefaultTime2Retain=0\0"[..]
         let mut out = TextBuilder::new();
         n.make_offers(&mut out).unwrap();
         let s = String::from_utf8(out.into_bytes()).unwrap();
-        assert!(s.contains("MaxBurstLength=131072\0FirstBurstLength=131072\0"), "{s}");
+        assert!(
+            s.contains("MaxBurstLength=131072\0FirstBurstLength=131072\0"),
+            "{s}"
+        );
 
         // ImmediateData=No with InitialR2T=Yes: no FirstBurstLength offer.
         let mut t2 = TargetParams::default();
@@ -1719,15 +1593,24 @@ DefaultTime2Retain=0\0"[..]
         // Everything else: RFC defaults.
         assert_eq!(p.isid, [1, 2, 3, 4, 5, 6]);
         assert_eq!(p.tsih, 7);
-        assert!(p.initial_r2t && p.immediate_data && p.data_pdu_in_order && p.data_sequence_in_order);
+        assert!(
+            p.initial_r2t && p.immediate_data && p.data_pdu_in_order && p.data_sequence_in_order
+        );
         assert_eq!((p.max_burst_length, p.first_burst_length), (262144, 65536));
         assert_eq!((p.default_time2wait, p.default_time2retain), (2, 20));
         assert_eq!(
-            (p.max_outstanding_r2t, p.max_connections, p.error_recovery_level),
+            (
+                p.max_outstanding_r2t,
+                p.max_connections,
+                p.error_recovery_level
+            ),
             (1, 1, 0)
         );
         assert_eq!(p.max_xmit_data_segment_length, 8192);
-        assert_eq!((p.header_digest, p.data_digest), (Digest::None, Digest::None));
+        assert_eq!(
+            (p.header_digest, p.data_digest),
+            (Digest::None, Digest::None)
+        );
         // Without a declaration the target receives at most 8192 bytes.
         let p = Negotiator::new(SessionType::Discovery, TargetParams::default())
             .finish([0; 6], 1)
