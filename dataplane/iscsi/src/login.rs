@@ -6,7 +6,7 @@
 //! start in stage 0 or, when no authentication is required, directly in stage 1 (§6.3). The target moves to the
 //! next stage only when the initiator set the T bit and the target agrees: it stays in the operational stage while
 //! its own offers await an answer, and answers a request to go from security straight to full feature phase with
-//! NSG=1 when it has operational keys to offer or declare (§6.3, §11.13.3).
+//! NSG=1 when it has operational keys to offer or declare (§6.3, §11.12.3).
 //!
 //! Text that does not fit in one PDU travels with the C bit in both directions (§6.1): requests are collected
 //! (each C-bit request is answered with an empty response) and parsed once complete; responses longer than
@@ -420,6 +420,8 @@ impl Login {
         if self.state != State::Active {
             return Err(LoginError::Finished);
         }
+        // Login requests are immediate: CmdSN does not advance, and every response expects it (§11.12.8).
+        self.cmd_sn = req.cmd_sn;
         // §11.12.4: the target supports version 0 only.
         if !(req.version_min..=req.version_max).contains(&ISCSI_VERSION) {
             return Err(LoginError::UnsupportedVersion {
@@ -459,7 +461,6 @@ impl Login {
                 }
             }
         }
-        self.cmd_sn = req.cmd_sn;
 
         let invalid_stage = || LoginError::InvalidStage {
             csg: req.csg,
@@ -498,7 +499,7 @@ impl Login {
         self.started = true;
         self.stage = csg;
         if req.continue_ {
-            // More text follows: acknowledge with an empty response (§11.12.2, §11.13.2).
+            // More text follows: acknowledge with an empty response (§11.12.2).
             let header = self.header(csg, false, csg, false, 0, LoginStatus::Success);
             return Ok(LoginStep::Respond {
                 header,
@@ -622,7 +623,7 @@ impl Login {
         let complete = if transit && next == Stage::FullFeature {
             let isid = self.ids.map(|i| i.isid).unwrap_or_default();
             let mut params = neg.finish(isid, 0)?;
-            // The TSIH of a new session goes in the final response only (§11.13.4).
+            // The TSIH of a new session goes in the final response only (§11.13.3).
             let tsih = self.catalog.new_tsih();
             if tsih == 0 {
                 return Err(LoginError::NoTsih);
@@ -1645,6 +1646,7 @@ mod tests {
                 unreachable!()
             };
             assert_eq!((header.version_max, header.version_active), (0, 0));
+            assert_eq!(header.exp_cmd_sn, SerialNumber(100));
         }
         // A range that includes 0 is fine.
         let mut l = login();

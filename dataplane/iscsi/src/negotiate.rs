@@ -13,7 +13,7 @@
 //! Unknown keys (including unknown `X-` and `X#` extension keys, §13.22) are answered `NotUnderstood`; invalid or
 //! out-of-range values `Reject`; keys that do not apply `Irrelevant` (§6.2.2: the session keys in a discovery session,
 //! FirstBurstLength when InitialR2T=Yes and ImmediateData=No). Offering or declaring a key twice in one login is a
-//! protocol error (§6.6: "the target MUST respond with Login reject (initiator error)"). Keys that were not
+//! protocol error (§6.2: "the target MUST respond with Login reject (initiator error)"). Keys that were not
 //! negotiated take their RFC defaults.
 //!
 //! Note on the boolean rules: RFC 7143 §13.18/§13.19 give DataPDUInOrder and DataSequenceInOrder the OR function

@@ -71,9 +71,8 @@ pub enum TextError {
 pub fn max_value_len(key: &str) -> usize {
     match key {
         "InitiatorName" | "TargetName" => MAX_NAME_LEN,
-        "CHAP_C" | "CHAP_R" | "SRP_A" | "SRP_B" | "SRP_M" | "SRP_HM" | "SRP_s" | "KRB_AP_REQ" | "KRB_AP_REP" => {
-            MAX_LARGE_VALUE_LEN
-        }
+        "CHAP_C" | "CHAP_R" | "SRP_A" | "SRP_B" | "SRP_M" | "SRP_HM" | "SRP_s" | "KRB_AP_REQ"
+        | "KRB_AP_REP" => MAX_LARGE_VALUE_LEN,
         _ => MAX_VALUE_LEN,
     }
 }
@@ -134,7 +133,8 @@ pub fn parse(data: &[u8]) -> Result<Vec<(String, String)>, TextError> {
         }
         let key = std::str::from_utf8(key).map_err(|_| TextError::InvalidUtf8 { offset: start })?;
         validate_key(key)?;
-        let value = std::str::from_utf8(value).map_err(|_| TextError::InvalidUtf8 { offset: start })?;
+        let value =
+            std::str::from_utf8(value).map_err(|_| TextError::InvalidUtf8 { offset: start })?;
         let max = max_value_len(key);
         if value.len() > max {
             return Err(TextError::ValueTooLong {
@@ -235,7 +235,10 @@ impl Default for TextCollector {
 
 impl TextCollector {
     pub fn new(limit: usize) -> Self {
-        TextCollector { buf: Vec::new(), limit }
+        TextCollector {
+            buf: Vec::new(),
+            limit,
+        }
     }
 
     /// Appends one PDU's data segment. On error the collected text is discarded.
@@ -243,7 +246,10 @@ impl TextCollector {
         let len = self.buf.len().saturating_add(data.len());
         if len > self.limit {
             self.buf = Vec::new();
-            return Err(TextError::TooLong { len, max: self.limit });
+            return Err(TextError::TooLong {
+                len,
+                max: self.limit,
+            });
         }
         self.buf.extend_from_slice(data);
         Ok(())
@@ -266,7 +272,7 @@ impl TextCollector {
 
 /// Splits a response text into data segments of at most `max` bytes (the initiator's MaxRecvDataSegmentLength in
 /// full feature phase, [`LOGIN_DATA_SEGMENT_LEN`] during login). Every chunk but the last is sent with the C bit set
-/// (§11.11.2, §11.13.2); the initiator asks for the next one with an empty request.
+/// (§11.11, §11.13); the initiator asks for the next one with an empty request.
 ///
 /// Chunks end after a NUL (at a pair boundary) whenever a boundary lies in the second half of the chunk, so that
 /// initiators that evaluate pairs per PDU see whole pairs; a pair longer than that is cut inside, as §6.1 allows.
@@ -388,7 +394,8 @@ pub fn parse_number(s: &str) -> Result<u64, TextError> {
         }
         return u64::from_str_radix(digits, 16).map_err(|_| bad());
     }
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
         return Err(bad());
     }
     s.parse::<u64>().map_err(|_| bad())
@@ -523,7 +530,10 @@ mod tests {
         assert_eq!(
             pairs,
             vec![
-                ("InitiatorName".to_string(), "iqn.2004-10.org.example:a".to_string()),
+                (
+                    "InitiatorName".to_string(),
+                    "iqn.2004-10.org.example:a".to_string()
+                ),
                 ("SessionType".to_string(), "Normal".to_string()),
                 // Only the first '=' separates key from value.
                 ("X-com.example.k".to_string(), "v=w".to_string()),
@@ -534,7 +544,10 @@ mod tests {
     #[test]
     fn empty_text_and_padding() {
         assert_eq!(parse(b"").unwrap(), vec![]);
-        assert_eq!(parse(b"A=1\0\0\0").unwrap(), vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(
+            parse(b"A=1\0\0\0").unwrap(),
+            vec![("A".to_string(), "1".to_string())]
+        );
         assert_eq!(
             parse(b"SendTargets=\0").unwrap(),
             vec![("SendTargets".to_string(), String::new())]
@@ -543,13 +556,28 @@ mod tests {
 
     #[test]
     fn malformed_pairs_are_errors() {
-        assert_eq!(parse(b"NoEquals\0"), Err(TextError::MissingEquals { offset: 0 }));
+        assert_eq!(
+            parse(b"NoEquals\0"),
+            Err(TextError::MissingEquals { offset: 0 })
+        );
         assert_eq!(parse(b"A=1\0=x\0"), Err(TextError::EmptyKey { offset: 4 }));
         assert_eq!(parse(b"A=1"), Err(TextError::Unterminated));
-        assert_eq!(parse(b"A=1\0A=2\0"), Err(TextError::DuplicateKey("A".to_string())));
-        assert_eq!(parse(b"Bad Key=1\0"), Err(TextError::InvalidKey("Bad Key".to_string())));
-        assert_eq!(parse(b"A=\xff\xfe\0"), Err(TextError::InvalidUtf8 { offset: 0 }));
-        assert_eq!(parse(b"\xc3=1\0"), Err(TextError::InvalidUtf8 { offset: 0 }));
+        assert_eq!(
+            parse(b"A=1\0A=2\0"),
+            Err(TextError::DuplicateKey("A".to_string()))
+        );
+        assert_eq!(
+            parse(b"Bad Key=1\0"),
+            Err(TextError::InvalidKey("Bad Key".to_string()))
+        );
+        assert_eq!(
+            parse(b"A=\xff\xfe\0"),
+            Err(TextError::InvalidUtf8 { offset: 0 })
+        );
+        assert_eq!(
+            parse(b"\xc3=1\0"),
+            Err(TextError::InvalidUtf8 { offset: 0 })
+        );
     }
 
     #[test]
@@ -567,7 +595,11 @@ mod tests {
         assert!(parse(&text(&[&format!("InitiatorAlias={v255}")])).is_ok());
         assert!(matches!(
             parse(&text(&[&format!("InitiatorAlias={v256}")])),
-            Err(TextError::ValueTooLong { max: 255, len: 256, .. })
+            Err(TextError::ValueTooLong {
+                max: 255,
+                len: 256,
+                ..
+            })
         ));
 
         let n223 = "n".repeat(223);
@@ -633,7 +665,10 @@ InitialR2T=No\0MaxBurstLength=262144\0Foo=NotUnderstood\0"
     #[test]
     fn builder_refuses_bad_input() {
         let mut b = TextBuilder::new();
-        assert_eq!(b.push("A", "x\0y"), Err(TextError::NulInValue("A".to_string())));
+        assert_eq!(
+            b.push("A", "x\0y"),
+            Err(TextError::NulInValue("A".to_string()))
+        );
         assert!(b.push("Bad Key", "x").is_err());
         assert!(b.push("TargetAlias", &"a".repeat(256)).is_err());
         assert!(b.is_empty());
@@ -660,7 +695,10 @@ InitialR2T=No\0MaxBurstLength=262144\0Foo=NotUnderstood\0"
     fn collector_is_bounded() {
         let mut c = TextCollector::new(10);
         c.push(&[b'a'; 6]).unwrap();
-        assert_eq!(c.push(&[b'a'; 5]), Err(TextError::TooLong { len: 11, max: 10 }));
+        assert_eq!(
+            c.push(&[b'a'; 5]),
+            Err(TextError::TooLong { len: 11, max: 10 })
+        );
         assert!(c.is_empty());
         assert_eq!(
             TextCollector::default()
@@ -672,7 +710,11 @@ InitialR2T=No\0MaxBurstLength=262144\0Foo=NotUnderstood\0"
 
     #[test]
     fn chunks_fit_and_prefer_pair_boundaries() {
-        let data = text(&["TargetName=iqn.a", "TargetAddress=10.0.0.1:3260,1", "TargetName=iqn.b"]);
+        let data = text(&[
+            "TargetName=iqn.a",
+            "TargetAddress=10.0.0.1:3260,1",
+            "TargetName=iqn.b",
+        ]);
         let mut chunks = TextChunks::new(data.clone(), 48);
         let mut joined = Vec::new();
         let mut n = 0;
@@ -743,7 +785,11 @@ InitialR2T=No\0MaxBurstLength=262144\0Foo=NotUnderstood\0"
             "0x10000000000000000",
             " 1",
         ] {
-            assert_eq!(parse_number(s), Err(TextError::InvalidNumber(s.to_string())), "{s}");
+            assert_eq!(
+                parse_number(s),
+                Err(TextError::InvalidNumber(s.to_string())),
+                "{s}"
+            );
         }
     }
 
@@ -752,7 +798,11 @@ InitialR2T=No\0MaxBurstLength=262144\0Foo=NotUnderstood\0"
         assert_eq!(parse_range("1~65535"), Ok((1, 65535)));
         assert_eq!(parse_range("0x10~0x10"), Ok((16, 16)));
         for s in ["5~4", "1~", "~1", "1", "1~2~3", "a~b"] {
-            assert_eq!(parse_range(s), Err(TextError::InvalidRange(s.to_string())), "{s}");
+            assert_eq!(
+                parse_range(s),
+                Err(TextError::InvalidRange(s.to_string())),
+                "{s}"
+            );
         }
     }
 
@@ -781,8 +831,21 @@ InitialR2T=No\0MaxBurstLength=262144\0Foo=NotUnderstood\0"
         assert_eq!(parse_binary("0bAQL/"), Ok(vec![1, 2, 255]));
         assert_eq!(parse_binary("0bAQI="), Ok(vec![1, 2]));
         assert_eq!(parse_binary("0bAQ=="), Ok(vec![1]));
-        assert_eq!(parse_binary("0baGVsbG8gd29ybGQ="), Ok(b"hello world".to_vec()));
-        for s in ["0x", "0xzz", "0b", "0bAQ", "0bA===", "0bAQ==AQ==", "0b!!!!", "12", ""] {
+        assert_eq!(
+            parse_binary("0baGVsbG8gd29ybGQ="),
+            Ok(b"hello world".to_vec())
+        );
+        for s in [
+            "0x",
+            "0xzz",
+            "0b",
+            "0bAQ",
+            "0bA===",
+            "0bAQ==AQ==",
+            "0b!!!!",
+            "12",
+            "",
+        ] {
             assert!(parse_binary(s).is_err(), "{s}");
         }
         assert_eq!(encode_hex(&[0, 0xab, 0x10]), "0x00ab10");
