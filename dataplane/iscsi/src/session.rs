@@ -986,6 +986,8 @@ impl Session {
             Some(SessionError::ReservedItt)
         } else if self.tmfs.contains_key(&t.itt) || self.tasks.contains_key(&t.itt) {
             Some(SessionError::IttInUse(t.itt))
+        } else if t.immediate && self.tmfs.len() >= MAX_IMMEDIATE_TASKS {
+            Some(SessionError::TooManyImmediate)
         } else {
             None
         };
@@ -1104,7 +1106,8 @@ impl Session {
     fn exec_text(&mut self, t: TextRequest, data: Bytes, bhs: &[u8]) {
         if t.ttt == RESERVED_TAG {
             // A new exchange (a request with the reserved TTT also resets one in progress).
-            self.text = Some(TextState { itt: t.itt, ttt: RESERVED_TAG, lun: t.lun, request: Vec::new(), response: None });
+            self.text =
+                Some(TextState { itt: t.itt, ttt: RESERVED_TAG, lun: t.lun, request: Vec::new(), response: None });
         } else if !self.text.as_ref().is_some_and(|s| s.itt == t.itt && s.ttt == t.ttt) {
             self.reject(SessionError::TextTtt(t.ttt), bhs);
             return;
@@ -1138,7 +1141,8 @@ impl Session {
 
     fn send_text_chunk(&mut self, mut state: TextState, answer: Bytes, final_request: bool) {
         let max = self.max_xmit() as usize;
-        let (chunk, rest) = if answer.len() > max { (answer.slice(..max), Some(answer.slice(max..))) } else { (answer, None) };
+        let (chunk, rest) =
+            if answer.len() > max { (answer.slice(..max), Some(answer.slice(max..))) } else { (answer, None) };
         let data = if chunk.is_empty() { Vec::new() } else { vec![chunk] };
         let itt = state.itt;
         let lun = state.lun;
@@ -1559,8 +1563,11 @@ impl Session {
 
     fn push_logout_response(&mut self, itt: u32, response: u8) {
         let stat_sn = self.alloc_stat_sn();
-        let (time2wait, time2retain) =
-            if response == logout::CLOSED { (self.params.default_time2wait, self.params.default_time2retain) } else { (0, 0) };
+        let (time2wait, time2retain) = if response == logout::CLOSED {
+            (self.params.default_time2wait, self.params.default_time2retain)
+        } else {
+            (0, 0)
+        };
         self.push(
             Header::LogoutResponse(LogoutResponse {
                 response,
@@ -1778,4 +1785,1434 @@ fn exp_stat_sn_of(h: &Header) -> Option<SerialNumber> {
         Header::SnackRequest(x) => x.exp_stat_sn,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Digest;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    const LUN: u64 = 0x0001_0000_0000_0000;
+
+    /// A responder that records requests and answers with a fixed text.
+    struct Canned {
+        answer: Vec<u8>,
+        seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl TextResponder for Canned {
+        fn respond(&mut self, request: &[u8]) -> Vec<u8> {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push(request.to_vec());
+            }
+            self.answer.clone()
+        }
+    }
+
+    fn session_params() -> SessionParams {
+        SessionParams {
+            session_type: SessionType::Normal,
+            initiator_name: "iqn.2024-01.test:init".into(),
+            initiator_alias: None,
+            target_name: "iqn.2024-01.test:tgt".into(),
+            isid: [0x40, 0, 0, 1, 0, 0],
+            tsih: 1,
+            header_digest: Digest::None,
+            data_digest: Digest::None,
+            initial_r2t: true,
+            immediate_data: true,
+            max_recv_data_segment_length: 8192,
+            max_xmit_data_segment_length: 8192,
+            max_burst_length: 65536,
+            first_burst_length: 16384,
+            max_outstanding_r2t: 1,
+            data_pdu_in_order: true,
+            data_sequence_in_order: true,
+            default_time2wait: 2,
+            default_time2retain: 0,
+            max_connections: 1,
+            error_recovery_level: 0,
+        }
+    }
+
+    fn target_params() -> TargetParams {
+        TargetParams {
+            queued_commands: 8,
+            nop_in_interval: Some(Duration::from_secs(5)),
+            nop_in_timeout: Duration::from_secs(3),
+            rsp_timeout: Duration::from_secs(20),
+            ..TargetParams::default()
+        }
+    }
+
+    /// The initiator side of a scenario: a virtual clock, CmdSN and ExpStatSN bookkeeping, and invariant checks
+    /// on everything the session sends.
+    struct H {
+        s: Session,
+        t0: Instant,
+        now: Instant,
+        /// ExpStatSN the initiator acknowledges with (one after the last status received).
+        exp_stat_sn: SerialNumber,
+        /// The StatSN the next status PDU must carry.
+        next_stat_sn: SerialNumber,
+        last_max_cmd_sn: SerialNumber,
+        max_xmit: usize,
+        text_seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    const START_STAT_SN: u32 = 100;
+    const START_CMD_SN: u32 = 1;
+
+    impl H {
+        fn new(sp: SessionParams, tp: TargetParams) -> H {
+            H::with(sp, tp, START_CMD_SN, b"TargetName=iqn.2024-01.test:tgt\0".to_vec())
+        }
+
+        fn default() -> H {
+            H::new(session_params(), target_params())
+        }
+
+        fn with(sp: SessionParams, tp: TargetParams, cmd_sn: u32, answer: Vec<u8>) -> H {
+            let t0 = Instant::now();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let max_xmit = sp.max_xmit_data_segment_length as usize;
+            let q = tp.queued_commands;
+            let numbering = Numbering {
+                cid: 7,
+                stat_sn: SerialNumber(START_STAT_SN),
+                exp_cmd_sn: SerialNumber(cmd_sn),
+                max_cmd_sn: SerialNumber(cmd_sn.wrapping_add(q).wrapping_sub(1)),
+            };
+            let s = Session::new(sp, tp, numbering, Box::new(Canned { answer, seen: seen.clone() }), t0);
+            H {
+                s,
+                t0,
+                now: t0,
+                exp_stat_sn: SerialNumber(START_STAT_SN),
+                next_stat_sn: SerialNumber(START_STAT_SN),
+                last_max_cmd_sn: numbering.max_cmd_sn,
+                max_xmit,
+                text_seen: seen,
+            }
+        }
+
+        fn advance(&mut self, secs: u64) {
+            self.now += Duration::from_secs(secs);
+        }
+
+        fn send(&mut self, mut h: Header, data: &[u8]) {
+            set_exp_stat_sn(&mut h, self.exp_stat_sn);
+            let bhs = fake_bhs(&h);
+            self.s.handle_pdu(h, &bhs, Bytes::copy_from_slice(data), self.now);
+        }
+
+        /// Everything the session has to send, checked against the numbering invariants.
+        fn pdus(&mut self) -> Vec<OutPdu> {
+            let mut v = Vec::new();
+            while let Some(p) = self.s.poll_pdu() {
+                assert!(p.data_len() <= self.max_xmit, "data segment larger than MaxXmitDataSegmentLength");
+                let (stat_sn, advances) = stat_sn_of(&p.header);
+                if let Some(sn) = stat_sn {
+                    assert_eq!(sn, self.next_stat_sn, "StatSN of {:?}", p.header);
+                    if advances {
+                        self.next_stat_sn = sn.next();
+                        self.exp_stat_sn = sn.next();
+                    }
+                }
+                if let Some((exp, max)) = cmd_sns_of(&p.header) {
+                    assert_eq!(exp, self.s.exp_cmd_sn());
+                    assert!(max >= self.last_max_cmd_sn, "MaxCmdSN went backwards");
+                    self.last_max_cmd_sn = max;
+                }
+                v.push(p);
+            }
+            v
+        }
+
+        fn events(&mut self) -> Vec<SessionEvent> {
+            std::iter::from_fn(|| self.s.poll_event()).collect()
+        }
+
+        fn commands(&mut self) -> Vec<ScsiTask> {
+            self.events()
+                .into_iter()
+                .map(|e| match e {
+                    SessionEvent::Command(t) => t,
+                    other => panic!("expected a command, got {other:?}"),
+                })
+                .collect()
+        }
+
+        fn one_command(&mut self) -> ScsiTask {
+            let mut c = self.commands();
+            assert_eq!(c.len(), 1, "expected exactly one command");
+            c.remove(0)
+        }
+
+        fn complete(&mut self, id: TaskId, result: CommandResult) {
+            self.s.complete_command(id, result, self.now);
+        }
+
+        fn timeout(&mut self) {
+            self.s.handle_timeout(self.now);
+        }
+    }
+
+    fn set_exp_stat_sn(h: &mut Header, v: SerialNumber) {
+        match h {
+            Header::ScsiCommand(x) => x.exp_stat_sn = v,
+            Header::DataOut(x) => x.exp_stat_sn = v,
+            Header::NopOut(x) => x.exp_stat_sn = v,
+            Header::TaskMgmtRequest(x) => x.exp_stat_sn = v,
+            Header::TextRequest(x) => x.exp_stat_sn = v,
+            Header::LogoutRequest(x) => x.exp_stat_sn = v,
+            Header::SnackRequest(x) => x.exp_stat_sn = v,
+            _ => {}
+        }
+    }
+
+    /// (StatSN field if meaningful, whether the PDU advances StatSN).
+    fn stat_sn_of(h: &Header) -> (Option<SerialNumber>, bool) {
+        match h {
+            Header::ScsiResponse(x) => (Some(x.stat_sn), true),
+            Header::TaskMgmtResponse(x) => (Some(x.stat_sn), true),
+            Header::TextResponse(x) => (Some(x.stat_sn), true),
+            Header::LogoutResponse(x) => (Some(x.stat_sn), true),
+            Header::Reject(x) => (Some(x.stat_sn), true),
+            Header::DataIn(x) => (x.status.map(|_| x.stat_sn), x.status.is_some()),
+            Header::NopIn(x) => (Some(x.stat_sn), x.itt != RESERVED_TAG),
+            Header::R2t(x) => (Some(x.stat_sn), false),
+            _ => (None, false),
+        }
+    }
+
+    fn cmd_sns_of(h: &Header) -> Option<(SerialNumber, SerialNumber)> {
+        match h {
+            Header::ScsiResponse(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::TaskMgmtResponse(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::TextResponse(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::LogoutResponse(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::Reject(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::DataIn(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::NopIn(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            Header::R2t(x) => Some((x.exp_cmd_sn, x.max_cmd_sn)),
+            _ => None,
+        }
+    }
+
+    /// A stand-in BHS: opcode byte and ITT at their RFC positions, so Reject echoes can be recognised.
+    fn fake_bhs(h: &Header) -> [u8; 48] {
+        let (op, itt) = match h {
+            Header::NopOut(x) => (0x00, x.itt),
+            Header::ScsiCommand(x) => (0x01, x.itt),
+            Header::TaskMgmtRequest(x) => (0x02, x.itt),
+            Header::LoginRequest(x) => (0x03, x.itt),
+            Header::TextRequest(x) => (0x04, x.itt),
+            Header::DataOut(x) => (0x05, x.itt),
+            Header::LogoutRequest(x) => (0x06, x.itt),
+            Header::SnackRequest(x) => (0x10, x.itt),
+            Header::NopIn(x) => (0x20, x.itt),
+            _ => (0x3e, 0),
+        };
+        let mut b = [0u8; 48];
+        b[0] = op;
+        b[16..20].copy_from_slice(&itt.to_be_bytes());
+        b
+    }
+
+    fn scsi(itt: u32, cmd_sn: u32, edtl: u32) -> ScsiCommand {
+        ScsiCommand {
+            immediate: false,
+            final_: true,
+            read: false,
+            write: false,
+            attr: 1,
+            lun: LUN,
+            itt,
+            edtl,
+            cmd_sn: SerialNumber(cmd_sn),
+            exp_stat_sn: SerialNumber(0),
+            cdb: [0; 16],
+            ext_cdb: Vec::new(),
+            bidi_read_edtl: None,
+        }
+    }
+
+    fn read_cmd(itt: u32, cmd_sn: u32, edtl: u32) -> Header {
+        let mut c = scsi(itt, cmd_sn, edtl);
+        c.read = true;
+        c.cdb[0] = 0x28;
+        Header::ScsiCommand(c)
+    }
+
+    fn write_cmd(itt: u32, cmd_sn: u32, edtl: u32, final_: bool) -> Header {
+        let mut c = scsi(itt, cmd_sn, edtl);
+        c.write = true;
+        c.final_ = final_;
+        c.cdb[0] = 0x2a;
+        Header::ScsiCommand(c)
+    }
+
+    fn immediate(mut h: Header) -> Header {
+        if let Header::ScsiCommand(c) = &mut h {
+            c.immediate = true;
+        }
+        h
+    }
+
+    fn data_out(itt: u32, ttt: u32, data_sn: u32, offset: u32, final_: bool) -> Header {
+        Header::DataOut(DataOut {
+            final_,
+            lun: LUN,
+            itt,
+            ttt,
+            exp_stat_sn: SerialNumber(0),
+            data_sn: SerialNumber(data_sn),
+            buffer_offset: offset,
+        })
+    }
+
+    fn nop_out(itt: u32, ttt: u32, cmd_sn: u32, immediate: bool) -> Header {
+        Header::NopOut(NopOut {
+            immediate,
+            lun: 0,
+            itt,
+            ttt,
+            cmd_sn: SerialNumber(cmd_sn),
+            exp_stat_sn: SerialNumber(0),
+        })
+    }
+
+    fn tmf_req(itt: u32, function: u8, rtt: u32, cmd_sn: u32, ref_cmd_sn: u32) -> Header {
+        Header::TaskMgmtRequest(TaskMgmtRequest {
+            immediate: true,
+            function,
+            lun: LUN,
+            itt,
+            rtt,
+            cmd_sn: SerialNumber(cmd_sn),
+            exp_stat_sn: SerialNumber(0),
+            ref_cmd_sn: SerialNumber(ref_cmd_sn),
+            exp_data_sn: SerialNumber(0),
+        })
+    }
+
+    fn text_req(itt: u32, ttt: u32, cmd_sn: u32, final_: bool, continue_: bool) -> Header {
+        Header::TextRequest(TextRequest {
+            immediate: false,
+            final_,
+            continue_,
+            lun: 0,
+            itt,
+            ttt,
+            cmd_sn: SerialNumber(cmd_sn),
+            exp_stat_sn: SerialNumber(0),
+        })
+    }
+
+    fn logout_req(itt: u32, reason: u8, cid: u16, cmd_sn: u32) -> Header {
+        Header::LogoutRequest(LogoutRequest {
+            immediate: true,
+            reason,
+            itt,
+            cid,
+            cmd_sn: SerialNumber(cmd_sn),
+            exp_stat_sn: SerialNumber(0),
+        })
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    }
+
+    fn concat(bufs: &[Bytes]) -> Vec<u8> {
+        bufs.iter().flat_map(|b| b.iter().copied()).collect()
+    }
+
+    fn good(transfer_len: u32, data: Vec<Bytes>) -> CommandResult {
+        CommandResult { status: STATUS_GOOD, sense: None, data_in: data, transfer_len }
+    }
+
+    fn as_reject(p: &OutPdu) -> (u8, Vec<u8>) {
+        match &p.header {
+            Header::Reject(r) => (r.reason, p.data_bytes()),
+            other => panic!("expected a Reject, got {other:?}"),
+        }
+    }
+
+    fn as_r2t(p: &OutPdu) -> R2t {
+        match &p.header {
+            Header::R2t(r) => r.clone(),
+            other => panic!("expected an R2T, got {other:?}"),
+        }
+    }
+
+    fn as_response(p: &OutPdu) -> ScsiResponse {
+        match &p.header {
+            Header::ScsiResponse(r) => r.clone(),
+            other => panic!("expected a SCSI Response, got {other:?}"),
+        }
+    }
+
+    fn as_tmf_response(p: &OutPdu) -> TaskMgmtResponse {
+        match &p.header {
+            Header::TaskMgmtResponse(r) => r.clone(),
+            other => panic!("expected a TMF Response, got {other:?}"),
+        }
+    }
+
+    fn as_text(p: &OutPdu) -> TextResponse {
+        match &p.header {
+            Header::TextResponse(r) => r.clone(),
+            other => panic!("expected a Text Response, got {other:?}"),
+        }
+    }
+
+    fn sense_of(p: &OutPdu) -> Vec<u8> {
+        let d = p.data_bytes();
+        assert!(d.len() >= 2);
+        let n = usize::from(u16::from_be_bytes([d[0], d[1]]));
+        assert_eq!(d.len(), 2 + n, "SenseLength must match the data segment");
+        d[2..].to_vec()
+    }
+
+    // ----- reads -----
+
+    /// Runs one read and checks every Data-In/Response field against an independent model.
+    fn check_read(mxd: u32, mbl: u32, data_len: usize, edtl: u32, transfer_len: u32, split: usize) {
+        let mut sp = session_params();
+        sp.max_xmit_data_segment_length = mxd;
+        sp.max_burst_length = mbl;
+        let mut h = H::new(sp, target_params());
+        h.send(read_cmd(0x10, 1, edtl), &[]);
+        assert!(h.pdus().is_empty());
+        let task = h.one_command();
+        assert!(task.read && !task.write && task.edtl == edtl && task.lun == LUN && task.cdb[0] == 0x28);
+        let payload = pattern(data_len, 3);
+        // Hand the data over as an SG list of `split`-byte buffers to exercise PDU boundaries across buffers.
+        let sg: Vec<Bytes> = payload.chunks(split.max(1)).map(Bytes::copy_from_slice).collect();
+        let stat_before = h.next_stat_sn;
+        h.complete(task.id, good(transfer_len, sg));
+        let pdus = h.pdus();
+        let sent = data_len.min(edtl as usize);
+        let mut got = Vec::new();
+        let mut expected_offset = 0usize;
+        let mut last_status = None;
+        for (i, p) in pdus.iter().enumerate() {
+            match &p.header {
+                Header::DataIn(d) => {
+                    assert_eq!(d.itt, 0x10);
+                    assert_eq!(d.ttt, RESERVED_TAG);
+                    assert_eq!(d.data_sn, SerialNumber(i as u32));
+                    assert_eq!(d.buffer_offset as usize, expected_offset);
+                    assert!(p.data_len() > 0 && p.data_len() <= mxd as usize);
+                    let end = expected_offset + p.data_len();
+                    // No PDU crosses a MaxBurstLength boundary; F marks the end of each burst and of the data.
+                    assert_eq!(expected_offset / mbl as usize, (end - 1) / mbl as usize, "PDU crosses a burst");
+                    assert_eq!(d.final_, end % mbl as usize == 0 || end == sent, "F bit at {end}");
+                    expected_offset = end;
+                    got.extend_from_slice(&p.data_bytes());
+                    if d.status.is_some() {
+                        assert_eq!(i, pdus.len() - 1, "status only on the last PDU");
+                        last_status = Some((d.overflow, d.underflow, d.residual));
+                    }
+                }
+                Header::ScsiResponse(r) => {
+                    assert_eq!(i, pdus.len() - 1);
+                    assert_eq!(r.exp_data_sn, SerialNumber(i as u32));
+                    last_status = Some((r.overflow, r.underflow, r.residual));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, payload[..sent]);
+        let (o, u, r) = last_status.expect("status sent");
+        let (eo, eu, er) = match transfer_len.cmp(&edtl) {
+            std::cmp::Ordering::Greater => (true, false, transfer_len - edtl),
+            std::cmp::Ordering::Less => (false, true, edtl - transfer_len),
+            std::cmp::Ordering::Equal => (false, false, 0),
+        };
+        assert_eq!((o, u, r), (eo, eu, er), "residual for transfer {transfer_len} edtl {edtl}");
+        // Phase collapse whenever there was data: exactly one status PDU.
+        if sent > 0 {
+            assert!(matches!(pdus.last().map(|p| &p.header), Some(Header::DataIn(d)) if d.status == Some(0)));
+        }
+        assert_eq!(h.next_stat_sn, stat_before.next(), "one status advances StatSN once");
+        assert_eq!(h.s.task_count(), 0);
+    }
+
+    #[test]
+    fn reads_of_many_sizes() {
+        for &(mxd, mbl) in &[(512u32, 512u32), (8192, 65536), (8192, 1024), (4096, 10000), (1000, 3000)] {
+            for &len in &[0usize, 1, 511, 512, 513, 1000, 4096, 8191, 8192, 8193, 65536, 100_000] {
+                for &split in &[len.max(1), 700, 4096] {
+                    let len32 = len as u32;
+                    // Exact, underflow (EDTL larger), overflow (EDTL smaller, data cut at EDTL).
+                    check_read(mxd, mbl, len, len32, len32, split);
+                    check_read(mxd, mbl, len, len32 + 100, len32, split);
+                    if len > 10 {
+                        check_read(mxd, mbl, len, len32 - 10, len32, split);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_with_check_condition_sends_data_then_response_with_sense() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 20000), &[]);
+        let task = h.one_command();
+        let sense = fixed_sense(0x03, 0x11, 0x00);
+        let data = Bytes::from(pattern(10000, 1));
+        let result = CommandResult {
+            status: STATUS_CHECK_CONDITION,
+            sense: Some(sense.clone()),
+            data_in: vec![data.clone()],
+            transfer_len: 10000,
+        };
+        h.complete(task.id, result);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 3);
+        for p in &pdus[..2] {
+            let Header::DataIn(d) = &p.header else { panic!("{p:?}") };
+            assert!(d.status.is_none());
+        }
+        let Header::DataIn(d) = &pdus[1].header else { unreachable!() };
+        assert!(d.final_, "last Data-In ends the sequence");
+        let r = as_response(&pdus[2]);
+        assert_eq!(r.status, STATUS_CHECK_CONDITION);
+        assert_eq!(r.response, 0);
+        assert!(r.underflow && !r.overflow);
+        assert_eq!(r.residual, 10000);
+        assert_eq!(r.exp_data_sn, SerialNumber(2));
+        assert_eq!(sense_of(&pdus[2]), sense);
+    }
+
+    #[test]
+    fn good_status_with_sense_is_not_phase_collapsed() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 512), &[]);
+        let task = h.one_command();
+        let sense = fixed_sense(0x01, 0x17, 0x00);
+        let result = CommandResult {
+            status: STATUS_GOOD,
+            sense: Some(sense.clone()),
+            data_in: vec![Bytes::from(vec![7u8; 512])],
+            transfer_len: 512,
+        };
+        h.complete(task.id, result);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 2);
+        let Header::DataIn(d) = &pdus[0].header else { panic!() };
+        assert!(d.status.is_none() && d.final_);
+        assert_eq!(sense_of(&pdus[1]), sense);
+    }
+
+    #[test]
+    fn non_data_command_gets_plain_response() {
+        let mut h = H::default();
+        h.send(Header::ScsiCommand(scsi(9, 1, 0)), &[]);
+        let task = h.one_command();
+        // Data offered for a command without the R bit is never sent.
+        h.complete(task.id, good(0, vec![Bytes::from_static(b"junk")]));
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1);
+        let r = as_response(&pdus[0]);
+        assert_eq!((r.itt, r.status, r.overflow, r.underflow, r.residual), (9, 0, false, false, 0));
+        assert!(pdus[0].data.is_empty());
+    }
+
+    // ----- writes -----
+
+    fn write_params(initial_r2t: bool, max_outstanding_r2t: u32) -> SessionParams {
+        let mut sp = session_params();
+        sp.initial_r2t = initial_r2t;
+        sp.max_outstanding_r2t = max_outstanding_r2t;
+        sp.max_recv_data_segment_length = 4096;
+        sp.first_burst_length = 16384;
+        sp.max_burst_length = 8192;
+        sp
+    }
+
+    /// Answer every R2T in the queue with Data-Out PDUs of at most `pdu` bytes; returns the R2Ts seen.
+    fn answer_r2ts(h: &mut H, itt: u32, payload: &[u8], pdu: usize, pdus: Vec<OutPdu>) -> Vec<R2t> {
+        let mut r2ts = Vec::new();
+        for p in pdus {
+            let r = as_r2t(&p);
+            assert_eq!(r.itt, itt);
+            assert_eq!(r.lun, LUN);
+            let start = r.buffer_offset as usize;
+            let end = start + r.desired_len as usize;
+            let mut off = start;
+            let mut sn = 0;
+            while off < end {
+                let n = pdu.min(end - off);
+                h.send(data_out(itt, r.ttt, sn, off as u32, off + n == end), &payload[off..off + n]);
+                off += n;
+                sn += 1;
+            }
+            r2ts.push(r);
+        }
+        r2ts
+    }
+
+    #[test]
+    fn write_with_immediate_data_only() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        let payload = pattern(3000, 5);
+        h.send(write_cmd(1, 1, 3000, true), &payload);
+        assert!(h.pdus().is_empty(), "no R2T when immediate data covers EDTL");
+        let task = h.one_command();
+        assert!(task.write && !task.read);
+        assert_eq!(concat(&task.data_out), payload);
+        h.complete(task.id, good(3000, vec![]));
+        let r = as_response(&h.pdus()[0]);
+        assert_eq!((r.status, r.underflow, r.overflow), (0, false, false));
+    }
+
+    #[test]
+    fn write_with_immediate_unsolicited_and_solicited_data() {
+        // InitialR2T=No: immediate 4096 + unsolicited Data-Out up to FirstBurstLength 16384, then R2Ts.
+        let mut h = H::new(write_params(false, 2), target_params());
+        let total = 40000usize;
+        let payload = pattern(total, 9);
+        h.send(write_cmd(0x22, 1, total as u32, false), &payload[..4096]);
+        assert!(h.pdus().is_empty(), "R2Ts wait for the unsolicited sequence");
+        // Unsolicited Data-Out: offsets 4096..16384, DataSN from 0, F on the last.
+        let mut off = 4096;
+        let mut sn = 0;
+        while off < 16384 {
+            let n = 4096.min(16384 - off);
+            h.send(data_out(0x22, RESERVED_TAG, sn, off as u32, off + n == 16384), &payload[off..off + n]);
+            off += n;
+            sn += 1;
+        }
+        assert!(h.events().is_empty());
+        // Remaining 23616 bytes in MaxBurstLength (8192) R2Ts, two outstanding at a time.
+        let first = h.pdus();
+        assert_eq!(first.len(), 2);
+        let mut r2ts = answer_r2ts(&mut h, 0x22, &payload, 4096, first);
+        let rest = h.pdus();
+        assert_eq!(rest.len(), 1);
+        r2ts.extend(answer_r2ts(&mut h, 0x22, &payload, 4096, rest));
+        let expected: Vec<(u32, u32, u32)> = vec![(0, 16384, 8192), (1, 24576, 8192), (2, 32768, 40000 - 32768)];
+        let got: Vec<(u32, u32, u32)> = r2ts.iter().map(|r| (r.r2t_sn.0, r.buffer_offset, r.desired_len)).collect();
+        assert_eq!(got, expected);
+        let ttts: std::collections::HashSet<u32> = r2ts.iter().map(|r| r.ttt).collect();
+        assert_eq!(ttts.len(), 3, "TTTs are unique");
+        assert!(!ttts.contains(&RESERVED_TAG));
+        let task = h.one_command();
+        assert_eq!(concat(&task.data_out), payload);
+        h.complete(task.id, good(total as u32, vec![]));
+        assert_eq!(as_response(&h.pdus()[0]).status, 0);
+        assert_eq!(h.s.stats().rejects, 0);
+    }
+
+    #[test]
+    fn r2t_sequences_with_one_outstanding() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        let total = 30000usize;
+        let payload = pattern(total, 1);
+        h.send(write_cmd(5, 1, total as u32, true), &payload[..1000]);
+        let mut all = Vec::new();
+        loop {
+            let pdus = h.pdus();
+            if pdus.is_empty() {
+                break;
+            }
+            assert_eq!(pdus.len(), 1, "MaxOutstandingR2T=1");
+            all.extend(answer_r2ts(&mut h, 5, &payload, 1500, pdus));
+        }
+        let got: Vec<(u32, u32, u32)> = all.iter().map(|r| (r.r2t_sn.0, r.buffer_offset, r.desired_len)).collect();
+        assert_eq!(got, vec![(0, 1000, 8192), (1, 9192, 8192), (2, 17384, 8192), (3, 25576, 4424)]);
+        let task = h.one_command();
+        assert_eq!(concat(&task.data_out), payload);
+    }
+
+    #[test]
+    fn r2t_sequences_with_many_outstanding_answered_interleaved() {
+        let mut h = H::new(write_params(true, 4), target_params());
+        let total = 4 * 8192usize;
+        let payload = pattern(total, 2);
+        h.send(write_cmd(6, 1, total as u32, true), &[]);
+        let r2ts: Vec<R2t> = h.pdus().iter().map(as_r2t).collect();
+        assert_eq!(r2ts.len(), 4);
+        // Answer the four sequences interleaved PDU by PDU.
+        for half in 0..2u32 {
+            for r in &r2ts {
+                let off = r.buffer_offset + half * 4096;
+                let o = off as usize;
+                h.send(data_out(6, r.ttt, half, off, half == 1), &payload[o..o + 4096]);
+            }
+        }
+        assert!(h.pdus().is_empty());
+        let task = h.one_command();
+        assert_eq!(concat(&task.data_out), payload);
+    }
+
+    #[test]
+    fn short_unsolicited_sequence_is_completed_by_r2t() {
+        let mut h = H::new(write_params(false, 1), target_params());
+        let payload = pattern(20000, 4);
+        h.send(write_cmd(8, 1, 20000, false), &[]);
+        // The initiator stops the unsolicited sequence at 4096 (below FirstBurstLength).
+        h.send(data_out(8, RESERVED_TAG, 0, 0, true), &payload[..4096]);
+        let r = as_r2t(&h.pdus()[0]);
+        assert_eq!((r.buffer_offset, r.desired_len), (4096, 8192));
+        let mut pdus = vec![OutPdu { header: Header::R2t(r), data: vec![] }];
+        while !pdus.is_empty() {
+            answer_r2ts(&mut h, 8, &payload, 4096, pdus);
+            pdus = h.pdus();
+        }
+        assert_eq!(concat(&h.one_command().data_out), payload);
+    }
+
+    #[test]
+    fn write_waits_for_cmdsn_order_but_receives_data() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        let payload = pattern(5000, 6);
+        // CmdSN 2 arrives before CmdSN 1: its R2T goes out, but it is delivered only after CmdSN 1.
+        h.send(write_cmd(2, 2, 5000, true), &[]);
+        let pdus = h.pdus();
+        answer_r2ts(&mut h, 2, &payload, 4096, pdus);
+        assert!(h.events().is_empty());
+        h.send(read_cmd(1, 1, 512), &[]);
+        let order: Vec<u32> = h.commands().iter().map(|t| t.itt).collect();
+        assert_eq!(order, vec![1, 2]);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(3));
+    }
+
+    // ----- command numbering -----
+
+    #[test]
+    fn out_of_order_cmdsn_is_delivered_in_order() {
+        let mut h = H::default();
+        for &sn in &[3u32, 5, 2, 4] {
+            h.send(read_cmd(sn * 10, sn, 512), &[]);
+            assert!(h.events().is_empty(), "held until CmdSN 1 arrives");
+        }
+        h.send(read_cmd(10, 1, 512), &[]);
+        let order: Vec<u32> = h.commands().iter().map(|t| t.itt).collect();
+        assert_eq!(order, vec![10, 20, 30, 40, 50]);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(6));
+    }
+
+    #[test]
+    fn duplicates_and_out_of_window_commands_are_silently_ignored() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 512), &[]);
+        assert_eq!(h.commands().len(), 1);
+        h.send(read_cmd(2, 1, 512), &[]); // duplicate CmdSN, already executed
+        h.send(read_cmd(3, 100, 512), &[]); // beyond MaxCmdSN
+        h.send(read_cmd(4, 0, 512), &[]); // before ExpCmdSN
+        h.send(read_cmd(5, 3, 512), &[]);
+        h.send(read_cmd(6, 3, 512), &[]); // duplicate of a held command
+        assert!(h.events().is_empty());
+        assert!(h.pdus().is_empty(), "no answer at all");
+        assert_eq!(h.s.stats().ignored_commands, 4);
+        h.send(read_cmd(7, 2, 512), &[]);
+        let order: Vec<u32> = h.commands().iter().map(|t| t.itt).collect();
+        assert_eq!(order, vec![7, 5]);
+    }
+
+    #[test]
+    fn window_closes_when_queue_is_full_and_reopens() {
+        let mut tp = target_params();
+        tp.queued_commands = 2;
+        let mut h = H::new(session_params(), tp);
+        h.send(read_cmd(1, 1, 0), &[]);
+        h.send(read_cmd(2, 2, 0), &[]);
+        let tasks = h.commands();
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(2), "MaxCmdSN = ExpCmdSN - 1: window closed");
+        h.send(read_cmd(3, 3, 0), &[]);
+        assert!(h.events().is_empty(), "out of window");
+        h.complete(tasks[0].id, good(0, vec![]));
+        let r = as_response(&h.pdus()[0]);
+        assert_eq!((r.exp_cmd_sn, r.max_cmd_sn), (SerialNumber(3), SerialNumber(3)));
+        h.send(read_cmd(3, 3, 0), &[]);
+        assert_eq!(h.commands().len(), 1);
+    }
+
+    #[test]
+    fn max_cmd_sn_never_shrinks_below_announced() {
+        let mut tp = target_params();
+        tp.queued_commands = 1;
+        // Login announced a window of 8 though the target queues 1.
+        let mut h = H::with(session_params(), tp, 1, Vec::new());
+        h.s.max_cmd_sn_announced = SerialNumber(8);
+        for sn in 1..=3 {
+            h.send(read_cmd(sn, sn, 0), &[]);
+        }
+        assert_eq!(h.commands().len(), 3, "commands inside the announced window are accepted");
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(8));
+    }
+
+    #[test]
+    fn cmdsn_wraps_around() {
+        let mut h = H::with(session_params(), target_params(), u32::MAX - 1, Vec::new());
+        h.send(read_cmd(3, 0, 0), &[]);
+        h.send(read_cmd(1, u32::MAX - 1, 0), &[]);
+        h.send(read_cmd(2, u32::MAX, 0), &[]);
+        let order: Vec<u32> = h.commands().iter().map(|t| t.itt).collect();
+        assert_eq!(order, vec![1, 2, 3]);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(1));
+    }
+
+    #[test]
+    fn immediate_commands_bypass_ordering_and_do_not_advance_cmdsn() {
+        let mut h = H::default();
+        h.send(read_cmd(2, 2, 0), &[]); // held: CmdSN 1 missing
+        h.send(immediate(read_cmd(9, 1, 0)), &[]);
+        let t = h.one_command();
+        assert!(t.immediate && t.itt == 9);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(1));
+        h.complete(t.id, good(0, vec![]));
+        assert_eq!(as_response(&h.pdus()[0]).itt, 9);
+        // Too many immediate commands at once.
+        for i in 0..MAX_IMMEDIATE_TASKS as u32 {
+            h.send(immediate(read_cmd(100 + i, 1, 0)), &[]);
+        }
+        assert_eq!(h.commands().len(), MAX_IMMEDIATE_TASKS);
+        h.send(immediate(read_cmd(999, 1, 0)), &[]);
+        let pdus = h.pdus();
+        let (reason, bhs) = as_reject(&pdus[0]);
+        assert_eq!(reason, reject_reason::IMMEDIATE_COMMAND_REJECT);
+        assert_eq!(&bhs[16..20], &999u32.to_be_bytes());
+    }
+
+    #[test]
+    fn exp_stat_sn_beyond_sent_statuses_is_counted() {
+        let mut h = H::default();
+        h.exp_stat_sn = SerialNumber(START_STAT_SN + 50);
+        h.send(nop_out(RESERVED_TAG, RESERVED_TAG, 1, true), &[]);
+        assert_eq!(h.s.stats().bad_exp_stat_sn, 1);
+        h.exp_stat_sn = SerialNumber(START_STAT_SN);
+        h.send(nop_out(RESERVED_TAG, RESERVED_TAG, 1, true), &[]);
+        assert_eq!(h.s.stats().bad_exp_stat_sn, 1);
+    }
+
+    // ----- NOP -----
+
+    #[test]
+    fn nop_out_ping_is_echoed_and_advances_statsn() {
+        let mut h = H::default();
+        h.send(nop_out(0x77, RESERVED_TAG, 1, true), b"hello ping");
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1);
+        let Header::NopIn(n) = &pdus[0].header else { panic!() };
+        assert_eq!((n.itt, n.ttt, n.stat_sn), (0x77, RESERVED_TAG, SerialNumber(START_STAT_SN)));
+        assert_eq!(pdus[0].data_bytes(), b"hello ping");
+        // Non-immediate ping consumes a CmdSN.
+        h.send(nop_out(0x78, RESERVED_TAG, 1, false), &[]);
+        assert_eq!(h.pdus().len(), 1);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(2));
+        // ITT 0xffffffff: no answer.
+        h.send(nop_out(RESERVED_TAG, RESERVED_TAG, 2, true), b"x");
+        assert!(h.pdus().is_empty());
+        // ITT 0xffffffff without the I bit is a protocol error.
+        h.send(nop_out(RESERVED_TAG, RESERVED_TAG, 2, false), &[]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn nop_in_echo_is_bounded_by_max_xmit() {
+        let mut sp = session_params();
+        sp.max_xmit_data_segment_length = 1024;
+        let mut h = H::new(sp, target_params());
+        let data = pattern(4000, 0);
+        h.send(nop_out(1, RESERVED_TAG, 1, true), &data);
+        let pdus = h.pdus();
+        assert_eq!(pdus[0].data_bytes(), data[..1024]);
+    }
+
+    #[test]
+    fn nop_in_ping_on_idle_connection_answered() {
+        let mut h = H::default();
+        assert_eq!(h.s.poll_timeout(), Some(h.t0 + Duration::from_secs(5)));
+        h.advance(4);
+        h.timeout();
+        assert!(h.pdus().is_empty(), "not idle long enough");
+        h.advance(1);
+        h.timeout();
+        let pdus = h.pdus();
+        let Header::NopIn(n) = &pdus[0].header else { panic!() };
+        assert_eq!(n.itt, RESERVED_TAG);
+        assert_ne!(n.ttt, RESERVED_TAG);
+        assert_eq!(n.stat_sn, SerialNumber(START_STAT_SN), "a ping does not advance StatSN");
+        assert_eq!(h.s.poll_timeout(), Some(h.now + Duration::from_secs(3)));
+        let ttt = n.ttt;
+        h.advance(2);
+        h.send(nop_out(RESERVED_TAG, ttt, 1, true), &[]);
+        assert!(h.pdus().is_empty());
+        h.advance(2);
+        h.timeout();
+        assert!(h.events().is_empty(), "the answered ping does not close");
+        assert_eq!(h.s.poll_timeout(), Some(h.now + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn nop_in_timeout_closes() {
+        let mut h = H::default();
+        h.advance(5);
+        h.timeout();
+        assert_eq!(h.pdus().len(), 1);
+        h.advance(2);
+        // A NOP-Out with a wrong TTT does not answer the ping.
+        h.send(nop_out(RESERVED_TAG, 0x1234_5678, 1, true), &[]);
+        h.advance(1);
+        h.timeout();
+        assert_eq!(h.events(), vec![SessionEvent::Close { reason: CloseReason::NopInTimeout }]);
+        assert!(h.s.is_closed());
+        assert_eq!(h.s.stats().stray_nop_out, 1);
+        h.send(read_cmd(1, 1, 0), &[]);
+        assert!(h.events().is_empty(), "closed sessions ignore input");
+    }
+
+    #[test]
+    fn rsp_timeout_when_data_out_stops() {
+        let mut tp = target_params();
+        tp.nop_in_interval = None;
+        let mut h = H::new(write_params(true, 1), tp);
+        h.send(write_cmd(1, 1, 8192, true), &[]);
+        let r = as_r2t(&h.pdus()[0]);
+        assert_eq!(h.s.poll_timeout(), Some(h.now + Duration::from_secs(20)));
+        h.advance(15);
+        h.send(data_out(1, r.ttt, 0, 0, false), &[0u8; 4096]);
+        h.advance(15);
+        h.timeout();
+        assert!(h.events().is_empty(), "Data-Out re-arms the timer");
+        h.advance(5);
+        h.timeout();
+        assert_eq!(h.events(), vec![SessionEvent::Close { reason: CloseReason::RspTimeout }]);
+    }
+
+    // ----- task management -----
+
+    #[test]
+    fn abort_task_cleans_up_r2t_state_and_drops_late_data() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        h.send(write_cmd(0x50, 1, 8192, true), &[]);
+        let r = as_r2t(&h.pdus()[0]);
+        h.send(tmf_req(0x51, tmf::ABORT_TASK, 0x50, 2, 1), &[]);
+        let pdus = h.pdus();
+        let rsp = as_tmf_response(&pdus[0]);
+        assert_eq!((rsp.itt, rsp.response), (0x51, tmf::FUNCTION_COMPLETE));
+        assert_eq!(h.s.task_count(), 0);
+        assert_eq!(h.s.poll_timeout(), Some(h.t0 + Duration::from_secs(5)), "no RspTimeout left");
+        // The initiator still answers the R2T: silently dropped.
+        h.send(data_out(0x50, r.ttt, 0, 0, true), &[0u8; 4096]);
+        assert!(h.pdus().is_empty());
+        assert!(h.events().is_empty());
+        assert_eq!(h.s.stats().dropped_data_out, 1);
+        // The slot came back: MaxCmdSN = ExpCmdSN + 8 - 1.
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(2 + 7));
+    }
+
+    #[test]
+    fn abort_of_delivered_task_suppresses_its_response() {
+        let mut tp = target_params();
+        tp.queued_commands = 1;
+        let mut h = H::new(session_params(), tp);
+        h.send(read_cmd(0x60, 1, 4096), &[]);
+        let task = h.one_command();
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(1));
+        h.send(tmf_req(0x61, tmf::ABORT_TASK, 0x60, 2, 1), &[]);
+        let ev = h.events();
+        assert_eq!(
+            ev,
+            vec![SessionEvent::TaskMgmt {
+                itt: 0x61,
+                function: tmf::ABORT_TASK,
+                lun: LUN,
+                rtt: 0x60,
+                ref_cmd_sn: SerialNumber(1),
+                aborted: vec![task.id]
+            }]
+        );
+        assert!(h.pdus().is_empty(), "response waits for the driver");
+        h.s.complete_task_mgmt(0x61, tmf::FUNCTION_COMPLETE, h.now);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, 0);
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(1), "the aborted task holds its slot until the driver is done");
+        h.complete(task.id, good(4096, vec![Bytes::from(vec![0u8; 4096])]));
+        assert!(h.pdus().is_empty(), "an aborted task never answers");
+        assert_eq!(h.s.stats().dropped_results, 1);
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(2));
+    }
+
+    #[test]
+    fn abort_task_for_unknown_task_follows_ref_cmd_sn() {
+        let mut h = H::default();
+        // RefCmdSN 1 in the window and before the TMF's CmdSN 2: the CmdSN counts as received.
+        h.send(tmf_req(0x70, tmf::ABORT_TASK, 0x99, 2, 1), &[]);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, tmf::FUNCTION_COMPLETE);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(2));
+        // If the aborted command shows up late it is a duplicate.
+        h.send(read_cmd(0x99, 1, 0), &[]);
+        assert!(h.events().is_empty());
+        // RefCmdSN outside the window: task does not exist.
+        h.send(tmf_req(0x71, tmf::ABORT_TASK, 0x98, 2, 500), &[]);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, tmf::TASK_DOES_NOT_EXIST);
+    }
+
+    #[test]
+    fn abort_task_set_response_waits_for_status_acknowledgement() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 0), &[]);
+        h.send(read_cmd(2, 2, 0), &[]);
+        let tasks = h.commands();
+        h.complete(tasks[0].id, good(0, vec![]));
+        let _ = h.pdus();
+        // The initiator has not acknowledged that response yet.
+        h.exp_stat_sn = SerialNumber(START_STAT_SN);
+        h.send(tmf_req(0x80, tmf::ABORT_TASK_SET, 0, 3, 0), &[]);
+        let ev = h.events();
+        let SessionEvent::TaskMgmt { aborted, .. } = &ev[0] else { panic!() };
+        assert_eq!(aborted, &vec![tasks[1].id]);
+        h.s.complete_task_mgmt(0x80, tmf::FUNCTION_COMPLETE, h.now);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1, "only a NOP-In to solicit ExpStatSN");
+        let Header::NopIn(ping) = &pdus[0].header else { panic!() };
+        h.exp_stat_sn = SerialNumber(START_STAT_SN + 1);
+        h.send(nop_out(RESERVED_TAG, ping.ttt, 3, true), &[]);
+        let rsp = as_tmf_response(&h.pdus()[0]);
+        assert_eq!((rsp.itt, rsp.response), (0x80, 0));
+        h.complete(tasks[1].id, good(0, vec![]));
+        assert!(h.pdus().is_empty());
+    }
+
+    #[test]
+    fn lun_reset_aborts_only_that_lun() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 0), &[]);
+        let mut other = scsi(2, 2, 0);
+        other.lun = 0;
+        h.send(Header::ScsiCommand(other), &[]);
+        let tasks = h.commands();
+        h.send(tmf_req(0x90, tmf::LOGICAL_UNIT_RESET, 0, 3, 0), &[]);
+        let ev = h.events();
+        let SessionEvent::TaskMgmt { aborted, function, .. } = &ev[0] else { panic!() };
+        assert_eq!((aborted.clone(), *function), (vec![tasks[0].id], tmf::LOGICAL_UNIT_RESET));
+        h.s.complete_task_mgmt(0x90, 0, h.now);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, 0);
+        h.complete(tasks[1].id, good(0, vec![]));
+        assert_eq!(as_response(&h.pdus()[0]).itt, 2);
+    }
+
+    #[test]
+    fn task_reassign_unknown_function_and_cold_reset() {
+        let mut h = H::default();
+        h.send(tmf_req(1, tmf::TASK_REASSIGN, 5, 1, 0), &[]);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, tmf::REASSIGNMENT_NOT_SUPPORTED);
+        h.send(tmf_req(2, 14, 0, 1, 0), &[]);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, tmf::FUNCTION_NOT_SUPPORTED);
+        assert!(h.events().is_empty());
+        h.send(tmf_req(3, tmf::TARGET_COLD_RESET, 0, 1, 0), &[]);
+        assert!(matches!(h.events()[0], SessionEvent::TaskMgmt { function: tmf::TARGET_COLD_RESET, .. }));
+        h.s.complete_task_mgmt(3, 0, h.now);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).response, 0);
+        assert_eq!(h.events(), vec![SessionEvent::Close { reason: CloseReason::TargetColdReset }]);
+    }
+
+    #[test]
+    fn immediate_tmfs_waiting_for_the_driver_are_bounded() {
+        let mut h = H::default();
+        for i in 0..MAX_IMMEDIATE_TASKS as u32 {
+            h.send(tmf_req(10 + i, tmf::CLEAR_ACA, 0, 1, 0), &[]);
+        }
+        assert_eq!(h.events().len(), MAX_IMMEDIATE_TASKS);
+        h.send(tmf_req(500, tmf::CLEAR_ACA, 0, 1, 0), &[]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::IMMEDIATE_COMMAND_REJECT);
+        h.s.complete_task_mgmt(10, 0, h.now);
+        assert_eq!(as_tmf_response(&h.pdus()[0]).itt, 10);
+        h.send(tmf_req(500, tmf::CLEAR_ACA, 0, 1, 0), &[]);
+        assert_eq!(h.events().len(), 1);
+    }
+
+    // ----- logout -----
+
+    #[test]
+    fn logout_waits_for_tasks_then_closes() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 0), &[]);
+        let task = h.one_command();
+        h.send(write_cmd(2, 2, 8192, true), &[]); // waiting for data: terminated by the logout
+        let _ = h.pdus();
+        h.send(logout_req(3, logout::CLOSE_SESSION, 0, 3), &[]);
+        assert_eq!(h.events(), vec![SessionEvent::Logout { reason: 0 }]);
+        assert!(h.pdus().is_empty());
+        // New requests after the logout are protocol errors.
+        h.send(read_cmd(4, 3, 0), &[]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::PROTOCOL_ERROR);
+        h.complete(task.id, good(0, vec![]));
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 2);
+        assert_eq!(as_response(&pdus[0]).itt, 1);
+        let Header::LogoutResponse(l) = &pdus[1].header else { panic!() };
+        assert_eq!((l.itt, l.response, l.time2wait, l.time2retain), (3, 0, 2, 0));
+        assert_eq!(h.events(), vec![SessionEvent::Close { reason: CloseReason::Logout }]);
+    }
+
+    #[test]
+    fn logout_for_recovery_and_wrong_cid() {
+        let mut h = H::default();
+        h.send(logout_req(1, logout::REMOVE_FOR_RECOVERY, 7, 1), &[]);
+        let Header::LogoutResponse(l) = &h.pdus()[0].header else { panic!() };
+        assert_eq!(l.response, logout::RECOVERY_NOT_SUPPORTED);
+        h.send(logout_req(2, logout::CLOSE_CONNECTION, 8, 1), &[]);
+        let Header::LogoutResponse(l) = &h.pdus()[0].header else { panic!() };
+        assert_eq!(l.response, logout::CID_NOT_FOUND);
+        assert!(h.events().is_empty() && !h.s.is_closed());
+        h.send(logout_req(3, logout::CLOSE_CONNECTION, 7, 1), &[]);
+        let Header::LogoutResponse(l) = &h.pdus()[0].header else { panic!() };
+        assert_eq!(l.response, logout::CLOSED);
+        assert!(h.s.is_closed());
+    }
+
+    // ----- text -----
+
+    #[test]
+    fn text_request_single_pdu() {
+        let mut h = H::default();
+        h.send(text_req(0x40, RESERVED_TAG, 1, true, false), b"SendTargets=All\0");
+        let pdus = h.pdus();
+        let t = as_text(&pdus[0]);
+        assert!(t.final_ && !t.continue_);
+        assert_eq!((t.itt, t.ttt), (0x40, RESERVED_TAG));
+        assert_eq!(pdus[0].data_bytes(), b"TargetName=iqn.2024-01.test:tgt\0");
+        assert_eq!(h.text_seen.lock().map(|v| v.clone()).unwrap_or_default(), vec![b"SendTargets=All\0".to_vec()]);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(2));
+    }
+
+    #[test]
+    fn text_response_continuation_and_multi_pdu_request() {
+        let mut sp = session_params();
+        sp.max_xmit_data_segment_length = 1000;
+        sp.max_recv_data_segment_length = 512;
+        let answer = pattern(2500, 7);
+        let mut h = H::with(sp, target_params(), 1, answer.clone());
+        // Request in two PDUs (C bit).
+        let req = pattern(700, 1);
+        h.send(text_req(5, RESERVED_TAG, 1, false, true), &req[..500]);
+        let t = as_text(&h.pdus()[0]);
+        assert!(!t.final_ && !t.continue_ && t.ttt != RESERVED_TAG);
+        h.send(text_req(5, t.ttt, 2, true, false), &req[500..]);
+        // Answer of 2500 bytes in chunks of 1000 with C=1 and a fresh TTT each time.
+        let mut got = Vec::new();
+        let mut cmd_sn = 3;
+        loop {
+            let pdus = h.pdus();
+            assert_eq!(pdus.len(), 1);
+            let t = as_text(&pdus[0]);
+            got.extend_from_slice(&pdus[0].data_bytes());
+            if t.final_ {
+                assert!(!t.continue_ && t.ttt == RESERVED_TAG);
+                break;
+            }
+            assert!(t.continue_ && t.ttt != RESERVED_TAG);
+            h.send(text_req(5, t.ttt, cmd_sn, true, false), &[]);
+            cmd_sn += 1;
+        }
+        assert_eq!(got, answer);
+        assert_eq!(h.text_seen.lock().map(|v| v.clone()).unwrap_or_default(), vec![req]);
+        // A continuation with a stale TTT is rejected.
+        h.send(text_req(5, 0x4242, cmd_sn, true, false), &[]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::INVALID_PDU_FIELD);
+    }
+
+    // ----- protocol violations -----
+
+    #[test]
+    fn snack_login_and_target_opcodes_are_rejected_with_the_bhs() {
+        let mut h = H::default();
+        h.send(
+            Header::SnackRequest(crate::wire::SnackRequest {
+                snack_type: 0,
+                lun: 0,
+                itt: 0x11,
+                ttt: RESERVED_TAG,
+                exp_stat_sn: SerialNumber(0),
+                beg_run: 0,
+                run_length: 0,
+            }),
+            &[],
+        );
+        let (reason, bhs) = as_reject(&h.pdus()[0]);
+        assert_eq!(reason, reject_reason::PROTOCOL_ERROR);
+        assert_eq!(bhs.len(), 48);
+        assert_eq!(bhs[0], 0x10);
+        assert_eq!(&bhs[16..20], &0x11u32.to_be_bytes());
+        h.send(
+            Header::LoginRequest(crate::wire::LoginRequest {
+                transit: true,
+                continue_: false,
+                csg: 1,
+                nsg: 3,
+                version_max: 0,
+                version_min: 0,
+                isid: [0; 6],
+                tsih: 1,
+                itt: 0x12,
+                cid: 7,
+                cmd_sn: SerialNumber(1),
+                exp_stat_sn: SerialNumber(0),
+            }),
+            &[],
+        );
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::PROTOCOL_ERROR);
+        h.send(
+            Header::NopIn(NopIn {
+                lun: 0,
+                itt: 1,
+                ttt: RESERVED_TAG,
+                stat_sn: SerialNumber(0),
+                exp_cmd_sn: SerialNumber(0),
+                max_cmd_sn: SerialNumber(0),
+            }),
+            &[],
+        );
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::COMMAND_NOT_SUPPORTED);
+        h.s.reject_raw(reject_reason::COMMAND_NOT_SUPPORTED, &[0x1c; 48]);
+        let (reason, bhs) = as_reject(&h.pdus()[0]);
+        assert_eq!((reason, bhs[0]), (reject_reason::COMMAND_NOT_SUPPORTED, 0x1c));
+        assert_eq!(h.s.stats().rejects, 4);
+        assert!(!h.s.is_closed(), "the session continues");
+    }
+
+    /// Each malformed SCSI command gets its Reject, consumes its CmdSN, and the next command runs.
+    #[test]
+    fn malformed_commands_are_rejected_and_consume_their_cmdsn() {
+        let cases: Vec<(SessionParams, Header, usize, u8)> = {
+            let mut no_imm = write_params(true, 1);
+            no_imm.immediate_data = false;
+            let mut discovery = session_params();
+            discovery.session_type = SessionType::Discovery;
+            let mut bidi = scsi(1, 1, 512);
+            bidi.read = true;
+            bidi.write = true;
+            let mut reserved = scsi(RESERVED_TAG, 1, 0);
+            reserved.read = true;
+            vec![
+                (no_imm, write_cmd(1, 1, 4096, true), 100, reject_reason::PROTOCOL_ERROR),
+                (write_params(true, 1), write_cmd(1, 1, 100, true), 200, reject_reason::INVALID_PDU_FIELD),
+                (write_params(true, 1), write_cmd(1, 1, 20000, true), 4096 + 4, reject_reason::PROTOCOL_ERROR),
+                (write_params(false, 1), write_cmd(1, 1, 40000, true), 0, 0),
+                (write_params(true, 1), write_cmd(1, 1, 40000, false), 0, reject_reason::PROTOCOL_ERROR),
+                (write_params(true, 1), read_cmd(1, 1, 4096), 10, reject_reason::PROTOCOL_ERROR),
+                (discovery, read_cmd(1, 1, 4096), 0, reject_reason::COMMAND_NOT_SUPPORTED),
+                (session_params(), Header::ScsiCommand(bidi), 0, reject_reason::COMMAND_NOT_SUPPORTED),
+                (session_params(), Header::ScsiCommand(reserved), 0, reject_reason::INVALID_PDU_FIELD),
+            ]
+        };
+        for (i, (sp, cmd, data_len, reason)) in cases.into_iter().enumerate() {
+            let mut sp = sp;
+            sp.first_burst_length = 16384;
+            let mut h = H::new(sp, target_params());
+            h.send(cmd, &pattern(data_len, 0));
+            let pdus = h.pdus();
+            if reason == 0 {
+                // Control case: a valid command (InitialR2T=No, F=1: no unsolicited Data-Out follows).
+                assert!(h.s.stats().rejects == 0, "case {i}");
+                continue;
+            }
+            assert_eq!(pdus.len(), 1, "case {i}: {pdus:?}");
+            assert_eq!(as_reject(&pdus[0]).0, reason, "case {i}");
+            assert!(h.events().is_empty(), "case {i}");
+            assert_eq!(h.s.exp_cmd_sn(), SerialNumber(2), "case {i}: CmdSN consumed");
+            assert_eq!(h.s.task_count(), 0);
+        }
+    }
+
+    #[test]
+    fn duplicate_itt_is_rejected() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 0), &[]);
+        h.send(read_cmd(1, 2, 0), &[]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::INVALID_PDU_FIELD);
+        assert_eq!(h.commands().len(), 1);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(3));
+    }
+
+    /// A write whose Data-Out breaks a rule: Reject with the reason, then CHECK CONDITION with the sense once the
+    /// initiator has closed its open sequences; never a Command event.
+    fn data_out_violation(
+        sp: SessionParams,
+        bad: impl Fn(&R2t) -> (Header, usize),
+        reason: u8,
+        asc: (u8, u8),
+        then_close: bool,
+    ) {
+        let mut h = H::new(sp, target_params());
+        h.send(write_cmd(0x33, 1, 8192, true), &[]);
+        let r = as_r2t(&h.pdus()[0]);
+        let (hdr, len) = bad(&r);
+        h.send(hdr, &pattern(len, 0));
+        let mut pdus = h.pdus();
+        assert_eq!(pdus.len(), if then_close { 1 } else { 2 }, "{pdus:?}");
+        let (got, bhs) = as_reject(&pdus.remove(0));
+        assert_eq!(got, reason);
+        assert_eq!(bhs[0], 0x05);
+        if then_close {
+            // The R2T's sequence is still open: no status until the initiator finishes it with F=1.
+            assert!(h.s.task_count() == 1);
+            h.send(data_out(0x33, r.ttt, 1, 4096, true), &pattern(4096, 0));
+            pdus = h.pdus();
+        }
+        assert_eq!(pdus.len(), 1, "{pdus:?}");
+        let rsp = as_response(&pdus[0]);
+        assert_eq!(rsp.status, STATUS_CHECK_CONDITION);
+        let sense = sense_of(&pdus[0]);
+        assert_eq!((sense[2], sense[12], sense[13]), (0x0b, asc.0, asc.1));
+        assert!(h.events().is_empty(), "the task never reaches the SCSI layer");
+        assert_eq!(h.s.task_count(), 0);
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(2 + 7), "slot released");
+    }
+
+    #[test]
+    fn data_out_violations() {
+        let sp = || write_params(true, 1);
+        // Wrong TTT.
+        data_out_violation(
+            sp(),
+            |_| (data_out(0x33, 0xdead, 0, 0, false), 4096),
+            reject_reason::INVALID_PDU_FIELD,
+            (0x4b, 0x01),
+            true,
+        );
+        // Wrong buffer offset.
+        data_out_violation(
+            sp(),
+            |r| (data_out(0x33, r.ttt, 0, 512, false), 4096),
+            reject_reason::INVALID_PDU_FIELD,
+            (0x4b, 0x05),
+            true,
+        );
+        // Wrong DataSN.
+        data_out_violation(
+            sp(),
+            |r| (data_out(0x33, r.ttt, 3, 0, false), 4096),
+            reject_reason::INVALID_PDU_FIELD,
+            (0x4b, 0x00),
+            true,
+        );
+        // F bit before the end of the R2T's sequence (closes the sequence).
+        data_out_violation(
+            sp(),
+            |r| (data_out(0x33, r.ttt, 0, 0, true), 4096),
+            reject_reason::PROTOCOL_ERROR,
+            (0x4b, 0x00),
+            false,
+        );
+        // More data than the R2T asked for.
+        let mut big = sp();
+        big.max_recv_data_segment_length = 16384;
+        data_out_violation(
+            big,
+            |r| (data_out(0x33, r.ttt, 0, 0, true), 8192 + 512),
+            reject_reason::INVALID_PDU_FIELD,
+            (0x4b, 0x02),
+            false,
+        );
+        // Segment larger than MaxRecvDataSegmentLength.
+        data_out_violation(
+            sp(),
+            |r| (data_out(0x33, r.ttt, 0, 0, true), 8192),
+            reject_reason::PROTOCOL_ERROR,
+            (0x4b, 0x00),
+            false,
+        );
+        // Unsolicited data while InitialR2T=Yes (the R2T's sequence is then answered normally).
+        data_out_violation(
+            sp(),
+            |_| (data_out(0x33, RESERVED_TAG, 0, 0, true), 1024),
+            reject_reason::PROTOCOL_ERROR,
+            (0x0c, 0x0c),
+            true,
+        );
+        // LUN of a solicited Data-Out differs from the command's.
+        data_out_violation(
+            sp(),
+            |r| {
+                let mut d = data_out(0x33, r.ttt, 0, 0, false);
+                if let Header::DataOut(x) = &mut d {
+                    x.lun = 5;
+                }
+                (d, 4096)
+            },
+            reject_reason::INVALID_PDU_FIELD,
+            (0x4b, 0x00),
+            true,
+        );
+    }
+
+    #[test]
+    fn unsolicited_sequence_missing_f_bit() {
+        let mut h = H::new(write_params(false, 1), target_params());
+        h.send(write_cmd(1, 1, 20000, false), &[]);
+        let mut off = 0u32;
+        for sn in 0..4 {
+            // Reaches FirstBurstLength (16384) on the fourth PDU without F.
+            h.send(data_out(1, RESERVED_TAG, sn, off, false), &[0u8; 4096]);
+            off += 4096;
+        }
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1);
+        assert_eq!(as_reject(&pdus[0]).0, reject_reason::PROTOCOL_ERROR);
+        // The unsolicited sequence is still open; the F bit finally closes it and the task ends.
+        h.send(data_out(1, RESERVED_TAG, 4, off, true), &[]);
+        let rsp = as_response(&h.pdus()[0]);
+        assert_eq!(rsp.status, STATUS_CHECK_CONDITION);
+        assert!(h.events().is_empty());
+    }
+
+    #[test]
+    fn data_out_for_unknown_task_and_for_read_task() {
+        let mut h = H::default();
+        h.send(data_out(0x999, RESERVED_TAG, 0, 0, true), &[1, 2, 3, 4]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::INVALID_PDU_FIELD);
+        h.send(read_cmd(1, 1, 512), &[]);
+        let task = h.one_command();
+        h.send(data_out(1, RESERVED_TAG, 0, 0, true), &[1, 2, 3, 4]);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::PROTOCOL_ERROR);
+        // The read task itself is unaffected.
+        h.complete(task.id, good(512, vec![Bytes::from(vec![0u8; 512])]));
+        let pdus = h.pdus();
+        assert!(matches!(&pdus[0].header, Header::DataIn(d) if d.status == Some(0)));
+    }
+
+    #[test]
+    fn data_digest_error_on_data_out_rejects_and_closes() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        h.send(write_cmd(1, 1, 4096, true), &[]);
+        let r = as_r2t(&h.pdus()[0]);
+        let hdr = data_out(1, r.ttt, 0, 0, true);
+        let bhs = fake_bhs(&hdr);
+        h.s.handle_data_digest_error(hdr, &bhs, h.now);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::DATA_DIGEST_ERROR);
+        assert_eq!(h.events(), vec![SessionEvent::Close { reason: CloseReason::DigestError }]);
+        // A digest error on a NOP-Out is only rejected.
+        let mut h = H::default();
+        let hdr = nop_out(1, RESERVED_TAG, 1, true);
+        let bhs = fake_bhs(&hdr);
+        h.s.handle_data_digest_error(hdr, &bhs, h.now);
+        assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::DATA_DIGEST_ERROR);
+        assert!(!h.s.is_closed());
+    }
+
+    #[test]
+    fn sense_is_truncated_to_the_initiators_segment_limit() {
+        let mut sp = session_params();
+        sp.max_xmit_data_segment_length = 512;
+        let mut h = H::new(sp, target_params());
+        h.send(read_cmd(1, 1, 0), &[]);
+        let task = h.one_command();
+        let result = CommandResult { status: 2, sense: Some(vec![0x70; 600]), data_in: vec![], transfer_len: 0 };
+        h.complete(task.id, result);
+        let pdus = h.pdus();
+        assert_eq!(pdus[0].data_len(), 512);
+        assert_eq!(sense_of(&pdus[0]).len(), 510);
+    }
 }
