@@ -2,21 +2,103 @@
 //!
 //! Every PDU starts with a 48-byte Basic Header Segment (BHS, §11.2.1), followed by `TotalAHSLength * 4` bytes of
 //! Additional Header Segments, an optional header digest, `DataSegmentLength` bytes of data padded to a multiple of 4,
-//! and an optional data digest.
+//! and an optional data digest (RFC 7143 §11.1, §11.2).
 //!
 //! The structs in this module are the `Repr`s: the decoded, owned meaning of one BHS (plus its AHS where the opcode
 //! has one). The data segment travels beside them as `bytes::Bytes`. Fields use the RFC's names.
 //! Sequence numbers are [`SerialNumber`]s.
 //!
-//! Contract used by the connection state machine (`crate::conn`):
-//! * [`Header::parse`] decodes a BHS (+ AHS) and never panics on any input;
-//! * [`Header::emit`] writes the 48-byte BHS for a target-sent PDU given its data segment length;
-//! * [`Framing`] tells how long a whole PDU is from its first 48 bytes and the negotiated digests.
+//! # Layers
+//! * [`Packet`]: a zero-copy view over a BHS (+ AHS) with one accessor per RFC field and a setter for each when the
+//!   buffer is mutable. [`Packet::new_checked`] fails with [`WireError::Truncated`] unless the buffer holds the BHS
+//!   and the whole AHS announced by TotalAHSLength; after that no accessor panics.
+//! * [`Header`]: one `Repr` per opcode.
+//! * [`Framing`]: where the parts of a PDU lie on the wire, from its first 48 bytes and the negotiated digests.
+//! * CRC32C digests ([`header_digest`], [`data_digest`], [`DataDigest`]), LUN encoding ([`encode_lun`],
+//!   [`decode_lun`]) and the RFC's code values ([`LoginStatus`], [`RejectReason`], [`TmfFunction`], ...).
+//!
+//! # Receiving a PDU (what `crate::conn` does)
+//! 1. Collect 48 bytes; [`Framing::parse`]`(bhs, digests, MaxRecvDataSegmentLength)` gives the total PDU length
+//!    ([`Framing::total_len`]) or [`WireError::DataSegmentTooLong`].
+//! 2. Collect `total_len()` bytes; [`Framing::check_header_digest`] / [`Framing::check_data_digest`] verify the
+//!    digests when in force ([`WireError::DigestMismatch`]).
+//! 3. [`Header::parse`]`(&pdu[framing.header_range()])` decodes the BHS + AHS; the data segment is
+//!    `&pdu[framing.data_range()]`. [`WireError::reject_reason`] suggests the Reject reason for a PDU that fails.
+//!
+//! # Sending a PDU
+//! ```
+//! use polltgt_iscsi::wire::{Framing, Digests, Header, NopIn, RESERVED_TAG, BHS_LEN};
+//! use polltgt_iscsi::SerialNumber;
+//!
+//! let nop = Header::NopIn(NopIn {
+//!     lun: 0, itt: 0x1234, ttt: RESERVED_TAG,
+//!     stat_sn: SerialNumber(7), exp_cmd_sn: SerialNumber(3), max_cmd_sn: SerialNumber(66),
+//! });
+//! let ping = b"ping!";
+//! let mut bhs = vec![0u8; nop.buffer_len()];                 // 48 (+ AHS, only for a SCSI Command)
+//! nop.emit(ping.len() as u32, &mut bhs).unwrap();             // writes the BHS, DataSegmentLength = 5
+//! let framing = Framing::for_header(&nop, ping.len() as u32, Digests::NONE);
+//! assert_eq!(framing.total_len(), BHS_LEN + 8);               // 5 data bytes + 3 bytes of padding
+//! ```
+//! [`Header::emit`] fails only on caller errors (buffer shorter than [`Header::buffer_len`], a data segment longer
+//! than 2^24 - 1 bytes, an AHS longer than 1020 bytes); [`Header::to_vec`] allocates the buffer itself. The sender
+//! appends [`digest_to_wire`]`(`[`header_digest`]`(bhs))` when header digests are in force, the data, [`pad_len`]
+//! zero bytes and the data digest ([`data_digest`] or the incremental [`DataDigest`] over a chain of buffers).
+//!
+//! # What [`Header::parse`] checks (and what it leaves to the caller)
+//! RFC 7143 §11: "Any compliant receiver MUST ignore any bit not defined and all reserved fields unless specified
+//! otherwise." Parsing therefore ignores every reserved bit and byte, including the bit 0 of byte 0, the I bit of
+//! opcodes that have none (Data-Out, SNACK, all target opcodes), the bit that §11 draws as a constant `1` in byte 1
+//! (TMF, Logout, SNACK, NOP, R2T, ...), the I bit of a Login Request that §11.12 draws as a constant `1` (the Repr
+//! has no field for it: a login request is always immediate), the StatSN of a Data-In without the S bit (decoded as 0),
+//! and the padding and reserved bytes of AHSs. It rejects:
+//! * fewer bytes than the BHS + AHS announce ([`WireError::Truncated`]);
+//! * opcodes not defined by §11.2.1.2 ([`WireError::UnknownOpcode`]);
+//! * an AHS on any opcode but SCSI Command, an AHS of unknown type (types 60..63 included), a wrong AHSLength
+//!   (Bidirectional Read EDTL must be 5, Extended CDB at least 2), an AHS overrunning TotalAHSLength, and the same
+//!   AHS type twice ([`WireError::BadAhs`]);
+//! * a DataSegmentLength other than 0 on the PDUs whose §11 layout has no data segment: Task Management Function
+//!   Request/Response, Logout Request/Response, R2T and SNACK ([`WireError::InvalidField`]).
+//!
+//! Coded fields (task attribute, TMF function, logout reason, SNACK type, login stages and versions, ...) are kept
+//! raw in the Reprs: the RFC's answer to a reserved value depends on the PDU (a Reject, a TMF response "function not
+//! supported", a login failure status), so the layer that owns that PDU decides, using the enums of this module
+//! ([`TaskAttr::from_u8`], [`TmfFunction::from_u8`], ...). Likewise the ITT 0xffffffff on a PDU other than NOP-Out
+//! and the cross-field rules (T and C both set on a login, F and C on a text request, R/W against the Expected Data
+//! Transfer Length) are checked by the connection and login layers.
 
 use crate::serial::SerialNumber;
 
+mod consts;
+mod digest;
+mod error;
+mod framing;
+mod header;
+mod lun;
+mod packet;
+#[cfg(test)]
+mod tests;
+
+pub use consts::{
+    AsyncEvent, LoginStage, LoginStatus, LogoutReason, LogoutResponseCode, RejectReason,
+    ScsiResponseCode, SnackType, TmfFunction, TmfResponseCode, ISCSI_VERSION,
+    LOGIN_STATUS_CLASS_INITIATOR_ERROR, LOGIN_STATUS_CLASS_REDIRECTION, LOGIN_STATUS_CLASS_SUCCESS,
+    LOGIN_STATUS_CLASS_TARGET_ERROR, RESERVED_TAG,
+};
+pub use digest::{
+    crc32c, data_digest, digest_from_wire, digest_to_wire, header_digest, DataDigest, DIGEST_LEN,
+};
+pub use error::{AhsProblem, DigestKind, WireError};
+pub use framing::{pad_len, padded_len, Digests, Framing};
+pub use header::{AHS_TYPE_BIDI_READ_EDTL, AHS_TYPE_EXTENDED_CDB, MAX_AHS_LEN};
+pub use lun::{decode_lun, encode_lun, MAX_FLAT_LUN, MAX_PERIPHERAL_LUN};
+pub use packet::Packet;
+
 /// Length of the Basic Header Segment.
 pub const BHS_LEN: usize = 48;
+
+/// Largest DataSegmentLength the 24-bit field can carry (RFC 7143 §11.2.1.6).
+pub const MAX_DATA_SEGMENT_LEN: u32 = 0x00ff_ffff;
 
 /// Operation codes (RFC 7143 §11.2.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +126,105 @@ pub enum Opcode {
     Reject = 0x3f,
 }
 
+impl Opcode {
+    /// The bits of byte 0 that hold the opcode (§11.2.1.2); bit 0x40 is the I bit, bit 0x80 is reserved.
+    pub const MASK: u8 = 0x3f;
+
+    /// The opcode with this 6-bit value, or `None` for an undefined one (vendor-specific opcodes included).
+    pub const fn from_u8(v: u8) -> Option<Opcode> {
+        Some(match v {
+            0x00 => Opcode::NopOut,
+            0x01 => Opcode::ScsiCommand,
+            0x02 => Opcode::TaskMgmtRequest,
+            0x03 => Opcode::LoginRequest,
+            0x04 => Opcode::TextRequest,
+            0x05 => Opcode::DataOut,
+            0x06 => Opcode::LogoutRequest,
+            0x10 => Opcode::SnackRequest,
+            0x20 => Opcode::NopIn,
+            0x21 => Opcode::ScsiResponse,
+            0x22 => Opcode::TaskMgmtResponse,
+            0x23 => Opcode::LoginResponse,
+            0x24 => Opcode::TextResponse,
+            0x25 => Opcode::DataIn,
+            0x26 => Opcode::LogoutResponse,
+            0x31 => Opcode::R2t,
+            0x32 => Opcode::AsyncMessage,
+            0x3f => Opcode::Reject,
+            _ => return None,
+        })
+    }
+
+    /// All defined opcodes, initiator ones first.
+    pub const ALL: [Opcode; 18] = [
+        Opcode::NopOut,
+        Opcode::ScsiCommand,
+        Opcode::TaskMgmtRequest,
+        Opcode::LoginRequest,
+        Opcode::TextRequest,
+        Opcode::DataOut,
+        Opcode::LogoutRequest,
+        Opcode::SnackRequest,
+        Opcode::NopIn,
+        Opcode::ScsiResponse,
+        Opcode::TaskMgmtResponse,
+        Opcode::LoginResponse,
+        Opcode::TextResponse,
+        Opcode::DataIn,
+        Opcode::LogoutResponse,
+        Opcode::R2t,
+        Opcode::AsyncMessage,
+        Opcode::Reject,
+    ];
+
+    /// True for the opcodes an initiator sends (0x00..0x1f, §11.2.1.2).
+    pub const fn is_initiator(self) -> bool {
+        (self as u8) < 0x20
+    }
+
+    /// True when the §11 layout of this PDU has a data segment. TMF Request/Response, Logout Request/Response, R2T
+    /// and SNACK have none, and [`Header::parse`] rejects them with a non-zero DataSegmentLength.
+    pub const fn carries_data(self) -> bool {
+        !matches!(
+            self,
+            Opcode::TaskMgmtRequest
+                | Opcode::TaskMgmtResponse
+                | Opcode::LogoutRequest
+                | Opcode::LogoutResponse
+                | Opcode::R2t
+                | Opcode::SnackRequest
+        )
+    }
+
+    /// True when the byte 0 I bit is defined for this opcode (§11.2.1.1): NOP-Out, SCSI Command, TMF Request,
+    /// Login Request (always 1), Text Request and Logout Request.
+    pub const fn has_immediate_bit(self) -> bool {
+        matches!(
+            self,
+            Opcode::NopOut
+                | Opcode::ScsiCommand
+                | Opcode::TaskMgmtRequest
+                | Opcode::LoginRequest
+                | Opcode::TextRequest
+                | Opcode::LogoutRequest
+        )
+    }
+}
+
+impl TryFrom<u8> for Opcode {
+    type Error = WireError;
+
+    fn try_from(v: u8) -> Result<Self, WireError> {
+        Opcode::from_u8(v).ok_or(WireError::UnknownOpcode(v))
+    }
+}
+
+impl From<Opcode> for u8 {
+    fn from(op: Opcode) -> u8 {
+        op as u8
+    }
+}
+
 /// SCSI task attributes (RFC 7143 §11.3.1 ATTR field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskAttr {
@@ -52,6 +233,20 @@ pub enum TaskAttr {
     Ordered = 2,
     HeadOfQueue = 3,
     Aca = 4,
+}
+
+impl TaskAttr {
+    /// The attribute for an ATTR value, `None` for the reserved values 5..7.
+    pub const fn from_u8(v: u8) -> Option<TaskAttr> {
+        Some(match v {
+            0 => TaskAttr::Untagged,
+            1 => TaskAttr::Simple,
+            2 => TaskAttr::Ordered,
+            3 => TaskAttr::HeadOfQueue,
+            4 => TaskAttr::Aca,
+            _ => return None,
+        })
+    }
 }
 
 /// SCSI Command (§11.3).
