@@ -296,7 +296,7 @@ impl ReactorState {
                 self.stats.commands += 1;
                 self.execute(i, task, now);
             }
-            ConnEvent::TaskMgmt { itt, function, lun, rtt, .. } => self.task_mgmt(i, itt, function, lun, rtt, now),
+            ConnEvent::TaskMgmt { itt, function, lun, aborted, .. } => self.task_mgmt(i, itt, function, lun, &aborted, now),
             ConnEvent::Closed { .. } => {
                 if let Some(slot) = self.slots[i].as_mut() {
                     slot.closing = true;
@@ -528,14 +528,14 @@ impl ReactorState {
 
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits
     /// until they finish (their results are suppressed by the iSCSI core), so nothing answers after the TMF response.
-    fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, rtt: u32, now: Instant) {
+    fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, aborted: &[TaskId], now: Instant) {
         let Some(slot) = self.slots[i].as_mut() else { return };
         let lun_no = polltgt_iscsi::wire::decode_lun(lun);
         let affected: Vec<u64> = match TmfFunction::from_u8(function) {
             Some(TmfFunction::AbortTask) => self
                 .pending
                 .iter()
-                .filter(|(_, p)| p.slot == i && p.generation == slot.generation && p.task.0 == u64::from(rtt))
+                .filter(|(_, p)| p.slot == i && p.generation == slot.generation && aborted.contains(&p.task))
                 .map(|(t, _)| *t)
                 .collect(),
             Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet | TmfFunction::LogicalUnitReset) => self

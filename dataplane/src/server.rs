@@ -106,7 +106,7 @@ impl Server {
         let mut bound = Vec::new();
         for p in portals {
             let l = KernelListener::bind(p.addr).map_err(|source| ServerError::Listen { addr: p.addr, source })?;
-            let addr = l.local_addr().map_err(|source| ServerError::Listen { addr: p.addr, source })?;
+            let addr = l.local_addr();
             let portal = Portal { addr, tpgt: p.tpgt };
             registry.add_portal(portal.clone());
             bound.push(portal);

@@ -213,7 +213,7 @@ pub fn parse_test_cu(output: &str) -> Vec<(String, CuResult)> {
     let mut results = Vec::new();
     let mut suite = String::new();
     let mut current: Option<(String, bool)> = None;
-    let mut finish = |current: &mut Option<(String, bool)>, failed: bool, results: &mut Vec<(String, CuResult)>| {
+    let finish = |current: &mut Option<(String, bool)>, failed: bool, results: &mut Vec<(String, CuResult)>| {
         if let Some((name, skipped)) = current.take() {
             let r = if failed {
                 CuResult::Fail
