@@ -5,6 +5,7 @@
 mod common;
 
 use common::{parse_test_cu, run, summarize, CuResult, Lun, Target};
+use std::io::Write;
 use std::time::Duration;
 
 fn conformance(lun: Lun, label: &str) {
@@ -13,12 +14,21 @@ fn conformance(lun: Lun, label: &str) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let results = parse_test_cu(&text);
     let (pass, fail, skip) = summarize(&results);
-    println!("iscsi-test-cu on {label}: {} tests: {pass} passed, {fail} failed, {skip} skipped", results.len());
+    // Written to the process's stderr directly (not eprintln!, which the test harness captures) so that the counts
+    // appear in every test run's output.
+    let mut report = format!(
+        "iscsi-test-cu on {label}: {} distinct tests: {pass} passed, {fail} failed, {skip} skipped\n",
+        results.len()
+    );
     for (name, r) in &results {
-        if *r == CuResult::Fail {
-            println!("  FAIL {name}");
-        }
+        let tag = match r {
+            CuResult::Pass => "pass",
+            CuResult::Fail => "FAIL",
+            CuResult::Skip => "skip",
+        };
+        report.push_str(&format!("  {tag} {name}\n"));
     }
+    let _ = std::io::stderr().lock().write_all(report.as_bytes());
     assert!(t.alive(), "polltgt died during iscsi-test-cu on {label}:\n{}", t.output());
     assert!(results.len() > 100, "iscsi-test-cu ran only {} tests on {label}:\n{text}", results.len());
     assert!(text.contains("Run Summary"), "iscsi-test-cu did not complete on {label}:\n{text}");

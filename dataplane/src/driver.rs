@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use polltgt_bdev::{Channel, Completion, Io, Op};
-use polltgt_hugepages::{Buf, BufPool};
+use polltgt_hugepages::BufPool;
 use polltgt_iscsi::conn::{ConnEvent, Connection};
 use polltgt_iscsi::login::PortalInfo;
 use polltgt_iscsi::params::SessionType;
@@ -64,7 +64,7 @@ struct Pending {
 }
 
 enum PendingKind {
-    Read { transfer_len: u64 },
+    Read { transfer_len: u64, send: usize },
     Write { transfer_len: u64 },
     Flush,
     Verify { transfer_len: u64, compare: Option<Vec<Bytes>> },
@@ -364,7 +364,11 @@ impl ReactorState {
                 return;
             }
             Action::Read { offset, len, .. } => {
-                let xfer = len.min(u64::from(task.edtl));
+                // Send at most EDTL bytes, but read whole blocks: an EDTL that is not a multiple of the block size
+                // (iSCSI residual overflow, RFC 7143 §11.4.5) still gets its first EDTL bytes.
+                let send = len.min(u64::from(task.edtl));
+                let block = u64::from(device.bdev.info().block_size.max(1));
+                let xfer = send.div_ceil(block).saturating_mul(block).min(len);
                 if xfer == 0 {
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
@@ -380,7 +384,7 @@ impl ReactorState {
                         return;
                     }
                 };
-                (Op::Read { offset, buf }, PendingKind::Read { transfer_len: len })
+                (Op::Read { offset, buf }, PendingKind::Read { transfer_len: len, send: send as usize })
             }
             Action::Write { offset, len, fua } => {
                 let have = total_len(&task.data_out) as u64;
@@ -492,8 +496,19 @@ impl ReactorState {
             Err(e) => bdev_error_to_io_result(e),
         };
         let result = match (p.kind, io) {
-            (PendingKind::Read { transfer_len }, IoResult::Ok) => {
-                let data = c.buf.map(Buf::freeze).into_iter().collect::<Vec<_>>();
+            (PendingKind::Read { transfer_len, send }, IoResult::Ok) => {
+                let data = c
+                    .buf
+                    .map(|b| {
+                        let bytes = b.freeze();
+                        if bytes.len() > send {
+                            bytes.slice(..send)
+                        } else {
+                            bytes
+                        }
+                    })
+                    .into_iter()
+                    .collect::<Vec<_>>();
                 self.stats.bytes_read += total_len(&data) as u64;
                 let r = p.device.lu.io_done(&cmd, IoResult::Ok);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: data, transfer_len: clamp32(transfer_len) }
@@ -514,7 +529,7 @@ impl ReactorState {
             }
             (kind, io) => {
                 let transfer_len = match kind {
-                    PendingKind::Read { transfer_len } | PendingKind::Write { transfer_len } => transfer_len,
+                    PendingKind::Read { transfer_len, .. } | PendingKind::Write { transfer_len } => transfer_len,
                     PendingKind::Verify { transfer_len, .. } => transfer_len,
                     PendingKind::Flush => 0,
                 };
