@@ -67,9 +67,18 @@ impl Target {
     pub fn start_with_yaml(dir: tempfile::TempDir, yaml: &str) -> Target {
         let cfg = dir.path().join("polltgt.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
+        let args = vec!["serve".into(), "--config".into(), cfg.into_os_string()];
+        Self::spawn(dir, &args)
+    }
+
+    /// Start polltgt without a configuration: the embedded default.
+    pub fn start_default() -> Target {
+        Self::spawn(tempfile::tempdir().expect("tempdir"), &["serve".into()])
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: &[std::ffi::OsString]) -> Target {
         let mut child = Command::new(env!("CARGO_BIN_EXE_polltgt"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
+            .args(args)
             .env("RUST_LOG", std::env::var("POLLTGT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
