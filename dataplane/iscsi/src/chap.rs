@@ -81,7 +81,9 @@ impl Algorithm {
 
     /// The algorithm with this CHAP_A number.
     pub fn from_code(code: u64) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|a| u64::from(a.code()) == code)
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| u64::from(a.code()) == code)
     }
 
     pub fn name(self) -> &'static str {
@@ -374,7 +376,9 @@ impl RandomSource for FixedRandom {
 pub enum ChapError {
     #[error("CHAP_A {0:?} is not a list of values")]
     BadAlgorithmList(String),
-    #[error("none of the CHAP algorithms {0:?} is supported (5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256)")]
+    #[error(
+        "none of the CHAP algorithms {0:?} is supported (5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256)"
+    )]
     NoAlgorithm(String),
     #[error("{0} is missing")]
     MissingKey(&'static str),
@@ -390,7 +394,9 @@ pub enum ChapError {
         expected: usize,
         got: usize,
     },
-    #[error("the initiator's CHAP_C has {0} bytes, outside {MIN_CHALLENGE_LEN}..={MAX_CHALLENGE_LEN}")]
+    #[error(
+        "the initiator's CHAP_C has {0} bytes, outside {MIN_CHALLENGE_LEN}..={MAX_CHALLENGE_LEN}"
+    )]
     ChallengeLength(usize),
     #[error("CHAP_I and CHAP_C must come together")]
     IncompleteMutual,
@@ -677,8 +683,20 @@ mod tests {
         let s1 = Secret::from("12charsecret");
         let s2 = Secret::from("another-secret-42");
         let cases: [(Algorithm, u8, &Secret, &[u8], &str); 8] = [
-            (Algorithm::Md5, 1, &s1, &c1, "5fa8139b80dbe5cca68e2bbc47752489"),
-            (Algorithm::Sha1, 1, &s1, &c1, "ab0069d2dae8a9c18ef2447e10178033ed9f95c6"),
+            (
+                Algorithm::Md5,
+                1,
+                &s1,
+                &c1,
+                "5fa8139b80dbe5cca68e2bbc47752489",
+            ),
+            (
+                Algorithm::Sha1,
+                1,
+                &s1,
+                &c1,
+                "ab0069d2dae8a9c18ef2447e10178033ed9f95c6",
+            ),
             (
                 Algorithm::Sha256,
                 1,
@@ -693,8 +711,20 @@ mod tests {
                 &c1,
                 "11c18fbdc8b05ef36a098f06fa759efff59320749300d01b9efe33259128262e",
             ),
-            (Algorithm::Md5, 0xa7, &s2, &c2, "8a5f1891f0d497a384c143c2b8c605ee"),
-            (Algorithm::Sha1, 0xa7, &s2, &c2, "142d5b149ad569424e4fc3d4bab6c0edaffc1ccd"),
+            (
+                Algorithm::Md5,
+                0xa7,
+                &s2,
+                &c2,
+                "8a5f1891f0d497a384c143c2b8c605ee",
+            ),
+            (
+                Algorithm::Sha1,
+                0xa7,
+                &s2,
+                &c2,
+                "142d5b149ad569424e4fc3d4bab6c0edaffc1ccd",
+            ),
             (
                 Algorithm::Sha256,
                 0xa7,
@@ -844,7 +874,10 @@ mod tests {
         assert_eq!(b, [1, 2, 3, 1, 2]);
         r.fill(&mut b[..2]).unwrap();
         assert_eq!(&b[..2], &[3, 1]);
-        assert_eq!(FixedRandom::new(Vec::new()).fill(&mut b), Err(RandomUnavailable));
+        assert_eq!(
+            FixedRandom::new(Vec::new()).fill(&mut b),
+            Err(RandomUnavailable)
+        );
     }
 
     fn creds() -> Credentials {
@@ -904,7 +937,10 @@ mod tests {
     }
 
     fn respond(c: &ChapChallenge, secret: &str) -> String {
-        text::encode_hex(&c.algorithm.response(c.id, &Secret::from(secret), &c.challenge))
+        text::encode_hex(
+            &c.algorithm
+                .response(c.id, &Secret::from(secret), &c.challenge),
+        )
     }
 
     #[test]
@@ -933,7 +969,9 @@ mod tests {
     #[test]
     fn a_name_listed_twice_matches_either_secret() {
         let mut creds = creds();
-        creds.incoming.push(ChapUser::new("joe", "joe-second-secret"));
+        creds
+            .incoming
+            .push(ChapUser::new("joe", "joe-second-secret"));
         let (mut chap, c) = started("5");
         let r = respond(&c, "joe-second-secret");
         let keys = ResponseKeys {
@@ -947,7 +985,9 @@ mod tests {
     #[test]
     fn base64_and_uppercase_hex_responses() {
         let (mut chap, c) = started("5");
-        let r = c.algorithm.response(c.id, &Secret::from("12charsecret"), &c.challenge);
+        let r = c
+            .algorithm
+            .response(c.id, &Secret::from("12charsecret"), &c.challenge);
         let upper = format!("0X{}", text::encode_hex(&r)[2..].to_ascii_uppercase());
         let keys = ResponseKeys {
             name: Some("joe"),
@@ -957,7 +997,9 @@ mod tests {
         chap.verify(&keys, &creds()).unwrap();
 
         let (mut chap, c) = started("5");
-        let r = c.algorithm.response(c.id, &Secret::from("12charsecret"), &c.challenge);
+        let r = c
+            .algorithm
+            .response(c.id, &Secret::from("12charsecret"), &c.challenge);
         let b64 = base64(&r);
         let keys = ResponseKeys {
             name: Some("joe"),
