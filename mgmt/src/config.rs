@@ -7,6 +7,8 @@
 //! portals:
 //!   - address: "127.0.0.1:3260"     # "[::1]:3260" for IPv6
 //!     tpgt: 1
+//! iscsi:                            # driver-level attributes: CHAP for discovery sessions
+//!   IncomingUser: [ "disc 12charsecret" ]
 //! devices:
 //!   - name: disk1
 //!     handler: vdisk_fileio         # ram | vdisk_nullio | vdisk_fileio | vdisk_blockio
@@ -16,6 +18,10 @@
 //!   - name: iqn.2026-11.io.polltgt:disk1
 //!     luns: [ { lun: 0, device: disk1 } ]
 //!     MaxBurstLength: 262144
+//!     IncomingUser:                 # CHAP: initiators must log in as one of these
+//!       - { user: joe, secret: 12charsecret }
+//!       - "joe2 12charsecret2"      # SCST's "user secret" form
+//!     OutgoingUser: { user: jim1, secret: 12charpasswd }   # mutual CHAP: the target's own account
 //! ```
 //!
 //! Loading checks everything: unknown keys are errors (so typos do not pass silently), every value is checked
@@ -28,14 +34,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use polltgt_iscsi::chap::Credentials;
 use polltgt_iscsi::params::TargetParams;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, Diagnostic, FieldPath};
 use crate::locate::locate;
 use crate::values::{
-    self, check_range, BlockSize, CpuMask, Digests, InvalidValue, Size, TargetName, MAX_LUN,
-    MAX_QUEUED_COMMANDS, MAX_REACTORS, MAX_RFC_LENGTH, MIN_RFC_LENGTH,
+    self, check_range, BlockSize, ChapAccount, CpuMask, Digests, InvalidValue, Size, TargetName,
+    MAX_LUN, MAX_QUEUED_COMMANDS, MAX_REACTORS, MAX_RFC_LENGTH, MIN_RFC_LENGTH,
 };
 
 /// The name of the target of the embedded default configuration.
@@ -53,12 +60,57 @@ pub struct Config {
     /// Where the target listens. Default: 127.0.0.1:3260.
     #[serde(default = "default_portals")]
     pub portals: Vec<PortalConfig>,
+    /// Driver-level iSCSI attributes (SCST's `targets/iscsi` attributes): CHAP accounts of discovery sessions.
+    #[serde(default, skip_serializing_if = "IscsiConfig::is_empty")]
+    pub iscsi: IscsiConfig,
     /// Backing devices (SCST's `handlers/<handler>/<device>`).
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
     /// iSCSI targets (SCST's `targets/iscsi/<name>`).
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+}
+
+/// Driver-level iSCSI attributes, SCST's `/sys/kernel/scst_tgt/targets/iscsi/{IncomingUser,OutgoingUser}`: the CHAP
+/// accounts of discovery sessions (RFC 7143 §12.1.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IscsiConfig {
+    /// With at least one account, discovery sessions must authenticate with CHAP as one of them. A single account
+    /// or a list.
+    #[serde(
+        rename = "IncomingUser",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "values::chap_accounts"
+    )]
+    pub incoming_users: Vec<ChapAccount>,
+    /// The account the target answers with when a discovery initiator asks it to authenticate (mutual CHAP).
+    #[serde(
+        rename = "OutgoingUser",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub outgoing_user: Option<ChapAccount>,
+}
+
+impl IscsiConfig {
+    /// No attribute set.
+    pub fn is_empty(&self) -> bool {
+        self.incoming_users.is_empty() && self.outgoing_user.is_none()
+    }
+
+    /// The CHAP accounts of discovery sessions, for the iSCSI core.
+    pub fn credentials(&self) -> Credentials {
+        credentials(&self.incoming_users, self.outgoing_user.as_ref())
+    }
+}
+
+fn credentials(incoming: &[ChapAccount], outgoing: Option<&ChapAccount>) -> Credentials {
+    Credentials {
+        incoming: incoming.iter().map(ChapAccount::to_chap_user).collect(),
+        outgoing: outgoing.map(ChapAccount::to_chap_user),
+    }
 }
 
 /// How many reactors run, and where: a count (CPUs chosen by the dataplane) or an explicit CPU mask.
@@ -386,6 +438,22 @@ pub struct TargetConfig {
         deserialize_with = "values::ranged::<_, u32, 2, 65535>"
     )]
     pub rsp_timeout: u32,
+    /// CHAP accounts initiators log in with (SCST's `IncomingUser`, `IncomingUser1`, ...): with at least one, CHAP is
+    /// required and any listed account is accepted. A single account or a list.
+    #[serde(
+        rename = "IncomingUser",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "values::chap_accounts"
+    )]
+    pub incoming_users: Vec<ChapAccount>,
+    /// The account the target answers with when the initiator asks it to authenticate (mutual CHAP).
+    #[serde(
+        rename = "OutgoingUser",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub outgoing_user: Option<ChapAccount>,
 }
 
 /// Defaults of the target attributes: the iSCSI core's [`TargetParams::default`] (SCST's defaults).
@@ -449,7 +517,14 @@ impl TargetConfig {
             nop_in_interval: defaults::nop_in_interval(),
             nop_in_timeout: defaults::nop_in_timeout(),
             rsp_timeout: defaults::rsp_timeout(),
+            incoming_users: Vec::new(),
+            outgoing_user: None,
         }
+    }
+
+    /// The target's CHAP accounts, for the iSCSI core.
+    pub fn credentials(&self) -> Credentials {
+        credentials(&self.incoming_users, self.outgoing_user.as_ref())
     }
 
     /// The negotiation defaults and limits the iSCSI core offers for this target. Keys SCST does not expose keep
@@ -557,6 +632,7 @@ impl Config {
         Config {
             reactors: ReactorsConfig::default(),
             portals: default_portals(),
+            iscsi: IscsiConfig::default(),
             devices: vec![ram0],
             targets: vec![target],
         }
@@ -577,13 +653,66 @@ impl Config {
         self.targets.iter().find(|t| t.name.as_str() == name)
     }
 
+    /// The CHAP accounts of discovery sessions (the `iscsi` section).
+    pub fn discovery_credentials(&self) -> Credentials {
+        self.iscsi.credentials()
+    }
+
     /// All rules, in document order; the first violation.
     fn check(&self) -> Result<(), Finding> {
         let root = FieldPath::root();
         self.check_reactors(&root.key("reactors"))?;
         self.check_portals(&root.key("portals"))?;
+        let iscsi = root.key("iscsi");
+        check_chap(
+            &self.iscsi.incoming_users,
+            self.iscsi.outgoing_user.as_ref(),
+            &iscsi,
+        )?;
         self.check_devices(&root.key("devices"))?;
-        self.check_targets(&root.key("targets"))
+        self.check_targets(&root.key("targets"))?;
+        self.check_chap_directions()
+    }
+
+    /// RFC 7143 §9.2.1: "Any CHAP secret used for initiator authentication MUST NOT be configured for authentication
+    /// of any target": no OutgoingUser anywhere may have the secret of an IncomingUser anywhere.
+    fn check_chap_directions(&self) -> Result<(), Finding> {
+        let root = FieldPath::root();
+        let mut incoming: Vec<(FieldPath, &ChapAccount)> = Vec::new();
+        let mut outgoing: Vec<(FieldPath, &ChapAccount)> = Vec::new();
+        let sections = std::iter::once((
+            root.key("iscsi"),
+            &self.iscsi.incoming_users,
+            self.iscsi.outgoing_user.as_ref(),
+        ))
+        .chain(self.targets.iter().enumerate().map(|(i, t)| {
+            (
+                root.key("targets").index(i),
+                &t.incoming_users,
+                t.outgoing_user.as_ref(),
+            )
+        }));
+        for (at, ins, out) in sections {
+            for (j, a) in ins.iter().enumerate() {
+                incoming.push((at.key("IncomingUser").index(j), a));
+            }
+            if let Some(o) = out {
+                outgoing.push((at.key("OutgoingUser"), o));
+            }
+        }
+        for (out_at, out) in &outgoing {
+            if let Some((in_at, a)) = incoming.iter().find(|(_, a)| a.secret == out.secret) {
+                return Err(finding(
+                    out_at.clone(),
+                    format!(
+                        "OutgoingUser {:?} has the secret of IncomingUser {:?} ({in_at}); RFC 7143 §9.2.1 forbids \
+                         using a CHAP secret in both directions",
+                        out.user, a.user
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_reactors(&self, at: &FieldPath) -> Result<(), Finding> {
@@ -657,6 +786,7 @@ impl Config {
             }
             check_target_params(t, &here)?;
             self.check_luns(t, &here.key("luns"))?;
+            check_chap(&t.incoming_users, t.outgoing_user.as_ref(), &here)?;
         }
         Ok(())
     }
@@ -792,6 +922,39 @@ fn check_target_params(t: &TargetConfig, at: &FieldPath) -> Result<(), Finding> 
         ));
     }
     Ok(())
+}
+
+/// The CHAP accounts of one section (again, for configurations built in code): valid names and secrets, and no
+/// user listed twice.
+fn check_chap(
+    incoming: &[ChapAccount],
+    outgoing: Option<&ChapAccount>,
+    at: &FieldPath,
+) -> Result<(), Finding> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, a) in incoming.iter().enumerate() {
+        let here = at.key("IncomingUser").index(j);
+        check_account(a, &here)?;
+        if let Some(first) = seen.insert(a.user.as_str(), j) {
+            return Err(finding(
+                here,
+                format!(
+                    "CHAP user {:?} is already listed as {}",
+                    a.user,
+                    at.key("IncomingUser").index(first)
+                ),
+            ));
+        }
+    }
+    if let Some(o) = outgoing {
+        check_account(o, &at.key("OutgoingUser"))?;
+    }
+    Ok(())
+}
+
+fn check_account(a: &ChapAccount, at: &FieldPath) -> Result<(), Finding> {
+    value_at(at.clone(), values::check_chap_user(&a.user))?;
+    value_at(at.clone(), values::check_chap_secret(&a.secret))
 }
 
 /// Turns a parse error into a diagnostic: the parser's position, the path serde_path_to_error tracked, and the

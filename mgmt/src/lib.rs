@@ -18,8 +18,8 @@ mod locate;
 pub mod values;
 
 pub use config::{
-    Config, DeviceConfig, Handler, LunConfig, PortalConfig, ReactorsConfig, TargetConfig,
-    DEFAULT_PORTAL, DEFAULT_TARGET_NAME,
+    Config, DeviceConfig, Handler, IscsiConfig, LunConfig, PortalConfig, ReactorsConfig,
+    TargetConfig, DEFAULT_PORTAL, DEFAULT_TARGET_NAME,
 };
 pub use error::{ConfigError, Diagnostic, FieldPath, Segment};
-pub use values::{BlockSize, CpuMask, Digests, InvalidValue, Size, TargetName};
+pub use values::{BlockSize, ChapAccount, CpuMask, Digests, InvalidValue, Size, TargetName};

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use polltgt_iscsi::chap::{self, ChapUser, Secret};
 use polltgt_iscsi::params::Digest;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -753,6 +754,242 @@ impl<'de> Deserialize<'de> for CpuMask {
         }
         d.deserialize_any(MaskVisitor)
     }
+}
+
+/// A CHAP account of the `IncomingUser` / `OutgoingUser` attributes (SCST's names, RFC 7143 §12.1.3): a user name and
+/// its secret.
+///
+/// Written as `{ user: joe, secret: 12charsecret }`, or as SCST writes the attribute value, `"joe 12charsecret"`
+/// (exactly two words). Written back in the first form. Secrets must be 12 to 255 bytes (RFC 7143 §9.2.1: at least
+/// 96 bits); they never appear in `Debug` output or in error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChapAccount {
+    pub user: String,
+    pub secret: Secret,
+}
+
+impl ChapAccount {
+    pub fn new(user: impl Into<String>, secret: impl Into<String>) -> ChapAccount {
+        ChapAccount {
+            user: user.into(),
+            secret: Secret::from(secret.into()),
+        }
+    }
+
+    /// The account as the iSCSI core takes it.
+    pub fn to_chap_user(&self) -> ChapUser {
+        ChapUser {
+            name: self.user.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+impl From<&ChapAccount> for ChapUser {
+    fn from(a: &ChapAccount) -> ChapUser {
+        a.to_chap_user()
+    }
+}
+
+/// Checks a CHAP user name (1 to 255 bytes, no control characters).
+pub(crate) fn check_chap_user(user: &str) -> Result<(), InvalidValue> {
+    chap::check_name(user).map_err(|e| InvalidValue(e.to_string()))
+}
+
+/// Checks a CHAP secret: UTF-8 text (it is written back to the YAML file) of 12 to 255 bytes.
+pub(crate) fn check_chap_secret(secret: &Secret) -> Result<(), InvalidValue> {
+    if std::str::from_utf8(secret.expose()).is_err() {
+        return Err(InvalidValue("the CHAP secret must be UTF-8 text".into()));
+    }
+    chap::check_secret(secret).map_err(|e| InvalidValue(e.to_string()))
+}
+
+const CHAP_ACCOUNT_EXPECTED: &str =
+    "a CHAP account: { user: USER, secret: SECRET } or \"USER SECRET\"";
+
+impl Serialize for ChapAccount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeStruct};
+        let secret = std::str::from_utf8(self.secret.expose()).map_err(|_| {
+            S::Error::custom(format!(
+                "the CHAP secret of user {:?} is not UTF-8 text",
+                self.user
+            ))
+        })?;
+        let mut st = s.serialize_struct("ChapAccount", 2)?;
+        st.serialize_field("user", &self.user)?;
+        st.serialize_field("secret", secret)?;
+        st.end()
+    }
+}
+
+/// Parses SCST's `"USER SECRET"` form. The error never quotes the text, which holds the secret.
+fn parse_scst_account(text: &str) -> Result<ChapAccount, InvalidValue> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [user, secret] = words.as_slice() else {
+        return Err(InvalidValue(format!(
+            "expected \"USER SECRET\" (two words), found {} word{}; use {{ user: USER, secret: SECRET }} for \
+             secrets with spaces",
+            words.len(),
+            if words.len() == 1 { "" } else { "s" }
+        )));
+    };
+    check_chap_user(user)?;
+    let secret = Secret::from(*secret);
+    check_chap_secret(&secret)?;
+    Ok(ChapAccount {
+        user: (*user).to_owned(),
+        secret,
+    })
+}
+
+/// A text scalar checked by `check` while it is parsed (so that an error points at it), whose type errors never show
+/// the value (it may be a secret).
+struct OpaqueText(&'static str, fn(&str) -> Result<(), InvalidValue>);
+
+impl Visitor<'_> for OpaqueText {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        (self.1)(v).map_err(E::custom)?;
+        Ok(v.to_owned())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<String, E> {
+        Err(E::custom(format!("{} must be a string (quote it)", self.0)))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<String, E> {
+        Err(E::custom(format!("{} must be a string (quote it)", self.0)))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<String, E> {
+        Err(E::custom(format!("{} must be a string (quote it)", self.0)))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<String, E> {
+        Err(E::custom(format!("{} must be a string (quote it)", self.0)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Err(E::custom(format!("{} must not be empty", self.0)))
+    }
+}
+
+/// The `secret` value.
+struct SecretSeed;
+
+impl<'de> de::DeserializeSeed<'de> for SecretSeed {
+    type Value = Secret;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Secret, D::Error> {
+        d.deserialize_any(OpaqueText("the CHAP secret", |s| {
+            check_chap_secret(&Secret::from(s))
+        }))
+        .map(Secret::from)
+    }
+}
+
+/// The `user` value.
+struct UserSeed;
+
+impl<'de> de::DeserializeSeed<'de> for UserSeed {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(OpaqueText("the CHAP user name", check_chap_user))
+    }
+}
+
+struct ChapAccountVisitor;
+
+impl<'de> Visitor<'de> for ChapAccountVisitor {
+    type Value = ChapAccount;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(CHAP_ACCOUNT_EXPECTED)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ChapAccount, E> {
+        parse_scst_account(v).map_err(E::custom)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ChapAccount, A::Error> {
+        let mut user = None;
+        let mut secret = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "user" if user.is_none() => user = Some(map.next_value_seed(UserSeed)?),
+                "secret" if secret.is_none() => secret = Some(map.next_value_seed(SecretSeed)?),
+                "user" | "secret" => {
+                    return Err(de::Error::custom(format!("duplicate field `{key}`")))
+                }
+                _ => return Err(de::Error::unknown_field(&key, &["user", "secret"])),
+            }
+        }
+        let user = user.ok_or_else(|| de::Error::missing_field("user"))?;
+        let secret = secret.ok_or_else(|| de::Error::missing_field("secret"))?;
+        Ok(ChapAccount { user, secret })
+    }
+
+    // Other scalars and sequences: the default errors name the type only ("invalid type: integer, expected ..."
+    // quotes integers, so those are answered here).
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ChapAccount, E> {
+        Err(E::custom(format!("expected {CHAP_ACCOUNT_EXPECTED}")))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ChapAccount, E> {
+        Err(E::custom(format!("expected {CHAP_ACCOUNT_EXPECTED}")))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ChapAccount, E> {
+        Err(E::custom(format!("expected {CHAP_ACCOUNT_EXPECTED}")))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ChapAccount, E> {
+        Err(E::custom(format!("expected {CHAP_ACCOUNT_EXPECTED}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for ChapAccount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ChapAccount, D::Error> {
+        d.deserialize_any(ChapAccountVisitor)
+    }
+}
+
+/// `deserialize_with` for `IncomingUser`: a list of accounts, or a single one.
+pub(crate) fn chap_accounts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ChapAccount>, D::Error> {
+    struct ListVisitor;
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<ChapAccount>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of CHAP accounts, or {CHAP_ACCOUNT_EXPECTED}")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<ChapAccount>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(a) = seq.next_element::<ChapAccount>()? {
+                out.push(a);
+            }
+            Ok(out)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<ChapAccount>, E> {
+            ChapAccountVisitor.visit_str(v).map(|a| vec![a])
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Vec<ChapAccount>, A::Error> {
+            ChapAccountVisitor.visit_map(map).map(|a| vec![a])
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<ChapAccount>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<ChapAccount>, E> {
+            ChapAccountVisitor.visit_u64(v).map(|a| vec![a])
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<ChapAccount>, E> {
+            ChapAccountVisitor.visit_i64(v).map(|a| vec![a])
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Vec<ChapAccount>, E> {
+            ChapAccountVisitor.visit_f64(v).map(|a| vec![a])
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Vec<ChapAccount>, E> {
+            ChapAccountVisitor.visit_bool(v).map(|a| vec![a])
+        }
+    }
+    d.deserialize_any(ListVisitor)
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use polltgt_iscsi::chap::{ChapUser, Credentials, Secret};
 use polltgt_iscsi::params::{Digest, TargetParams};
 use polltgt_mgmt::{
-    BlockSize, Config, ConfigError, DeviceConfig, FieldPath, Handler, LunConfig, Size,
-    TargetConfig, TargetName, DEFAULT_TARGET_NAME,
+    BlockSize, ChapAccount, Config, ConfigError, DeviceConfig, FieldPath, Handler, IscsiConfig,
+    LunConfig, Size, TargetConfig, TargetName, DEFAULT_TARGET_NAME,
 };
 
 fn example_path() -> PathBuf {
@@ -135,6 +136,29 @@ fn full_example_loads_with_every_key() {
     assert_eq!(p.nop_in_interval, None, "0 disables NOP-In");
     assert_eq!(p.nop_in_timeout, Duration::from_secs(30));
     assert_eq!(p.rsp_timeout, Duration::from_secs(30));
+    assert_eq!(
+        tuned.incoming_users,
+        vec![
+            ChapAccount::new("joe", "12charsecret"),
+            ChapAccount::new("joe2", "12charsecret2")
+        ]
+    );
+    assert_eq!(
+        tuned.outgoing_user,
+        Some(ChapAccount::new("jim1", "12charpasswd"))
+    );
+    assert!(tuned.credentials().required());
+    assert!(
+        !default.credentials().required(),
+        "no IncomingUser: no CHAP"
+    );
+    assert_eq!(
+        c.iscsi,
+        IscsiConfig {
+            incoming_users: vec![ChapAccount::new("joeD", "12charsecret")],
+            outgoing_user: Some(ChapAccount::new("jackD", "12charsecret1")),
+        }
+    );
     let core = TargetParams::default();
     assert_eq!(
         (
@@ -163,6 +187,27 @@ fn round_trip_through_yaml_is_lossless_and_stable() {
     assert!(yaml.contains("size: 1G\n"), "{yaml}");
     assert!(yaml.contains("HeaderDigest: CRC32C,None\n"), "{yaml}");
     assert!(yaml.contains("cpu_mask: '0x3'\n"), "{yaml}");
+    // CHAP accounts are written in the structured form, whatever form they were read in.
+    assert!(
+        yaml.contains("  IncomingUser:\n  - user: joeD\n    secret: 12charsecret\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("  - user: joe2\n    secret: 12charsecret2\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("  OutgoingUser:\n    user: jim1\n    secret: 12charpasswd\n"),
+        "{yaml}"
+    );
+    // The default writes no CHAP keys at all.
+    let plain = Config::embedded_default().to_yaml().unwrap();
+    assert!(
+        !plain.contains("iscsi")
+            && !plain.contains("IncomingUser")
+            && !plain.contains("OutgoingUser"),
+        "{plain}"
+    );
 }
 
 #[test]
@@ -277,11 +322,11 @@ fn error_unknown_key() {
         "polltgt.yaml:7:5: targets[0].MaxBurstLenght: unknown field `MaxBurstLenght`, expected one of `name`, \
          `enabled`, `luns`, `InitialR2T`, `ImmediateData`, `MaxRecvDataSegmentLength`, `MaxXmitDataSegmentLength`, \
          `MaxBurstLength`, `FirstBurstLength`, `MaxOutstandingR2T`, `HeaderDigest`, `DataDigest`, `QueuedCommands`, \
-         `NopInInterval`, `NopInTimeout`, `RspTimeout`"
+         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`"
     );
     assert_eq!(
         err("portal:\n  - address: 1.2.3.4\n"),
-        "polltgt.yaml:1:1: portal: unknown field `portal`, expected one of `reactors`, `portals`, `devices`, `targets`"
+        "polltgt.yaml:1:1: portal: unknown field `portal`, expected one of `reactors`, `portals`, `iscsi`, `devices`, `targets`"
     );
     assert_eq!(
         err("devices:\n  - { name: d, handler: ram, size: 1G, readonly: true }\n"),
@@ -673,6 +718,264 @@ fn validate_checks_configurations_built_in_code() {
     c.devices[1].prod_id = None;
     c.validate().unwrap();
     // What validates also loads after writing.
+    let yaml = c.to_yaml().unwrap();
+    assert_eq!(Config::from_yaml_str(&yaml, "rpc.yaml").unwrap(), c);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CHAP accounts
+
+#[test]
+fn chap_accounts_in_both_forms_become_core_credentials() {
+    let c = Config::from_yaml_str(
+        &with_target(
+            "    IncomingUser:\n      - \"joe 12charsecret\"\n      - { user: ann, secret: \"with spaces ok!\" }\n      \
+             - user: bob\n        secret: '123456789012'\n    OutgoingUser: \"tgt   target-secret\"\n",
+        ),
+        "polltgt.yaml",
+    )
+    .unwrap();
+    let t = &c.targets[0];
+    assert_eq!(
+        t.incoming_users,
+        vec![
+            ChapAccount::new("joe", "12charsecret"),
+            ChapAccount::new("ann", "with spaces ok!"),
+            ChapAccount::new("bob", "123456789012"),
+        ]
+    );
+    assert_eq!(
+        t.outgoing_user,
+        Some(ChapAccount::new("tgt", "target-secret"))
+    );
+    let creds = t.credentials();
+    assert_eq!(
+        creds,
+        Credentials {
+            incoming: vec![
+                ChapUser::new("joe", "12charsecret"),
+                ChapUser::new("ann", "with spaces ok!"),
+                ChapUser::new("bob", "123456789012"),
+            ],
+            outgoing: Some(ChapUser::new("tgt", "target-secret")),
+        }
+    );
+    creds.check().unwrap();
+    assert!(c.discovery_credentials() == Credentials::none());
+
+    // A single account needs no list; the discovery section takes the same forms.
+    let c = Config::from_yaml_str(
+        "iscsi:\n  IncomingUser: { user: disc, secret: discovery-secret }\ntargets:\n  \
+         - name: iqn.2026-11.io.polltgt:a\n    IncomingUser: \"joe 12charsecret\"\n",
+        "polltgt.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.discovery_credentials(),
+        Credentials {
+            incoming: vec![ChapUser::new("disc", "discovery-secret")],
+            outgoing: None,
+        }
+    );
+    assert_eq!(
+        c.targets[0].incoming_users,
+        vec![ChapAccount::new("joe", "12charsecret")]
+    );
+    // Round trip, YAML and JSON.
+    let yaml = c.to_yaml().unwrap();
+    assert_eq!(Config::from_yaml_str(&yaml, "written.yaml").unwrap(), c);
+    let json = serde_json::to_string(&c).unwrap();
+    assert!(
+        json.contains(r#""IncomingUser":[{"user":"joe","secret":"12charsecret"}]"#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), c);
+    // An empty list is no CHAP.
+    let c = Config::from_yaml_str(&with_target("    IncomingUser: []\n"), "polltgt.yaml").unwrap();
+    assert!(c.targets[0].incoming_users.is_empty());
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let c = Config::load(example_path()).unwrap();
+    let dbg = format!("{c:?} {c:#?}");
+    for secret in ["12charsecret", "12charpasswd"] {
+        assert!(!dbg.contains(secret), "{secret} in {dbg}");
+    }
+    assert!(dbg.contains("joe2") && dbg.contains("<redacted>"));
+}
+
+#[test]
+fn error_chap_secret_too_short() {
+    let rule = "the CHAP secret is 8 bytes long; at least 12 bytes are required (RFC 7143 §9.2.1)";
+    assert_eq!(
+        err(&with_target("    IncomingUser: \"joe shortpwd\"\n")),
+        format!("polltgt.yaml:7:19: targets[0].IncomingUser: {rule}")
+    );
+    assert_eq!(
+        err(&with_target(
+            "    IncomingUser:\n      - \"joe 12charsecret\"\n      - user: ann\n        secret: shortpwd\n"
+        )),
+        format!("polltgt.yaml:10:17: targets[0].IncomingUser[1].secret: {rule}")
+    );
+    assert_eq!(
+        err(&with_target(
+            "    OutgoingUser: { user: jim, secret: shortpwd }\n"
+        )),
+        format!("polltgt.yaml:7:40: targets[0].OutgoingUser.secret: {rule}")
+    );
+    assert_eq!(
+        err("iscsi:\n  IncomingUser: [ \"disc shortpwd\" ]\n"),
+        format!("polltgt.yaml:2:19: iscsi.IncomingUser[0]: {rule}")
+    );
+    let long = "s".repeat(256);
+    assert_eq!(
+        err(&with_target(&format!("    IncomingUser: \"joe {long}\"\n"))),
+        "polltgt.yaml:7:19: targets[0].IncomingUser: the CHAP secret is 256 bytes long; at most 255 bytes are allowed"
+    );
+}
+
+#[test]
+fn error_chap_account_syntax() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "    IncomingUser: \"joe\"\n",
+            "polltgt.yaml:7:19: targets[0].IncomingUser: expected \"USER SECRET\" (two words), found 1 word; use \
+             { user: USER, secret: SECRET } for secrets with spaces",
+        ),
+        (
+            "    IncomingUser: \"joe my 12charsecret\"\n",
+            "polltgt.yaml:7:19: targets[0].IncomingUser: expected \"USER SECRET\" (two words), found 3 words; use \
+             { user: USER, secret: SECRET } for secrets with spaces",
+        ),
+        (
+            "    IncomingUser: [ { user: joe, secret: 123456789012345 } ]\n",
+            "polltgt.yaml:7:42: targets[0].IncomingUser[0].secret: the CHAP secret must be a string (quote it)",
+        ),
+        (
+            "    IncomingUser: [ { user: joe, secret: 12charsecret, password: x } ]\n",
+            "polltgt.yaml:7:21: targets[0].IncomingUser[0]: unknown field `password`, expected `user` or `secret`",
+        ),
+        (
+            "    IncomingUser: [ { user: joe } ]\n",
+            "polltgt.yaml:7:21: targets[0].IncomingUser[0]: missing field `secret`",
+        ),
+        (
+            "    IncomingUser: [ { secret: 12charsecret } ]\n",
+            "polltgt.yaml:7:21: targets[0].IncomingUser[0]: missing field `user`",
+        ),
+        (
+            "    IncomingUser: [ { user: \"\", secret: 12charsecret } ]\n",
+            "polltgt.yaml:7:29: targets[0].IncomingUser[0].user: a CHAP user name must not be empty",
+        ),
+        (
+            "    IncomingUser: [ { user: joe, secret: 12charsecret, secret: 12charsecret } ]\n",
+            "polltgt.yaml:7:21: targets[0].IncomingUser[0]: duplicate field `secret`",
+        ),
+        (
+            "    IncomingUser: 123456789012\n",
+            "polltgt.yaml:7:19: targets[0].IncomingUser: expected a CHAP account: { user: USER, secret: SECRET } or \
+             \"USER SECRET\"",
+        ),
+        (
+            "    OutgoingUser: [ \"jim 12charsecret\" ]\n",
+            "polltgt.yaml:7:19: targets[0].OutgoingUser: invalid type: sequence, expected a CHAP account: { user: \
+             USER, secret: SECRET } or \"USER SECRET\"",
+        ),
+    ];
+    for (body, want) in cases {
+        let e = err(&with_target(body));
+        assert_eq!(&e, want);
+        for secret in ["12charsecret", "123456789012"] {
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+}
+
+#[test]
+fn error_chap_duplicate_user() {
+    assert_eq!(
+        err(&with_target(
+            "    IncomingUser: [ \"joe 12charsecret\", \"joe 12charsecret2\" ]\n"
+        )),
+        "polltgt.yaml:7:41: targets[0].IncomingUser[1]: CHAP user \"joe\" is already listed as targets[0].IncomingUser[0]"
+    );
+}
+
+#[test]
+fn error_chap_secret_in_both_directions() {
+    // Within one target.
+    assert_eq!(
+        err(&with_target(
+            "    IncomingUser: [ \"joe 12charsecret\", \"ann 12charsecret2\" ]\n    \
+             OutgoingUser: { user: jim, secret: 12charsecret2 }\n"
+        )),
+        "polltgt.yaml:8:19: targets[0].OutgoingUser: OutgoingUser \"jim\" has the secret of IncomingUser \"ann\" \
+         (targets[0].IncomingUser[1]); RFC 7143 §9.2.1 forbids using a CHAP secret in both directions"
+    );
+    // Across sections: a discovery account's secret as a target's outgoing secret.
+    assert_eq!(
+        err("iscsi:\n  IncomingUser: \"disc 12charsecret\"\ntargets:\n  - name: iqn.2026-11.io.polltgt:a\n    \
+             OutgoingUser: \"jim 12charsecret\"\n"),
+        "polltgt.yaml:5:19: targets[0].OutgoingUser: OutgoingUser \"jim\" has the secret of IncomingUser \"disc\" \
+         (iscsi.IncomingUser[0]); RFC 7143 §9.2.1 forbids using a CHAP secret in both directions"
+    );
+    // ... and the other way round.
+    assert_eq!(
+        err("iscsi:\n  OutgoingUser: \"tgt 12charsecret\"\ntargets:\n  - name: iqn.2026-11.io.polltgt:a\n    \
+             IncomingUser: \"joe 12charsecret\"\n"),
+        "polltgt.yaml:2:17: iscsi.OutgoingUser: OutgoingUser \"tgt\" has the secret of IncomingUser \"joe\" \
+         (targets[0].IncomingUser[0]); RFC 7143 §9.2.1 forbids using a CHAP secret in both directions"
+    );
+    // The same secret for two incoming accounts is allowed.
+    Config::from_yaml_str(
+        "iscsi:\n  IncomingUser: \"disc 12charsecret\"\ntargets:\n  - name: iqn.2026-11.io.polltgt:a\n    \
+         IncomingUser: \"joe 12charsecret\"\n",
+        "polltgt.yaml",
+    )
+    .unwrap();
+}
+
+#[test]
+fn validate_checks_chap_accounts_built_in_code() {
+    let mut c = Config::embedded_default();
+    c.targets[0].incoming_users = vec![ChapAccount::new("joe", "short")];
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "config: targets[0].IncomingUser[0]: the CHAP secret is 5 bytes long; at least 12 bytes are required (RFC \
+         7143 §9.2.1)"
+    );
+    c.targets[0].incoming_users = vec![ChapAccount::new("jo e\u{7}", "12charsecret")];
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "config: targets[0].IncomingUser[0]: the CHAP user name \"jo e\\u{7}\" contains a control character"
+    );
+    c.targets[0].incoming_users = vec![ChapAccount {
+        user: "joe".into(),
+        secret: Secret::new(vec![0xff; 12]),
+    }];
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "config: targets[0].IncomingUser[0]: the CHAP secret must be UTF-8 text"
+    );
+    assert!(
+        c.to_yaml().is_err(),
+        "a secret that is not text cannot be written"
+    );
+    c.targets[0].incoming_users = vec![ChapAccount::new("joe", "12charsecret")];
+    c.iscsi.outgoing_user = Some(ChapAccount::new("", "other-secret-1"));
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "config: iscsi.OutgoingUser: a CHAP user name must not be empty"
+    );
+    c.iscsi.outgoing_user = Some(ChapAccount::new("tgt", "12charsecret"));
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "config: iscsi.OutgoingUser: OutgoingUser \"tgt\" has the secret of IncomingUser \"joe\" \
+         (targets[0].IncomingUser[0]); RFC 7143 §9.2.1 forbids using a CHAP secret in both directions"
+    );
+    c.iscsi.outgoing_user = Some(ChapAccount::new("tgt", "other-secret-1"));
+    c.validate().unwrap();
     let yaml = c.to_yaml().unwrap();
     assert_eq!(Config::from_yaml_str(&yaml, "rpc.yaml").unwrap(), c);
 }

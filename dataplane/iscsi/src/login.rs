@@ -13,8 +13,14 @@
 //! 8192 bytes (the MaxRecvDataSegmentLength in force during login) are sent in chunks, the initiator fetching each
 //! with an empty request.
 //!
-//! Status codes follow §11.13.5. The only authentication method for now is None; the [`Auth`] state is where the
-//! CHAP exchange will plug in (its keys arrive through [`Negotiator::process`] as security keys).
+//! Status codes follow §11.13.5.
+//!
+//! Authentication (§12.1): when the catalog's [`Credentials`] for the target (or, for discovery sessions, the
+//! driver-level ones) list incoming users, AuthMethod must negotiate to CHAP and the CHAP exchange
+//! ([`crate::chap`]) must succeed before the login leaves the security stage; a login that starts in the operational
+//! stage, offers no CHAP, or tries to leave the security stage early fails with "authentication failure" (0x0201),
+//! as iSCSI-SCST answers. Without incoming users the method is None. Every authentication failure is reported to
+//! [`TargetCatalog::auth_failed`]; the challenge bytes come from [`TargetCatalog::random_source`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +28,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::chap::{Chap, ChapError, Credentials, RandomSource, ResponseKeys};
 use crate::negotiate::{self, NegotiationError, Negotiator, Stage};
 use crate::params::{SessionParams, SessionType, TargetParams};
 use crate::serial::SerialNumber;
@@ -107,6 +114,19 @@ pub trait TargetCatalog: Send + Sync {
     ) -> Result<(), Refusal> {
         Ok(())
     }
+    /// The CHAP accounts of a target (`Some(name)`) or, with `None`, of discovery sessions (SCST's target and
+    /// driver-level `IncomingUser`/`OutgoingUser` attributes). The default has none: no authentication.
+    fn credentials(&self, _target_name: Option<&str>) -> Credentials {
+        Credentials::none()
+    }
+    /// The source of CHAP identifiers and challenges (a CSPRNG). The default has none, and a login that needs a
+    /// challenge then fails with "target error" (0x0300).
+    fn random_source(&self) -> Option<&dyn RandomSource> {
+        None
+    }
+    /// Called once for every login that fails with "authentication failure" (0x0201), to count them; the driver
+    /// delays its answer. `target_name` is None for discovery sessions. The default does nothing.
+    fn auth_failed(&self, _initiator_name: &str, _target_name: Option<&str>) {}
 }
 
 /// Login response status (Status-Class and Status-Detail, §11.13.5).
@@ -198,6 +218,10 @@ pub enum LoginError {
     NoAuthMethod(String),
     #[error("authentication key {0} outside an authentication exchange")]
     UnexpectedAuthKey(String),
+    #[error("CHAP: {0}")]
+    Chap(#[from] ChapError),
+    #[error("the target requires CHAP authentication before the operational stage")]
+    AuthenticationRequired,
     #[error("a request fetching the rest of a continued response carries data or the C bit")]
     BadContinuationRequest,
     #[error("a non-login PDU arrived during the login phase")]
@@ -216,7 +240,11 @@ impl LoginError {
             LoginError::MissingKey(_) => LoginStatus::MissingParameter,
             LoginError::SessionType(_) => LoginStatus::SessionTypeNotSupported,
             LoginError::SessionDoesNotExist(_) => LoginStatus::SessionDoesNotExist,
-            LoginError::NoAuthMethod(_) => LoginStatus::AuthenticationFailure,
+            LoginError::NoAuthMethod(_) | LoginError::AuthenticationRequired => {
+                LoginStatus::AuthenticationFailure
+            }
+            LoginError::Chap(ChapError::NoRandom) => LoginStatus::TargetError,
+            LoginError::Chap(_) => LoginStatus::AuthenticationFailure,
             LoginError::InvalidDuringLogin => LoginStatus::InvalidDuringLogin,
             LoginError::NoTsih => LoginStatus::TargetError,
             LoginError::Refused { refusal, .. } => match refusal {
@@ -242,6 +270,12 @@ impl LoginError {
             | LoginError::BadContinuationRequest
             | LoginError::Finished => LoginStatus::InitiatorError,
         }
+    }
+
+    /// True for the failures answered with "authentication failure" (0x0201): no acceptable AuthMethod, a failed
+    /// CHAP exchange, or an attempt to skip a required authentication.
+    pub fn is_authentication_failure(&self) -> bool {
+        self.status() == LoginStatus::AuthenticationFailure
     }
 }
 
@@ -272,13 +306,15 @@ pub enum LoginStep {
     },
 }
 
-/// The authentication state of the security stage (§12). The target runs the method None only, so the stage is
-/// complete once AuthMethod is answered; a CHAP exchange becomes a further state here that holds the transit out of
-/// the security stage until CHAP_N/CHAP_R have been verified.
+/// The authentication state of the security stage (§12). With the method None the stage is complete once
+/// AuthMethod is answered; a CHAP exchange is in progress from then until CHAP_N/CHAP_R have been verified, and holds
+/// the transit out of the security stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     /// No AuthMethod offered (yet).
     NotNegotiated,
+    /// AuthMethod agreed; its exchange is under way.
+    InProgress(&'static str),
     /// AuthMethod agreed and the exchange finished.
     Done(&'static str),
 }
@@ -325,6 +361,13 @@ pub struct Login {
     negotiator: Option<Negotiator>,
     target: Option<TargetInfo>,
     auth: Auth,
+    /// The CHAP accounts of the target or of discovery, from the catalog.
+    credentials: Credentials,
+    chap: Option<Chap>,
+    /// The incoming user the initiator authenticated as.
+    chap_user: Option<String>,
+    /// The InitiatorName of the first request.
+    initiator: Option<String>,
     identity_sent: bool,
     cmd_sn: SerialNumber,
     window: u32,
@@ -339,6 +382,7 @@ impl fmt::Debug for Login {
             .field("stage", &self.stage)
             .field("stat_sn", &self.stat_sn)
             .field("auth", &self.auth)
+            .field("chap_user", &self.chap_user)
             .field("failure", &self.failure)
             .finish_non_exhaustive()
     }
@@ -361,6 +405,10 @@ impl Login {
             negotiator: None,
             target: None,
             auth: Auth::NotNegotiated,
+            credentials: Credentials::none(),
+            chap: None,
+            chap_user: None,
+            initiator: None,
             identity_sent: false,
             cmd_sn: SerialNumber(0),
             window: 1,
@@ -414,6 +462,16 @@ impl Login {
     /// The authentication state.
     pub fn auth(&self) -> Auth {
         self.auth
+    }
+
+    /// The CHAP user name the initiator authenticated as, once it has.
+    pub fn authenticated_user(&self) -> Option<&str> {
+        self.chap_user.as_deref()
+    }
+
+    /// Whether authentication is required and has not finished yet.
+    fn auth_pending(&self) -> bool {
+        self.credentials.required() && !matches!(self.auth, Auth::Done(_))
     }
 
     fn step(&mut self, req: &LoginRequest, data: &[u8]) -> Result<LoginStep, LoginError> {
@@ -512,6 +570,10 @@ impl Login {
         if first {
             self.begin(&pairs)?;
         }
+        // A login may start in the operational stage only when no authentication is required (§6.3).
+        if csg == Stage::Operational && self.auth_pending() {
+            return Err(LoginError::AuthenticationRequired);
+        }
         self.respond(&pairs, csg, req.transit, nsg, first)
     }
 
@@ -526,6 +588,7 @@ impl Login {
         let initiator = get("InitiatorName")
             .filter(|v| !v.is_empty())
             .ok_or(LoginError::MissingKey("InitiatorName"))?;
+        self.initiator = Some(initiator.to_string());
         let session_type = match get("SessionType") {
             None => SessionType::Normal,
             Some(v) => negotiate::parse_session_type(v)
@@ -544,6 +607,7 @@ impl Login {
                         refusal,
                     })?;
                 let params = info.params.clone();
+                self.credentials = self.catalog.credentials(Some(&info.name));
                 self.target = Some(info);
                 params
             }
@@ -554,6 +618,7 @@ impl Login {
                         target: String::new(),
                         refusal,
                     })?;
+                self.credentials = self.catalog.credentials(None);
                 self.catalog.discovery_params()
             }
         };
@@ -577,7 +642,8 @@ impl Login {
         };
         let security = neg.process(pairs, csg, first, &mut out)?;
         let session_type = neg.session_type();
-        self.authenticate(&security, &mut out)?;
+        let progressed = self.authenticate(&security, &mut out)?;
+        let auth_pending = self.auth_pending();
         let Some(neg) = self.negotiator.as_mut() else {
             return Err(LoginError::MissingKey("InitiatorName"));
         };
@@ -594,6 +660,14 @@ impl Login {
         }
 
         let (transit, next) = match (transit_requested, csg) {
+            // Authentication holds the login in the security stage (§12.1): while the exchange advances the
+            // target answers with T=0; a request to leave without finishing it fails.
+            (_, Stage::Security) if auth_pending => {
+                if transit_requested && !progressed {
+                    return Err(LoginError::AuthenticationRequired);
+                }
+                (false, csg)
+            }
             (false, _) => (false, csg),
             (true, Stage::Security) => {
                 // Going from security straight to full feature phase skips the target's operational keys; take
@@ -643,32 +717,101 @@ impl Login {
         self.send_pending()
     }
 
-    /// Handles the security keys of one request (§12.1): AuthMethod selects the method; the keys of a method's
-    /// exchange (CHAP_*) are only valid once that method is selected.
+    /// Handles the security keys of one request (§12.1): AuthMethod selects the method (CHAP when the credentials
+    /// list incoming users, else None); the keys of the CHAP exchange are only valid once CHAP is selected. Returns
+    /// whether the exchange advanced (a method was selected, a challenge sent or a response verified).
     fn authenticate(
         &mut self,
         keys: &[(String, String)],
         out: &mut TextBuilder,
-    ) -> Result<(), LoginError> {
+    ) -> Result<bool, LoginError> {
+        let mut progressed = false;
+        let mut response = ResponseKeys::default();
+        let mut responded = false;
         for (key, value) in keys {
             match key.as_str() {
                 "AuthMethod" => {
-                    let picked = negotiate::select_from_list(value, negotiate::AUTH_METHODS)
+                    if self.auth != Auth::NotNegotiated {
+                        return Err(LoginError::UnexpectedAuthKey(key.clone()));
+                    }
+                    let acceptable: &[&'static str] = if self.credentials.required() {
+                        &["CHAP"]
+                    } else {
+                        &["None"]
+                    };
+                    let picked = negotiate::select_from_list(value, acceptable)
                         .ok()
                         .flatten();
-                    let method = negotiate::AUTH_METHODS
+                    let method = acceptable
                         .iter()
                         .copied()
                         .find(|m| Some(*m) == picked)
                         .ok_or_else(|| LoginError::NoAuthMethod(value.clone()))?;
                     out.push("AuthMethod", method)?;
-                    // The method None needs no exchange: the security stage is complete.
-                    self.auth = Auth::Done(method);
+                    if method == "CHAP" {
+                        self.auth = Auth::InProgress(method);
+                        self.chap = Some(Chap::new());
+                        progressed = true;
+                    } else {
+                        // The method None needs no exchange: the security stage is complete.
+                        self.auth = Auth::Done(method);
+                    }
+                }
+                "CHAP_A" => {
+                    let Some(chap) = self
+                        .chap
+                        .as_mut()
+                        .filter(|_| self.auth == Auth::InProgress("CHAP"))
+                    else {
+                        return Err(LoginError::UnexpectedAuthKey(key.clone()));
+                    };
+                    let random = self
+                        .catalog
+                        .random_source()
+                        .ok_or(LoginError::Chap(ChapError::NoRandom))?;
+                    let challenge = chap.challenge(value, random)?;
+                    for (k, v) in challenge.keys() {
+                        out.push(k, &v)?;
+                    }
+                    progressed = true;
+                }
+                "CHAP_N" | "CHAP_R" | "CHAP_I" | "CHAP_C" => {
+                    if self.auth != Auth::InProgress("CHAP") {
+                        return Err(LoginError::UnexpectedAuthKey(key.clone()));
+                    }
+                    let slot = match key.as_str() {
+                        "CHAP_N" => &mut response.name,
+                        "CHAP_R" => &mut response.response,
+                        "CHAP_I" => &mut response.id,
+                        _ => &mut response.challenge,
+                    };
+                    *slot = Some(value.as_str());
+                    responded = true;
                 }
                 _ => return Err(LoginError::UnexpectedAuthKey(key.clone())),
             }
         }
-        Ok(())
+        if responded {
+            let Some(chap) = self.chap.as_mut() else {
+                return Err(LoginError::Chap(ChapError::OutOfOrder("CHAP_N")));
+            };
+            let ok = chap.verify(&response, &self.credentials)?;
+            if let Some((name, r)) = &ok.target_response {
+                out.push("CHAP_N", name)?;
+                out.push("CHAP_R", r)?;
+            }
+            tracing::info!(
+                initiator = self.initiator.as_deref().unwrap_or(""),
+                user = %ok.user,
+                algorithm = %ok.algorithm,
+                mutual = ok.target_response.is_some(),
+                "CHAP authentication succeeded"
+            );
+            self.auth = Auth::Done("CHAP");
+            self.chap_user = Some(ok.user);
+            progressed = true;
+        }
+        Ok(progressed)
     }
 
     /// Sends the next chunk of the pending response.
@@ -792,6 +935,12 @@ impl Login {
         };
         // A request after the end changes nothing: a completed login stays complete, a failure keeps its reason.
         if self.state == State::Active {
+            if e.is_authentication_failure() {
+                let initiator = self.initiator.as_deref().unwrap_or("");
+                let target = self.target.as_ref().map(|t| t.name.as_str());
+                tracing::warn!(initiator, target, reason = %e, "login authentication failed");
+                self.catalog.auth_failed(initiator, target);
+            }
             self.state = State::Failed;
             self.pending = None;
             self.failure = Some(e);
@@ -849,6 +998,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::chap::{ChapUser, FixedRandom};
     use crate::params::Digest;
 
     const TARGET: &str = "iqn.2024-01.org.polltgt:disk1";
@@ -862,6 +1012,12 @@ mod tests {
         discovery_refusal: Option<Refusal>,
         discovery: TargetParams,
         next_tsih: Mutex<u16>,
+        /// CHAP accounts of TARGET (TARGET2 has none) and of discovery.
+        credentials: Credentials,
+        discovery_credentials: Credentials,
+        random: Option<FixedRandom>,
+        /// (initiator, target) of every authentication failure reported.
+        auth_failures: Mutex<Vec<(String, Option<String>)>>,
     }
 
     impl TargetCatalog for Catalog {
@@ -919,6 +1075,22 @@ mod tests {
                 None => Ok(()),
             }
         }
+        fn credentials(&self, target: Option<&str>) -> Credentials {
+            match target {
+                None => self.discovery_credentials.clone(),
+                Some(TARGET) => self.credentials.clone(),
+                Some(_) => Credentials::none(),
+            }
+        }
+        fn random_source(&self) -> Option<&dyn RandomSource> {
+            self.random.as_ref().map(|r| r as &dyn RandomSource)
+        }
+        fn auth_failed(&self, initiator: &str, target: Option<&str>) {
+            self.auth_failures
+                .lock()
+                .unwrap()
+                .push((initiator.to_string(), target.map(str::to_string)));
+        }
     }
 
     /// A catalog with only the required methods, to exercise the trait's defaults.
@@ -971,6 +1143,10 @@ mod tests {
                 ..TargetParams::default()
             },
             next_tsih: Mutex::new(0x42),
+            credentials: Credentials::none(),
+            discovery_credentials: Credentials::none(),
+            random: Some(FixedRandom::new((0x40..=0x60).collect::<Vec<u8>>())),
+            auth_failures: Mutex::new(Vec::new()),
         }
     }
 
@@ -2064,9 +2240,21 @@ mod tests {
             b"\0\0",
             b"\xff\xfe",
             b"X-a=",
+            b"AuthMethod=CHAP,None\0",
+            b"CHAP_A=5,7\0",
+            b"CHAP_N=joe\0",
+            b"CHAP_R=0x5fa8139b80dbe5cca68e2bbc47752489\0",
+            b"CHAP_I=300\0",
+            b"CHAP_C=0x00112233445566778899aabbccddeeff\0",
+            b"CHAP_C=0b\0",
         ];
-        for _ in 0..2000 {
-            let mut l = login();
+        for round in 0..2000 {
+            // Every other login runs against a target that requires CHAP.
+            let mut l = if round % 2 == 0 {
+                login()
+            } else {
+                login_with(chap_catalog(true))
+            };
             for _ in 0..(next() % 6 + 1) {
                 let r = next();
                 let q = LoginRequest {
@@ -2148,5 +2336,647 @@ TargetName=iqn.2024-01.org.polltgt:disk2\0TargetAddress=127.0.0.1:3260,1\0"
             out,
             b"TargetName=iqn.2024-01.org.polltgt:disk2\0TargetAddress=10.0.0.1:3260,1\0"
         );
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // CHAP (§12.1.3)
+
+    const SECRET: &str = "12charsecret";
+    const OUT_SECRET: &str = "12charsecret-out";
+    /// The challenge the test catalog's random source yields after CHAP_I 0x40 (64).
+    const CHALLENGE_HEX: &str =
+        "0x4142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f60";
+
+    fn chap_catalog(outgoing: bool) -> Catalog {
+        let mut c = catalog_with(TargetParams::default());
+        c.credentials = Credentials {
+            incoming: vec![
+                ChapUser::new("joe", SECRET),
+                ChapUser::new("joe2", "12charsecret2"),
+            ],
+            outgoing: outgoing.then(|| ChapUser::new("jim1", OUT_SECRET)),
+        };
+        c
+    }
+
+    fn shared(c: Catalog) -> (Login, Arc<Catalog>) {
+        let c = Arc::new(c);
+        (Login::new(c.clone(), portal()), c)
+    }
+
+    /// The response an initiator computes, with the hash crates directly (not through `chap::Algorithm`).
+    fn initiator_response(alg: u8, id: u8, secret: &str, challenge: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        let mut data = vec![id];
+        data.extend_from_slice(secret.as_bytes());
+        data.extend_from_slice(challenge);
+        match alg {
+            5 => md5::Md5::digest(&data).to_vec(),
+            6 => sha1::Sha1::digest(&data).to_vec(),
+            7 => sha2::Sha256::digest(&data).to_vec(),
+            8 => sha3::Sha3_256::digest(&data).to_vec(),
+            _ => panic!("algorithm {alg}"),
+        }
+    }
+
+    /// Hex as libiscsi writes it: `0x` and upper-case digits.
+    fn upper_hex(bytes: &[u8]) -> String {
+        let mut s = String::from("0x");
+        for b in bytes {
+            s.push_str(&format!("{b:02X}"));
+        }
+        s
+    }
+
+    fn target_challenge(keys: &[(String, String)]) -> (u8, u8, Vec<u8>) {
+        let alg = get(keys, "CHAP_A").unwrap().parse().unwrap();
+        let id = get(keys, "CHAP_I").unwrap().parse().unwrap();
+        let c = text::parse_binary(get(keys, "CHAP_C").unwrap()).unwrap();
+        (alg, id, c)
+    }
+
+    fn failures(c: &Catalog) -> Vec<(String, Option<String>)> {
+        c.auth_failures.lock().unwrap().clone()
+    }
+
+    /// libiscsi with a CHAP user set (lib/login.c): AuthMethod=CHAP,None with T=1, CHAP_A=5 with T=0, then CHAP_N and
+    /// CHAP_R (upper-case hex) with T=1; the operational stage repeats the names.
+    #[test]
+    fn libiscsi_one_way_chap() {
+        let (mut l, c) = shared(chap_catalog(false));
+        let sec = text(&[
+            &format!("InitiatorName={LIBISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "SessionType=Normal",
+            "AuthMethod=CHAP,None",
+        ]);
+        let (h, keys) = respond(l.handle(&req(0, true, 1), &sec));
+        assert!(!h.transit, "libiscsi moves on only when the target sets T");
+        assert_eq!((h.csg, h.nsg, h.stat_sn), (0, 0, SerialNumber(1)));
+        assert_eq!(
+            keys,
+            vec![
+                ("AuthMethod".to_string(), "CHAP".to_string()),
+                ("TargetAlias".to_string(), "disk one".to_string()),
+                ("TargetPortalGroupTag".to_string(), "1".to_string()),
+            ]
+        );
+        assert_eq!(l.auth(), Auth::InProgress("CHAP"));
+
+        let (h, keys) = respond(l.handle(&req(0, false, 1), &text(&["CHAP_A=5"])));
+        assert!(!h.transit);
+        assert_eq!(
+            keys,
+            vec![
+                ("CHAP_A".to_string(), "5".to_string()),
+                ("CHAP_I".to_string(), "64".to_string()),
+                ("CHAP_C".to_string(), CHALLENGE_HEX.to_string()),
+            ]
+        );
+        let (alg, id, challenge) = target_challenge(&keys);
+        let r = upper_hex(&initiator_response(alg, id, SECRET, &challenge));
+        let (h, keys) = respond(l.handle(
+            &req(0, true, 1),
+            &text(&["CHAP_N=joe", &format!("CHAP_R={r}")]),
+        ));
+        assert!(h.transit);
+        assert_eq!((h.csg, h.nsg, h.stat_sn), (0, 1, SerialNumber(3)));
+        assert!(keys.is_empty(), "{keys:?}");
+        assert_eq!(l.auth(), Auth::Done("CHAP"));
+        assert_eq!(l.authenticated_user(), Some("joe"));
+        assert_eq!(l.stage(), Stage::Operational);
+
+        let (h, _, p, target) = complete(l.handle(&req(1, true, 3), &libiscsi_normal()));
+        assert_eq!(
+            (h.csg, h.nsg, h.tsih, h.stat_sn),
+            (1, 3, 0x42, SerialNumber(4))
+        );
+        assert_eq!(p.initiator_name, LIBISCSI);
+        assert_eq!(target.unwrap().name, TARGET);
+        assert!(failures(&c).is_empty());
+    }
+
+    /// libiscsi with a target user too: CHAP_I and CHAP_C (32 bytes) follow CHAP_N/CHAP_R, and libiscsi insists on
+    /// CHAP_N and a 16-byte CHAP_R in hex in the response that sets T.
+    #[test]
+    fn libiscsi_mutual_chap() {
+        let (mut l, _c) = shared(chap_catalog(true));
+        let sec = text(&[
+            &format!("InitiatorName={LIBISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "SessionType=Normal",
+            "AuthMethod=CHAP,None",
+        ]);
+        respond(l.handle(&req(0, true, 1), &sec));
+        let (_, keys) = respond(l.handle(&req(0, false, 1), &text(&["CHAP_A=5"])));
+        let (alg, id, challenge) = target_challenge(&keys);
+        let r = upper_hex(&initiator_response(alg, id, "12charsecret2", &challenge));
+        let my_challenge: Vec<u8> = (0..32).map(|i| i * 7).collect();
+        let (h, keys) = respond(l.handle(
+            &req(0, true, 1),
+            &text(&[
+                "CHAP_N=joe2",
+                &format!("CHAP_R={r}"),
+                "CHAP_I=1",
+                &format!("CHAP_C={}", upper_hex(&my_challenge)),
+            ]),
+        ));
+        assert!(h.transit);
+        assert_eq!(get(&keys, "CHAP_N"), Some("jim1"));
+        let target_r = get(&keys, "CHAP_R").unwrap();
+        assert_eq!(target_r.len(), 2 + 2 * 16);
+        assert_eq!(
+            text::parse_binary(target_r).unwrap(),
+            initiator_response(5, 1, OUT_SECRET, &my_challenge)
+        );
+        assert_eq!(keys.len(), 2);
+        assert_eq!(l.authenticated_user(), Some("joe2"));
+        complete(l.handle(&req(1, true, 3), &libiscsi_normal()));
+    }
+
+    /// open-iscsi with chap_algs = SHA3-256,SHA256,SHA1,MD5: the target picks SHA3-256. One-way: AuthMethod=CHAP,None
+    /// with T=1; mutual: AuthMethod=CHAP alone with T=0 (usr/auth.c).
+    #[test]
+    fn open_iscsi_chap_with_the_strongest_algorithm() {
+        // Keys open-iscsi accepts in a security-stage response (get_security_text_keys and the auth keys).
+        let accepted = [
+            "AuthMethod",
+            "CHAP_A",
+            "CHAP_I",
+            "CHAP_C",
+            "CHAP_N",
+            "CHAP_R",
+            "TargetAlias",
+            "TargetPortalGroupTag",
+            "TargetAddress",
+        ];
+        for mutual in [false, true] {
+            let (mut l, c) = shared(chap_catalog(mutual));
+            let sec = text(&[
+                &format!("InitiatorName={OPEN_ISCSI}"),
+                "InitiatorAlias=host1",
+                &format!("TargetName={TARGET}"),
+                "SessionType=Normal",
+                if mutual {
+                    "AuthMethod=CHAP"
+                } else {
+                    "AuthMethod=CHAP,None"
+                },
+            ]);
+            let (h, keys) = respond(l.handle(&req(0, !mutual, 1), &sec));
+            assert!(!h.transit);
+            assert_eq!(get(&keys, "AuthMethod"), Some("CHAP"));
+            let (h, keys) = respond(l.handle(&req(0, false, 1), &text(&["CHAP_A=8,7,6,5"])));
+            assert!(!h.transit);
+            assert_eq!(get(&keys, "CHAP_A"), Some("8"));
+            let (alg, id, challenge) = target_challenge(&keys);
+            assert_eq!((alg, challenge.len()), (8, 32));
+            let r = text::encode_hex(&initiator_response(alg, id, SECRET, &challenge));
+            let mut answer = vec!["CHAP_N=joe".to_string(), format!("CHAP_R={r}")];
+            let my_challenge = [0x5au8; 16];
+            if mutual {
+                answer.push("CHAP_I=200".into());
+                answer.push(format!("CHAP_C={}", text::encode_hex(&my_challenge)));
+            }
+            let answer: Vec<&str> = answer.iter().map(String::as_str).collect();
+            let (h, keys) = respond(l.handle(&req(0, true, 1), &text(&answer)));
+            assert!(h.transit && h.nsg == 1);
+            for (k, _) in &keys {
+                assert!(
+                    accepted.contains(&k.as_str()),
+                    "open-iscsi would fail on {k}"
+                );
+            }
+            if mutual {
+                assert_eq!(get(&keys, "CHAP_N"), Some("jim1"));
+                assert_eq!(
+                    text::parse_binary(get(&keys, "CHAP_R").unwrap()).unwrap(),
+                    initiator_response(8, 200, OUT_SECRET, &my_challenge)
+                );
+            } else {
+                assert!(keys.is_empty());
+            }
+            let (_, _, p, _) = complete(l.handle(&req(1, true, 3), &open_iscsi_operational()));
+            assert_eq!(p.initiator_alias.as_deref(), Some("host1"));
+            assert!(failures(&c).is_empty());
+        }
+    }
+
+    /// Every algorithm end to end, with CHAP_A sent in the same request as AuthMethod.
+    #[test]
+    fn every_algorithm_and_chap_a_with_auth_method() {
+        for alg in [5u8, 6, 7, 8] {
+            let (mut l, _c) = shared(chap_catalog(false));
+            let sec = text(&[
+                &format!("InitiatorName={OPEN_ISCSI}"),
+                &format!("TargetName={TARGET}"),
+                "AuthMethod=CHAP",
+                &format!("CHAP_A={alg}"),
+            ]);
+            let (h, keys) = respond(l.handle(&req(0, true, 1), &sec));
+            assert!(!h.transit);
+            assert_eq!(get(&keys, "AuthMethod"), Some("CHAP"));
+            let (got, id, challenge) = target_challenge(&keys);
+            assert_eq!(got, alg);
+            let r = initiator_response(alg, id, SECRET, &challenge);
+            assert_eq!(r.len(), [16, 20, 32, 32][usize::from(alg - 5)]);
+            let answer = text(&["CHAP_N=joe", &format!("CHAP_R={}", text::encode_hex(&r))]);
+            let (h, _) = respond(l.handle(&req(0, true, 1), &answer));
+            assert!(h.transit, "algorithm {alg}");
+        }
+    }
+
+    /// The response step split over two PDUs with the C bit, with a 1024-byte initiator challenge.
+    #[test]
+    fn chap_response_in_continued_pdus() {
+        let (mut l, _c) = shared(chap_catalog(true));
+        let sec = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "AuthMethod=CHAP",
+        ]);
+        respond(l.handle(&req(0, false, 0), &sec));
+        let (_, keys) = respond(l.handle(&req(0, false, 0), &text(&["CHAP_A=7"])));
+        let (alg, id, challenge) = target_challenge(&keys);
+        let r = text::encode_hex(&initiator_response(alg, id, SECRET, &challenge));
+        let big: Vec<u8> = (0..1024).map(|i| (i % 251) as u8).collect();
+        let data = text(&[
+            "CHAP_N=joe",
+            &format!("CHAP_R={r}"),
+            "CHAP_I=9",
+            &format!("CHAP_C={}", text::encode_hex(&big)),
+        ]);
+        let (first, rest) = data.split_at(1000);
+        let (h, keys) = respond(l.handle(&cont(0), first));
+        assert!(keys.is_empty() && !h.transit);
+        let (h, keys) = respond(l.handle(&req(0, true, 1), rest));
+        assert!(h.transit);
+        assert_eq!(
+            text::parse_binary(get(&keys, "CHAP_R").unwrap()).unwrap(),
+            initiator_response(7, 9, OUT_SECRET, &big)
+        );
+    }
+
+    /// Runs AuthMethod and CHAP_A=5 on a fresh login, then sends `answer` (given the target's CHAP_R for our
+    /// secret and the target's challenge in hex).
+    fn chap_answer(
+        catalog: Catalog,
+        answer: impl Fn(&str, &str) -> Vec<String>,
+    ) -> (Login, Arc<Catalog>, LoginStep) {
+        let (mut l, c) = shared(catalog);
+        let sec = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "AuthMethod=CHAP,None",
+        ]);
+        respond(l.handle(&req(0, true, 1), &sec));
+        let (_, keys) = respond(l.handle(&req(0, false, 1), &text(&["CHAP_A=5"])));
+        let (alg, id, challenge) = target_challenge(&keys);
+        let good = text::encode_hex(&initiator_response(alg, id, SECRET, &challenge));
+        let pairs = answer(&good, get(&keys, "CHAP_C").unwrap());
+        let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
+        let step = l.handle(&req(0, true, 1), &text(&pairs));
+        (l, c, step)
+    }
+
+    #[test]
+    fn chap_failures_answer_authentication_failure_and_are_counted() {
+        let wrong = |_: &str, _: &str| -> Vec<String> {
+            let r = initiator_response(5, 64, "not-the-secret", &[0x41]);
+            vec![
+                "CHAP_N=joe".into(),
+                format!("CHAP_R={}", text::encode_hex(&r)),
+            ]
+        };
+        type Answer = Box<dyn Fn(&str, &str) -> Vec<String>>;
+        let cases: Vec<(&str, Answer, ChapError)> = vec![
+            (
+                "wrong secret",
+                Box::new(wrong),
+                ChapError::WrongResponse("joe".into()),
+            ),
+            (
+                "another user's name",
+                Box::new(|r: &str, _: &str| vec!["CHAP_N=joe2".into(), format!("CHAP_R={r}")]),
+                ChapError::WrongResponse("joe2".into()),
+            ),
+            (
+                "unknown user",
+                Box::new(|r: &str, _: &str| vec!["CHAP_N=mallory".into(), format!("CHAP_R={r}")]),
+                ChapError::UnknownUser("mallory".into()),
+            ),
+            (
+                "missing CHAP_R",
+                Box::new(|_: &str, _: &str| vec!["CHAP_N=joe".into()]),
+                ChapError::MissingKey("CHAP_R"),
+            ),
+            (
+                "missing CHAP_N",
+                Box::new(|r: &str, _: &str| vec![format!("CHAP_R={r}")]),
+                ChapError::MissingKey("CHAP_N"),
+            ),
+            (
+                "malformed hex",
+                Box::new(|_: &str, _: &str| {
+                    vec![
+                        "CHAP_N=joe".into(),
+                        "CHAP_R=0x5fa8139b80dbe5cca68e2bbc4775248g".into(),
+                    ]
+                }),
+                ChapError::BadBinary("CHAP_R"),
+            ),
+            (
+                "short response",
+                Box::new(|_: &str, _: &str| vec!["CHAP_N=joe".into(), "CHAP_R=0x0102".into()]),
+                ChapError::ResponseLength {
+                    algorithm: crate::chap::Algorithm::Md5,
+                    expected: 16,
+                    got: 2,
+                },
+            ),
+            (
+                "reflected challenge",
+                Box::new(|r: &str, c: &str| {
+                    vec![
+                        "CHAP_N=joe".into(),
+                        format!("CHAP_R={r}"),
+                        "CHAP_I=64".into(),
+                        format!("CHAP_C={c}"),
+                    ]
+                }),
+                ChapError::ReflectedChallenge,
+            ),
+            (
+                "mutual without an outgoing user",
+                Box::new(|r: &str, _: &str| {
+                    vec![
+                        "CHAP_N=joe".into(),
+                        format!("CHAP_R={r}"),
+                        "CHAP_I=1".into(),
+                        "CHAP_C=0x000102030405060708090a0b0c0d0e0f".into(),
+                    ]
+                }),
+                ChapError::NoOutgoingUser,
+            ),
+            (
+                "challenge too short",
+                Box::new(|r: &str, _: &str| {
+                    vec![
+                        "CHAP_N=joe".into(),
+                        format!("CHAP_R={r}"),
+                        "CHAP_I=1".into(),
+                        "CHAP_C=0x0001".into(),
+                    ]
+                }),
+                ChapError::ChallengeLength(2),
+            ),
+        ];
+        for (why, answer, want) in cases {
+            let (l, c, step) = chap_answer(chap_catalog(false), answer);
+            assert_eq!(fail_code(&step), 0x0201, "{why}");
+            let LoginStep::Fail { data, header } = step else {
+                unreachable!()
+            };
+            assert!(data.is_empty() && !header.transit, "{why}");
+            assert_eq!(l.failure(), Some(&LoginError::Chap(want)), "{why}");
+            assert!(l.failure().unwrap().is_authentication_failure());
+            assert_eq!(
+                failures(&c),
+                vec![(OPEN_ISCSI.to_string(), Some(TARGET.to_string()))],
+                "{why}"
+            );
+            assert_eq!(l.authenticated_user(), None);
+        }
+
+        // The same secret in both directions: the response equals the one the target's own secret gives.
+        let mut c = chap_catalog(false);
+        c.credentials.outgoing = Some(ChapUser::new("jim1", SECRET));
+        let (l, _, step) = chap_answer(c, |r, _| vec!["CHAP_N=joe".into(), format!("CHAP_R={r}")]);
+        assert_eq!(fail_code(&step), 0x0201);
+        assert_eq!(
+            l.failure(),
+            Some(&LoginError::Chap(ChapError::SecretReused))
+        );
+    }
+
+    #[test]
+    fn authentication_cannot_be_skipped() {
+        let names = [
+            format!("InitiatorName={OPEN_ISCSI}"),
+            format!("TargetName={TARGET}"),
+        ];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<&str> = names.iter().map(String::as_str).collect();
+            v.extend_from_slice(extra);
+            text(&v)
+        };
+
+        // Straight to the operational stage (SCST answers 0201 too).
+        let (mut l, c) = shared(chap_catalog(false));
+        assert_eq!(
+            fail_code(&l.handle(&req(1, true, 3), &libiscsi_normal())),
+            0x0201
+        );
+        assert_eq!(l.failure(), Some(&LoginError::AuthenticationRequired));
+        assert_eq!(
+            failures(&c),
+            vec![(LIBISCSI.to_string(), Some(TARGET.to_string()))]
+        );
+
+        // Only None offered.
+        let (mut l, _) = shared(chap_catalog(false));
+        let step = l.handle(&req(0, true, 1), &with(&["AuthMethod=None"]));
+        assert_eq!(fail_code(&step), 0x0201);
+        assert_eq!(l.failure(), Some(&LoginError::NoAuthMethod("None".into())));
+
+        // Leaving the security stage without any AuthMethod.
+        let (mut l, _) = shared(chap_catalog(false));
+        assert_eq!(fail_code(&l.handle(&req(0, true, 1), &with(&[]))), 0x0201);
+        assert_eq!(l.failure(), Some(&LoginError::AuthenticationRequired));
+        // ... also toward full feature phase.
+        let (mut l, _) = shared(chap_catalog(false));
+        assert_eq!(fail_code(&l.handle(&req(0, true, 3), &with(&[]))), 0x0201);
+
+        // Waiting in the security stage without AuthMethod is fine; AuthMethod may come later.
+        let (mut l, _) = shared(chap_catalog(false));
+        let (h, _) = respond(l.handle(&req(0, false, 0), &with(&[])));
+        assert!(!h.transit);
+        let (h, keys) = respond(l.handle(&req(0, true, 1), &text(&["AuthMethod=CHAP,None"])));
+        assert!(!h.transit);
+        assert_eq!(keys, vec![("AuthMethod".to_string(), "CHAP".to_string())]);
+        // Asking again to transit without CHAP_A.
+        assert_eq!(fail_code(&l.handle(&req(0, true, 1), &[])), 0x0201);
+        assert_eq!(l.failure(), Some(&LoginError::AuthenticationRequired));
+
+        // After the challenge, without the response.
+        let (mut l, _) = shared(chap_catalog(false));
+        respond(l.handle(&req(0, true, 1), &with(&["AuthMethod=CHAP"])));
+        let (h, _) = respond(l.handle(&req(0, true, 1), &text(&["CHAP_A=5"])));
+        assert!(!h.transit, "T on CHAP_A is answered with T=0");
+        assert_eq!(fail_code(&l.handle(&req(0, true, 3), &[])), 0x0201);
+
+        // The response before the challenge.
+        let (mut l, _) = shared(chap_catalog(false));
+        respond(l.handle(&req(0, true, 1), &with(&["AuthMethod=CHAP"])));
+        let step = l.handle(&req(0, true, 1), &text(&["CHAP_N=joe", "CHAP_R=0x00"]));
+        assert_eq!(fail_code(&step), 0x0201);
+        assert_eq!(
+            l.failure(),
+            Some(&LoginError::Chap(ChapError::OutOfOrder("CHAP_N")))
+        );
+
+        // No algorithm in common.
+        let (mut l, _) = shared(chap_catalog(false));
+        respond(l.handle(&req(0, true, 1), &with(&["AuthMethod=CHAP"])));
+        let step = l.handle(&req(0, false, 1), &text(&["CHAP_A=128,129"]));
+        assert_eq!(fail_code(&step), 0x0201);
+
+        // CHAP keys of an exchange that was not selected are protocol errors, not authentication failures.
+        let (mut l, c) = shared(catalog_with(TargetParams::default()));
+        let step = l.handle(
+            &req(0, false, 0),
+            &with(&["AuthMethod=CHAP,None", "CHAP_A=5"]),
+        );
+        assert_eq!(fail_code(&step), 0x0200);
+        assert!(failures(&c).is_empty());
+    }
+
+    #[test]
+    fn targets_without_incoming_users_need_no_chap() {
+        // TARGET2 has no accounts in the CHAP catalog: AuthMethod=None, and a login may start in stage 1.
+        let (mut l, c) = shared(chap_catalog(true));
+        let sec = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            &format!("TargetName={TARGET2}"),
+            "AuthMethod=CHAP,None",
+        ]);
+        let (h, keys) = respond(l.handle(&req(0, true, 1), &sec));
+        assert!(h.transit);
+        assert_eq!(get(&keys, "AuthMethod"), Some("None"));
+        let mut l = Login::new(c.clone(), portal());
+        let d = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            &format!("TargetName={TARGET2}"),
+        ]);
+        respond(l.handle(&req(1, true, 3), &d));
+        // An outgoing user alone does not make CHAP required.
+        let mut only_out = catalog_with(TargetParams::default());
+        only_out.credentials.outgoing = Some(ChapUser::new("jim1", OUT_SECRET));
+        let (mut l, _) = shared(only_out);
+        let (h, keys) = respond(l.handle(&req(0, true, 1), &sec));
+        assert!(h.transit);
+        assert_eq!(get(&keys, "AuthMethod"), Some("None"));
+    }
+
+    #[test]
+    fn discovery_with_and_without_chap() {
+        let sec = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            "SessionType=Discovery",
+            "AuthMethod=CHAP,None",
+        ]);
+        // Discovery accounts, and a normal target without any: discovery requires CHAP.
+        let mut cat = catalog_with(TargetParams::default());
+        cat.discovery = TargetParams {
+            max_recv_data_segment_length: 8192,
+            ..TargetParams::default()
+        };
+        cat.discovery_credentials = Credentials {
+            incoming: vec![ChapUser::new("disc", "discovery-secret")],
+            outgoing: None,
+        };
+        let (mut l, c) = shared(cat);
+        let (h, keys) = respond(l.handle(&req(0, true, 3), &sec));
+        assert!(!h.transit);
+        assert_eq!(keys, vec![("AuthMethod".to_string(), "CHAP".to_string())]);
+        let (_, keys) = respond(l.handle(&req(0, false, 3), &text(&["CHAP_A=5"])));
+        let (alg, id, challenge) = target_challenge(&keys);
+        let r = text::encode_hex(&initiator_response(alg, id, "discovery-secret", &challenge));
+        // open-iscsi goes from security straight to full feature phase in discovery.
+        let (h, _, p, target) = complete(l.handle(
+            &req(0, true, 3),
+            &text(&["CHAP_N=disc", &format!("CHAP_R={r}")]),
+        ));
+        assert_eq!((h.csg, h.nsg), (0, 3));
+        assert_eq!(p.session_type, SessionType::Discovery);
+        assert!(target.is_none());
+        assert_eq!(l.authenticated_user(), Some("disc"));
+
+        // The target's secret does not open discovery; the failure is counted with no target.
+        let mut l = Login::new(c.clone(), portal());
+        respond(l.handle(&req(0, true, 3), &sec));
+        let (_, keys) = respond(l.handle(&req(0, false, 3), &text(&["CHAP_A=5"])));
+        let (alg, id, challenge) = target_challenge(&keys);
+        let r = text::encode_hex(&initiator_response(alg, id, SECRET, &challenge));
+        let step = l.handle(
+            &req(0, true, 3),
+            &text(&["CHAP_N=disc", &format!("CHAP_R={r}")]),
+        );
+        assert_eq!(fail_code(&step), 0x0201);
+        assert_eq!(failures(&c), vec![(OPEN_ISCSI.to_string(), None)]);
+        // Discovery straight in the operational stage is refused too.
+        let mut l = Login::new(c.clone(), portal());
+        let d = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            "SessionType=Discovery",
+        ]);
+        assert_eq!(fail_code(&l.handle(&req(1, true, 3), &d)), 0x0201);
+
+        // Normal sessions to the target without accounts still log in without CHAP.
+        let mut l = Login::new(c.clone(), portal());
+        let (h, keys) = respond(l.handle(
+            &req(0, true, 1),
+            &text(&[
+                &format!("InitiatorName={OPEN_ISCSI}"),
+                &format!("TargetName={TARGET}"),
+                "AuthMethod=CHAP,None",
+            ]),
+        ));
+        assert!(h.transit);
+        assert_eq!(get(&keys, "AuthMethod"), Some("None"));
+    }
+
+    #[test]
+    fn no_random_source_is_a_target_error() {
+        let mut cat = chap_catalog(false);
+        cat.random = None;
+        let (mut l, c) = shared(cat);
+        let sec = text(&[
+            &format!("InitiatorName={OPEN_ISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "AuthMethod=CHAP",
+        ]);
+        respond(l.handle(&req(0, false, 0), &sec));
+        assert_eq!(
+            fail_code(&l.handle(&req(0, false, 0), &text(&["CHAP_A=5"]))),
+            0x0300
+        );
+        assert_eq!(l.failure(), Some(&LoginError::Chap(ChapError::NoRandom)));
+        assert!(!l.failure().unwrap().is_authentication_failure());
+        assert!(failures(&c).is_empty());
+        // The trait's default has no source either.
+        assert!(LookupOnly.random_source().is_none());
+        assert_eq!(LookupOnly.credentials(Some(TARGET)), Credentials::none());
+        LookupOnly.auth_failed(OPEN_ISCSI, None);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output_and_errors() {
+        let (l, _, step) = chap_answer(chap_catalog(true), |_, _| {
+            let r = initiator_response(5, 64, OUT_SECRET, &[1]);
+            vec![
+                "CHAP_N=joe".into(),
+                format!("CHAP_R={}", text::encode_hex(&r)),
+            ]
+        });
+        assert_eq!(fail_code(&step), 0x0201);
+        let shown = format!(
+            "{l:?} {} {:?} {step:?}",
+            l.failure().unwrap(),
+            l.failure().unwrap()
+        );
+        for secret in [SECRET, OUT_SECRET, "12charsecret2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

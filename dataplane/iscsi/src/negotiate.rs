@@ -129,8 +129,9 @@ pub const MAX_SEGMENT: u64 = (1 << 24) - 1;
 pub const PROTOCOL_LEVEL: u64 = 1;
 /// The target supports one connection per session for now, whatever the configuration says.
 pub const MAX_CONNECTIONS_SUPPORTED: u64 = 1;
-/// Authentication methods the target can run (§12.1). CHAP comes with its own issue.
-pub const AUTH_METHODS: &[&str] = &["None"];
+/// Authentication methods the target can run (§12.1). Which one a login accepts depends on the target's credentials:
+/// CHAP when it has incoming users, None otherwise (see `crate::login`).
+pub const AUTH_METHODS: &[&str] = &["CHAP", "None"];
 /// TaskReporting values the target supports (§13.23).
 pub const TASK_REPORTING: &[&str] = &["RFC3720"];
 
