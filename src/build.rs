@@ -25,10 +25,12 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     }
     for t in &cfg.targets {
         registry.add_target(t.name.as_str(), None, t.target_params(), t.enabled)?;
+        registry.set_credentials(t.name.as_str(), t.credentials())?;
         for l in &t.luns {
             registry.add_lun(t.name.as_str(), u64::from(l.lun), &l.device)?;
         }
     }
+    registry.set_discovery_credentials(cfg.discovery_credentials());
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {

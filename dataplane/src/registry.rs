@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use polltgt_bdev::Bdev;
+use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
 use polltgt_iscsi::login::{PortalInfo, TargetCatalog, TargetInfo};
 use polltgt_iscsi::params::TargetParams;
 use polltgt_scsi::{LogicalUnit, LuConfig};
@@ -36,6 +37,8 @@ pub struct TargetEntry {
     pub enabled: bool,
     pub params: TargetParams,
     pub luns: BTreeMap<u64, LunEntry>,
+    /// CHAP accounts (IncomingUser*, OutgoingUser); none = no authentication.
+    pub credentials: Credentials,
 }
 
 impl TargetEntry {
@@ -82,6 +85,20 @@ pub struct Registry {
     next_tsih: AtomicU16,
     next_nexus: AtomicU64,
     discovery: RwLock<TargetParams>,
+    discovery_credentials: RwLock<Credentials>,
+    auth_failures: AtomicU64,
+    random: OsRandom,
+}
+
+/// The operating system's CSPRNG (getrandom(2) through /dev/urandom), for CHAP challenges.
+#[derive(Debug, Default)]
+pub struct OsRandom;
+
+impl RandomSource for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf)).map_err(|_| RandomUnavailable)
+    }
 }
 
 impl Default for Registry {
@@ -92,6 +109,9 @@ impl Default for Registry {
             next_tsih: AtomicU16::new(1),
             next_nexus: AtomicU64::new(1),
             discovery: RwLock::new(TargetParams::default()),
+            discovery_credentials: RwLock::new(Credentials::none()),
+            auth_failures: AtomicU64::new(0),
+            random: OsRandom,
         }
     }
 }
@@ -133,7 +153,14 @@ impl Registry {
         if inner.targets.contains_key(name) {
             return Err(RegistryError::DuplicateTarget(name.to_string()));
         }
-        let t = TargetEntry { name: name.to_string(), alias, enabled, params, luns: BTreeMap::new() };
+        let t = TargetEntry {
+            name: name.to_string(),
+            alias,
+            enabled,
+            params,
+            luns: BTreeMap::new(),
+            credentials: Credentials::none(),
+        };
         inner.targets.insert(name.to_string(), Arc::new(t));
         Ok(())
     }
@@ -154,9 +181,36 @@ impl Registry {
             enabled: t.enabled,
             params: t.params.clone(),
             luns,
+            credentials: t.credentials.clone(),
         };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
+    }
+
+    /// Set the CHAP accounts of a target (IncomingUser*, OutgoingUser).
+    pub fn set_credentials(&self, target: &str, credentials: Credentials) -> Result<(), RegistryError> {
+        let mut inner = self.write();
+        let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
+        let new = TargetEntry {
+            name: t.name.clone(),
+            alias: t.alias.clone(),
+            enabled: t.enabled,
+            params: t.params.clone(),
+            luns: t.luns.clone(),
+            credentials,
+        };
+        inner.targets.insert(target.to_string(), Arc::new(new));
+        Ok(())
+    }
+
+    /// Set the CHAP accounts of discovery sessions (the iSCSI driver-level IncomingUser*, OutgoingUser).
+    pub fn set_discovery_credentials(&self, credentials: Credentials) {
+        *self.discovery_credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
+    }
+
+    /// Logins refused with "authentication failure" since start.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
     }
 
     pub fn add_portal(&self, portal: Portal) {
@@ -229,6 +283,22 @@ impl TargetCatalog for Registry {
 
     fn discovery_params(&self) -> TargetParams {
         self.discovery.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn credentials(&self, target_name: Option<&str>) -> Credentials {
+        match target_name {
+            None => self.discovery_credentials.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            Some(name) => self.target(name).map(|t| t.credentials.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn random_source(&self) -> Option<&dyn RandomSource> {
+        Some(&self.random)
+    }
+
+    fn auth_failed(&self, _initiator_name: &str, _target_name: Option<&str>) {
+        // The login layer has logged the failure (without secrets); count it.
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     fn new_tsih(&self) -> u16 {
