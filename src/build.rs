@@ -36,7 +36,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     let reactor_cfg = ReactorConfig {
         count: cfg.reactors.reactor_count(),
         cpus: cfg.reactors.cpu_mask.as_ref().map(|m| m.cpus().to_vec()).unwrap_or_default(),
-        pin: cfg.reactors.cpu_mask.is_some(),
+        pin: true,
         idle: IdleMode::default(),
     };
     let pool = BufPool::new(PoolConfig::default())?;
