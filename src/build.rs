@@ -31,6 +31,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
         }
     }
     registry.set_discovery_credentials(cfg.discovery_credentials());
+    restore_reservations(&registry, &cfg.state_dir)?;
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {
@@ -41,6 +42,15 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     };
     let pool = BufPool::new(PoolConfig::default())?;
     Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
+}
+
+/// Persistent reservations made with APTPL live under `state_dir`; bring back what a previous run stored.
+fn restore_reservations(registry: &Registry, state_dir: &std::path::Path) -> anyhow::Result<()> {
+    registry.set_state_dir(state_dir);
+    if let Some(store) = registry.pr_store() {
+        polltgt_dataplane::pr_store::restore_all(registry, &store).context("restoring persistent reservations")?;
+    }
+    Ok(())
 }
 
 fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {

@@ -25,6 +25,8 @@ use polltgt_tcpstack::{KernelConn, RecvStatus};
 use crate::reactor::{PollStatus, Poller};
 use crate::registry::{Device, Registry, TargetEntry};
 
+mod reservations;
+
 /// Bytes read from a socket per `recv` call.
 const RECV_CHUNK: usize = 256 * 1024;
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
@@ -89,6 +91,8 @@ struct ConnSlot {
     tmfs: Vec<PendingTmf>,
     closing: bool,
     peer_closed: bool,
+    /// Target portal group tag of the portal the connection arrived on.
+    tpgt: u16,
 }
 
 /// Everything one reactor owns.
@@ -103,6 +107,8 @@ pub struct ReactorState {
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     completions: Vec<Completion>,
+    /// PREEMPT AND ABORTs waiting for aborted tasks' bdev I/O (reservations.rs).
+    preempt_waits: Vec<reservations::PreemptWait>,
     pub stats: DriverStats,
 }
 
@@ -119,6 +125,7 @@ impl ReactorState {
             pending: HashMap::new(),
             next_tag: 1,
             completions: Vec::new(),
+            preempt_waits: Vec::new(),
             stats: DriverStats::default(),
         }
     }
@@ -151,6 +158,7 @@ impl ReactorState {
             tmfs: Vec::new(),
             closing: false,
             peer_closed: false,
+            tpgt,
         };
         match self.free_slots.pop() {
             Some(i) => self.slots[i] = Some(slot),
@@ -264,6 +272,7 @@ impl ReactorState {
                 for lun in s.target.luns.values() {
                     lun.device.lu.nexus_gone(s.nexus);
                 }
+                self.registry.nexuses().remove(s.nexus);
             }
             self.free_slots.push(i);
             self.stats.connections_closed += 1;
@@ -279,7 +288,11 @@ impl ReactorState {
                     let entry = target.as_ref().and_then(|t| self.registry.target(&t.name));
                     match entry {
                         Some(t) => {
-                            slot.session = Some(SessionCtx { target: t, nexus: NexusId(self.registry.new_nexus()) })
+                            let tpgt = slot.tpgt;
+                            let ctx = self.nexus_login(&params, t, tpgt);
+                            if let Some(slot) = self.slots[i].as_mut() {
+                                slot.session = Some(ctx);
+                            }
                         }
                         None => slot.iscsi.close(),
                     }
@@ -359,6 +372,10 @@ impl ReactorState {
         let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out };
         let action = device.lu.execute(&cmd);
         let (op, kind) = match action {
+            Action::Respond(r) if opcode == reservations::PERSISTENT_RESERVE_OUT => {
+                self.prout_done(i, task.id, &device, nexus, r, now);
+                return;
+            }
             Action::Respond(r) => {
                 self.respond(i, task.id, r, now);
                 return;
@@ -482,6 +499,7 @@ impl ReactorState {
 
     fn finish_io(&mut self, c: Completion, now: Instant) {
         let Some(p) = self.pending.remove(&c.tag) else { return };
+        self.preempt_io_done(c.tag, now);
         let live = matches!(self.slots.get(p.slot), Some(Some(s)) if s.generation == p.generation);
         if !live {
             return;

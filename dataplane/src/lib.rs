@@ -3,5 +3,7 @@
 
 pub mod reactor;
 pub mod driver;
+pub mod nexus;
+pub mod pr_store;
 pub mod registry;
 pub mod server;

@@ -5,13 +5,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use polltgt_bdev::Bdev;
 use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
 use polltgt_iscsi::login::{PortalInfo, TargetCatalog, TargetInfo};
 use polltgt_iscsi::params::TargetParams;
 use polltgt_scsi::{LogicalUnit, LuConfig};
+
+use crate::driver::ReactorState;
+use crate::nexus::NexusDirectory;
+use crate::pr_store::PrStore;
+use crate::reactor::ReactorHandle;
 
 /// A block device exported as a SCSI logical unit. The LU (unit attentions, mode pages, identity) belongs to the
 /// device, so a device exported by several targets has one set of SCSI state, as in SCST.
@@ -88,6 +93,12 @@ pub struct Registry {
     discovery_credentials: RwLock<Credentials>,
     auth_failures: AtomicU64,
     random: OsRandom,
+    /// Logged-in I_T nexuses (persistent reservations).
+    nexuses: NexusDirectory,
+    /// Where persistent reservations with APTPL are stored; none: they live in memory only.
+    pr_store: RwLock<Option<Arc<PrStore>>>,
+    /// Every reactor, for work that spans them (PREEMPT AND ABORT); set once the reactors run.
+    reactors: OnceLock<Vec<ReactorHandle<ReactorState>>>,
 }
 
 /// The operating system's CSPRNG (getrandom(2) through /dev/urandom), for CHAP challenges.
@@ -112,6 +123,9 @@ impl Default for Registry {
             discovery_credentials: RwLock::new(Credentials::none()),
             auth_failures: AtomicU64::new(0),
             random: OsRandom,
+            nexuses: NexusDirectory::default(),
+            pr_store: RwLock::new(None),
+            reactors: OnceLock::new(),
         }
     }
 }
@@ -240,6 +254,31 @@ impl Registry {
     /// A new I_T nexus identifier for the SCSI core.
     pub fn new_nexus(&self) -> u64 {
         self.next_nexus.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The logged-in I_T nexuses.
+    pub fn nexuses(&self) -> &NexusDirectory {
+        &self.nexuses
+    }
+
+    /// Keep persistent reservations with APTPL under `state_dir` (the configuration's `state_dir`).
+    pub fn set_state_dir(&self, state_dir: &std::path::Path) {
+        *self.pr_store.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(PrStore::new(state_dir)));
+    }
+
+    /// The store of persistent reservations, once a state directory is set.
+    pub fn pr_store(&self) -> Option<Arc<PrStore>> {
+        self.pr_store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records the reactors (once, when they start).
+    pub fn set_reactors(&self, handles: Vec<ReactorHandle<ReactorState>>) {
+        let _ = self.reactors.set(handles);
+    }
+
+    /// Every reactor, by id; empty until they run.
+    pub fn reactors(&self) -> &[ReactorHandle<ReactorState>] {
+        self.reactors.get().map_or(&[], |v| v.as_slice())
     }
 
     /// The TargetAddress values of the portals, as seen from a connection that arrived on `local`: a wildcard

@@ -127,6 +127,7 @@ impl Server {
             pollers.push(Box::new(BdevPoller));
             (state, pollers)
         })?;
+        registry.set_reactors(reactors.handles().to_vec());
         let acceptor = Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0 };
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);

@@ -4,6 +4,7 @@
 //!
 //! ```yaml
 //! reactors: { count: 1 }            # or cpu_mask: "0x3"
+//! state_dir: /var/lib/polltgt       # persistent reservations with APTPL live in state_dir/pr/
 //! portals:
 //!   - address: "127.0.0.1:3260"     # "[::1]:3260" for IPv6
 //!     tpgt: 1
@@ -49,6 +50,8 @@ use crate::values::{
 pub const DEFAULT_TARGET_NAME: &str = "iqn.2026-11.io.polltgt:default";
 /// The default portal.
 pub const DEFAULT_PORTAL: &str = "127.0.0.1:3260";
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/polltgt";
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,14 @@ pub struct Config {
     /// Polling threads. Default: one.
     #[serde(default)]
     pub reactors: ReactorsConfig,
+    /// Where polltgt keeps what must survive a restart: persistent reservations made with APTPL (SPC-4 §5.9.4),
+    /// one file per device in `state_dir/pr/`. An absolute path; default [`DEFAULT_STATE_DIR`].
+    #[serde(
+        default = "default_state_dir",
+        skip_serializing_if = "is_default_state_dir",
+        deserialize_with = "state_dir_path"
+    )]
+    pub state_dir: PathBuf,
     /// Where the target listens. Default: 127.0.0.1:3260.
     #[serde(default = "default_portals")]
     pub portals: Vec<PortalConfig>,
@@ -558,6 +569,31 @@ fn default_tpgt() -> u16 {
     1
 }
 
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+fn is_default_state_dir(p: &Path) -> bool {
+    p == Path::new(DEFAULT_STATE_DIR)
+}
+
+/// `deserialize_with` for `state_dir`: an absolute path, checked while the scalar's position is known.
+fn state_dir_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    struct AbsolutePath;
+    impl serde::de::Visitor<'_> for AbsolutePath {
+        type Value = PathBuf;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an absolute path")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PathBuf, E> {
+            let p = PathBuf::from(v);
+            values::check_filename(&p).map_err(|e| E::custom(e.0))?;
+            Ok(p)
+        }
+    }
+    d.deserialize_str(AbsolutePath)
+}
+
 fn default_portals() -> Vec<PortalConfig> {
     vec![PortalConfig::new(SocketAddr::from(([127, 0, 0, 1], 3260)))]
 }
@@ -631,6 +667,7 @@ impl Config {
         target.luns.push(LunConfig::new(0, "ram0"));
         Config {
             reactors: ReactorsConfig::default(),
+            state_dir: default_state_dir(),
             portals: default_portals(),
             iscsi: IscsiConfig::default(),
             devices: vec![ram0],
@@ -662,6 +699,7 @@ impl Config {
     fn check(&self) -> Result<(), Finding> {
         let root = FieldPath::root();
         self.check_reactors(&root.key("reactors"))?;
+        value_at(root.key("state_dir"), values::check_filename(&self.state_dir))?;
         self.check_portals(&root.key("portals"))?;
         let iscsi = root.key("iscsi");
         check_chap(

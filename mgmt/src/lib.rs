@@ -19,7 +19,7 @@ pub mod values;
 
 pub use config::{
     Config, DeviceConfig, Handler, IscsiConfig, LunConfig, PortalConfig, ReactorsConfig,
-    TargetConfig, DEFAULT_PORTAL, DEFAULT_TARGET_NAME,
+    TargetConfig, DEFAULT_PORTAL, DEFAULT_STATE_DIR, DEFAULT_TARGET_NAME,
 };
 pub use error::{ConfigError, Diagnostic, FieldPath, Segment};
 pub use values::{BlockSize, ChapAccount, CpuMask, Digests, InvalidValue, Size, TargetName};

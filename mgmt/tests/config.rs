@@ -326,7 +326,7 @@ fn error_unknown_key() {
     );
     assert_eq!(
         err("portal:\n  - address: 1.2.3.4\n"),
-        "polltgt.yaml:1:1: portal: unknown field `portal`, expected one of `reactors`, `portals`, `iscsi`, `devices`, `targets`"
+        "polltgt.yaml:1:1: portal: unknown field `portal`, expected one of `reactors`, `state_dir`, `portals`, `iscsi`, `devices`, `targets`"
     );
     assert_eq!(
         err("devices:\n  - { name: d, handler: ram, size: 1G, readonly: true }\n"),
@@ -978,4 +978,21 @@ fn validate_checks_chap_accounts_built_in_code() {
     c.validate().unwrap();
     let yaml = c.to_yaml().unwrap();
     assert_eq!(Config::from_yaml_str(&yaml, "rpc.yaml").unwrap(), c);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// state_dir (persistent reservations with APTPL)
+
+#[test]
+fn state_dir_defaults_to_var_lib_polltgt_and_must_be_absolute() {
+    let c = Config::from_yaml_str("", "polltgt.yaml").unwrap();
+    assert_eq!(c.state_dir, Path::new(polltgt_mgmt::DEFAULT_STATE_DIR));
+    assert_eq!(Config::embedded_default().state_dir, Path::new("/var/lib/polltgt"));
+    assert!(!c.to_yaml().unwrap().contains("state_dir"), "the default is not written out");
+    let c = Config::from_yaml_str("state_dir: /tmp/pt-state\n", "polltgt.yaml").unwrap();
+    assert_eq!(c.state_dir, Path::new("/tmp/pt-state"));
+    let back = Config::from_yaml_str(&c.to_yaml().unwrap(), "again.yaml").unwrap();
+    assert_eq!(back, c);
+    let e = err("reactors: { count: 1 }\nstate_dir: relative/dir\n");
+    assert!(e.contains("polltgt.yaml:2:") && e.contains("state_dir") && e.contains("not an absolute path"), "{e}");
 }

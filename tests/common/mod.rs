@@ -28,7 +28,8 @@ pub enum Lun {
 
 impl Target {
     /// Start polltgt serving one target ([`IQN`]) with the given LUNs (LUN i = `luns[i]`) on 127.0.0.1, port chosen
-    /// by the kernel. Extra YAML for the target (negotiation keys) can be appended with `target_extra`.
+    /// by the kernel. Extra YAML for the target (negotiation keys) can be appended with `target_extra`. Its state
+    /// directory (persistent reservations) is `dir/state`.
     pub fn start(luns: &[Lun], target_extra: &str) -> Target {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut devices = String::new();
@@ -57,8 +58,10 @@ impl Target {
             };
             lun_map.push_str(&format!("      - lun: {i}\n        device: {dev}\n"));
         }
+        let state = dir.path().join("state");
         let yaml = format!(
-            "portals:\n  - address: \"127.0.0.1:0\"\ndevices:\n{devices}targets:\n  - name: {IQN}\n    enabled: true\n    luns:\n{lun_map}{target_extra}"
+            "state_dir: {}\nportals:\n  - address: \"127.0.0.1:0\"\ndevices:\n{devices}targets:\n  - name: {IQN}\n    enabled: true\n    luns:\n{lun_map}{target_extra}",
+            state.display()
         );
         Self::start_with_yaml(dir, &yaml)
     }
@@ -206,6 +209,31 @@ pub fn iscsi_rw() -> PathBuf {
         out
     })
     .clone()
+}
+
+/// Build `tests/tools/NAME.c` against libiscsi (once per test binary and tool) and return its path.
+pub fn c_tool(name: &str) -> PathBuf {
+    static TOOLS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut tools = TOOLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = tools.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/tools/{name}.c"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = dir.join(name);
+    // Several test binaries may build it at once: build under a unique name, then rename atomically.
+    let tmp = dir.join(format!("{name}.{}", std::process::id()));
+    let status = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .arg("-liscsi")
+        .status()
+        .expect("run gcc (scripts/setup.sh --test installs it)");
+    assert!(status.success(), "building {name} failed (libiscsi-dev missing? run scripts/setup.sh --test)");
+    std::fs::rename(&tmp, &out).unwrap_or_else(|e| panic!("install {name}: {e}"));
+    tools.push((name.to_string(), out.clone()));
+    out
 }
 
 /// Outcome of one iscsi-test-cu test.

@@ -327,6 +327,15 @@ impl Connection {
         }
     }
 
+    /// Aborts the tasks `select(lun, id)` picks on behalf of another I_T nexus ([`Session::abort_tasks`]);
+    /// nothing before the full feature phase.
+    pub fn abort_tasks(&mut self, select: impl FnMut(u64, TaskId) -> bool) -> Vec<TaskId> {
+        match &mut self.phase {
+            Phase::Full(s) => s.abort_tasks(select),
+            Phase::Login(_) => Vec::new(),
+        }
+    }
+
     /// Close the connection (management, shutdown): input is ignored from now on and a
     /// [`ConnEvent::Closed`] follows the events already queued.
     pub fn close(&mut self) {

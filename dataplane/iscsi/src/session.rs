@@ -733,6 +733,18 @@ impl Session {
         self.check_logout();
     }
 
+    /// Aborts, on behalf of another I_T nexus, every task `select(lun, id)` picks (`lun` is the raw LUN field): a
+    /// PERSISTENT RESERVE OUT with PREEMPT AND ABORT (SPC-4 §5.9.11.5) aborts the preempted nexuses' tasks as CLEAR
+    /// TASK SET would (SAM-5 §7.6). With TAS = 0 (Control mode page) they end without a response. Returns the ids
+    /// of those the driver holds: it must still complete them, and their results are dropped.
+    pub fn abort_tasks(&mut self, mut select: impl FnMut(u64, TaskId) -> bool) -> Vec<TaskId> {
+        let itts: Vec<u32> = self.tasks.values().filter(|t| select(t.lun, t.id)).map(|t| t.itt).collect();
+        let held = itts.into_iter().filter_map(|itt| self.abort_task(itt)).collect();
+        self.advance_now();
+        self.check_logout();
+        held
+    }
+
     /// The earliest instant at which [`Session::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
@@ -2800,6 +2812,35 @@ mod tests {
         assert_eq!(as_tmf_response(&h.pdus()[0]).response, 0);
         h.complete(tasks[1].id, good(0, vec![]));
         assert_eq!(as_response(&h.pdus()[0]).itt, 2);
+    }
+
+    #[test]
+    fn abort_tasks_on_behalf_of_another_nexus() {
+        let mut h = H::default();
+        h.send(read_cmd(1, 1, 0), &[]);
+        let mut other = scsi(2, 2, 0);
+        other.lun = 0;
+        h.send(Header::ScsiCommand(other), &[]);
+        h.send(read_cmd(3, 3, 0), &[]);
+        let tasks = h.commands();
+        // Not yet delivered: CmdSN 5 waits for 4, and is aborted without reaching the driver.
+        h.send(read_cmd(5, 5, 0), &[]);
+        assert!(h.events().is_empty());
+        let keep = tasks[2].id;
+        let held = h.s.abort_tasks(|lun, id| lun == LUN && id != keep);
+        assert_eq!(held, vec![tasks[0].id]);
+        assert!(h.pdus().is_empty(), "aborted tasks never answer");
+        h.complete(tasks[0].id, good(0, vec![]));
+        h.complete(tasks[1].id, good(0, vec![]));
+        h.complete(tasks[2].id, good(0, vec![]));
+        let itts: Vec<u32> = h.pdus().iter().map(|p| as_response(p).itt).collect();
+        assert_eq!(itts, vec![2, 3]);
+        assert_eq!(h.s.stats().dropped_results, 1);
+        // The aborted CmdSN 5 no longer blocks: CmdSN 4 and 6 run.
+        h.send(read_cmd(4, 4, 0), &[]);
+        h.send(read_cmd(6, 6, 0), &[]);
+        let itts: Vec<u32> = h.commands().iter().map(|t| t.itt).collect();
+        assert_eq!(itts, vec![4, 6]);
     }
 
     #[test]

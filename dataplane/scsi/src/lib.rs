@@ -20,14 +20,21 @@ mod lun;
 mod mode;
 mod nexus;
 mod ops;
+mod pr;
+mod pr_persist;
+mod reserve;
 mod sbc;
 mod sense;
 mod spc;
+mod transport_id;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
 pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
 pub use ops::{commands, opcode, OpInfo};
+pub use pr::{PrSnapshot, PrType};
+pub use pr_persist::PrStateError;
 pub use sense::{Sense, SenseKey, SenseKeySpecific, FIXED_SENSE_LEN};
+pub use transport_id::{NexusIdentity, TargetPort, TransportId, TransportIdError};
 
 /// One I_T nexus (for iSCSI: one session), named by the driver. A logical unit keeps unit attentions and the
 /// PREVENT MEDIUM REMOVAL state per nexus.

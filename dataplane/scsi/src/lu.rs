@@ -122,6 +122,8 @@ pub struct LogicalUnit {
     pub(crate) medium_present: AtomicBool,
     pub(crate) pages: inquiry::Pages,
     pub(crate) nexus: NexusTable,
+    /// Persistent and SPC-2 reservations (pr.rs, reserve.rs).
+    pub(crate) pr: crate::pr::Reservations,
 }
 
 impl LogicalUnit {
@@ -138,6 +140,7 @@ impl LogicalUnit {
             medium_present: AtomicBool::new(true),
             pages: inquiry::Pages::new(&cfg),
             nexus: NexusTable::new(),
+            pr: crate::pr::Reservations::default(),
         }
     }
 
@@ -190,6 +193,9 @@ impl LogicalUnit {
             return Err(Sense::invalid_field_in_cdb(0, None));
         }
         check_control(cmd.cdb, cdb_len)?;
+        if let Some(conflict) = self.reservation_conflict(cmd) {
+            return Ok(Action::Respond(conflict));
+        }
         if info.has(NEEDS_MEDIUM) && !self.medium_present() {
             return Err(Sense::medium_not_present());
         }
@@ -225,10 +231,12 @@ impl LogicalUnit {
         Response::check_condition(&sense)
     }
 
-    /// The I_T nexus is gone (session closed or reinstated): forget its unit attentions and PREVENT state. A later
-    /// command on the same id counts as a new nexus.
+    /// The I_T nexus is gone (session closed or reinstated): forget its unit attentions, PREVENT state, identity
+    /// and SPC-2 reservation (its persistent reservation registrations stay, SPC-4 §5.9.5). A later command on the
+    /// same id counts as a new nexus.
     pub fn nexus_gone(&self, nexus: NexusId) {
         self.nexus.lock().remove(nexus);
+        self.reservations_nexus_gone(nexus);
     }
 
     /// Changes the capacity (the bdev was resized) and establishes 06/2A/09 CAPACITY DATA HAS CHANGED for every
@@ -242,11 +250,14 @@ impl LogicalUnit {
 
     /// Logical unit reset (SAM-5 §6.3.3, LOGICAL UNIT RESET task management function): establishes 06/29/03 BUS
     /// DEVICE RESET FUNCTION OCCURRED for every nexus (replacing what was pending) and releases every PREVENT
-    /// MEDIUM REMOVAL. Aborting the tasks is the transport's job.
+    /// MEDIUM REMOVAL and the SPC-2 reservation (persistent reservations stay). Aborting the tasks is the
+    /// transport's job.
     pub fn reset(&self) {
         let mut locked = self.nexus.lock();
         locked.raise_all(Sense::bus_device_reset(), None);
         locked.clear_prevent();
+        drop(locked);
+        self.release_spc2();
     }
 
     /// Checks an LBA range against the current capacity and returns it in bytes: LBA OUT OF RANGE when it ends past

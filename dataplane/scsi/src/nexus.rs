@@ -179,6 +179,20 @@ impl Locked<'_> {
         }
     }
 
+    /// Establishes unit attention `ua` for the one nexus `nexus`, if the logical unit knows it (a nexus it has not
+    /// seen yet starts with POWER ON, which supersedes it). A condition already pending is not queued twice.
+    pub(crate) fn raise(&mut self, nexus: NexusId, ua: Sense) {
+        let table = self.table;
+        let Some(state) = self.inner.nexuses.get_mut(&nexus) else { return };
+        if state.pending.iter().any(|p| p.code() == ua.code()) || state.pending.len() >= MAX_PENDING_UA {
+            return;
+        }
+        if state.pending.is_empty() {
+            table.with_pending.fetch_add(1, Ordering::AcqRel);
+        }
+        state.pending.push_back(ua);
+    }
+
     /// Clears the PREVENT flag of every nexus (logical unit reset, SPC-4 PREVENT ALLOW MEDIUM REMOVAL).
     pub(crate) fn clear_prevent(&mut self) {
         for state in self.inner.nexuses.values_mut() {

@@ -3,7 +3,8 @@
 //! OPERATION CODES (SPC-4 §6.35) through [`commands`].
 
 use crate::sense::Sense;
-use crate::{sbc, spc, Action, Command, LogicalUnit};
+use crate::pr::{sa_in, sa_out};
+use crate::{pr, reserve, sbc, spc, Action, Command, LogicalUnit};
 
 /// Operation codes (SPC-4 / SBC-3).
 pub mod opcode {
@@ -12,6 +13,8 @@ pub mod opcode {
     pub const READ_6: u8 = 0x08;
     pub const WRITE_6: u8 = 0x0A;
     pub const INQUIRY: u8 = 0x12;
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
     pub const MODE_SENSE_6: u8 = 0x1A;
     pub const START_STOP_UNIT: u8 = 0x1B;
     pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1E;
@@ -22,7 +25,11 @@ pub mod opcode {
     pub const VERIFY_10: u8 = 0x2F;
     pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const RESERVE_10: u8 = 0x56;
+    pub const RELEASE_10: u8 = 0x57;
     pub const MODE_SENSE_10: u8 = 0x5A;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
     pub const READ_16: u8 = 0x88;
     pub const WRITE_16: u8 = 0x8A;
     pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
@@ -113,12 +120,14 @@ const FF: u8 = 0xFF;
 const GRP: u8 = 0x1F;
 
 /// Sorted by operation code (then service action); rows sharing an operation code are contiguous.
-const OPS_TABLE: [OpInfo; 29] = [
+const OPS_TABLE: [OpInfo; 45] = [
     op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
     op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
     op!(READ_6, None, "READ(6)", NEEDS_MEDIUM, sbc::read, [READ_6, 0x1F, FF, FF, FF, CTL]),
     op!(WRITE_6, None, "WRITE(6)", NEEDS_MEDIUM | WRITES, sbc::write, [WRITE_6, 0x1F, FF, FF, FF, CTL]),
     op!(INQUIRY, None, "INQUIRY", UA_EXEMPT, spc::inquiry, [INQUIRY, 0x03, FF, FF, FF, CTL]),
+    op!(RESERVE_6, None, "RESERVE(6)", 0, reserve::reserve, [RESERVE_6, 0x01, 0, 0, 0, CTL]),
+    op!(RELEASE_6, None, "RELEASE(6)", 0, reserve::release, [RELEASE_6, 0x01, 0, 0, 0, CTL]),
     op!(MODE_SENSE_6, None, "MODE SENSE(6)", 0, spc::mode_sense, [MODE_SENSE_6, 0x08, FF, FF, FF, CTL]),
     op!(START_STOP_UNIT, None, "START STOP UNIT", 0, sbc::start_stop_unit, [START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, CTL]),
     op!(PREVENT_ALLOW_MEDIUM_REMOVAL, None, "PREVENT ALLOW MEDIUM REMOVAL", 0, sbc::prevent_allow,
@@ -134,7 +143,33 @@ const OPS_TABLE: [OpInfo; 29] = [
         [PRE_FETCH_10, 0x02, FF, FF, FF, FF, GRP, FF, FF, CTL]),
     op!(SYNCHRONIZE_CACHE_10, None, "SYNCHRONIZE CACHE(10)", NEEDS_MEDIUM, sbc::synchronize_cache,
         [SYNCHRONIZE_CACHE_10, 0x06, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(RESERVE_10, None, "RESERVE(10)", 0, reserve::reserve, [RESERVE_10, 0x12, 0, 0, 0, 0, 0, 0, 0, CTL]),
+    op!(RELEASE_10, None, "RELEASE(10)", 0, reserve::release, [RELEASE_10, 0x12, 0, 0, 0, 0, 0, 0, 0, CTL]),
     op!(MODE_SENSE_10, None, "MODE SENSE(10)", 0, spc::mode_sense, [MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_IN, Some(sa_in::READ_KEYS), "PERSISTENT RESERVE IN", 0, pr::persistent_reserve_in,
+        [PERSISTENT_RESERVE_IN, 0x1F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_IN, Some(sa_in::READ_RESERVATION), "PERSISTENT RESERVE IN", 0, pr::persistent_reserve_in,
+        [PERSISTENT_RESERVE_IN, 0x1F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_IN, Some(sa_in::REPORT_CAPABILITIES), "PERSISTENT RESERVE IN", 0, pr::persistent_reserve_in,
+        [PERSISTENT_RESERVE_IN, 0x1F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_IN, Some(sa_in::READ_FULL_STATUS), "PERSISTENT RESERVE IN", 0, pr::persistent_reserve_in,
+        [PERSISTENT_RESERVE_IN, 0x1F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::REGISTER), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::RESERVE), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::RELEASE), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::CLEAR), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::PREEMPT), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::PREEMPT_AND_ABORT), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::REGISTER_AND_IGNORE_EXISTING_KEY), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(PERSISTENT_RESERVE_OUT, Some(sa_out::REGISTER_AND_MOVE), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
+        [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
     op!(READ_16, None, "READ(16)", NEEDS_MEDIUM, sbc::read,
         [READ_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(WRITE_16, None, "WRITE(16)", NEEDS_MEDIUM | WRITES, sbc::write,
