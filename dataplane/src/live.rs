@@ -308,6 +308,10 @@ impl ReactorState {
             .iter()
             .flatten()
             .filter_map(|slot| {
+                // A session being closed (logout, force_close) is no longer listed; its connection still is.
+                if slot.iscsi.is_closed() {
+                    return None;
+                }
                 let s = slot.session.as_ref()?;
                 Some(SessionSnapshot {
                     target: s.target.name.clone(),

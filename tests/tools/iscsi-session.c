@@ -38,6 +38,11 @@ static int status_line(struct scsi_task *task)
 		printf("CHECK %02x %02x %02x\n", task->sense.key, (task->sense.ascq >> 8) & 0xff, task->sense.ascq & 0xff);
 		return 1;
 	}
+	if (task->status > 0xff) {
+		/* libiscsi's own statuses: cancelled, transport error, ... */
+		printf("ERROR status %#x: %s\n", (unsigned)task->status, iscsi_get_error(iscsi));
+		return -1;
+	}
 	if (task->status != SCSI_STATUS_GOOD) {
 		printf("STATUS %02x\n", task->status);
 		return 1;
