@@ -121,7 +121,14 @@ impl Manager {
         let mut new = guard.clone();
         let out = f(&mut new)?;
         new.validate().map_err(|e| match e.diagnostic() {
-            Some(d) => MgmtError::invalid(d.message.clone()).on(d.path.to_string()),
+            Some(d) => {
+                let (object, attribute) = tree_location(&new, &d.path);
+                let mut err = MgmtError::invalid(d.message.clone()).on(object);
+                if let Some(a) = attribute {
+                    err = err.attr(a);
+                }
+                err
+            }
             None => MgmtError::invalid(e.to_string()),
         })?;
         self.apply(&guard, &new)?;
@@ -318,18 +325,18 @@ impl Manager {
         group: Option<&str>,
         f: impl FnOnce(&mut Vec<LunConfig>) -> Result<T, MgmtError>,
     ) -> Result<T, MgmtError> {
+        let here = luns_path(target, group);
         self.edit_target(target, |t| match group {
-            None => f(&mut t.luns),
+            None => f(&mut t.luns).map_err(|e| e.on(here)),
             Some(g) => {
                 let grp = t
                     .ini_groups
                     .iter_mut()
                     .find(|x| x.name == g)
                     .ok_or_else(|| MgmtError::not_found(format!("no initiator group {g:?}")))?;
-                f(&mut grp.luns)
+                f(&mut grp.luns).map_err(|e| e.on(here))
             }
         })
-        .map_err(|e| e.on(luns_path(target, group)))
     }
 
     /// Map a device as a LUN (SCST `add DEV LUN [read_only=1]`); with `replace`, an existing LUN is re-pointed
@@ -410,9 +417,8 @@ impl Manager {
             let mut inis = std::mem::take(&mut t.ini_groups[i].initiators);
             let r = f(&mut inis, &mut t.ini_groups);
             t.ini_groups[i].initiators = inis;
-            r
+            r.map_err(|e| e.on(format!("{}/ini_groups/{group}/initiators", target_path(target))))
         })
-        .map_err(|e| e.on(format!("{}/ini_groups/{group}/initiators", target_path(target))))
     }
 
     /// Add an initiator name pattern to a group (SCST `initiators/mgmt add NAME`).
@@ -495,6 +501,65 @@ impl Manager {
             .map_err(|e| MgmtError::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))?;
         Ok(path)
     }
+}
+
+/// The object-tree path and attribute of a configuration field path (`targets[0].luns[1].device` ->
+/// `targets/iscsi/NAME/luns/LUN`, `device`).
+pub fn tree_location(c: &Config, path: &crate::error::FieldPath) -> (String, Option<String>) {
+    use crate::error::Segment;
+    let seg = path.segments();
+    let key = |i: usize| match seg.get(i) {
+        Some(Segment::Key(k)) => Some(k.as_str()),
+        _ => None,
+    };
+    let idx = |i: usize| match seg.get(i) {
+        Some(Segment::Index(n)) => Some(*n),
+        _ => None,
+    };
+    let last_key = match seg.last() {
+        Some(Segment::Key(k)) => Some(k.clone()),
+        _ => None,
+    };
+    match (key(0), idx(1)) {
+        (Some("devices"), Some(i)) => {
+            if let Some(d) = c.devices.get(i) {
+                return (device_path(&d.name), last_key.filter(|_| seg.len() > 2));
+            }
+        }
+        (Some("targets"), Some(i)) => {
+            if let Some(t) = c.targets.get(i) {
+                let mut obj = target_path(t.name.as_str());
+                let mut attr = last_key.clone().filter(|_| seg.len() == 3);
+                if let (Some("luns"), Some(j)) = (key(2), idx(3)) {
+                    if let Some(l) = t.luns.get(j) {
+                        obj = format!("{}/{}", luns_path(t.name.as_str(), None), l.lun);
+                        attr = key(4).map(str::to_string);
+                    }
+                }
+                if let (Some("ini_groups"), Some(j)) = (key(2), idx(3)) {
+                    if let Some(g) = t.ini_groups.get(j) {
+                        obj = format!("{obj}/ini_groups/{}", g.name);
+                        attr = None;
+                        match (key(4), idx(5)) {
+                            (Some("luns"), Some(k)) => {
+                                if let Some(l) = g.luns.get(k) {
+                                    obj = format!("{}/{}", luns_path(t.name.as_str(), Some(&g.name)), l.lun);
+                                    attr = key(6).map(str::to_string);
+                                }
+                            }
+                            (Some("initiators"), _) => obj.push_str("/initiators"),
+                            (Some(k), None) => attr = Some(k.to_string()),
+                            _ => {}
+                        }
+                    }
+                }
+                return (obj, attr);
+            }
+        }
+        (Some("iscsi"), _) => return ("targets/iscsi".to_string(), key(1).map(str::to_string)),
+        _ => {}
+    }
+    (path.to_string(), None)
 }
 
 /// Where a device is mapped, as object paths.
