@@ -260,7 +260,7 @@ impl Manager {
             .on(device_path(name))
             .attr("resync_size"));
         }
-        Ok(self.backend.resize_device(d, None).map_err(|e| MgmtError::from(e).on(device_path(name)))?)
+        self.backend.resize_device(d, None).map_err(|e| MgmtError::from(e).on(device_path(name)))
     }
 
     // ---- targets -------------------------------------------------------------------------------------------
