@@ -83,9 +83,15 @@ pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<Targ
     keep(&mut e.luns, old.as_ref().map(|o| &o.luns));
     for g in &t.ini_groups {
         let mut luns = lun_map(registry, &g.luns)?;
-        let old_group = old.as_ref().and_then(|o| o.ini_groups.iter().find(|x| x.name == g.name));
+        let old_group = old
+            .as_ref()
+            .and_then(|o| o.ini_groups.iter().find(|x| x.name == g.name));
         keep(&mut luns, old_group.map(|x| &x.luns));
-        e.ini_groups.push(IniGroup { name: g.name.clone(), initiators: g.initiators.clone(), luns });
+        e.ini_groups.push(IniGroup {
+            name: g.name.clone(),
+            initiators: g.initiators.clone(),
+            luns,
+        });
     }
     e.per_portal_acl = t.per_portal_acl;
     e.allowed_portals = t.allowed_portals.clone();
@@ -106,7 +112,12 @@ pub struct LiveBackend {
 
 impl LiveBackend {
     pub fn new(control: Control, portals: Vec<(SocketAddr, u16)>, trace_level: String, set_trace: TraceSetter) -> Self {
-        LiveBackend { control, portals, trace_level: Mutex::new(trace_level), set_trace }
+        LiveBackend {
+            control,
+            portals,
+            trace_level: Mutex::new(trace_level),
+            set_trace,
+        }
     }
 
     fn registry(&self) -> &Arc<Registry> {
@@ -199,21 +210,35 @@ impl Backend for LiveBackend {
 
     fn resize_device(&self, d: &DeviceConfig, size: Option<u64>) -> Result<u64, BackendError> {
         let registry = self.registry();
-        let dev = registry.device(&d.name).ok_or_else(|| err(ErrorKind::NotFound, "no such device"))?;
+        let dev = registry
+            .device(&d.name)
+            .ok_or_else(|| err(ErrorKind::NotFound, "no such device"))?;
         let info = dev.bdev.info();
         let bs = u64::from(info.block_size);
         let new: Arc<dyn Bdev> = match (d.handler, size) {
             (Handler::Ram, _) => {
-                return Err(err(ErrorKind::Unsupported, "a RAM disk keeps the size it was created with"));
+                return Err(err(
+                    ErrorKind::Unsupported,
+                    "a RAM disk keeps the size it was created with",
+                ));
             }
             (Handler::VdiskNullio, Some(bytes)) => Arc::new(
-                NullBdev::new(&d.name, info.block_size, bytes / bs).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?,
+                NullBdev::new(&d.name, info.block_size, bytes / bs)
+                    .map_err(|e| err(ErrorKind::Invalid, e.to_string()))?,
             ),
-            (Handler::VdiskNullio, None) => return Err(err(ErrorKind::Unsupported, "a null device has no backing store to resync")),
+            (Handler::VdiskNullio, None) => {
+                return Err(err(
+                    ErrorKind::Unsupported,
+                    "a null device has no backing store to resync",
+                ))
+            }
             (Handler::VdiskFileio | Handler::VdiskBlockio, size) => {
                 if let Some(bytes) = size {
                     if info.kind != BdevKind::File {
-                        return Err(err(ErrorKind::Unsupported, "resize the block device itself, then write resync_size"));
+                        return Err(err(
+                            ErrorKind::Unsupported,
+                            "resize the block device itself, then write resync_size",
+                        ));
                     }
                     if bytes < info.size_bytes() {
                         return Err(err(
@@ -221,7 +246,10 @@ impl Backend for LiveBackend {
                             format!("shrinking would cut off data beyond {bytes} bytes; truncate the file yourself, then write resync_size"),
                         ));
                     }
-                    let path = d.filename.as_ref().ok_or_else(|| err(ErrorKind::Invalid, "no filename"))?;
+                    let path = d
+                        .filename
+                        .as_ref()
+                        .ok_or_else(|| err(ErrorKind::Invalid, "no filename"))?;
                     std::fs::OpenOptions::new()
                         .write(true)
                         .open(path)
@@ -275,11 +303,23 @@ impl Backend for LiveBackend {
     }
 
     fn sessions(&self) -> Result<Vec<SessionInfo>, BackendError> {
-        Ok(self.control.sessions().map_err(control_err)?.iter().map(session_info).collect())
+        Ok(self
+            .control
+            .sessions()
+            .map_err(control_err)?
+            .iter()
+            .map(session_info)
+            .collect())
     }
 
     fn connections(&self) -> Result<Vec<ConnectionInfo>, BackendError> {
-        Ok(self.control.connections().map_err(control_err)?.iter().map(conn_info).collect())
+        Ok(self
+            .control
+            .connections()
+            .map_err(control_err)?
+            .iter()
+            .map(conn_info)
+            .collect())
     }
 
     fn force_close(&self, sid: u64) -> Result<(), BackendError> {
@@ -305,7 +345,11 @@ impl Backend for LiveBackend {
                 bytes_written: r.driver.bytes_written,
                 connections_accepted: r.driver.connections_accepted,
                 connections_closed: r.driver.connections_closed,
-                pollers: r.pollers.into_iter().map(|(name, runs, busy_runs)| PollerInfo { name, runs, busy_runs }).collect(),
+                pollers: r
+                    .pollers
+                    .into_iter()
+                    .map(|(name, runs, busy_runs)| PollerInfo { name, runs, busy_runs })
+                    .collect(),
             })
             .collect())
     }
@@ -325,7 +369,12 @@ impl Backend for LiveBackend {
             classes: p
                 .classes
                 .into_iter()
-                .map(|c| PoolClassInfo { size: c.size, slabs: c.slabs, free: c.free, in_use: c.in_use })
+                .map(|c| PoolClassInfo {
+                    size: c.size,
+                    slabs: c.slabs,
+                    free: c.free,
+                    in_use: c.in_use,
+                })
                 .collect(),
         }
     }
@@ -333,7 +382,8 @@ impl Backend for LiveBackend {
     fn lun_stats(&self) -> Vec<LunStatsInfo> {
         let mut out = Vec::new();
         for t in self.registry().targets() {
-            let sets = std::iter::once((None, &t.luns)).chain(t.ini_groups.iter().map(|g| (Some(g.name.clone()), &g.luns)));
+            let sets =
+                std::iter::once((None, &t.luns)).chain(t.ini_groups.iter().map(|g| (Some(g.name.clone()), &g.luns)));
             for (group, luns) in sets {
                 for l in luns.values() {
                     let s = &l.stats;

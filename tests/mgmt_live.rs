@@ -40,8 +40,16 @@ fn a_lun_added_live_shows_in_report_luns_after_the_unit_attention() {
     assert_eq!(s.cmd("reportluns"), "LUNS 0");
 
     // SCST's command string through the CLI, as the README writes it.
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/luns/mgmt"), "add null1 1"]);
-    assert_eq!(s.cmd("tur 0"), "CHECK 06 3f 0e", "REPORTED LUNS DATA HAS CHANGED expected");
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/luns/mgmt"),
+        "add null1 1",
+    ]);
+    assert_eq!(
+        s.cmd("tur 0"),
+        "CHECK 06 3f 0e",
+        "REPORTED LUNS DATA HAS CHANGED expected"
+    );
     assert_eq!(s.cmd("tur 0"), "GOOD", "the unit attention is reported once");
     assert_eq!(s.cmd("reportluns"), "LUNS 0 1");
     // The new LUN is a new I_T nexus for its logical unit: POWER ON first, then it works.
@@ -49,7 +57,10 @@ fn a_lun_added_live_shows_in_report_luns_after_the_unit_attention() {
     assert_eq!(s.cmd("readcap 1"), format!("CAP {} 512", (32u64 << 20) / 512));
 
     // REPORT LUNS clears a pending REPORTED LUNS DATA HAS CHANGED (SCST does the same).
-    t.rpc_ok("iscsi_target_node_add_lun", json!({ "name": T, "lun": 2, "device": "file2", "read_only": true }));
+    t.rpc_ok(
+        "iscsi_target_node_add_lun",
+        json!({ "name": T, "lun": 2, "device": "file2", "read_only": true }),
+    );
     assert_eq!(s.cmd("reportluns"), "LUNS 0 1 2");
     assert_eq!(s.cmd("tur 0"), "GOOD");
     // A read-only LUN mapping refuses writes with DATA PROTECT / WRITE PROTECTED.
@@ -64,10 +75,18 @@ fn a_lun_added_live_shows_in_report_luns_after_the_unit_attention() {
     assert_eq!(s.cmd("tur 1"), "CHECK 05 25 00", "LOGICAL UNIT NOT SUPPORTED");
 
     // Replacing a LUN's device: INQUIRY DATA HAS CHANGED on that LUN only.
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/luns/mgmt"), "replace null1 2"]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/luns/mgmt"),
+        "replace null1 2",
+    ]);
     assert_eq!(s.cmd("tur 0"), "GOOD");
     assert_eq!(s.cmd("tur 2"), "CHECK 06 3f 03");
-    assert_eq!(s.cmd("write 2 0"), "CHECK 06 29 00", "null1 is a new logical unit for this session");
+    assert_eq!(
+        s.cmd("write 2 0"),
+        "CHECK 06 29 00",
+        "null1 is a new logical unit for this session"
+    );
     assert_eq!(s.cmd("write 2 0"), "GOOD", "the replacement is writable");
 
     // Per-session and per-LUN counters saw the I/O.
@@ -76,7 +95,13 @@ fn a_lun_added_live_shows_in_report_luns_after_the_unit_attention() {
     assert!(sessions[0]["write_commands"].as_u64() >= Some(1), "{sessions}");
     assert!(sessions[0]["read_commands"].as_u64() >= Some(1), "{sessions}");
     let iostat = t.rpc_ok("bdev_get_iostat", json!({}));
-    let lun2 = iostat.as_array().unwrap().iter().find(|l| l["lun"] == 2).unwrap().clone();
+    let lun2 = iostat
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lun"] == 2)
+        .unwrap()
+        .clone();
     assert_eq!(lun2["device"], "null1");
     assert_eq!(lun2["write_commands"], 1, "{iostat}");
 }
@@ -84,22 +109,40 @@ fn a_lun_added_live_shows_in_report_luns_after_the_unit_attention() {
 #[test]
 fn resizing_raises_capacity_data_has_changed_and_in_use_devices_are_protected() {
     let t = start("", "");
-    t.rpc_ok("iscsi_target_node_add_lun", json!({ "name": T, "lun": 1, "device": "null1" }));
-    t.rpc_ok("iscsi_target_node_add_lun", json!({ "name": T, "lun": 2, "device": "file2" }));
+    t.rpc_ok(
+        "iscsi_target_node_add_lun",
+        json!({ "name": T, "lun": 1, "device": "null1" }),
+    );
+    t.rpc_ok(
+        "iscsi_target_node_add_lun",
+        json!({ "name": T, "lun": 2, "device": "file2" }),
+    );
     let mut s = Session::open(&url(&t, 0), INI_A);
     assert_eq!(s.cmd("tur 1"), "CHECK 06 29 00");
     assert_eq!(s.cmd("readcap 1"), format!("CAP {} 512", (32u64 << 20) / 512));
 
     t.cli_ok(&["set", "devices/null1/size", "64M"]);
-    assert_eq!(s.cmd("readcap 1"), "CHECK 06 2a 09", "CAPACITY DATA HAS CHANGED expected");
+    assert_eq!(
+        s.cmd("readcap 1"),
+        "CHECK 06 2a 09",
+        "CAPACITY DATA HAS CHANGED expected"
+    );
     assert_eq!(s.cmd("readcap 1"), format!("CAP {} 512", (64u64 << 20) / 512));
     let shown = t.cli_ok(&["show", "devices/null1/size"]);
-    assert!(shown.starts_with(&(64u64 << 20).to_string()) && shown.contains("[key]"), "{shown}");
+    assert!(
+        shown.starts_with(&(64u64 << 20).to_string()) && shown.contains("[key]"),
+        "{shown}"
+    );
 
     // A file grown behind the target's back: resync_size (SCST) picks the new size up.
     assert_eq!(s.cmd("tur 2"), "CHECK 06 29 00");
     let path = t.dir.path().join("disk.img");
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(24 << 20).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(24 << 20)
+        .unwrap();
     t.cli_ok(&["scst", "/sys/kernel/scst_tgt/devices/file2/resync_size", "1"]);
     assert_eq!(s.cmd("readcap 2"), "CHECK 06 2a 09");
     assert_eq!(s.cmd("readcap 2"), format!("CAP {} 512", (24u64 << 20) / 512));
@@ -109,14 +152,25 @@ fn resizing_raises_capacity_data_has_changed_and_in_use_devices_are_protected() 
     let out = t.cli(&["set", "devices/null1/blocksize", "4096"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("devices/null1: blocksize:"), "errors name object and attribute: {err}");
-    let e = t.rpc("bdev_resize", json!({ "name": "ram0", "size": "32M" })).unwrap_err();
+    assert!(
+        err.contains("devices/null1: blocksize:"),
+        "errors name object and attribute: {err}"
+    );
+    let e = t
+        .rpc("bdev_resize", json!({ "name": "ram0", "size": "32M" }))
+        .unwrap_err();
     assert_eq!(e["code"], -95, "{e}");
 
     // A mapped device is not removed unless forced; forcing unmaps it (with the unit attention) first.
     let e = t.rpc("bdev_delete", json!({ "name": "null1" })).unwrap_err();
     assert_eq!(e["code"], -16, "{e}");
-    assert!(e["message"].as_str().unwrap().contains(&format!("targets/iscsi/{T}/luns/1")), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("targets/iscsi/{T}/luns/1")),
+        "{e}"
+    );
     assert_eq!(s.cmd("tur 1"), "GOOD", "the refused removal changed nothing");
     t.rpc_ok("bdev_delete", json!({ "name": "null1", "force": true }));
     assert_eq!(s.cmd("tur 0"), "CHECK 06 3f 0e");
@@ -137,10 +191,21 @@ fn an_acl_denies_an_initiator_by_pattern_also_while_sessions_run() {
     let t = Target::start_with_yaml(dir, &yaml);
     let ok = common::run_ok("iscsi-inq", &["-i", INI_A, &url(&t, 0)], LIMIT);
     assert!(ok.contains("DIRECT_ACCESS"), "{ok}");
-    let denied = run("iscsi-inq", &["-i", "iqn.2026-11.io.other:intruder", &url(&t, 0)], LIMIT);
-    assert!(!denied.status.success(), "an initiator outside the group must be refused");
+    let denied = run(
+        "iscsi-inq",
+        &["-i", "iqn.2026-11.io.other:intruder", &url(&t, 0)],
+        LIMIT,
+    );
+    assert!(
+        !denied.status.success(),
+        "an initiator outside the group must be refused"
+    );
     // Discovery hides the target from it too.
-    let ls = common::run_ok("iscsi-ls", &["-i", "iqn.2026-11.io.other:intruder", &format!("iscsi://{}", t.addr)], LIMIT);
+    let ls = common::run_ok(
+        "iscsi-ls",
+        &["-i", "iqn.2026-11.io.other:intruder", &format!("iscsi://{}", t.addr)],
+        LIMIT,
+    );
     assert!(!ls.contains(T), "{ls}");
     let ls = common::run_ok("iscsi-ls", &["-i", INI_A, &format!("iscsi://{}", t.addr)], LIMIT);
     assert!(ls.contains(T), "{ls}");
@@ -152,17 +217,36 @@ fn an_acl_denies_an_initiator_by_pattern_also_while_sessions_run() {
     assert_eq!(a.cmd("reportluns"), "LUNS 0");
     assert_eq!(b.cmd("reportluns"), "LUNS 0");
     t.rpc_ok("iscsi_create_initiator_group", json!({ "name": T, "group": "blocked" }));
-    t.rpc_ok("iscsi_initiator_group_add_initiators", json!({ "name": T, "group": "blocked", "initiators": ["iqn.2026-11.io.test:host-?"] }));
+    t.rpc_ok(
+        "iscsi_initiator_group_add_initiators",
+        json!({ "name": T, "group": "blocked", "initiators": ["iqn.2026-11.io.test:host-?"] }),
+    );
     // Groups are searched in order: "allowed" still catches both.
     assert_eq!(b.cmd("tur 0"), "GOOD");
     t.rpc_ok("iscsi_delete_initiator_group", json!({ "name": T, "group": "allowed" }));
     // Now both match "blocked", which has no LUNs: their sessions lose every LUN.
     assert_eq!(b.cmd("tur 0"), "CHECK 05 25 00", "LUN 0 is gone for host-b");
     assert_eq!(b.cmd("reportluns"), "LUNS");
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/mgmt"), "create others"]);
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/others/luns/mgmt"), "add null1 5"]);
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/blocked/initiators/mgmt"), "move iqn.2026-11.io.test:host-? others"]);
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/blocked/initiators/mgmt"), "add !iqn.2026-11.io.test:host-b"]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/mgmt"),
+        "create others",
+    ]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/others/luns/mgmt"),
+        "add null1 5",
+    ]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/blocked/initiators/mgmt"),
+        "move iqn.2026-11.io.test:host-? others",
+    ]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/blocked/initiators/mgmt"),
+        "add !iqn.2026-11.io.test:host-b",
+    ]);
     // host-b matches "!...host-b"? no; it falls through to "others" (host-?) and sees LUN 5.
     assert_eq!(b.cmd("tur 5"), "CHECK 06 3f 0e");
     assert_eq!(b.cmd("reportluns"), "LUNS 5");
@@ -171,9 +255,15 @@ fn an_acl_denies_an_initiator_by_pattern_also_while_sessions_run() {
     let again = run("iscsi-inq", &["-i", INI_A, &url(&t, 0)], LIMIT);
     assert!(!again.status.success(), "host-a is blocked now");
     let sessions = t.cli_ok(&["list", "sessions"]);
-    assert!(sessions.contains(INI_A) && sessions.contains("blocked") && sessions.contains("others"), "{sessions}");
+    assert!(
+        sessions.contains(INI_A) && sessions.contains("blocked") && sessions.contains("others"),
+        "{sessions}"
+    );
     let groups = t.cli_ok(&["list", "groups"]);
-    assert!(groups.contains("!iqn.2026-11.io.test:host-b") && groups.contains("5=null1"), "{groups}");
+    assert!(
+        groups.contains("!iqn.2026-11.io.test:host-b") && groups.contains("5=null1"),
+        "{groups}"
+    );
 }
 
 #[test]
@@ -186,10 +276,16 @@ fn force_close_drops_exactly_one_session() {
     let sessions = t.rpc_ok("iscsi_get_sessions", json!({}));
     let list = sessions.as_array().unwrap();
     assert_eq!(list.len(), 2, "{sessions}");
-    let sid_a = list.iter().find(|s| s["initiator_name"] == INI_A).unwrap()["sid"].as_str().unwrap().to_string();
+    let sid_a = list.iter().find(|s| s["initiator_name"] == INI_A).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The session directory shows negotiated parameters and the connection.
     let shown = t.cli_ok(&["show", &format!("targets/iscsi/{T}/sessions/{INI_A}")]);
-    assert!(shown.contains(&sid_a) && shown.contains("MaxBurstLength") && shown.contains("127.0.0.1/"), "{shown}");
+    assert!(
+        shown.contains(&sid_a) && shown.contains("MaxBurstLength") && shown.contains("127.0.0.1/"),
+        "{shown}"
+    );
 
     t.cli_ok(&["force-close", &sid_a]);
     let r = a.cmd("tur 0");
@@ -200,7 +296,11 @@ fn force_close_drops_exactly_one_session() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["initiator_name"], INI_B);
     // SCST's way: write to the session's force_close attribute.
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/sessions/{INI_B}/force_close"), "1"]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/sessions/{INI_B}/force_close"),
+        "1",
+    ]);
     assert!(b.cmd("tur 0").starts_with("ERROR"));
     let e = t.rpc("iscsi_session_force_close", json!({ "sid": sid_a })).unwrap_err();
     assert_eq!(e["code"], -2, "an unknown sid is not found: {e}");
@@ -211,8 +311,16 @@ fn targets_are_added_enabled_and_removed_live() {
     let t = start("", "");
     let t2 = "iqn.2026-11.io.polltgt:second";
     // SCST's sequence: add_target (disabled), add a LUN, enable.
-    t.cli_ok(&["scst", "/sys/kernel/scst_tgt/targets/iscsi/mgmt", &format!("add_target {t2}")]);
-    t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{t2}/luns/mgmt"), "add null1 0"]);
+    t.cli_ok(&[
+        "scst",
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        &format!("add_target {t2}"),
+    ]);
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{t2}/luns/mgmt"),
+        "add null1 0",
+    ]);
     let ls = common::run_ok("iscsi-ls", &[&format!("iscsi://{}", t.addr)], LIMIT);
     assert!(!ls.contains(t2), "a disabled target is not reported: {ls}");
     t.cli_ok(&["scst", &format!("/sys/kernel/scst_tgt/targets/iscsi/{t2}/enabled"), "1"]);

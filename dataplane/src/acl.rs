@@ -78,7 +78,9 @@ where
     I: IntoIterator<Item = P>,
     P: IntoIterator<Item = &'a String>,
 {
-    groups.into_iter().position(|patterns| patterns.into_iter().any(|p| pattern_matches(p, name)))
+    groups
+        .into_iter()
+        .position(|patterns| patterns.into_iter().any(|p| pattern_matches(p, name)))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use polltgt_hugepages::{BufPool, PoolStats};
 use polltgt_iscsi::params::SessionParams;
-use polltgt_scsi::{SenseKey, Sense};
+use polltgt_scsi::{Sense, SenseKey};
 
 use crate::driver::{DriverStats, ReactorState, SessionCounters, REPORTED_LUNS_CHANGED};
 use crate::reactor::ReactorHandle;
@@ -108,7 +108,11 @@ pub struct Control {
 
 impl Control {
     pub fn new(registry: Arc<Registry>, reactors: Vec<ReactorHandle<ReactorState>>, pool: BufPool) -> Control {
-        Control { registry, reactors, pool }
+        Control {
+            registry,
+            reactors,
+            pool,
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -166,7 +170,9 @@ impl Control {
     /// Every normal session on every reactor.
     pub fn sessions(&self) -> Result<Vec<SessionSnapshot>, ControlError> {
         let mut all: Vec<SessionSnapshot> = self.ask(|s| s.session_snapshots())?.into_iter().flatten().collect();
-        all.sort_by(|a, b| (&a.target, &a.params.initiator_name, a.sid).cmp(&(&b.target, &b.params.initiator_name, b.sid)));
+        all.sort_by(|a, b| {
+            (&a.target, &a.params.initiator_name, a.sid).cmp(&(&b.target, &b.params.initiator_name, b.sid))
+        });
         Ok(all)
     }
 
@@ -190,7 +196,11 @@ impl Control {
                     .map(|l| {
                         l.iter()
                             .map(|p| {
-                                (p.name.clone(), p.runs.load(Ordering::Relaxed), p.busy_runs.load(Ordering::Relaxed))
+                                (
+                                    p.name.clone(),
+                                    p.runs.load(Ordering::Relaxed),
+                                    p.busy_runs.load(Ordering::Relaxed),
+                                )
                             })
                             .collect()
                     })
@@ -328,7 +338,11 @@ impl ReactorState {
     }
 
     pub(crate) fn connection_snapshots(&self) -> Vec<ConnSnapshot> {
-        self.slots.iter().flatten().map(|slot| conn_snapshot(self.id, slot)).collect()
+        self.slots
+            .iter()
+            .flatten()
+            .map(|slot| conn_snapshot(self.id, slot))
+            .collect()
     }
 }
 
@@ -343,13 +357,23 @@ fn apply_view_change(
     let inventory_changed = !old.luns.keys().eq(new.luns.keys());
     let mut changed = inventory_changed;
     if inventory_changed && !pending.iter().any(|(_, ua)| ua.code() == REPORTED_LUNS_CHANGED) {
-        pending.push_back((None, Sense::new(SenseKey::UnitAttention, REPORTED_LUNS_CHANGED.0, REPORTED_LUNS_CHANGED.1)));
+        pending.push_back((
+            None,
+            Sense::new(
+                SenseKey::UnitAttention,
+                REPORTED_LUNS_CHANGED.0,
+                REPORTED_LUNS_CHANGED.1,
+            ),
+        ));
     }
     for (lun, n) in &new.luns {
         if let Some(o) = old.luns.get(lun) {
             if !Arc::ptr_eq(&o.device.lu, &n.device.lu) || o.read_only != n.read_only {
                 changed = true;
-                if !pending.iter().any(|(l, ua)| *l == Some(*lun) && ua.code() == INQUIRY_DATA_CHANGED.code()) {
+                if !pending
+                    .iter()
+                    .any(|(l, ua)| *l == Some(*lun) && ua.code() == INQUIRY_DATA_CHANGED.code())
+                {
                     pending.push_back((Some(*lun), INQUIRY_DATA_CHANGED));
                 }
             }
@@ -377,7 +401,15 @@ mod tests {
         let r = Registry::new();
         for name in ["d0", "d1"] {
             let bdev = Arc::new(NullBdev::new(name, 512, 2048).unwrap());
-            r.add_device(name, bdev, polltgt_scsi::LuConfig { num_blocks: 2048, ..Default::default() }).unwrap();
+            r.add_device(
+                name,
+                bdev,
+                polltgt_scsi::LuConfig {
+                    num_blocks: 2048,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         }
         r
     }
@@ -427,7 +459,9 @@ mod tests {
         t.luns.insert(0, LunEntry::new(0, r.device("d0").unwrap(), false));
         r.put_target(t);
         let old = r.target("iqn.2026-11.io.t:x").unwrap();
-        let (dev, touched) = r.replace_bdev("d0", Arc::new(NullBdev::new("d0", 512, 4096).unwrap())).unwrap();
+        let (dev, touched) = r
+            .replace_bdev("d0", Arc::new(NullBdev::new("d0", 512, 4096).unwrap()))
+            .unwrap();
         assert_eq!(touched, vec!["iqn.2026-11.io.t:x".to_string()]);
         let new = r.target("iqn.2026-11.io.t:x").unwrap();
         assert_eq!(new.luns[&0].device.id, dev.id);

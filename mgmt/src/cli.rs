@@ -168,7 +168,11 @@ pub fn run(cmd: Command, socket: &Path) -> Result<String, CliError> {
                 Ok(v) => {
                     let lines: Vec<crate::scst::ScriptLine> = decode(v)?;
                     let applied = lines.iter().filter(|l| l.status == "ok").count();
-                    Ok(format!("{}: {applied} line(s) applied, {} skipped\n", file.display(), lines.len() - applied))
+                    Ok(format!(
+                        "{}: {applied} line(s) applied, {} skipped\n",
+                        file.display(),
+                        lines.len() - applied
+                    ))
                 }
                 Err(ClientError::Rpc { message, .. }) => Err(CliError(format!("{}:{message}", file.display()))),
                 Err(e) => Err(e.into()),
@@ -184,7 +188,10 @@ pub fn run(cmd: Command, socket: &Path) -> Result<String, CliError> {
                 None => None,
             };
             let r = c.call("framework_save_config", json!({ "path": path }))?;
-            Ok(format!("saved {}\n", r.get("path").and_then(Value::as_str).unwrap_or("")))
+            Ok(format!(
+                "saved {}\n",
+                r.get("path").and_then(Value::as_str).unwrap_or("")
+            ))
         }
         Command::Rpc { method, params } => {
             let p: Value = serde_json::from_str(&params).map_err(|e| CliError(format!("params: {e}")))?;
@@ -227,7 +234,11 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                     let count = |k: &str| t.get(k).and_then(Value::as_array).map_or(0, Vec::len).to_string();
                     vec![
                         t["name"].as_str().unwrap_or("").to_string(),
-                        if t["enabled"].as_bool().unwrap_or(false) { "1".into() } else { "0".into() },
+                        if t["enabled"].as_bool().unwrap_or(false) {
+                            "1".into()
+                        } else {
+                            "0".into()
+                        },
                         t["tid"].to_string(),
                         count("luns"),
                         count("ini_groups"),
@@ -253,11 +264,16 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                     d.handler.as_str().to_string(),
                     human(size),
                     d.blocksize.bytes().to_string(),
-                    d.filename.map(|f| f.display().to_string()).unwrap_or_else(|| "-".into()),
+                    d.filename
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_else(|| "-".into()),
                     exported.to_string(),
                 ]);
             }
-            Ok(table(&["NAME", "HANDLER", "SIZE", "BLOCKSIZE", "FILENAME", "EXPORTED"], &rows))
+            Ok(table(
+                &["NAME", "HANDLER", "SIZE", "BLOCKSIZE", "FILENAME", "EXPORTED"],
+                &rows,
+            ))
         }
         ListWhat::Sessions { target } => {
             let ss: Vec<SessionInfo> = decode(c.call("iscsi_get_sessions", json!({ "name": target }))?)?;
@@ -279,7 +295,18 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                 })
                 .collect::<Vec<_>>();
             Ok(table(
-                &["TARGET", "INITIATOR", "SID", "GROUP", "LUNS", "IP", "COMMANDS", "ACTIVE", "READ_KB", "WRITE_KB"],
+                &[
+                    "TARGET",
+                    "INITIATOR",
+                    "SID",
+                    "GROUP",
+                    "LUNS",
+                    "IP",
+                    "COMMANDS",
+                    "ACTIVE",
+                    "READ_KB",
+                    "WRITE_KB",
+                ],
                 &rows,
             ))
         }
@@ -315,11 +342,18 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
             let cfg: Config = decode(c.call("framework_get_config", json!({}))?)?;
             let stats: Vec<crate::backend::LunStatsInfo> = decode(c.call("bdev_get_iostat", json!({}))?)?;
             let mut rows = Vec::new();
-            for t in cfg.targets.iter().filter(|t| target.as_deref().is_none_or(|n| n == t.name.as_str())) {
-                let sets = std::iter::once((None, &t.luns)).chain(t.ini_groups.iter().map(|g| (Some(g.name.clone()), &g.luns)));
+            for t in cfg
+                .targets
+                .iter()
+                .filter(|t| target.as_deref().is_none_or(|n| n == t.name.as_str()))
+            {
+                let sets = std::iter::once((None, &t.luns))
+                    .chain(t.ini_groups.iter().map(|g| (Some(g.name.clone()), &g.luns)));
                 for (group, luns) in sets {
                     for l in luns {
-                        let st = stats.iter().find(|s| s.target == t.name.as_str() && s.group == group && s.lun == u64::from(l.lun));
+                        let st = stats
+                            .iter()
+                            .find(|s| s.target == t.name.as_str() && s.group == group && s.lun == u64::from(l.lun));
                         rows.push(vec![
                             t.name.to_string(),
                             group.clone().unwrap_or_else(|| "-".into()),
@@ -332,7 +366,10 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                     }
                 }
             }
-            Ok(table(&["TARGET", "GROUP", "LUN", "DEVICE", "READ_ONLY", "READS", "WRITES"], &rows))
+            Ok(table(
+                &["TARGET", "GROUP", "LUN", "DEVICE", "READ_ONLY", "READS", "WRITES"],
+                &rows,
+            ))
         }
         ListWhat::Connections => {
             let cs: Vec<ConnectionInfo> = decode(c.call("iscsi_get_connections", json!({}))?)?;
@@ -350,7 +387,10 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                     ]
                 })
                 .collect::<Vec<_>>();
-            Ok(table(&["REACTOR", "IP", "PORTAL", "STATE", "TYPE", "INITIATOR", "TARGET"], &rows))
+            Ok(table(
+                &["REACTOR", "IP", "PORTAL", "STATE", "TYPE", "INITIATOR", "TARGET"],
+                &rows,
+            ))
         }
         ListWhat::Reactors => {
             let r = c.call("framework_get_reactors", json!({}))?;
@@ -365,11 +405,25 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                         format!("{:.1}", 100.0 * r.busy_ns as f64 / total as f64),
                         r.connections.to_string(),
                         r.commands.to_string(),
-                        r.pollers.iter().map(|p| format!("{}={}/{}", p.name, p.busy_runs, p.runs)).collect::<Vec<_>>().join(" "),
+                        r.pollers
+                            .iter()
+                            .map(|p| format!("{}={}/{}", p.name, p.busy_runs, p.runs))
+                            .collect::<Vec<_>>()
+                            .join(" "),
                     ]
                 })
                 .collect::<Vec<_>>();
-            Ok(table(&["REACTOR", "CORE", "BUSY%", "CONNECTIONS", "COMMANDS", "POLLERS(busy/runs)"], &rows))
+            Ok(table(
+                &[
+                    "REACTOR",
+                    "CORE",
+                    "BUSY%",
+                    "CONNECTIONS",
+                    "COMMANDS",
+                    "POLLERS(busy/runs)",
+                ],
+                &rows,
+            ))
         }
     }
 }
@@ -385,7 +439,8 @@ fn import_scst(file: &Path, output: Option<&Path>, lenient: bool) -> Result<Stri
     let yaml = format!("# imported from {origin} by polltgt import-scst\n{yaml}");
     match output {
         Some(out) => {
-            crate::save::write_atomically(out, yaml.as_bytes()).map_err(|e| CliError(format!("{}: {e}", out.display())))?;
+            crate::save::write_atomically(out, yaml.as_bytes())
+                .map_err(|e| CliError(format!("{}: {e}", out.display())))?;
             Ok(String::new())
         }
         None => Ok(yaml),
@@ -398,7 +453,10 @@ mod tests {
 
     #[test]
     fn tables_align_columns() {
-        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()], vec!["z".into(), "".into()]]);
+        let t = table(
+            &["A", "BB"],
+            &[vec!["xxx".into(), "y".into()], vec!["z".into(), "".into()]],
+        );
         assert_eq!(t, "A    BB\nxxx  y\nz\n");
         assert_eq!(human(1 << 30), "1G");
         assert_eq!(human(1536 << 10), "1536K");

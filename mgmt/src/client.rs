@@ -18,7 +18,11 @@ pub enum ClientError {
     Protocol(String),
     /// The server answered with a JSON-RPC error.
     #[error("{message}")]
-    Rpc { code: i64, message: String, data: Option<Value> },
+    Rpc {
+        code: i64,
+        message: String,
+        data: Option<Value>,
+    },
 }
 
 /// A connection to the target's RPC socket.
@@ -30,9 +34,16 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-        Ok(Client { stream, next_id: 1, buf: Vec::new() })
+        Ok(Client {
+            stream,
+            next_id: 1,
+            buf: Vec::new(),
+        })
     }
 
     /// Call `method` with named `params`; the result, or the server's error.
@@ -52,13 +63,19 @@ impl Client {
         if resp.get("id") != Some(&json!(id)) {
             return Err(ClientError::Protocol(format!("response for another request: {resp}")));
         }
-        resp.get("result").cloned().ok_or_else(|| ClientError::Protocol(format!("no result: {resp}")))
+        resp.get("result")
+            .cloned()
+            .ok_or_else(|| ClientError::Protocol(format!("no result: {resp}")))
     }
 
     fn read_value(&mut self) -> Result<Value, ClientError> {
         let mut chunk = [0u8; 65536];
         loop {
-            let start = self.buf.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(self.buf.len());
+            let start = self
+                .buf
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(self.buf.len());
             if start < self.buf.len() {
                 let mut it = serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<Value>();
                 match it.next() {

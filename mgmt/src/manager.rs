@@ -34,7 +34,12 @@ impl std::fmt::Display for MgmtError {
 
 impl MgmtError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        MgmtError { kind, object: None, attribute: None, message: message.into() }
+        MgmtError {
+            kind,
+            object: None,
+            attribute: None,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -95,7 +100,11 @@ pub struct Manager {
 impl Manager {
     /// A manager for a target already built from `config`.
     pub fn new(config: Config, backend: Arc<dyn Backend>, config_path: Option<PathBuf>) -> Manager {
-        Manager { config: Mutex::new(config), backend, config_path }
+        Manager {
+            config: Mutex::new(config),
+            backend,
+            config_path,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Config> {
@@ -148,7 +157,9 @@ impl Manager {
         }
         for d in &new.devices {
             match old.device(&d.name) {
-                None => b.create_device(d).map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?,
+                None => b
+                    .create_device(d)
+                    .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?,
                 Some(o) if o != d => {
                     let mut fixed = o.clone();
                     fixed.size = d.size;
@@ -163,7 +174,8 @@ impl Manager {
                     }
                     if d.size_bytes() != o.size_bytes() {
                         let size = d.size_bytes();
-                        b.resize_device(d, size).map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
+                        b.resize_device(d, size)
+                            .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
                     }
                 }
                 Some(_) => {}
@@ -171,21 +183,25 @@ impl Manager {
         }
         for t in &new.targets {
             if old.target(t.name.as_str()) != Some(t) {
-                b.apply_target(t).map_err(|e| MgmtError::from(e).on(target_path(t.name.as_str())))?;
+                b.apply_target(t)
+                    .map_err(|e| MgmtError::from(e).on(target_path(t.name.as_str())))?;
             }
         }
         for t in &old.targets {
             if new.target(t.name.as_str()).is_none() {
-                b.delete_target(t.name.as_str()).map_err(|e| MgmtError::from(e).on(target_path(t.name.as_str())))?;
+                b.delete_target(t.name.as_str())
+                    .map_err(|e| MgmtError::from(e).on(target_path(t.name.as_str())))?;
             }
         }
         for d in &old.devices {
             if new.device(&d.name).is_none() {
-                b.delete_device(&d.name).map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
+                b.delete_device(&d.name)
+                    .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
             }
         }
         if old.iscsi != new.iscsi {
-            b.apply_driver(&new.iscsi).map_err(|e| MgmtError::from(e).on("targets/iscsi"))?;
+            b.apply_driver(&new.iscsi)
+                .map_err(|e| MgmtError::from(e).on("targets/iscsi"))?;
         }
         Ok(())
     }
@@ -197,7 +213,10 @@ impl Manager {
         let path = device_path(&dev.name);
         self.edit(|c| {
             if c.device(&dev.name).is_some() {
-                return Err(MgmtError::new(ErrorKind::Exists, "a device of this name exists already"));
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    "a device of this name exists already",
+                ));
             }
             c.devices.push(dev);
             Ok(())
@@ -216,7 +235,10 @@ impl Manager {
             if !users.is_empty() && !force {
                 return Err(MgmtError::new(
                     ErrorKind::Busy,
-                    format!("the device is in use by {}; remove those LUNs first, or force", users.join(", ")),
+                    format!(
+                        "the device is in use by {}; remove those LUNs first, or force",
+                        users.join(", ")
+                    ),
                 ));
             }
             for t in &mut c.targets {
@@ -235,7 +257,11 @@ impl Manager {
     /// CHANGED.
     pub fn resize_device(&self, name: &str, size: Size) -> Result<(), MgmtError> {
         self.edit(|c| {
-            let d = c.devices.iter_mut().find(|d| d.name == name).ok_or_else(|| MgmtError::not_found("no such device"))?;
+            let d = c
+                .devices
+                .iter_mut()
+                .find(|d| d.name == name)
+                .ok_or_else(|| MgmtError::not_found("no such device"))?;
             d.size = Some(size);
             d.size_mb = None;
             Ok(())
@@ -246,11 +272,16 @@ impl Manager {
     /// Re-read the size of a file or block device (SCST `resync_size`). Returns the new size in bytes.
     pub fn resync_device(&self, name: &str) -> Result<u64, MgmtError> {
         let guard = self.lock();
-        let d = guard.device(name).ok_or_else(|| MgmtError::not_found("no such device").on(device_path(name)))?;
+        let d = guard
+            .device(name)
+            .ok_or_else(|| MgmtError::not_found("no such device").on(device_path(name)))?;
         if !d.handler.needs_filename() {
-            return Err(MgmtError::new(ErrorKind::Unsupported, "resync_size applies to vdisk_fileio and vdisk_blockio")
-                .on(device_path(name))
-                .attr("resync_size"));
+            return Err(MgmtError::new(
+                ErrorKind::Unsupported,
+                "resync_size applies to vdisk_fileio and vdisk_blockio",
+            )
+            .on(device_path(name))
+            .attr("resync_size"));
         }
         if d.size.is_some() || d.size_mb.is_some() {
             return Err(MgmtError::new(
@@ -260,7 +291,9 @@ impl Manager {
             .on(device_path(name))
             .attr("resync_size"));
         }
-        self.backend.resize_device(d, None).map_err(|e| MgmtError::from(e).on(device_path(name)))
+        self.backend
+            .resize_device(d, None)
+            .map_err(|e| MgmtError::from(e).on(device_path(name)))
     }
 
     // ---- targets -------------------------------------------------------------------------------------------
@@ -270,7 +303,10 @@ impl Manager {
         let path = target_path(t.name.as_str());
         self.edit(|c| {
             if c.target(t.name.as_str()).is_some() {
-                return Err(MgmtError::new(ErrorKind::Exists, "a target of this name exists already"));
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    "a target of this name exists already",
+                ));
             }
             c.targets.push(t);
             Ok(())
@@ -382,7 +418,10 @@ impl Manager {
     pub fn create_group(&self, target: &str, name: &str) -> Result<(), MgmtError> {
         self.edit_target(target, |t| {
             if t.group(name).is_some() {
-                return Err(MgmtError::new(ErrorKind::Exists, format!("initiator group {name:?} exists already")));
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    format!("initiator group {name:?} exists already"),
+                ));
             }
             t.ini_groups.push(IniGroupConfig::new(name));
             Ok(())
@@ -425,7 +464,10 @@ impl Manager {
     pub fn add_initiator(&self, target: &str, group: &str, pattern: &str) -> Result<(), MgmtError> {
         self.edit_initiators(target, group, |inis, _| {
             if inis.iter().any(|p| p == pattern) {
-                return Err(MgmtError::new(ErrorKind::Exists, format!("{pattern:?} is in the group already")));
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    format!("{pattern:?} is in the group already"),
+                ));
             }
             inis.push(pattern.to_string());
             Ok(())
@@ -481,8 +523,7 @@ impl Manager {
 
     /// The running configuration as YAML with every attribute at its default left out.
     pub fn config_yaml(&self) -> Result<String, MgmtError> {
-        crate::save::minimal_yaml(&self.lock())
-            .map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))
+        crate::save::minimal_yaml(&self.lock()).map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))
     }
 
     /// Write the running configuration to `path` (or to the file the target was started from) atomically; returns

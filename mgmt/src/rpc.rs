@@ -32,7 +32,11 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError { code, message: message.into(), data: None }
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     fn to_json(&self) -> Value {
@@ -105,7 +109,10 @@ pub const METHODS: &[&str] = &[
 /// only).
 pub fn handle(m: &Manager, request: Value) -> Option<Value> {
     match request {
-        Value::Array(batch) if batch.is_empty() => Some(error_response(Value::Null, RpcError::new(INVALID_REQUEST, "empty batch"))),
+        Value::Array(batch) if batch.is_empty() => Some(error_response(
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "empty batch"),
+        )),
         Value::Array(batch) => {
             let out: Vec<Value> = batch.into_iter().filter_map(|r| handle_one(m, r)).collect();
             (!out.is_empty()).then_some(Value::Array(out))
@@ -116,7 +123,10 @@ pub fn handle(m: &Manager, request: Value) -> Option<Value> {
 
 /// The response to a request that could not be parsed.
 pub fn parse_error(message: &str) -> Value {
-    error_response(Value::Null, RpcError::new(PARSE_ERROR, format!("parse error: {message}")))
+    error_response(
+        Value::Null,
+        RpcError::new(PARSE_ERROR, format!("parse error: {message}")),
+    )
 }
 
 fn error_response(id: Value, e: RpcError) -> Value {
@@ -125,13 +135,21 @@ fn error_response(id: Value, e: RpcError) -> Value {
 
 fn handle_one(m: &Manager, request: Value) -> Option<Value> {
     let Value::Object(mut obj) = request else {
-        return Some(error_response(Value::Null, RpcError::new(INVALID_REQUEST, "a request must be a JSON object")));
+        return Some(error_response(
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
+        ));
     };
     let id = obj.remove("id");
     let id_value = match &id {
         None => Value::Null,
         Some(v @ (Value::Null | Value::String(_) | Value::Number(_))) => v.clone(),
-        Some(_) => return Some(error_response(Value::Null, RpcError::new(INVALID_REQUEST, "id must be a string, a number or null"))),
+        Some(_) => {
+            return Some(error_response(
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "id must be a string, a number or null"),
+            ))
+        }
     };
     let respond = |r: Result<Value, RpcError>| -> Option<Value> {
         id.as_ref()?;
@@ -141,18 +159,32 @@ fn handle_one(m: &Manager, request: Value) -> Option<Value> {
         })
     };
     if obj.remove("jsonrpc") != Some(Value::String("2.0".into())) {
-        return Some(error_response(id_value, RpcError::new(INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"")));
+        return Some(error_response(
+            id_value,
+            RpcError::new(INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\""),
+        ));
     }
     let Some(Value::String(method)) = obj.remove("method") else {
-        return Some(error_response(id_value, RpcError::new(INVALID_REQUEST, "\"method\" must be a string")));
+        return Some(error_response(
+            id_value,
+            RpcError::new(INVALID_REQUEST, "\"method\" must be a string"),
+        ));
     };
     let params = match obj.remove("params") {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(p @ Value::Object(_)) => p,
-        Some(_) => return respond(Err(RpcError::new(INVALID_PARAMS, "params must be an object of named parameters"))),
+        Some(_) => {
+            return respond(Err(RpcError::new(
+                INVALID_PARAMS,
+                "params must be an object of named parameters",
+            )))
+        }
     };
     if let Some(k) = obj.keys().next() {
-        return Some(error_response(id_value, RpcError::new(INVALID_REQUEST, format!("unknown member {k:?}"))));
+        return Some(error_response(
+            id_value,
+            RpcError::new(INVALID_REQUEST, format!("unknown member {k:?}")),
+        ));
     }
     respond(call(m, &method, params))
 }
@@ -337,7 +369,8 @@ fn value_text(v: &Value) -> String {
 }
 
 fn spdk_device(name: String, handler: Handler, block_size: u64, num_blocks: u64) -> Result<DeviceConfig, RpcError> {
-    let bs = BlockSize::new(block_size).map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: block_size: {e}")))?;
+    let bs = BlockSize::new(block_size)
+        .map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: block_size: {e}")))?;
     let bytes = num_blocks
         .checked_mul(block_size)
         .and_then(|b| Size::from_bytes(b).ok())
@@ -366,7 +399,10 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             match p.format.as_deref() {
                 None | Some("json") => to_json(m.config()),
                 Some("yaml") => Ok(Value::String(m.config_yaml()?)),
-                Some(f) => Err(RpcError::new(INVALID_PARAMS, format!("invalid params: format {f:?} (json, yaml)"))),
+                Some(f) => Err(RpcError::new(
+                    INVALID_PARAMS,
+                    format!("invalid params: format {f:?} (json, yaml)"),
+                )),
             }
         }
         "framework_save_config" => {
@@ -404,7 +440,8 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         }
         "log_set_level" => {
             let p: Level = decode(params)?;
-            b.set_trace_level(&p.level).map_err(|e| MgmtError::from(e).attr("trace_level"))?;
+            b.set_trace_level(&p.level)
+                .map_err(|e| MgmtError::from(e).attr("trace_level"))?;
             Ok(Value::Bool(true))
         }
         "bdev_get_bdevs" => {
@@ -417,7 +454,9 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 .map(|d| tree::device_json(m, &c, d))
                 .collect();
             if let (Some(n), true) = (&p.name, list.is_empty()) {
-                return Err(MgmtError::not_found("no such device").on(crate::manager::device_path(n)).into());
+                return Err(MgmtError::not_found("no such device")
+                    .on(crate::manager::device_path(n))
+                    .into());
             }
             Ok(Value::Array(list))
         }
@@ -432,7 +471,11 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         }
         "bdev_malloc_create" | "bdev_null_create" => {
             let p: SpdkBdev = decode(params)?;
-            let handler = if method == "bdev_malloc_create" { Handler::Ram } else { Handler::VdiskNullio };
+            let handler = if method == "bdev_malloc_create" {
+                Handler::Ram
+            } else {
+                Handler::VdiskNullio
+            };
             let d = spdk_device(p.name.clone(), handler, p.block_size, p.num_blocks)?;
             m.add_device(d)?;
             Ok(Value::String(p.name))
@@ -441,7 +484,8 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             let p: AioBdev = decode(params)?;
             let mut d = DeviceConfig::new(&p.name, Handler::VdiskFileio);
             d.filename = Some(p.filename);
-            d.blocksize = BlockSize::new(p.block_size).map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: block_size: {e}")))?;
+            d.blocksize = BlockSize::new(p.block_size)
+                .map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: block_size: {e}")))?;
             m.add_device(d)?;
             Ok(Value::String(p.name))
         }
@@ -457,7 +501,8 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         }
         "bdev_resize" => {
             let p: Resize = decode(params)?;
-            let size: Size = serde_json::from_value(p.size).map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: size: {e}")))?;
+            let size: Size = serde_json::from_value(p.size)
+                .map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: size: {e}")))?;
             m.resize_device(&p.name, size)?;
             Ok(Value::Bool(true))
         }
@@ -479,7 +524,9 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         "iscsi_get_options" => {
             decode::<NoParams>(params)?;
             let c = m.config();
-            Ok(json!({ "enabled": c.iscsi.enabled, "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }))
+            Ok(
+                json!({ "enabled": c.iscsi.enabled, "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
+            )
         }
         "iscsi_set_options" => {
             let p: IscsiOptions = decode(params)?;
@@ -503,7 +550,9 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 .map(|t| tree::target_json(m, t, &all))
                 .collect();
             if let (Some(n), true) = (&p.name, list.is_empty()) {
-                return Err(MgmtError::not_found("no such target").on(crate::manager::target_path(n)).into());
+                return Err(MgmtError::not_found("no such target")
+                    .on(crate::manager::target_path(n))
+                    .into());
             }
             Ok(Value::Array(list))
         }
@@ -526,7 +575,11 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         }
         "iscsi_target_node_add_lun" => {
             let p: AddLun = decode(params)?;
-            let lun = LunConfig { lun: p.lun, device: p.device, read_only: p.read_only };
+            let lun = LunConfig {
+                lun: p.lun,
+                device: p.device,
+                read_only: p.read_only,
+            };
             m.add_lun(&p.name, p.group.as_deref(), lun, p.replace)?;
             Ok(Value::Bool(true))
         }
@@ -542,7 +595,11 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 .targets
                 .iter()
                 .filter(|t| p.name.as_deref().is_none_or(|n| n == t.name.as_str()))
-                .flat_map(|t| t.ini_groups.iter().map(move |g| json!({ "target": t.name, "group": g })))
+                .flat_map(|t| {
+                    t.ini_groups
+                        .iter()
+                        .map(move |g| json!({ "target": t.name, "group": g }))
+                })
                 .collect();
             Ok(Value::Array(list))
         }
@@ -610,7 +667,10 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             let p: Script = decode(params)?;
             let lines = scst::run_script(m, &p.script);
             if let Some(bad) = lines.iter().find(|l| l.status == "error") {
-                let mut e = RpcError::new(ErrorKind::Invalid.code(), format!("line {}: {}", bad.line, bad.message.clone().unwrap_or_default()));
+                let mut e = RpcError::new(
+                    ErrorKind::Invalid.code(),
+                    format!("line {}: {}", bad.line, bad.message.clone().unwrap_or_default()),
+                );
                 e.data = Some(json!({ "lines": lines }));
                 return Err(e);
             }

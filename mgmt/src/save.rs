@@ -17,7 +17,9 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ConfigError> {
 
 /// Drop the keys of `value` whose value equals the one in `default`, except `keep`.
 fn strip(value: &mut Value, default: &Value, keep: &[&str]) {
-    let (Value::Mapping(m), Value::Mapping(d)) = (value, default) else { return };
+    let (Value::Mapping(m), Value::Mapping(d)) = (value, default) else {
+        return;
+    };
     let drop: Vec<Value> = m
         .iter()
         .filter(|(k, v)| {
@@ -60,7 +62,11 @@ pub fn minimal_yaml(c: &Config) -> Result<String, ConfigError> {
         let mut list = Vec::new();
         for d in &c.devices {
             let mut v = to_value(d)?;
-            strip(&mut v, &to_value(&DeviceConfig::new(&d.name, d.handler))?, &["name", "handler"]);
+            strip(
+                &mut v,
+                &to_value(&DeviceConfig::new(&d.name, d.handler))?,
+                &["name", "handler"],
+            );
             list.push(v);
         }
         root.insert("devices".into(), Value::Sequence(list));
@@ -95,7 +101,9 @@ pub fn minimal_yaml(c: &Config) -> Result<String, ConfigError> {
     } else {
         serde_yaml_ng::to_string(&Value::Mapping(root)).map_err(|e| ConfigError::Serialize(e.to_string()))?
     };
-    Ok(format!("# polltgt configuration written by save-config: attributes at their defaults are left out.\n{body}"))
+    Ok(format!(
+        "# polltgt configuration written by save-config: attributes at their defaults are left out.\n{body}"
+    ))
 }
 
 /// Write `data` to `path` so that `path` holds either the old or the new contents, never a mix: a temporary file
@@ -107,11 +115,20 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
     let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -135,14 +152,31 @@ mod tests {
         let c = Config::from_yaml_str(text, "t.yaml").unwrap();
         let y = minimal_yaml(&c).unwrap();
         assert_eq!(Config::from_yaml_str(&y, "saved.yaml").unwrap(), c, "{y}");
-        for absent in ["InitialR2T", "rotational", "ImmediateData", "blocksize", "QueuedCommands", "enabled", "portals"] {
+        for absent in [
+            "InitialR2T",
+            "rotational",
+            "ImmediateData",
+            "blocksize",
+            "QueuedCommands",
+            "enabled",
+            "portals",
+        ] {
             assert!(!y.contains(absent), "{absent} is at its default: {y}");
         }
-        for present in ["MaxBurstLength: 131072", "read_only: true", "usn: abc", "name: empty", "allowed_portal"] {
+        for present in [
+            "MaxBurstLength: 131072",
+            "read_only: true",
+            "usn: abc",
+            "name: empty",
+            "allowed_portal",
+        ] {
             assert!(y.contains(present), "{present} missing: {y}");
         }
         let empty = minimal_yaml(&Config::from_yaml_str("", "e").unwrap()).unwrap();
-        assert_eq!(Config::from_yaml_str(&empty, "e").unwrap(), Config::from_yaml_str("", "e").unwrap());
+        assert_eq!(
+            Config::from_yaml_str(&empty, "e").unwrap(),
+            Config::from_yaml_str("", "e").unwrap()
+        );
     }
 
     #[test]
@@ -151,7 +185,10 @@ mod tests {
         let c = Config::from_yaml_str(text, "t.yaml").unwrap();
         let y = minimal_yaml(&c).unwrap();
         assert_eq!(Config::from_yaml_str(&y, "saved.yaml").unwrap(), c, "{y}");
-        assert!(y.contains("enabled: false") && y.contains("count: 2") && y.contains("/tmp/x.sock"), "{y}");
+        assert!(
+            y.contains("enabled: false") && y.contains("count: 2") && y.contains("/tmp/x.sock"),
+            "{y}"
+        );
     }
 
     #[test]
@@ -166,7 +203,11 @@ mod tests {
         write_atomically(&p, b"two\n").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         assert!(write_atomically(&dir.path().join("missing/x.yaml"), b"x").is_err());
     }
 }

@@ -51,7 +51,11 @@ fn scalar(text: &str) -> Value {
 
 /// A device configuration from SCST `add_device` parameters, with the configuration's checks. A vdisk_nullio
 /// device without a size gets SCST's default.
-pub fn device_from_params(name: &str, handler: Handler, params: &[(String, String)]) -> Result<DeviceConfig, MgmtError> {
+pub fn device_from_params(
+    name: &str,
+    handler: Handler,
+    params: &[(String, String)],
+) -> Result<DeviceConfig, MgmtError> {
     let mut dev = DeviceConfig::new(name, handler);
     for (k, v) in params {
         set_device_param(&mut dev, k, v)?;
@@ -119,7 +123,8 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
             match (verb, w.get(1)) {
                 ("add_device", Some(name)) => {
                     let params = parse_params(after_words(cmd, 2))?;
-                    let dev = device_from_params(name, handler, &params).map_err(|e| e.on(format!("devices/{name}")))?;
+                    let dev =
+                        device_from_params(name, handler, &params).map_err(|e| e.on(format!("devices/{name}")))?;
                     m.add_device(dev)
                 }
                 ("del_device", Some(name)) => m.delete_device(name, false),
@@ -145,17 +150,11 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
     }
 }
 
-fn luns_command(
-    m: &Manager,
-    t: &str,
-    g: Option<&str>,
-    cmd: &str,
-    w: &[&str],
-    here: &str,
-) -> Result<(), MgmtError> {
+fn luns_command(m: &Manager, t: &str, g: Option<&str>, cmd: &str, w: &[&str], here: &str) -> Result<(), MgmtError> {
     let expected = "add DEVICE LUN [read_only=1] | replace DEVICE LUN [read_only=1] | del LUN | clear";
     let lun_no = |s: &str| -> Result<u16, MgmtError> {
-        s.parse::<u16>().map_err(|_| MgmtError::invalid(format!("{s:?} is not a LUN number")).on(luns_path(t, g)))
+        s.parse::<u16>()
+            .map_err(|_| MgmtError::invalid(format!("{s:?} is not a LUN number")).on(luns_path(t, g)))
     };
     match (w.first().copied(), w.len()) {
         (Some(verb @ ("add" | "replace")), n) if n >= 3 => {
@@ -163,7 +162,11 @@ fn luns_command(
             for (k, v) in parse_params(after_words(cmd, 3))? {
                 match k.as_str() {
                     "read_only" => lun.read_only = tree::parse_flag(&v).map_err(|e| e.attr("read_only"))?,
-                    _ => return Err(MgmtError::invalid(format!("unknown LUN parameter {k:?} (read_only)")).on(luns_path(t, g))),
+                    _ => {
+                        return Err(
+                            MgmtError::invalid(format!("unknown LUN parameter {k:?} (read_only)")).on(luns_path(t, g))
+                        )
+                    }
                 }
             }
             m.add_lun(t, g, lun, verb == "replace")
@@ -178,7 +181,10 @@ fn luns_command(
 fn chap_kind(name: &str) -> Option<bool> {
     if name == "OutgoingUser" {
         Some(false)
-    } else if name.strip_prefix("IncomingUser").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())) {
+    } else if name
+        .strip_prefix("IncomingUser")
+        .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+    {
         Some(true)
     } else {
         None
@@ -186,7 +192,8 @@ fn chap_kind(name: &str) -> Option<bool> {
 }
 
 fn account(text: &str) -> Result<ChapAccount, MgmtError> {
-    serde_json::from_value::<ChapAccount>(Value::String(text.to_string())).map_err(|e| MgmtError::invalid(e.to_string()))
+    serde_json::from_value::<ChapAccount>(Value::String(text.to_string()))
+        .map_err(|e| MgmtError::invalid(e.to_string()))
 }
 
 fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), MgmtError> {
@@ -206,19 +213,29 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
         (Some(verb @ ("add_attribute" | "del_attribute")), Some(attr)) => {
             let value = after_words(cmd, 2);
             let incoming = chap_kind(attr).ok_or_else(|| {
-                MgmtError::new(ErrorKind::Unsupported, "driver attributes: IncomingUser, OutgoingUser").attr(attr.to_string()).on(here.to_string())
+                MgmtError::new(ErrorKind::Unsupported, "driver attributes: IncomingUser, OutgoingUser")
+                    .attr(attr.to_string())
+                    .on(here.to_string())
             })?;
             let acc = account(value).map_err(|e| e.attr(attr.to_string()).on(here.to_string()))?;
             m.edit(|c| {
-                chap_edit(&mut c.iscsi.incoming_users, &mut c.iscsi.outgoing_user, incoming, acc, verb == "add_attribute")
+                chap_edit(
+                    &mut c.iscsi.incoming_users,
+                    &mut c.iscsi.outgoing_user,
+                    incoming,
+                    acc,
+                    verb == "add_attribute",
+                )
             })
             .map_err(|e| e.attr(attr.to_string()).on(here.to_string()))
         }
         (Some(verb @ ("add_target_attribute" | "del_target_attribute")), Some(t)) if w.len() >= 4 => {
             let attr = w[2];
             let value = after_words(cmd, 3);
-            m.edit_target(t, |tc| apply_target_attribute(tc, attr, value, verb == "add_target_attribute"))
-                .map_err(|e| e.attr(attr.to_string()))
+            m.edit_target(t, |tc| {
+                apply_target_attribute(tc, attr, value, verb == "add_target_attribute")
+            })
+            .map_err(|e| e.attr(attr.to_string()))
         }
         _ => Err(usage(here, expected)),
     }
@@ -259,9 +276,12 @@ fn chap_edit(
 pub fn apply_target_attribute(t: &mut TargetConfig, attr: &str, value: &str, add: bool) -> Result<(), MgmtError> {
     if let Some(incoming) = chap_kind(attr) {
         let acc = account(value).map_err(|e| e.attr(attr.to_string()))?;
-        return chap_edit(&mut t.incoming_users, &mut t.outgoing_user, incoming, acc, add).map_err(|e| e.attr(attr.to_string()));
+        return chap_edit(&mut t.incoming_users, &mut t.outgoing_user, incoming, acc, add)
+            .map_err(|e| e.attr(attr.to_string()));
     }
-    if attr == "allowed_portal" || (attr.starts_with("allowed_portal") && attr[14..].chars().all(|c| c.is_ascii_digit())) {
+    if attr == "allowed_portal"
+        || (attr.starts_with("allowed_portal") && attr[14..].chars().all(|c| c.is_ascii_digit()))
+    {
         let v = value.trim().to_string();
         if add {
             if !t.allowed_portals.contains(&v) {
@@ -334,7 +354,12 @@ pub fn run_script(m: &Manager, text: &str) -> Vec<ScriptLine> {
             _ => ("skipped", None),
         };
         let failed = status == "error";
-        out.push(ScriptLine { line: i + 1, text: line.to_string(), status: status.to_string(), message });
+        out.push(ScriptLine {
+            line: i + 1,
+            text: line.to_string(),
+            status: status.to_string(),
+            message,
+        });
         if failed {
             break;
         }
@@ -350,12 +375,20 @@ mod tests {
     fn params_and_echo_lines() {
         assert_eq!(
             parse_params("filename=/disk1; nv_cache=1").unwrap(),
-            vec![("filename".to_string(), "/disk1".to_string()), ("nv_cache".to_string(), "1".to_string())]
+            vec![
+                ("filename".to_string(), "/disk1".to_string()),
+                ("nv_cache".to_string(), "1".to_string())
+            ]
         );
         assert!(parse_params("filename").is_err());
         assert_eq!(
-            parse_echo(r#"echo "add_device disk1 filename=/disk1; nv_cache=1" >/sys/kernel/scst_tgt/handlers/vdisk_fileio/mgmt"#),
-            Some(("add_device disk1 filename=/disk1; nv_cache=1".into(), "/sys/kernel/scst_tgt/handlers/vdisk_fileio/mgmt".into()))
+            parse_echo(
+                r#"echo "add_device disk1 filename=/disk1; nv_cache=1" >/sys/kernel/scst_tgt/handlers/vdisk_fileio/mgmt"#
+            ),
+            Some((
+                "add_device disk1 filename=/disk1; nv_cache=1".into(),
+                "/sys/kernel/scst_tgt/handlers/vdisk_fileio/mgmt".into()
+            ))
         );
         assert_eq!(
             parse_echo("echo 1 >/sys/kernel/scst_tgt/targets/iscsi/enabled"),
@@ -367,7 +400,10 @@ mod tests {
         );
         assert_eq!(parse_echo("modprobe scst"), None);
         assert_eq!(parse_echo("echoes x >y"), None);
-        assert_eq!(after_words("add_device  disk1 filename=/a; nv_cache=1", 2), "filename=/a; nv_cache=1");
+        assert_eq!(
+            after_words("add_device  disk1 filename=/a; nv_cache=1", 2),
+            "filename=/a; nv_cache=1"
+        );
         assert_eq!(after_words("del 3", 2), "");
     }
 
@@ -389,7 +425,8 @@ mod tests {
         assert!(e.message.contains("1000"), "{e}");
         let e = device_from_params("x", Handler::VdiskFileio, &parse_params("filesize=1").unwrap()).unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = device_from_params("x", Handler::VdiskFileio, &parse_params("thin_provisioned=1").unwrap()).unwrap_err();
+        let e =
+            device_from_params("x", Handler::VdiskFileio, &parse_params("thin_provisioned=1").unwrap()).unwrap_err();
         assert_eq!(e.attribute.as_deref(), Some("thin_provisioned"));
     }
 

@@ -50,8 +50,17 @@ pub struct Imported {
 
 #[derive(Debug)]
 enum Item {
-    Attr { line: usize, key: String, args: Vec<String> },
-    Section { line: usize, key: String, args: Vec<String>, body: Vec<Item> },
+    Attr {
+        line: usize,
+        key: String,
+        args: Vec<String>,
+    },
+    Section {
+        line: usize,
+        key: String,
+        args: Vec<String>,
+        body: Vec<Item>,
+    },
 }
 
 /// Tokens of one line: words and double-quoted strings; comments removed.
@@ -102,11 +111,22 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Item>, ImportError> {
         }
         if t.len() == 1 && t[0] == "}" {
             if stack.len() == 1 {
-                return Err(ImportError::Syntax(Finding { line, message: "'}' without an open section".into() }, origin.into()));
+                return Err(ImportError::Syntax(
+                    Finding {
+                        line,
+                        message: "'}' without an open section".into(),
+                    },
+                    origin.into(),
+                ));
             }
             if let Some((l, key, args, body)) = stack.pop() {
                 if let Some(top) = stack.last_mut() {
-                    top.3.push(Item::Section { line: l, key, args, body });
+                    top.3.push(Item::Section {
+                        line: l,
+                        key,
+                        args,
+                        body,
+                    });
                 }
             }
             continue;
@@ -124,7 +144,13 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Item>, ImportError> {
             }
         }
         if t.is_empty() {
-            return Err(ImportError::Syntax(Finding { line, message: "'{' without a section name".into() }, origin.into()));
+            return Err(ImportError::Syntax(
+                Finding {
+                    line,
+                    message: "'{' without a section name".into(),
+                },
+                origin.into(),
+            ));
         }
         let key = t.remove(0);
         if opens {
@@ -136,7 +162,10 @@ fn parse(text: &str, origin: &str) -> Result<Vec<Item>, ImportError> {
     if stack.len() > 1 {
         let (line, key, _, _) = &stack[stack.len() - 1];
         return Err(ImportError::Syntax(
-            Finding { line: *line, message: format!("section {key} is not closed") },
+            Finding {
+                line: *line,
+                message: format!("section {key} is not closed"),
+            },
             origin.into(),
         ));
     }
@@ -152,7 +181,10 @@ struct Importer {
 
 impl Importer {
     fn problem(&mut self, line: usize, message: impl Into<String>) {
-        self.problems.push(Finding { line, message: message.into() });
+        self.problems.push(Finding {
+            line,
+            message: message.into(),
+        });
     }
 
     fn handler(&mut self, line: usize, name: &str, body: &[Item]) {
@@ -161,7 +193,10 @@ impl Importer {
             "vdisk_blockio" => Handler::VdiskBlockio,
             "vdisk_nullio" => Handler::VdiskNullio,
             _ => {
-                self.problem(line, format!("handler {name} is not supported by polltgt (vdisk_fileio, vdisk_blockio, vdisk_nullio)"));
+                self.problem(
+                    line,
+                    format!("handler {name} is not supported by polltgt (vdisk_fileio, vdisk_blockio, vdisk_nullio)"),
+                );
                 for item in body {
                     let (Item::Section { key, args, .. } | Item::Attr { key, args, .. }) = item;
                     if key == "DEVICE" {
@@ -198,7 +233,9 @@ impl Importer {
                         self.problem(*line, format!("device {name}: {e}"));
                     }
                 }
-                Item::Section { line, key, .. } => self.problem(*line, format!("unexpected section {key} in DEVICE {name}")),
+                Item::Section { line, key, .. } => {
+                    self.problem(*line, format!("unexpected section {key} in DEVICE {name}"))
+                }
             }
         }
         if handler == Handler::VdiskNullio && dev.size_bytes().is_none() {
@@ -213,7 +250,10 @@ impl Importer {
 
     fn driver(&mut self, line: usize, name: &str, body: &[Item]) {
         if name != "iscsi" {
-            self.problem(line, format!("target driver {name} is not supported by polltgt (iscsi)"));
+            self.problem(
+                line,
+                format!("target driver {name} is not supported by polltgt (iscsi)"),
+            );
             return;
         }
         self.config.iscsi.enabled = false;
@@ -233,11 +273,18 @@ impl Importer {
                                 Err(e) => self.problem(*line, format!("iscsi {k}: {e}")),
                             }
                         }
-                        _ => self.problem(*line, format!("iscsi driver attribute {key} is not supported by polltgt")),
+                        _ => self.problem(
+                            *line,
+                            format!("iscsi driver attribute {key} is not supported by polltgt"),
+                        ),
                     }
                 }
-                Item::Section { line, key, args, body } if key == "TARGET" && args.len() == 1 => self.target(*line, &args[0], body),
-                Item::Section { line, key, .. } => self.problem(*line, format!("unexpected section {key} in TARGET_DRIVER iscsi")),
+                Item::Section { line, key, args, body } if key == "TARGET" && args.len() == 1 => {
+                    self.target(*line, &args[0], body)
+                }
+                Item::Section { line, key, .. } => {
+                    self.problem(*line, format!("unexpected section {key} in TARGET_DRIVER iscsi"))
+                }
             }
         }
     }
@@ -262,9 +309,10 @@ impl Importer {
                     Ok(v) => lun.read_only = v,
                     Err(e) => self.problem(*line, format!("{owner}: LUN {num} read_only: {e}")),
                 },
-                Item::Attr { line, key, .. } | Item::Section { line, key, .. } => {
-                    self.problem(*line, format!("{owner}: LUN attribute {key} is not supported (read_only)"))
-                }
+                Item::Attr { line, key, .. } | Item::Section { line, key, .. } => self.problem(
+                    *line,
+                    format!("{owner}: LUN attribute {key} is not supported (read_only)"),
+                ),
             }
         }
         Some(lun)
@@ -307,7 +355,9 @@ impl Importer {
                                     g.luns.push(l);
                                 }
                             }
-                            Item::Attr { key, args, .. } if key == "INITIATOR" && args.len() == 1 => g.initiators.push(args[0].clone()),
+                            Item::Attr { key, args, .. } if key == "INITIATOR" && args.len() == 1 => {
+                                g.initiators.push(args[0].clone())
+                            }
                             Item::Attr { line, key, .. } | Item::Section { line, key, .. } => {
                                 self.problem(*line, format!("{owner}: {key} is not supported (LUN, INITIATOR)"))
                             }
@@ -321,7 +371,9 @@ impl Importer {
                         self.problem(*line, format!("target {name}: {e}"));
                     }
                 }
-                Item::Section { line, key, .. } => self.problem(*line, format!("target {name}: unexpected section {key}")),
+                Item::Section { line, key, .. } => {
+                    self.problem(*line, format!("target {name}: unexpected section {key}"))
+                }
             }
         }
         self.config.targets.push(t);
@@ -334,7 +386,12 @@ pub fn import(text: &str, origin: &str, lenient: bool) -> Result<Imported, Impor
     let items = parse(text, origin)?;
     let mut config = Config::from_yaml_str("", origin).map_err(|e| ImportError::Invalid(e.to_string()))?;
     config.devices.clear();
-    let mut im = Importer { lenient, problems: Vec::new(), skipped_devices: Vec::new(), config };
+    let mut im = Importer {
+        lenient,
+        problems: Vec::new(),
+        skipped_devices: Vec::new(),
+        config,
+    };
     // Devices first, so LUNs can refer to them whatever the order in the file.
     for item in &items {
         if let Item::Section { line, key, args, body } = item {
@@ -350,7 +407,9 @@ pub fn import(text: &str, origin: &str, lenient: bool) -> Result<Imported, Impor
                 im.driver(*line, &args[0], body)
             }
             Item::Section { line, key, .. } => im.problem(*line, format!("section {key} is not supported by polltgt")),
-            Item::Attr { line, key, .. } => im.problem(*line, format!("SCST attribute {key} is not supported by polltgt")),
+            Item::Attr { line, key, .. } => {
+                im.problem(*line, format!("SCST attribute {key} is not supported by polltgt"))
+            }
         }
     }
     im.problems.sort_by_key(|f| f.line);
@@ -358,7 +417,10 @@ pub fn import(text: &str, origin: &str, lenient: bool) -> Result<Imported, Impor
         return Err(ImportError::Unsupported(im.problems, origin.into()));
     }
     im.config.validate().map_err(|e| ImportError::Invalid(e.to_string()))?;
-    Ok(Imported { config: im.config, warnings: im.problems })
+    Ok(Imported {
+        config: im.config,
+        warnings: im.problems,
+    })
 }
 
 impl From<ImportError> for MgmtError {
@@ -414,8 +476,23 @@ TARGET_DRIVER iscsi {
         let t = &c.targets[0];
         assert!(t.enabled);
         assert_eq!(t.header_digest.to_string(), "CRC32C,None");
-        assert_eq!(t.luns, vec![LunConfig::new(0, "disk1"), LunConfig { read_only: true, ..LunConfig::new(26, "nullio") }]);
-        assert_eq!(t.ini_groups[0].initiators, vec!["iqn.2005-03.org.open-iscsi:cacdcd2520#10.170.77.2", "iqn.1993-08.org.debian:*"]);
+        assert_eq!(
+            t.luns,
+            vec![
+                LunConfig::new(0, "disk1"),
+                LunConfig {
+                    read_only: true,
+                    ..LunConfig::new(26, "nullio")
+                }
+            ]
+        );
+        assert_eq!(
+            t.ini_groups[0].initiators,
+            vec![
+                "iqn.2005-03.org.open-iscsi:cacdcd2520#10.170.77.2",
+                "iqn.1993-08.org.debian:*"
+            ]
+        );
         assert_eq!(t.ini_groups[0].luns, vec![LunConfig::new(0, "nullio")]);
     }
 
@@ -425,7 +502,10 @@ TARGET_DRIVER iscsi {
         let e = import(text, "s.conf", false).unwrap_err().to_string();
         assert!(e.contains("s.conf:line 1: handler vcdrom"), "{e}");
         assert!(e.contains("line 7: iscsi driver attribute iSNSServer"), "{e}");
-        assert!(e.contains("line 9:") && e.contains("device cd, which is left out"), "{e}");
+        assert!(
+            e.contains("line 9:") && e.contains("device cd, which is left out"),
+            "{e}"
+        );
         let im = import(text, "s.conf", true).unwrap();
         assert_eq!(im.warnings.len(), 3);
         assert!(im.config.devices.is_empty() && im.config.targets[0].luns.is_empty());
@@ -434,13 +514,19 @@ TARGET_DRIVER iscsi {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let e = import("HANDLER vdisk_fileio {\n  DEVICE d {\n}\n", "x.conf", false).unwrap_err().to_string();
+        let e = import("HANDLER vdisk_fileio {\n  DEVICE d {\n}\n", "x.conf", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.conf:line 1: section HANDLER is not closed"), "{e}");
         let e = import("}\n", "x.conf", false).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
-        let e = import("HANDLER vdisk_fileio {\n DEVICE d {\n  blocksize 1000\n  filename /d\n }\n}\n", "x.conf", false)
-            .unwrap_err()
-            .to_string();
+        let e = import(
+            "HANDLER vdisk_fileio {\n DEVICE d {\n  blocksize 1000\n  filename /d\n }\n}\n",
+            "x.conf",
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 3: device d: blocksize: 1000"), "{e}");
     }
 }

@@ -51,7 +51,10 @@ pub struct RpcServer {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
-    move |source| ServerError::Io { path: path.to_path_buf(), source }
+    move |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Bind `path` as a 0600 Unix socket (see the module documentation).
@@ -65,8 +68,14 @@ fn bind_private(path: &Path) -> Result<UnixListener, ServerError> {
         }
         std::fs::remove_file(path).map_err(io_err(path))?;
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp).map_err(io_err(&tmp))?;
@@ -74,7 +83,10 @@ fn bind_private(path: &Path) -> Result<UnixListener, ServerError> {
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&tmp);
-        return Err(ServerError::Io { path: path.to_path_buf(), source: e });
+        return Err(ServerError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        });
     }
     Ok(listener)
 }
@@ -112,7 +124,11 @@ impl RpcServer {
             })
             .map_err(io_err(path))?;
         tracing::info!(socket = %path.display(), "JSON-RPC server listening");
-        Ok(RpcServer { path: path.to_path_buf(), stop, thread: Some(thread) })
+        Ok(RpcServer {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -149,7 +165,9 @@ fn handle_safely(m: &Manager, v: Value) -> Option<Value> {
         Ok(r) => r,
         Err(_) => {
             tracing::error!("an RPC handler panicked");
-            Some(serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": { "code": rpc::INTERNAL_ERROR, "message": "internal error" } }))
+            Some(
+                serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": { "code": rpc::INTERNAL_ERROR, "message": "internal error" } }),
+            )
         }
     }
 }
@@ -205,12 +223,18 @@ fn serve_client(m: &Manager, mut conn: UnixStream, stop: &AtomicBool) {
         match conn.read(&mut chunk) {
             Ok(0) => {
                 if buf.iter().any(|b| !b.is_ascii_whitespace()) {
-                    let _ = conn.write_all(format!("{}\n", rpc::parse_error("incomplete request at end of stream")).as_bytes());
+                    let _ = conn
+                        .write_all(format!("{}\n", rpc::parse_error("incomplete request at end of stream")).as_bytes());
                 }
                 return;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) =>
+            {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
@@ -230,7 +254,9 @@ pub struct MetricsServer {
 impl MetricsServer {
     pub fn start(addr: SocketAddr, manager: Arc<Manager>) -> Result<MetricsServer, ServerError> {
         let listener = TcpListener::bind(addr).map_err(|source| ServerError::Listen { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen { addr, source })?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
@@ -247,7 +273,11 @@ impl MetricsServer {
             })
             .map_err(|source| ServerError::Listen { addr, source })?;
         tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-        Ok(MetricsServer { addr, stop, thread: Some(thread) })
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The address bound (port 0 replaced by the kernel's choice).
@@ -302,7 +332,9 @@ fn serve_http(m: &Manager, mut conn: TcpStream) {
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes()));
+    let _ = conn
+        .write_all(head.as_bytes())
+        .and_then(|()| conn.write_all(body.as_bytes()));
 }
 
 #[cfg(test)]
@@ -345,6 +377,10 @@ mod tests {
         drop(l);
         // Stale (nobody listening): replaced.
         let _l2 = bind_private(&p).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary socket left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary socket left"
+        );
     }
 }

@@ -21,7 +21,12 @@ use crate::values::Size;
 pub const SYSFS_ROOT: &str = "/sys/kernel/scst_tgt";
 
 /// The handlers the tree shows (SCST names), in order.
-pub const HANDLERS: [Handler; 4] = [Handler::VdiskFileio, Handler::VdiskBlockio, Handler::VdiskNullio, Handler::Ram];
+pub const HANDLERS: [Handler; 4] = [
+    Handler::VdiskFileio,
+    Handler::VdiskBlockio,
+    Handler::VdiskNullio,
+    Handler::Ram,
+];
 
 /// One attribute of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +69,12 @@ pub fn segments(path: &str) -> Vec<&str> {
 }
 
 fn attr(name: &str, value: impl Into<String>, key: bool, writable: bool) -> Attr {
-    Attr { name: name.to_string(), value: value.into(), key, writable }
+    Attr {
+        name: name.to_string(),
+        value: value.into(),
+        key,
+        writable,
+    }
 }
 
 /// Text of a configuration value as SCST shows it.
@@ -121,17 +131,35 @@ fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
         attr("tid", tid.map(|t| t.to_string()).unwrap_or_default(), false, false),
         match t.rel_tgt_id {
             Some(r) => attr("rel_tgt_id", r.to_string(), true, true),
-            None => attr("rel_tgt_id", tid.map(|t| t.to_string()).unwrap_or_default(), false, true),
+            None => attr(
+                "rel_tgt_id",
+                tid.map(|t| t.to_string()).unwrap_or_default(),
+                false,
+                true,
+            ),
         },
-        attr("per_portal_acl", show("", &Value::Bool(t.per_portal_acl)), t.per_portal_acl, true),
+        attr(
+            "per_portal_acl",
+            show("", &Value::Bool(t.per_portal_acl)),
+            t.per_portal_acl,
+            true,
+        ),
     ];
     for (i, p) in t.allowed_portals.iter().enumerate() {
-        let name = if i == 0 { "allowed_portal".to_string() } else { format!("allowed_portal{i}") };
+        let name = if i == 0 {
+            "allowed_portal".to_string()
+        } else {
+            format!("allowed_portal{i}")
+        };
         out.push(attr(&name, p.clone(), true, false));
     }
     if let Some(Value::Array(users)) = v.get("IncomingUser") {
         for (i, u) in users.iter().enumerate() {
-            let name = if i == 0 { "IncomingUser".to_string() } else { format!("IncomingUser{i}") };
+            let name = if i == 0 {
+                "IncomingUser".to_string()
+            } else {
+                format!("IncomingUser{i}")
+            };
             out.push(attr(&name, chap_text(u), true, false));
         }
     }
@@ -153,7 +181,12 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     let configured = |k: &str| v.get(k).is_some_and(|x| !x.is_null()) && v.get(k) != def.get(k);
     let flag = |k: &str| show(k, v.get(k).unwrap_or(&Value::Bool(false)));
     let ident = |k: &str, run: Option<String>| {
-        let value = v.get(k).and_then(Value::as_str).map(str::to_string).or(run).unwrap_or_default();
+        let value = v
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(run)
+            .unwrap_or_default();
         attr(k, value, configured(k), false)
     };
     let size = state.as_ref().map(|s| s.size).or(d.size_bytes()).unwrap_or(0);
@@ -166,10 +199,22 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
             false,
         ));
     }
-    out.push(attr("blocksize", d.blocksize.bytes().to_string(), configured("blocksize"), false));
+    out.push(attr(
+        "blocksize",
+        d.blocksize.bytes().to_string(),
+        configured("blocksize"),
+        false,
+    ));
     out.push(attr("size", size.to_string(), d.size.is_some(), true));
     out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), true));
-    for k in ["read_only", "nv_cache", "o_direct", "rotational", "write_through", "removable"] {
+    for k in [
+        "read_only",
+        "nv_cache",
+        "o_direct",
+        "rotational",
+        "write_through",
+        "removable",
+    ] {
         out.push(attr(k, flag(k), configured(k), false));
     }
     out.push(attr("thin_provisioned", "0", false, false));
@@ -178,7 +223,12 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     out.push(ident("prod_rev_lvl", state.as_ref().map(|s| s.prod_rev_lvl.clone())));
     out.push(ident("t10_dev_id", state.as_ref().map(|s| s.t10_dev_id.clone())));
     out.push(ident("usn", state.as_ref().map(|s| s.usn.clone())));
-    out.push(attr("threads_num", state.as_ref().map_or(0, |s| s.threads_num).to_string(), false, false));
+    out.push(attr(
+        "threads_num",
+        state.as_ref().map_or(0, |s| s.threads_num).to_string(),
+        false,
+        false,
+    ));
     out.push(attr("type", "0", false, false));
     out.push(attr("exported", device_users(c, &d.name).join(" "), false, false));
     if d.handler.needs_filename() {
@@ -190,7 +240,10 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
 fn lun_node(path: String, l: &LunConfig) -> Node {
     Node {
         path,
-        attributes: vec![attr("device", l.device.clone(), false, false), attr("read_only", show("", &Value::Bool(l.read_only)), l.read_only, false)],
+        attributes: vec![
+            attr("device", l.device.clone(), false, false),
+            attr("read_only", show("", &Value::Bool(l.read_only)), l.read_only, false),
+        ],
         children: Vec::new(),
     }
 }
@@ -234,7 +287,11 @@ fn session_attrs(s: &SessionInfo, luns_link: &str) -> Vec<Attr> {
 }
 
 fn sessions_of(m: &Manager, target: &str) -> Result<Vec<SessionInfo>, MgmtError> {
-    Ok(m.backend().sessions()?.into_iter().filter(|s| s.target == target).collect())
+    Ok(m.backend()
+        .sessions()?
+        .into_iter()
+        .filter(|s| s.target == target)
+        .collect())
 }
 
 fn no_such(path: &[&str]) -> MgmtError {
@@ -244,7 +301,13 @@ fn no_such(path: &[&str]) -> MgmtError {
 /// The directory at `path`, if it is one.
 fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, MgmtError> {
     let path = seg.join("/");
-    let node = |attributes: Vec<Attr>, children: Vec<String>| Ok(Some(Node { path: path.clone(), attributes, children }));
+    let node = |attributes: Vec<Attr>, children: Vec<String>| {
+        Ok(Some(Node {
+            path: path.clone(),
+            attributes,
+            children,
+        }))
+    };
     let backend = m.backend();
     match seg {
         [] => node(
@@ -262,8 +325,20 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
         ["handlers"] => node(Vec::new(), HANDLERS.iter().map(|h| h.as_str().to_string()).collect()),
         ["handlers", h] => match HANDLERS.iter().find(|x| x.as_str() == *h) {
             Some(handler) => node(
-                vec![attr("type", "0", false, false), attr("mgmt", "add_device NAME [attribute=value; ...] | del_device NAME", false, true)],
-                c.devices.iter().filter(|d| d.handler == *handler).map(|d| d.name.clone()).collect(),
+                vec![
+                    attr("type", "0", false, false),
+                    attr(
+                        "mgmt",
+                        "add_device NAME [attribute=value; ...] | del_device NAME",
+                        false,
+                        true,
+                    ),
+                ],
+                c.devices
+                    .iter()
+                    .filter(|d| d.handler == *handler)
+                    .map(|d| d.name.clone())
+                    .collect(),
             ),
             None => Ok(None),
         },
@@ -283,14 +358,23 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
         ["targets", "iscsi"] => {
             let v = json(&c.iscsi);
             let mut attrs = vec![
-                attr("enabled", show("", &Value::Bool(c.iscsi.enabled)), !c.iscsi.enabled, true),
+                attr(
+                    "enabled",
+                    show("", &Value::Bool(c.iscsi.enabled)),
+                    !c.iscsi.enabled,
+                    true,
+                ),
                 attr("open_state", "open", false, false),
                 attr("version", env!("CARGO_PKG_VERSION"), false, false),
                 attr("trace_level", backend.trace_level(), false, true),
             ];
             if let Some(Value::Array(users)) = v.get("IncomingUser") {
                 for (i, u) in users.iter().enumerate() {
-                    let name = if i == 0 { "IncomingUser".to_string() } else { format!("IncomingUser{i}") };
+                    let name = if i == 0 {
+                        "IncomingUser".to_string()
+                    } else {
+                        format!("IncomingUser{i}")
+                    };
                     attrs.push(attr(&name, chap_text(u), true, false));
                 }
             }
@@ -315,9 +399,20 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
 }
 
 fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) -> Result<Option<Node>, MgmtError> {
-    let node = |attributes: Vec<Attr>, children: Vec<String>| Ok(Some(Node { path: path.to_string(), attributes, children }));
+    let node = |attributes: Vec<Attr>, children: Vec<String>| {
+        Ok(Some(Node {
+            path: path.to_string(),
+            attributes,
+            children,
+        }))
+    };
     let lun_list = |luns: &[LunConfig]| luns.iter().map(|l| l.lun.to_string()).collect::<Vec<_>>();
-    let luns_help = attr("mgmt", "add DEVICE LUN [read_only=1] | replace DEVICE LUN [read_only=1] | del LUN | clear", false, true);
+    let luns_help = attr(
+        "mgmt",
+        "add DEVICE LUN [read_only=1] | replace DEVICE LUN [read_only=1] | del LUN | clear",
+        false,
+        true,
+    );
     match rest {
         [] => node(
             target_attrs(t, m.backend().target_tid(t.name.as_str())),
@@ -337,7 +432,12 @@ fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) ->
             match more {
                 [] => node(Vec::new(), vec!["initiators".into(), "luns".into()]),
                 ["initiators"] => node(
-                    vec![attr("mgmt", "add NAME | del NAME | move NAME GROUP | clear", false, true)],
+                    vec![attr(
+                        "mgmt",
+                        "add NAME | del NAME | move NAME GROUP | clear",
+                        false,
+                        true,
+                    )],
                     grp.initiators.clone(),
                 ),
                 ["luns"] => node(vec![luns_help], lun_list(&grp.luns)),
@@ -352,14 +452,19 @@ fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) ->
         ["sessions", s, more @ ..] => {
             let sessions = sessions_of(m, t.name.as_str())?;
             let names = session_names(&sessions);
-            let Some(i) = names.iter().position(|n| n == s) else { return Ok(None) };
+            let Some(i) = names.iter().position(|n| n == s) else {
+                return Ok(None);
+            };
             let sess = &sessions[i];
             let link = match &sess.group {
                 Some(g) => format!("../../ini_groups/{g}/luns"),
                 None => "../../luns".to_string(),
             };
             match more {
-                [] => node(session_attrs(sess, &link), sess.connections.iter().map(|c| c.ip.ip().to_string()).collect()),
+                [] => node(
+                    session_attrs(sess, &link),
+                    sess.connections.iter().map(|c| c.ip.ip().to_string()).collect(),
+                ),
                 [ip] => match sess.connections.iter().find(|c| c.ip.ip().to_string() == *ip) {
                     Some(conn) => node(
                         vec![
@@ -388,7 +493,10 @@ pub fn get(m: &Manager, path: &str) -> Result<Entry, MgmtError> {
     if let Some((last, parent)) = seg.split_last() {
         if let Some(n) = directory(m, &c, parent)? {
             if let Some(a) = n.attr(last) {
-                return Ok(Entry::Attribute { path: seg.join("/"), attribute: a.clone() });
+                return Ok(Entry::Attribute {
+                    path: seg.join("/"),
+                    attribute: a.clone(),
+                });
             }
         }
     }
@@ -426,7 +534,9 @@ fn scalar(text: &str) -> Value {
 /// Set one attribute of a target from text, with the configuration's checks.
 pub fn set_target_attr(t: &mut TargetConfig, name: &str, value: &str) -> Result<(), MgmtError> {
     let mut v = json(&*t);
-    let Some(obj) = v.as_object_mut() else { return Err(MgmtError::new(ErrorKind::Internal, "target is not an object")) };
+    let Some(obj) = v.as_object_mut() else {
+        return Err(MgmtError::new(ErrorKind::Internal, "target is not an object"));
+    };
     let new = match name {
         "rel_tgt_id" if value.trim().is_empty() || value.trim() == "0" => Value::Null,
         "HeaderDigest" | "DataDigest" => Value::String(value.trim().to_string()),
@@ -488,18 +598,29 @@ fn set_device_attr(m: &Manager, d: &str, a: &str, value: &str) -> Result<(), Mgm
     let here = |e: MgmtError| e.attr(a.to_string()).on(device_path(d));
     match a {
         "size" => {
-            let size: Size = value.trim().parse().map_err(|e: crate::values::InvalidValue| here(MgmtError::invalid(e.0)))?;
+            let size: Size = value
+                .trim()
+                .parse()
+                .map_err(|e: crate::values::InvalidValue| here(MgmtError::invalid(e.0)))?;
             m.resize_device(d, size).map_err(here)
         }
         "size_mb" => {
-            let mb: u64 = value.trim().parse().map_err(|_| here(MgmtError::invalid(format!("{value:?} is not a number of MiB"))))?;
-            let size = mb.checked_mul(1 << 20).and_then(|b| Size::from_bytes(b).ok()).ok_or_else(|| here(MgmtError::invalid("size out of range")))?;
+            let mb: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| here(MgmtError::invalid(format!("{value:?} is not a number of MiB"))))?;
+            let size = mb
+                .checked_mul(1 << 20)
+                .and_then(|b| Size::from_bytes(b).ok())
+                .ok_or_else(|| here(MgmtError::invalid("size out of range")))?;
             m.resize_device(d, size).map_err(here)
         }
         "resync_size" => m.resync_device(d).map(drop).map_err(here),
         _ => {
             let c = m.config();
-            let dev = c.device(d).ok_or_else(|| here(MgmtError::not_found("no such device")))?;
+            let dev = c
+                .device(d)
+                .ok_or_else(|| here(MgmtError::not_found("no such device")))?;
             let attrs = device_attrs(&c, dev, m);
             if attrs.iter().any(|x| x.name == a) {
                 Err(here(MgmtError::new(
@@ -527,7 +648,10 @@ pub fn target_json(m: &Manager, t: &TargetConfig, sessions: &[SessionInfo]) -> V
     let mut v = json(t);
     if let Some(o) = v.as_object_mut() {
         o.insert("tid".into(), json(&m.backend().target_tid(t.name.as_str())));
-        o.insert("sessions".into(), json(&sessions.iter().filter(|s| s.target == t.name.as_str()).count()));
+        o.insert(
+            "sessions".into(),
+            json(&sessions.iter().filter(|s| s.target == t.name.as_str()).count()),
+        );
         o.insert("path".into(), Value::String(target_path(t.name.as_str())));
     }
     v

@@ -144,7 +144,10 @@ fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
     assert_eq!(node(&m, "/sys/kernel/scst_tgt/devices").children, vec!["d0", "d1"]);
     assert_eq!(node(&m, "handlers/vdisk_nullio").children, vec!["d0"]);
     assert_eq!(node(&m, "targets/iscsi").children, vec![T]);
-    assert_eq!(node(&m, &format!("targets/iscsi/{T}")).children, vec!["ini_groups", "luns", "sessions"]);
+    assert_eq!(
+        node(&m, &format!("targets/iscsi/{T}")).children,
+        vec!["ini_groups", "luns", "sessions"]
+    );
     let t = node(&m, &format!("targets/iscsi/{T}"));
     let mbl = t.attr("MaxBurstLength").unwrap();
     assert_eq!((mbl.value.as_str(), mbl.key, mbl.writable), ("131072", true, true));
@@ -153,9 +156,15 @@ fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
     let d1 = node(&m, "devices/d1");
     let rot = d1.attr("rotational").unwrap();
     assert_eq!((rot.value.as_str(), rot.key, rot.writable), ("0", true, false));
-    assert_eq!(d1.attr("size").map(|a| (a.value.as_str(), a.key)), Some(("67108864", true)));
+    assert_eq!(
+        d1.attr("size").map(|a| (a.value.as_str(), a.key)),
+        Some(("67108864", true))
+    );
     assert_eq!(d1.attr("size_mb").map(|a| a.value.as_str()), Some("64"));
-    assert_eq!(node(&m, "devices/d0").attr("exported").unwrap().value, format!("targets/iscsi/{T}/luns/0"));
+    assert_eq!(
+        node(&m, "devices/d0").attr("exported").unwrap().value,
+        format!("targets/iscsi/{T}/luns/0")
+    );
     let lun = node(&m, &format!("targets/iscsi/{T}/luns/0"));
     assert_eq!(lun.attr("device").unwrap().value, "d0");
     match tree::get(&m, &format!("targets/iscsi/{T}/QueuedCommands")).unwrap() {
@@ -165,7 +174,10 @@ fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
     let e = tree::get(&m, "targets/iscsi/iqn.2026-11.io.x:nope").unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     let all = tree::walk(&m, "").unwrap();
-    assert!(all.iter().any(|n| n.path == format!("targets/iscsi/{T}/luns/0")), "{all:?}");
+    assert!(
+        all.iter().any(|n| n.path == format!("targets/iscsi/{T}/luns/0")),
+        "{all:?}"
+    );
 }
 
 #[test]
@@ -184,19 +196,32 @@ fn edits_are_validated_applied_and_committed_together() {
     assert_eq!(m.config().targets[0].first_burst_length, 65536);
     // A syntax error in the value: the attribute's own message.
     let e = tree::set(&m, &format!("targets/iscsi/{T}/InitialR2T"), "maybe").unwrap_err();
-    assert!(e.to_string().contains("InitialR2T") && e.message.contains("maybe"), "{e}");
+    assert!(
+        e.to_string().contains("InitialR2T") && e.message.contains("maybe"),
+        "{e}"
+    );
     // The backend refusing leaves the configuration unchanged.
     *f.fail_create.lock().unwrap() = true;
-    let e = m.add_device(DeviceConfig::new("d9", polltgt_mgmt::Handler::Ram)).unwrap_err();
+    let e = m
+        .add_device(DeviceConfig::new("d9", polltgt_mgmt::Handler::Ram))
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid, "no size: refused before the backend: {e}");
-    let e = scst::write(&m, "/sys/kernel/scst_tgt/handlers/vdisk_nullio/mgmt", "add_device d9 size_mb=16").unwrap_err();
+    let e = scst::write(
+        &m,
+        "/sys/kernel/scst_tgt/handlers/vdisk_nullio/mgmt",
+        "add_device d9 size_mb=16",
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Io);
     assert_eq!(e.object.as_deref(), Some("devices/d9"));
     assert!(m.config().device("d9").is_none());
     *f.fail_create.lock().unwrap() = false;
     // Creation-time attributes are read-only; size resizes.
     let e = tree::set(&m, "devices/d0/blocksize", "4096").unwrap_err();
-    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Unsupported, Some("blocksize")));
+    assert_eq!(
+        (e.kind, e.attribute.as_deref()),
+        (ErrorKind::Unsupported, Some("blocksize"))
+    );
     tree::set(&m, "devices/d0/size", "2G").unwrap();
     assert_eq!(f.calls(), vec![format!("resize_device d0 Some({})", 2u64 << 30)]);
     // Runtime-only sections cannot change live.
@@ -211,14 +236,25 @@ fn edits_are_validated_applied_and_committed_together() {
 fn in_use_devices_and_busy_targets_are_protected_unless_forced() {
     let (f, m) = setup();
     scst::execute(&m, &format!("targets/iscsi/{T}/ini_groups"), "create g").unwrap();
-    scst::execute(&m, &format!("targets/iscsi/{T}/ini_groups/g/luns"), "add d1 4 read_only=1").unwrap();
+    scst::execute(
+        &m,
+        &format!("targets/iscsi/{T}/ini_groups/g/luns"),
+        "add d1 4 read_only=1",
+    )
+    .unwrap();
     f.calls();
     let e = m.delete_device("d1", false).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Busy);
-    assert!(e.message.contains(&format!("targets/iscsi/{T}/ini_groups/g/luns/4")), "{e}");
+    assert!(
+        e.message.contains(&format!("targets/iscsi/{T}/ini_groups/g/luns/4")),
+        "{e}"
+    );
     assert!(f.calls().is_empty());
     m.delete_device("d1", true).unwrap();
-    assert_eq!(f.calls(), vec![format!("apply_target {T}"), "delete_device d1".to_string()]);
+    assert_eq!(
+        f.calls(),
+        vec![format!("apply_target {T}"), "delete_device d1".to_string()]
+    );
     assert!(m.config().targets[0].ini_groups[0].luns.is_empty());
 
     f.sessions.lock().unwrap().push(SessionInfo {
@@ -243,8 +279,16 @@ fn in_use_devices_and_busy_targets_are_protected_unless_forced() {
     let e = m.delete_target(T, false).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Busy);
     // Sessions in the tree; force_close by the session directory.
-    assert_eq!(node(&m, &format!("targets/iscsi/{T}/sessions")).children, vec!["iqn.2026-11.io.x:i"]);
-    tree::set(&m, &format!("targets/iscsi/{T}/sessions/iqn.2026-11.io.x:i/force_close"), "1").unwrap();
+    assert_eq!(
+        node(&m, &format!("targets/iscsi/{T}/sessions")).children,
+        vec!["iqn.2026-11.io.x:i"]
+    );
+    tree::set(
+        &m,
+        &format!("targets/iscsi/{T}/sessions/iqn.2026-11.io.x:i/force_close"),
+        "1",
+    )
+    .unwrap();
     assert_eq!(f.calls(), vec!["force_close 1".to_string()]);
     m.delete_target(T, true).unwrap();
     assert_eq!(f.calls(), vec![format!("delete_target {T}")]);
@@ -254,15 +298,51 @@ fn in_use_devices_and_busy_targets_are_protected_unless_forced() {
 fn scst_management_strings_map_to_the_same_calls() {
     let (f, m) = setup();
     let w = |path: &str, v: &str| scst::write(&m, path, v);
-    w("/sys/kernel/scst_tgt/targets/iscsi/mgmt", "add_target iqn.2006-10.net.vlnb:tgt1").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/mgmt", "add_target_attribute iqn.2006-10.net.vlnb:tgt1 IncomingUser1 joe2 12charsecret2").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/mgmt", "add_target_attribute iqn.2006-10.net.vlnb:tgt1 allowed_portal 10.170.7?.2").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/HeaderDigest", "CRC32C,None").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt", "add d0 26").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/mgmt", "create special_ini").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/luns/mgmt", "add d1 0 read_only=1").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/initiators/mgmt", "add iqn.2005-03.org.open-iscsi:cacdcd2520").unwrap();
-    w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/enabled", "1").unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target iqn.2006-10.net.vlnb:tgt1",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 IncomingUser1 joe2 12charsecret2",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 allowed_portal 10.170.7?.2",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/HeaderDigest",
+        "CRC32C,None",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt",
+        "add d0 26",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/mgmt",
+        "create special_ini",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/luns/mgmt",
+        "add d1 0 read_only=1",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/initiators/mgmt",
+        "add iqn.2005-03.org.open-iscsi:cacdcd2520",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/enabled",
+        "1",
+    )
+    .unwrap();
     w("/sys/kernel/scst_tgt/targets/iscsi/enabled", "1").unwrap();
     let c = m.config();
     let t = c.target("iqn.2006-10.net.vlnb:tgt1").unwrap();
@@ -272,25 +352,58 @@ fn scst_management_strings_map_to_the_same_calls() {
     assert_eq!(t.header_digest.to_string(), "CRC32C,None");
     assert_eq!(t.luns[0].lun, 26);
     assert!(t.ini_groups[0].luns[0].read_only);
-    assert_eq!(t.ini_groups[0].initiators, vec!["iqn.2005-03.org.open-iscsi:cacdcd2520"]);
-    assert!(f.calls().iter().all(|c| c.starts_with("apply_target")), "the driver did not change");
+    assert_eq!(
+        t.ini_groups[0].initiators,
+        vec!["iqn.2005-03.org.open-iscsi:cacdcd2520"]
+    );
+    assert!(
+        f.calls().iter().all(|c| c.starts_with("apply_target")),
+        "the driver did not change"
+    );
     // Errors name the mgmt file and say what is expected.
-    let e = w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt", "add d0").unwrap_err();
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt",
+        "add d0",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("luns/mgmt: expected: add DEVICE LUN"), "{e}");
-    let e = w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt", "add nodev 3").unwrap_err();
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt",
+        "add nodev 3",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("nodev"), "{e}");
-    let e = w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/initiators/mgmt", "add bad name").unwrap_err();
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/initiators/mgmt",
+        "add bad name",
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    let e = w("/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser", "x y").unwrap_err();
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser",
+        "x y",
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
-    let e = w("/sys/kernel/scst_tgt/targets/iscsi/mgmt", "add_target_attribute iqn.2006-10.net.vlnb:tgt1 redirect 10.0.0.1 temp").unwrap_err();
-    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Unsupported, Some("redirect")));
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 redirect 10.0.0.1 temp",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.attribute.as_deref()),
+        (ErrorKind::Unsupported, Some("redirect"))
+    );
 }
 
 #[test]
 fn json_rpc_requests_notifications_batches_and_errors() {
     let (_f, m) = setup();
-    let ok = polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "id": 7, "method": "bdev_get_bdevs", "params": { "name": "d0" } })).unwrap();
+    let ok = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 7, "method": "bdev_get_bdevs", "params": { "name": "d0" } }),
+    )
+    .unwrap();
     assert_eq!(ok["id"], 7);
     assert_eq!(ok["result"][0]["name"], "d0");
     assert_eq!(ok["result"][0]["state"]["size"], 1u64 << 30);
@@ -300,12 +413,30 @@ fn json_rpc_requests_notifications_batches_and_errors() {
     let e = polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "id": 1, "method": "iscsi_delete_target_node", "params": { "name": "iqn.2026-11.io.x:none" } })).unwrap();
     assert_eq!(e["error"]["code"], -2);
     assert_eq!(e["error"]["data"]["object"], "targets/iscsi/iqn.2026-11.io.x:none");
-    let y = polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "id": 2, "method": "framework_get_config", "params": { "format": "yaml" } })).unwrap();
+    let y = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "framework_get_config", "params": { "format": "yaml" } }),
+    )
+    .unwrap();
     let yaml = y["result"].as_str().unwrap();
-    assert!(yaml.contains("MaxBurstLength: 131072") && !yaml.contains("ImmediateData"), "{yaml}");
+    assert!(
+        yaml.contains("MaxBurstLength: 131072") && !yaml.contains("ImmediateData"),
+        "{yaml}"
+    );
     assert_eq!(Config::from_yaml_str(yaml, "saved").unwrap(), m.config());
-    let cfg: Value = polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "id": 3, "method": "framework_get_config" })).unwrap();
-    assert_eq!(serde_json::from_value::<Config>(cfg["result"].clone()).unwrap(), m.config());
-    let e = polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "id": 4, "method": "framework_save_config" })).unwrap();
+    let cfg: Value = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "framework_get_config" }),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_value::<Config>(cfg["result"].clone()).unwrap(),
+        m.config()
+    );
+    let e = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "framework_save_config" }),
+    )
+    .unwrap();
     assert_eq!(e["error"]["code"], -22, "no file to write back to: {e}");
 }

@@ -53,7 +53,8 @@ impl Target {
 
     /// Call a JSON-RPC method that must succeed.
     pub fn rpc_ok(&self, method: &str, params: Value) -> Value {
-        self.rpc(method, params.clone()).unwrap_or_else(|e| panic!("{method} {params} failed: {e}"))
+        self.rpc(method, params.clone())
+            .unwrap_or_else(|e| panic!("{method} {params} failed: {e}"))
     }
 }
 
@@ -67,7 +68,10 @@ impl RawRpc {
     pub fn connect(path: &Path) -> RawRpc {
         let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
         stream.set_read_timeout(Some(LIMIT)).expect("timeout");
-        RawRpc { stream, buf: Vec::new() }
+        RawRpc {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -78,7 +82,11 @@ impl RawRpc {
     pub fn read(&mut self) -> Option<Value> {
         let mut chunk = [0u8; 65536];
         loop {
-            let start = self.buf.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(self.buf.len());
+            let start = self
+                .buf
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(self.buf.len());
             if start < self.buf.len() {
                 let mut it = serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<Value>();
                 if let Some(Ok(v)) = it.next() {
@@ -116,7 +124,10 @@ pub fn session_tool() -> PathBuf {
             .arg("-liscsi")
             .status()
             .expect("run gcc (scripts/setup.sh --test installs it)");
-        assert!(status.success(), "building iscsi-session failed (libiscsi-dev missing? run scripts/setup.sh --test)");
+        assert!(
+            status.success(),
+            "building iscsi-session failed (libiscsi-dev missing? run scripts/setup.sh --test)"
+        );
         std::fs::rename(&tmp, &out).expect("install iscsi-session");
         out
     })
@@ -158,7 +169,11 @@ impl Session {
             }
         });
         let stdin = child.stdin.take();
-        Session { child, stdin, lines: rx }
+        Session {
+            child,
+            stdin,
+            lines: rx,
+        }
     }
 
     pub fn next_line(&mut self) -> String {
@@ -168,7 +183,11 @@ impl Session {
     /// Run one command and return its answer line ("EOF" if the tool exited).
     pub fn cmd(&mut self, line: &str) -> String {
         if let Some(stdin) = self.stdin.as_mut() {
-            if stdin.write_all(format!("{line}\n").as_bytes()).and_then(|()| stdin.flush()).is_err() {
+            if stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
                 return "EOF".to_string();
             }
         }
