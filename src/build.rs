@@ -15,8 +15,8 @@ use polltgt_scsi::LuConfig;
 /// command can take from the pool.
 const MAX_TRANSFER_BYTES: u32 = 16 << 20;
 
-/// Build every device and target of `cfg` and start serving.
-pub fn start(cfg: &Config) -> anyhow::Result<Server> {
+/// Build every device and target of `cfg` and start serving. Returns the server and its data buffer pool.
+pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
     let registry = Registry::new();
     for d in &cfg.devices {
         let bdev = open_bdev(d).with_context(|| format!("device {:?}", d.name))?;
@@ -24,14 +24,13 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
         registry.add_device(&d.name, bdev, lu)?;
     }
     for t in &cfg.targets {
-        registry.add_target(t.name.as_str(), None, t.target_params(), t.enabled)?;
-        registry.set_credentials(t.name.as_str(), t.credentials())?;
-        for l in &t.luns {
-            registry.add_lun(t.name.as_str(), u64::from(l.lun), &l.device)?;
-        }
+        // LUN maps, CHAP, initiator groups and ACL attributes, as the management layer builds them at run time.
+        let entry = crate::live::target_entry(&registry, t).with_context(|| format!("target {}", t.name))?;
+        registry.put_target(entry);
     }
     registry.set_discovery_credentials(cfg.discovery_credentials());
     restore_reservations(&registry, &cfg.state_dir)?;
+    registry.set_driver_enabled(cfg.iscsi.enabled);
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {
@@ -41,7 +40,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
         idle: IdleMode::default(),
     };
     let pool = BufPool::new(PoolConfig::default())?;
-    Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
+    Ok((Server::start(registry, &portals, &reactor_cfg, pool.clone())?, pool))
 }
 
 /// Persistent reservations made with APTPL live under `state_dir`; bring back what a previous run stored.
@@ -53,7 +52,7 @@ fn restore_reservations(registry: &Registry, state_dir: &std::path::Path) -> any
     Ok(())
 }
 
-fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
+pub(crate) fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
     let block_size = d.blocksize.bytes();
     let blocks = |bytes: u64| bytes / u64::from(block_size);
     Ok(match d.handler {
@@ -77,7 +76,7 @@ fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
 }
 
 /// The SCSI identity of a device: configured values, or defaults derived from the name like SCST does.
-fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
+pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
     let info = bdev.info();
     // NAA 3 (locally assigned, SPC-4 §7.8.6.6.2): the designator stays the same across restarts.
     let hash = name_hash(&d.name);

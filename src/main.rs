@@ -1,7 +1,10 @@
 //! `polltgt`: the target binary. `polltgt serve [--config FILE]` loads the YAML configuration (or the embedded
-//! default), builds the devices and targets, starts the reactors and serves until SIGINT/SIGTERM.
+//! default), builds the devices and targets, starts the reactors, the JSON-RPC socket and (optionally) the
+//! Prometheus listener, and serves until SIGINT/SIGTERM. The other subcommands manage a running target through its
+//! RPC socket (`list`, `show`, `set`, `scst`, `save-config`, ...) or work on files (`check-config`, `import-scst`).
 
 mod build;
+mod live;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use polltgt_mgmt::Config;
+use polltgt_dataplane::live::Control;
+use polltgt_mgmt::server::{MetricsServer, RpcServer};
+use polltgt_mgmt::{Config, Manager, DEFAULT_RPC_SOCKET};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{reload, EnvFilter};
 
 #[derive(Parser)]
 #[command(name = "polltgt", version, about = "Userspace polled-mode iSCSI target")]
 struct Cli {
+    /// The RPC socket of the target to manage.
+    #[arg(long, global = true, default_value = DEFAULT_RPC_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -26,23 +36,37 @@ enum Cmd {
         /// YAML configuration file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The JSON-RPC socket, overriding mgmt.rpc_socket of the configuration.
+        #[arg(long)]
+        rpc_socket: Option<PathBuf>,
     },
     /// Check a configuration file and print it as polltgt understands it (with defaults filled in).
     CheckConfig {
         /// YAML configuration file.
         config: PathBuf,
     },
+    #[command(flatten)]
+    Mgmt(polltgt_mgmt::cli::Command),
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // The filter can be replaced at run time (SCST's trace_level; RPC log_set_level).
+    let initial = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    let filter = EnvFilter::try_new(&initial).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let set_trace: live::TraceSetter = Box::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| format!("{level:?} is not a tracing filter: {e}"))?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { config } => {
-            let cfg = match config {
-                Some(path) => match Config::load(&path) {
+        Cmd::Serve { config, rpc_socket } => {
+            let cfg = match &config {
+                Some(path) => match Config::load(path) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("polltgt: {e}");
@@ -51,7 +75,8 @@ fn main() -> ExitCode {
                 },
                 None => Config::embedded_default(),
             };
-            match serve(&cfg) {
+            let config_path = config.map(|p| std::path::absolute(&p).unwrap_or(p));
+            match serve(&cfg, config_path, rpc_socket, set_trace, initial) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("polltgt: {e:#}");
@@ -69,15 +94,49 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Mgmt(cmd) => match polltgt_mgmt::cli::run(cmd, &cli.socket) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("polltgt: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn serve(cfg: &Config) -> anyhow::Result<()> {
+fn serve(
+    cfg: &Config,
+    config_path: Option<PathBuf>,
+    rpc_socket: Option<PathBuf>,
+    set_trace: live::TraceSetter,
+    trace_level: String,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let server = build::start(cfg)?;
+    let (server, pool) = build::start(cfg)?;
+    let portals = server.portals().iter().map(|p| (p.addr, p.tpgt)).collect();
+    let control = Control::new(server.registry().clone(), server.reactors().to_vec(), pool);
+    let backend = Arc::new(live::LiveBackend::new(control, portals, trace_level, set_trace));
+    let manager = Arc::new(Manager::new(cfg.clone(), backend, config_path));
+    let rpc = match rpc_socket.or_else(|| cfg.mgmt.rpc_socket.clone()) {
+        Some(path) => Some(RpcServer::start(&path, manager.clone())?),
+        None => None,
+    };
+    let metrics = match cfg.mgmt.prometheus {
+        Some(addr) => Some(MetricsServer::start(addr, manager.clone())?),
+        None => None,
+    };
+    if let Some(r) = &rpc {
+        println!("polltgt: rpc socket {}", r.path().display());
+    }
+    if let Some(m) = &metrics {
+        println!("polltgt: metrics on http://{}/metrics", m.addr());
+    }
     for p in server.portals() {
         // Tests and scripts read this line to learn the port when the configuration asks for port 0.
         println!("polltgt: listening on {} (tpgt {})", p.addr, p.tpgt);
@@ -86,6 +145,8 @@ fn serve(cfg: &Config) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("shutting down");
+    drop(rpc);
+    drop(metrics);
     server.shutdown();
     Ok(())
 }

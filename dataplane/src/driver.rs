@@ -7,7 +7,8 @@
 //! on this reactor with a pool buffer; the completion is turned into SCSI status by the LU and handed back to the
 //! iSCSI core, whose PDUs go to the TCP stack as buffer chains (READ data by reference, never copied).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,10 +17,10 @@ use polltgt_bdev::{Channel, Completion, Io, Op};
 use polltgt_hugepages::BufPool;
 use polltgt_iscsi::conn::{ConnEvent, Connection};
 use polltgt_iscsi::login::PortalInfo;
-use polltgt_iscsi::params::SessionType;
+use polltgt_iscsi::params::{SessionParams, SessionType};
 use polltgt_iscsi::session::{CommandResult, ScsiTask, TaskId};
 use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
-use polltgt_scsi::{Action, Command, IoResult, NexusId, Response};
+use polltgt_scsi::{Action, Command, IoResult, NexusId, Response, Sense};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
 
 use crate::reactor::{PollStatus, Poller};
@@ -36,6 +37,11 @@ const RECV_BUDGET: usize = 4;
 
 /// SCSI opcode of REPORT LUNS (SPC-4 §6.33), answered at target level.
 const REPORT_LUNS: u8 = 0xa0;
+/// INQUIRY and REQUEST SENSE: reported without delivering a unit attention (SAM-5 §5.14).
+const INQUIRY: u8 = 0x12;
+const REQUEST_SENSE: u8 = 0x03;
+/// REPORTED LUNS DATA HAS CHANGED (SPC-4, ASC/ASCQ 3F/0E).
+pub(crate) const REPORTED_LUNS_CHANGED: (u8, u8) = (0x3f, 0x0e);
 
 /// Per-reactor counters.
 #[derive(Debug, Default, Clone)]
@@ -47,10 +53,28 @@ pub struct DriverStats {
     pub bytes_written: u64,
 }
 
+/// I/O counters of one session (SCST's session `commands`, read/write command and byte counts).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionCounters {
+    pub commands: u64,
+    pub read_commands: u64,
+    pub write_commands: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Commands answered with a status other than GOOD.
+    pub errors: u64,
+}
+
 /// The session context of a logged-in normal session.
-struct SessionCtx {
-    target: Arc<TargetEntry>,
-    nexus: NexusId,
+pub(crate) struct SessionCtx {
+    /// The session's view of its target (LUN set of its initiator group); replaced when the target changes.
+    pub(crate) target: Arc<TargetEntry>,
+    pub(crate) nexus: NexusId,
+    pub(crate) params: Box<SessionParams>,
+    pub(crate) counters: SessionCounters,
+    /// Unit attentions established for this I_T nexus by target-level changes, oldest first: for any LUN (None,
+    /// REPORTED LUNS DATA HAS CHANGED) or one LUN (INQUIRY DATA HAS CHANGED after a replace).
+    pub(crate) pending_ua: VecDeque<(Option<u64>, Sense)>,
 }
 
 /// A command waiting for its bdev I/O.
@@ -63,6 +87,14 @@ struct Pending {
     cdb: Vec<u8>,
     edtl: u32,
     kind: PendingKind,
+}
+
+/// What a finished block command counts as.
+#[derive(Clone, Copy)]
+enum IoClass {
+    Read,
+    Write,
+    Other,
 }
 
 enum PendingKind {
@@ -80,16 +112,19 @@ struct PendingTmf {
     waiting_for: Vec<u64>,
 }
 
-struct ConnSlot {
+pub(crate) struct ConnSlot {
     generation: u64,
     tcp: KernelConn,
-    iscsi: Connection,
+    pub(crate) iscsi: Connection,
     rbuf: BytesMut,
-    session: Option<SessionCtx>,
+    pub(crate) session: Option<SessionCtx>,
+    /// The portal address the connection arrived on, and the initiator's address.
+    pub(crate) local: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Bdev tags of this connection's commands in flight.
-    in_flight: Vec<u64>,
+    pub(crate) in_flight: Vec<u64>,
     tmfs: Vec<PendingTmf>,
-    closing: bool,
+    pub(crate) closing: bool,
     peer_closed: bool,
     /// Target portal group tag of the portal the connection arrived on.
     tpgt: u16,
@@ -98,12 +133,12 @@ struct ConnSlot {
 /// Everything one reactor owns.
 pub struct ReactorState {
     pub id: usize,
-    registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     pool: BufPool,
-    slots: Vec<Option<ConnSlot>>,
+    pub(crate) slots: Vec<Option<ConnSlot>>,
     free_slots: Vec<usize>,
     generation: u64,
-    channels: HashMap<u64, Box<dyn Channel>>,
+    pub(crate) channels: HashMap<u64, Box<dyn Channel>>,
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     completions: Vec<Completion>,
@@ -154,6 +189,8 @@ impl ReactorState {
             iscsi,
             rbuf: BytesMut::with_capacity(RECV_CHUNK),
             session: None,
+            local,
+            peer,
             in_flight: Vec::new(),
             tmfs: Vec::new(),
             closing: false,
@@ -285,7 +322,9 @@ impl ReactorState {
             ConnEvent::LoggedIn { params, target } => {
                 let Some(slot) = self.slots[i].as_mut() else { return };
                 if params.session_type == SessionType::Normal {
-                    let entry = target.as_ref().and_then(|t| self.registry.target(&t.name));
+                    let entry = target
+                        .as_ref()
+                        .and_then(|t| self.registry.session_view(&t.name, &params.initiator_name, slot.local.ip()));
                     match entry {
                         Some(t) => {
                             let tpgt = slot.tpgt;
@@ -307,6 +346,9 @@ impl ReactorState {
             }
             ConnEvent::Command(task) => {
                 self.stats.commands += 1;
+                if let Some(s) = self.slots[i].as_mut().and_then(|s| s.session.as_mut()) {
+                    s.counters.commands += 1;
+                }
                 self.execute(i, task, now);
             }
             ConnEvent::TaskMgmt { itt, function, lun, aborted, .. } => self.task_mgmt(i, itt, function, lun, &aborted, now),
@@ -347,6 +389,10 @@ impl ReactorState {
         let opcode = task.cdb.first().copied().unwrap_or(0);
         if opcode == REPORT_LUNS {
             let r = polltgt_scsi::report_luns(&session.target.lun_numbers(), &task.cdb);
+            // Like SCST, REPORT LUNS clears a pending REPORTED LUNS DATA HAS CHANGED: the initiator now knows.
+            if let Some(s) = self.slots[i].as_mut().and_then(|s| s.session.as_mut()) {
+                s.pending_ua.retain(|(_, ua)| ua.code() != REPORTED_LUNS_CHANGED);
+            }
             self.respond(i, task.id, r, now);
             return;
         }
@@ -358,6 +404,11 @@ impl ReactorState {
         let device = entry.device.clone();
         let nexus = session.nexus;
         let lun = entry.lun;
+        let lun_read_only = entry.read_only;
+        if let Some(r) = self.take_session_ua(i, lun, opcode, &task.cdb) {
+            self.respond(i, task.id, r, now);
+            return;
+        }
         // Parameter lists (MODE SELECT, ...) are small and usually one segment; WRITE data is not read by the LU.
         let param: Option<Vec<u8>> = if task.data_out.len() > 1 && total_len(&task.data_out) <= 64 * 1024 {
             Some(task.data_out.iter().flat_map(|b| b.iter().copied()).collect())
@@ -402,6 +453,10 @@ impl ReactorState {
                     }
                 };
                 (Op::Read { offset, buf }, PendingKind::Read { transfer_len: len, send: send as usize })
+            }
+            Action::Write { .. } if lun_read_only => {
+                self.respond(i, task.id, Response::check_condition(&Sense::write_protected()), now);
+                return;
             }
             Action::Write { offset, len, fua } => {
                 let have = total_len(&task.data_out) as u64;
@@ -513,6 +568,11 @@ impl ReactorState {
             Ok(()) => IoResult::Ok,
             Err(e) => bdev_error_to_io_result(e),
         };
+        let class = match &p.kind {
+            PendingKind::Read { .. } => IoClass::Read,
+            PendingKind::Write { .. } => IoClass::Write,
+            _ => IoClass::Other,
+        };
         let result = match (p.kind, io) {
             (PendingKind::Read { transfer_len, send }, IoResult::Ok) => {
                 let data = c
@@ -555,8 +615,66 @@ impl ReactorState {
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
             }
         };
+        self.count_io(p.slot, p.lun, class, &result);
         self.complete(p.slot, p.task, result, now);
         self.check_tmfs(p.slot, c.tag, now);
+    }
+
+    /// A unit attention this session has pending for `lun` (SAM-5 §5.14), as the response to the command, if the
+    /// command is not exempt: INQUIRY passes, REQUEST SENSE returns it as sense data with GOOD status (SPC-4
+    /// §6.39), anything else ends in CHECK CONDITION. Delivering it removes it.
+    fn take_session_ua(&mut self, i: usize, lun: u64, opcode: u8, cdb: &[u8]) -> Option<Response> {
+        if opcode == INQUIRY {
+            return None;
+        }
+        let s = self.slots.get_mut(i)?.as_mut()?.session.as_mut()?;
+        let pos = s.pending_ua.iter().position(|(l, _)| l.is_none_or(|l| l == lun))?;
+        let (_, ua) = s.pending_ua.remove(pos)?;
+        if opcode == REQUEST_SENSE {
+            let mut data = ua.to_fixed();
+            data.truncate(usize::from(cdb.get(4).copied().unwrap_or(0)));
+            return Some(Response::good(data));
+        }
+        Some(Response::check_condition(&ua))
+    }
+
+    /// Session and LUN counters of a finished block command.
+    fn count_io(&mut self, i: usize, lun: u64, class: IoClass, result: &CommandResult) {
+        let Some(s) = self.slots.get_mut(i).and_then(|s| s.as_mut()).and_then(|s| s.session.as_mut()) else { return };
+        let stats = s.target.luns.get(&lun).map(|l| l.stats.clone());
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        if result.status != 0 {
+            s.counters.errors += 1;
+            if let Some(st) = &stats {
+                st.errors.fetch_add(1, ordering);
+            }
+            return;
+        }
+        let read = total_len(&result.data_in) as u64;
+        let written = u64::from(result.transfer_len);
+        match class {
+            IoClass::Read => {
+                s.counters.read_commands += 1;
+                s.counters.read_bytes += read;
+                if let Some(st) = &stats {
+                    st.read_commands.fetch_add(1, ordering);
+                    st.read_bytes.fetch_add(read, ordering);
+                }
+            }
+            IoClass::Write => {
+                s.counters.write_commands += 1;
+                s.counters.write_bytes += written;
+                if let Some(st) = &stats {
+                    st.write_commands.fetch_add(1, ordering);
+                    st.write_bytes.fetch_add(written, ordering);
+                }
+            }
+            IoClass::Other => {
+                if let Some(st) = &stats {
+                    st.other_commands.fetch_add(1, ordering);
+                }
+            }
+        }
     }
 
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits

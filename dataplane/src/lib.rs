@@ -1,8 +1,10 @@
 //! The polltgt dataplane: reactors, pollers, and the driver that moves data between the TCP stack, the I/O-free
 //! iSCSI and SCSI cores, and block devices.
 
+pub mod acl;
 pub mod reactor;
 pub mod driver;
+pub mod live;
 pub mod nexus;
 pub mod pr_store;
 pub mod registry;

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use polltgt_bdev::Bdev;
 use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
-use polltgt_iscsi::login::{PortalInfo, TargetCatalog, TargetInfo};
+use polltgt_iscsi::login::{PortalInfo, Refusal, TargetCatalog, TargetInfo};
 use polltgt_iscsi::params::TargetParams;
 use polltgt_scsi::{LogicalUnit, LuConfig};
 
@@ -17,6 +17,7 @@ use crate::driver::ReactorState;
 use crate::nexus::NexusDirectory;
 use crate::pr_store::PrStore;
 use crate::reactor::ReactorHandle;
+use crate::acl;
 
 /// A block device exported as a SCSI logical unit. The LU (unit attentions, mode pages, identity) belongs to the
 /// device, so a device exported by several targets has one set of SCSI state, as in SCST.
@@ -25,31 +26,127 @@ pub struct Device {
     pub id: u64,
     pub name: String,
     pub bdev: Arc<dyn Bdev>,
-    pub lu: LogicalUnit,
+    /// Shared with the device objects that replace this one when the bdev is reopened (resize): unit attentions
+    /// and per-nexus state survive.
+    pub lu: Arc<LogicalUnit>,
 }
 
-/// One LUN of a target.
+/// I/O counters of one LUN mapping (SCST's per-LUN statistics), shared by every reactor; relaxed atomics.
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    pub read_commands: AtomicU64,
+    pub write_commands: AtomicU64,
+    pub other_commands: AtomicU64,
+    pub read_bytes: AtomicU64,
+    pub write_bytes: AtomicU64,
+    /// Commands that ended in CHECK CONDITION or another non-GOOD status.
+    pub errors: AtomicU64,
+}
+
+/// One LUN of a target (or of an initiator group).
 #[derive(Clone)]
 pub struct LunEntry {
     pub lun: u64,
     pub device: Arc<Device>,
+    /// Export write-protected (SCST's per-LUN `read_only`): writes fail with DATA PROTECT.
+    pub read_only: bool,
+    pub stats: Arc<IoCounters>,
 }
 
-/// A target node.
+impl LunEntry {
+    pub fn new(lun: u64, device: Arc<Device>, read_only: bool) -> LunEntry {
+        LunEntry { lun, device, read_only, stats: Arc::new(IoCounters::default()) }
+    }
+}
+
+/// An initiator group (SCST security group): initiator name patterns and the LUN set their sessions see instead of
+/// the target's default set. See [`crate::acl`].
+#[derive(Clone)]
+pub struct IniGroup {
+    pub name: String,
+    /// Patterns (`*`, `?`, leading `!`), matched against the initiator name (or `name#portal_ip`).
+    pub initiators: Vec<String>,
+    pub luns: BTreeMap<u64, LunEntry>,
+}
+
+/// A target node. A session holds a *view* of its target ([`Registry::session_view`]): the same entry with `luns`
+/// replaced by the LUN set of the initiator's group and `group` naming that group.
+#[derive(Clone)]
 pub struct TargetEntry {
     pub name: String,
     pub alias: Option<String>,
     pub enabled: bool,
     pub params: TargetParams,
+    /// The default LUN set (SCST's target `luns`).
     pub luns: BTreeMap<u64, LunEntry>,
     /// CHAP accounts (IncomingUser*, OutgoingUser); none = no authentication.
     pub credentials: Credentials,
+    /// Initiator groups, in the order they are searched.
+    pub ini_groups: Vec<IniGroup>,
+    /// Match `initiator#portal_ip` instead of the initiator name.
+    pub per_portal_acl: bool,
+    /// Portal address patterns the target is reachable on (empty: all).
+    pub allowed_portals: Vec<String>,
+    /// Target id (SCST `tid`), assigned when the target is added.
+    pub tid: u32,
+    /// SCSI relative target port identifier (SCST `rel_tgt_id`); 0 = the tid.
+    pub rel_tgt_id: u16,
+    /// In a session view: the group whose LUN set the session uses (None: the default set).
+    pub group: Option<String>,
 }
 
 impl TargetEntry {
+    /// A target with no LUNs, groups or CHAP accounts.
+    pub fn new(name: &str, alias: Option<String>, params: TargetParams, enabled: bool) -> TargetEntry {
+        TargetEntry {
+            name: name.to_string(),
+            alias,
+            enabled,
+            params,
+            luns: BTreeMap::new(),
+            credentials: Credentials::none(),
+            ini_groups: Vec::new(),
+            per_portal_acl: false,
+            allowed_portals: Vec::new(),
+            tid: 0,
+            rel_tgt_id: 0,
+            group: None,
+        }
+    }
+
     /// LUN numbers in ascending order (REPORT LUNS).
     pub fn lun_numbers(&self) -> Vec<u64> {
         self.luns.keys().copied().collect()
+    }
+
+    /// What an initiator connected through `portal_ip` sees of this target: the entry with the LUN set of its
+    /// group (or the default set) and `group` set, without the other groups. See [`crate::acl`].
+    pub fn view_for(&self, initiator: &str, portal_ip: std::net::IpAddr) -> TargetEntry {
+        let name = acl::acl_name(initiator, portal_ip, self.per_portal_acl);
+        let found = acl::select_group(self.ini_groups.iter().map(|g| &g.initiators), &name);
+        let (luns, group) = match found.and_then(|i| self.ini_groups.get(i)) {
+            Some(g) => (g.luns.clone(), Some(g.name.clone())),
+            None => (self.luns.clone(), None),
+        };
+        TargetEntry { luns, group, ini_groups: Vec::new(), ..self.clone() }
+    }
+
+    /// Whether this target is visible to (and may be logged in to by) `initiator` through `portal_ip`: enabled,
+    /// the portal allowed, and a non-empty LUN set.
+    pub fn visible_to(&self, initiator: &str, portal_ip: std::net::IpAddr) -> bool {
+        self.enabled
+            && acl::portal_allowed(&self.allowed_portals, portal_ip)
+            && !self.view_for(initiator, portal_ip).luns.is_empty()
+    }
+
+    /// Every (group, LUN) that maps the device with id `device_id`; group None is the default set.
+    pub fn device_users(&self, device_id: u64) -> Vec<(Option<String>, u64)> {
+        let mut users: Vec<(Option<String>, u64)> =
+            self.luns.values().filter(|l| l.device.id == device_id).map(|l| (None, l.lun)).collect();
+        for g in &self.ini_groups {
+            users.extend(g.luns.values().filter(|l| l.device.id == device_id).map(|l| (Some(g.name.clone()), l.lun)));
+        }
+        users
     }
 }
 
@@ -74,6 +171,8 @@ pub enum RegistryError {
     NoSuchTarget(String),
     #[error("target {target:?} already has LUN {lun}")]
     DuplicateLun { target: String, lun: u64 },
+    #[error("device {device:?} is in use by {users}")]
+    DeviceInUse { device: String, users: String },
 }
 
 #[derive(Default)]
@@ -99,6 +198,9 @@ pub struct Registry {
     pr_store: RwLock<Option<Arc<PrStore>>>,
     /// Every reactor, for work that spans them (PREEMPT AND ABORT); set once the reactors run.
     reactors: OnceLock<Vec<ReactorHandle<ReactorState>>>,
+    next_tid: AtomicU32,
+    /// The iSCSI driver's `enabled` attribute: when false no login (normal or discovery) is accepted.
+    driver_enabled: AtomicBool,
 }
 
 /// The operating system's CSPRNG (getrandom(2) through /dev/urandom), for CHAP challenges.
@@ -126,6 +228,8 @@ impl Default for Registry {
             nexuses: NexusDirectory::default(),
             pr_store: RwLock::new(None),
             reactors: OnceLock::new(),
+            next_tid: AtomicU32::new(1),
+            driver_enabled: AtomicBool::new(true),
         }
     }
 }
@@ -150,7 +254,7 @@ impl Registry {
             return Err(RegistryError::DuplicateDevice(name.to_string()));
         }
         let id = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let dev = Arc::new(Device { id, name: name.to_string(), bdev, lu: LogicalUnit::new(lu) });
+        let dev = Arc::new(Device { id, name: name.to_string(), bdev, lu: Arc::new(LogicalUnit::new(lu)) });
         inner.devices.insert(name.to_string(), dev.clone());
         Ok(dev)
     }
@@ -167,14 +271,8 @@ impl Registry {
         if inner.targets.contains_key(name) {
             return Err(RegistryError::DuplicateTarget(name.to_string()));
         }
-        let t = TargetEntry {
-            name: name.to_string(),
-            alias,
-            enabled,
-            params,
-            luns: BTreeMap::new(),
-            credentials: Credentials::none(),
-        };
+        let mut t = TargetEntry::new(name, alias, params, enabled);
+        t.tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
         inner.targets.insert(name.to_string(), Arc::new(t));
         Ok(())
     }
@@ -187,16 +285,8 @@ impl Registry {
         if t.luns.contains_key(&lun) {
             return Err(RegistryError::DuplicateLun { target: target.into(), lun });
         }
-        let mut luns = t.luns.clone();
-        luns.insert(lun, LunEntry { lun, device: dev });
-        let new = TargetEntry {
-            name: t.name.clone(),
-            alias: t.alias.clone(),
-            enabled: t.enabled,
-            params: t.params.clone(),
-            luns,
-            credentials: t.credentials.clone(),
-        };
+        let mut new = TargetEntry::clone(t);
+        new.luns.insert(lun, LunEntry::new(lun, dev, false));
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
     }
@@ -205,14 +295,7 @@ impl Registry {
     pub fn set_credentials(&self, target: &str, credentials: Credentials) -> Result<(), RegistryError> {
         let mut inner = self.write();
         let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
-        let new = TargetEntry {
-            name: t.name.clone(),
-            alias: t.alias.clone(),
-            enabled: t.enabled,
-            params: t.params.clone(),
-            luns: t.luns.clone(),
-            credentials,
-        };
+        let new = TargetEntry { credentials, ..TargetEntry::clone(t) };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
     }
@@ -251,6 +334,108 @@ impl Registry {
         self.read().portals.clone()
     }
 
+    /// Add a target, or replace the one of the same name (keeping its tid), in one step: sessions see the change
+    /// once the reactors refresh their views ([`crate::live::Control::refresh_target`]). A new target gets the next
+    /// tid. Returns the entry as stored.
+    pub fn put_target(&self, mut entry: TargetEntry) -> Arc<TargetEntry> {
+        let mut inner = self.write();
+        entry.tid = match inner.targets.get(&entry.name) {
+            Some(old) => old.tid,
+            None => self.next_tid.fetch_add(1, Ordering::Relaxed),
+        };
+        entry.group = None;
+        let entry = Arc::new(entry);
+        inner.targets.insert(entry.name.clone(), entry.clone());
+        entry
+    }
+
+    /// Remove a target. Its sessions keep their views until they are closed.
+    pub fn remove_target(&self, name: &str) -> Result<Arc<TargetEntry>, RegistryError> {
+        self.write().targets.remove(name).ok_or_else(|| RegistryError::NoSuchTarget(name.into()))
+    }
+
+    /// Every target, by name.
+    pub fn targets(&self) -> Vec<Arc<TargetEntry>> {
+        self.read().targets.values().cloned().collect()
+    }
+
+    /// Where a device is mapped, as "target/LUN" or "target/group/LUN" strings.
+    pub fn device_users(&self, name: &str) -> Vec<String> {
+        let inner = self.read();
+        let Some(dev) = inner.devices.get(name) else { return Vec::new() };
+        let mut users = Vec::new();
+        for t in inner.targets.values() {
+            for (group, lun) in t.device_users(dev.id) {
+                users.push(match group {
+                    Some(g) => format!("{}/{g}/{lun}", t.name),
+                    None => format!("{}/{lun}", t.name),
+                });
+            }
+        }
+        users
+    }
+
+    /// Remove a device that no LUN maps (remove or force-unmap the LUNs first). Commands in flight keep their
+    /// reference and complete normally.
+    pub fn remove_device(&self, name: &str) -> Result<Arc<Device>, RegistryError> {
+        let users = self.device_users(name);
+        if !users.is_empty() {
+            return Err(RegistryError::DeviceInUse { device: name.into(), users: users.join(", ") });
+        }
+        self.write().devices.remove(name).ok_or_else(|| RegistryError::NoSuchDevice(name.into()))
+    }
+
+    /// Swap the bdev of a device (a reopened or resized backing store), keeping its logical unit, and re-point every
+    /// LUN that maps it. The new device object gets a new id, so reactors open channels on the new bdev while
+    /// commands in flight finish on the old one. Returns the new device and the targets whose entries changed.
+    pub fn replace_bdev(&self, name: &str, bdev: Arc<dyn Bdev>) -> Result<(Arc<Device>, Vec<String>), RegistryError> {
+        let mut inner = self.write();
+        let old = inner.devices.get(name).cloned().ok_or_else(|| RegistryError::NoSuchDevice(name.into()))?;
+        let id = self.next_device.fetch_add(1, Ordering::Relaxed);
+        let dev = Arc::new(Device { id, name: old.name.clone(), bdev, lu: old.lu.clone() });
+        inner.devices.insert(name.to_string(), dev.clone());
+        let repoint = |luns: &mut BTreeMap<u64, LunEntry>| {
+            let mut changed = false;
+            for l in luns.values_mut() {
+                if l.device.id == old.id {
+                    l.device = dev.clone();
+                    changed = true;
+                }
+            }
+            changed
+        };
+        let mut touched = Vec::new();
+        let names: Vec<String> = inner.targets.keys().cloned().collect();
+        for tname in names {
+            let Some(t) = inner.targets.get(&tname) else { continue };
+            let mut new = TargetEntry::clone(t);
+            let mut changed = repoint(&mut new.luns);
+            for g in &mut new.ini_groups {
+                changed |= repoint(&mut g.luns);
+            }
+            if changed {
+                inner.targets.insert(tname.clone(), Arc::new(new));
+                touched.push(tname);
+            }
+        }
+        Ok((dev, touched))
+    }
+
+    /// The iSCSI driver's `enabled` attribute (SCST `targets/iscsi/enabled`).
+    pub fn set_driver_enabled(&self, enabled: bool) {
+        self.driver_enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn driver_enabled(&self) -> bool {
+        self.driver_enabled.load(Ordering::Relaxed)
+    }
+
+    /// The view a session of `initiator` connected through `portal_ip` has of `target` (see
+    /// [`TargetEntry::view_for`]); None when the target no longer exists.
+    pub fn session_view(&self, target: &str, initiator: &str, portal_ip: std::net::IpAddr) -> Option<Arc<TargetEntry>> {
+        self.target(target).map(|t| Arc::new(t.view_for(initiator, portal_ip)))
+    }
+
     /// A new I_T nexus identifier for the SCSI core.
     pub fn new_nexus(&self) -> u64 {
         self.next_nexus.fetch_add(1, Ordering::Relaxed)
@@ -281,42 +466,60 @@ impl Registry {
         self.reactors.get().map_or(&[], |v| v.as_slice())
     }
 
-    /// The TargetAddress values of the portals, as seen from a connection that arrived on `local`: a wildcard
-    /// portal is reported with the address the initiator reached.
-    fn target_addresses(&self, local: &SocketAddr) -> Vec<String> {
-        self.read()
-            .portals
-            .iter()
-            .map(|p| {
-                let ip = if p.addr.ip().is_unspecified() { local.ip() } else { p.addr.ip() };
-                let addr = SocketAddr::new(ip, p.addr.port());
-                format!("{addr},{}", p.tpgt)
-            })
-            .collect()
-    }
 }
 
 impl TargetCatalog for Registry {
-    fn lookup(&self, target_name: &str, _initiator_name: &str, _portal: &PortalInfo) -> Option<TargetInfo> {
-        let t = self.target(target_name)?;
-        if !t.enabled {
-            return None;
-        }
-        Some(TargetInfo { name: t.name.clone(), alias: t.alias.clone(), params: t.params.clone() })
+    fn lookup(&self, target_name: &str, initiator_name: &str, portal: &PortalInfo) -> Option<TargetInfo> {
+        self.resolve(target_name, initiator_name, portal).ok()
     }
 
+    /// Refusals: the driver disabled -> service unavailable (0x0301); unknown or disabled target -> not found
+    /// (0x0203); a portal outside `allowed_portal` or an initiator without LUNs -> not authorized (0x0202).
+    fn resolve(&self, target_name: &str, initiator_name: &str, portal: &PortalInfo) -> Result<TargetInfo, Refusal> {
+        if !self.driver_enabled() {
+            return Err(Refusal::ServiceUnavailable);
+        }
+        let t = self.target(target_name).ok_or(Refusal::NotFound)?;
+        if !t.enabled {
+            return Err(Refusal::NotFound);
+        }
+        if !t.visible_to(initiator_name, portal.local.ip()) {
+            tracing::info!(initiator = %initiator_name, target = %target_name, portal = %portal.local, "login refused by access control");
+            return Err(Refusal::NotAuthorized);
+        }
+        Ok(TargetInfo { name: t.name.clone(), alias: t.alias.clone(), params: t.params.clone() })
+    }
+
+    fn discovery_allowed(&self, _initiator_name: &str, _portal: &PortalInfo) -> Result<(), Refusal> {
+        if self.driver_enabled() {
+            Ok(())
+        } else {
+            Err(Refusal::ServiceUnavailable)
+        }
+    }
+
+    /// Only targets the initiator may use through the portal it asked on, with only the portals it may use
+    /// (allowed_portal, per-portal ACL).
     fn send_targets(
         &self,
-        _initiator_name: &str,
+        initiator_name: &str,
         portal: &PortalInfo,
         which: Option<&str>,
     ) -> Vec<(String, Vec<String>)> {
-        let addrs = self.target_addresses(&portal.local);
-        self.read()
-            .targets
-            .values()
-            .filter(|t| t.enabled && which.is_none_or(|w| w == t.name))
-            .map(|t| (t.name.clone(), addrs.clone()))
+        let portals = self.portals();
+        self.targets()
+            .into_iter()
+            .filter(|t| which.is_none_or(|w| w == t.name) && t.visible_to(initiator_name, portal.local.ip()))
+            .map(|t| {
+                let addrs = portals
+                    .iter()
+                    .filter_map(|p| {
+                        let ip = if p.addr.ip().is_unspecified() { portal.local.ip() } else { p.addr.ip() };
+                        t.visible_to(initiator_name, ip).then(|| format!("{},{}", SocketAddr::new(ip, p.addr.port()), p.tpgt))
+                    })
+                    .collect();
+                (t.name.clone(), addrs)
+            })
             .collect()
     }
 
@@ -347,5 +550,135 @@ impl TargetCatalog for Registry {
                 return t;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polltgt_bdev::NullBdev;
+
+    const T: &str = "iqn.2026-11.io.polltgt:acl";
+
+    fn portal(ip: &str) -> PortalInfo {
+        PortalInfo { local: SocketAddr::new(ip.parse().unwrap(), 3260), tpgt: 1 }
+    }
+
+    /// A registry with devices d0..d2 and target T mapping d0 as LUN 0 by default.
+    fn setup() -> (Arc<Registry>, TargetEntry) {
+        let r = Registry::new();
+        for name in ["d0", "d1", "d2"] {
+            let bdev = Arc::new(NullBdev::new(name, 512, 1024).unwrap());
+            r.add_device(name, bdev, LuConfig { num_blocks: 1024, ..Default::default() }).unwrap();
+        }
+        r.add_portal(Portal { addr: "10.170.77.2:3260".parse().unwrap(), tpgt: 1 });
+        r.add_portal(Portal { addr: "10.170.75.2:3260".parse().unwrap(), tpgt: 1 });
+        let mut t = TargetEntry::new(T, None, TargetParams::default(), true);
+        t.luns.insert(0, LunEntry::new(0, r.device("d0").unwrap(), false));
+        (r, t)
+    }
+
+    fn group(r: &Registry, name: &str, initiators: &[&str], luns: &[(u64, &str)]) -> IniGroup {
+        IniGroup {
+            name: name.into(),
+            initiators: initiators.iter().map(|s| s.to_string()).collect(),
+            luns: luns.iter().map(|(l, d)| (*l, LunEntry::new(*l, r.device(d).unwrap(), false))).collect(),
+        }
+    }
+
+    #[test]
+    fn a_group_lun_set_replaces_the_default_set() {
+        let (r, mut t) = setup();
+        t.ini_groups.push(group(&r, "special_ini", &["iqn.2005-03.org.open-iscsi:cacdcd2520"], &[(0, "d1"), (5, "d2")]));
+        r.put_target(t);
+        let ip = "10.170.77.2".parse().unwrap();
+        let special = r.session_view(T, "iqn.2005-03.org.open-iscsi:cacdcd2520", ip).unwrap();
+        assert_eq!(special.group.as_deref(), Some("special_ini"));
+        assert_eq!(special.lun_numbers(), vec![0, 5]);
+        assert_eq!(special.luns[&0].device.name, "d1");
+        let other = r.session_view(T, "iqn.2005-03.org.open-iscsi:other", ip).unwrap();
+        assert_eq!(other.group, None);
+        assert_eq!(other.lun_numbers(), vec![0]);
+        assert_eq!(other.luns[&0].device.name, "d0");
+    }
+
+    #[test]
+    fn an_empty_effective_lun_set_hides_the_target() {
+        // README recipe 2b: default LUNs for everybody, and an empty group that catches all but one initiator.
+        let (r, mut t) = setup();
+        t.ini_groups.push(group(&r, "denied_inis", &["!iqn.2005-03.org.vlnb:cacdcd2520"], &[]));
+        r.put_target(t);
+        let p = portal("10.170.77.2");
+        assert!(r.resolve(T, "iqn.2005-03.org.vlnb:cacdcd2520", &p).is_ok());
+        assert_eq!(r.resolve(T, "iqn.2005-03.org.vlnb:intruder", &p), Err(Refusal::NotAuthorized));
+        assert!(r.send_targets("iqn.2005-03.org.vlnb:intruder", &p, None).is_empty());
+        assert_eq!(r.send_targets("iqn.2005-03.org.vlnb:cacdcd2520", &p, None).len(), 1);
+        // README recipe 2a: no default LUNs, a group for the allowed initiator.
+        let (r, mut t) = setup();
+        t.luns.clear();
+        t.ini_groups.push(group(&r, "allowed_ini", &["iqn.2005-03.org.vlnb:cacdcd2520"], &[(0, "d0")]));
+        r.put_target(t);
+        assert!(r.resolve(T, "iqn.2005-03.org.vlnb:cacdcd2520", &p).is_ok());
+        assert_eq!(r.resolve(T, "iqn.2005-03.org.vlnb:other", &p), Err(Refusal::NotAuthorized));
+    }
+
+    #[test]
+    fn per_portal_acl_blocks_one_portal_or_all() {
+        let (r, mut t) = setup();
+        t.per_portal_acl = true;
+        t.ini_groups.push(group(&r, "BLOCKING_GROUP", &["iqn.2005-03.org.vlnb:cacdcd2520#10.170.77.2"], &[]));
+        r.put_target(t.clone());
+        let ini = "iqn.2005-03.org.vlnb:cacdcd2520";
+        assert_eq!(r.resolve(T, ini, &portal("10.170.77.2")), Err(Refusal::NotAuthorized));
+        assert!(r.resolve(T, ini, &portal("10.170.75.2")).is_ok());
+        // SendTargets through the allowed portal lists only that portal's address.
+        let st = r.send_targets(ini, &portal("10.170.75.2"), None);
+        assert_eq!(st, vec![(T.to_string(), vec!["10.170.75.2:3260,1".to_string()])]);
+        t.ini_groups[0].initiators = vec!["iqn.2005-03.org.vlnb:cacdcd2520*".into()];
+        r.put_target(t);
+        assert_eq!(r.resolve(T, ini, &portal("10.170.75.2")), Err(Refusal::NotAuthorized));
+        assert!(r.resolve(T, "iqn.2005-03.org.vlnb:other", &portal("10.170.75.2")).is_ok());
+    }
+
+    #[test]
+    fn allowed_portals_and_enabled_flags_gate_logins() {
+        let (r, mut t) = setup();
+        t.allowed_portals = vec!["10.170.7?.2".into()];
+        r.put_target(t.clone());
+        assert!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")).is_ok());
+        t.allowed_portals = vec!["10.170.77.2".into()];
+        r.put_target(t.clone());
+        assert_eq!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")), Err(Refusal::NotAuthorized));
+        let st = r.send_targets("iqn.x:y", &portal("10.170.77.2"), None);
+        assert_eq!(st, vec![(T.to_string(), vec!["10.170.77.2:3260,1".to_string()])]);
+        t.allowed_portals.clear();
+        t.enabled = false;
+        r.put_target(t.clone());
+        assert_eq!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")), Err(Refusal::NotFound));
+        t.enabled = true;
+        r.put_target(t);
+        r.set_driver_enabled(false);
+        assert_eq!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")), Err(Refusal::ServiceUnavailable));
+        assert!(r.discovery_allowed("iqn.x:y", &portal("10.170.75.2")).is_err());
+        r.set_driver_enabled(true);
+        assert!(r.discovery_allowed("iqn.x:y", &portal("10.170.75.2")).is_ok());
+    }
+
+    #[test]
+    fn devices_in_use_cannot_be_removed_and_tids_survive_updates() {
+        let (r, mut t) = setup();
+        t.ini_groups.push(group(&r, "g", &["*"], &[(3, "d1")]));
+        let first = r.put_target(t.clone());
+        let again = r.put_target(t);
+        assert_eq!(first.tid, again.tid);
+        assert!(first.tid > 0);
+        match r.remove_device("d1") {
+            Err(RegistryError::DeviceInUse { users, .. }) => assert_eq!(users, format!("{T}/g/3")),
+            other => panic!("unexpected {:?}", other.map(|d| d.name.clone())),
+        }
+        assert!(r.remove_device("d2").is_ok());
+        assert!(r.device("d2").is_none());
+        r.remove_target(T).unwrap();
+        assert!(r.remove_device("d1").is_ok());
     }
 }

@@ -80,13 +80,59 @@ pub struct Config {
     /// iSCSI targets (SCST's `targets/iscsi/<name>`).
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// Management interfaces: the JSON-RPC socket and the optional Prometheus listener.
+    #[serde(default, skip_serializing_if = "MgmtConfig::is_default")]
+    pub mgmt: MgmtConfig,
+}
+
+/// Where the target's RPC socket is when neither the configuration nor `--rpc-socket` says otherwise (like SPDK's
+/// /var/tmp/spdk.sock).
+pub const DEFAULT_RPC_SOCKET: &str = "/var/tmp/polltgt.sock";
+
+/// The management interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MgmtConfig {
+    /// The JSON-RPC 2.0 Unix socket (created with mode 0600). `null` turns RPC off. Default
+    /// /var/tmp/polltgt.sock.
+    #[serde(default = "default_rpc_socket", deserialize_with = "values::opt_socket_path")]
+    pub rpc_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at `http://ADDRESS/metrics`. Default: off.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_portal"
+    )]
+    pub prometheus: Option<SocketAddr>,
+}
+
+impl Default for MgmtConfig {
+    fn default() -> Self {
+        MgmtConfig {
+            rpc_socket: default_rpc_socket(),
+            prometheus: None,
+        }
+    }
+}
+
+impl MgmtConfig {
+    pub fn is_default(&self) -> bool {
+        *self == MgmtConfig::default()
+    }
+}
+
+fn default_rpc_socket() -> Option<PathBuf> {
+    Some(PathBuf::from(DEFAULT_RPC_SOCKET))
 }
 
 /// Driver-level iSCSI attributes, SCST's `/sys/kernel/scst_tgt/targets/iscsi/{IncomingUser,OutgoingUser}`: the CHAP
 /// accounts of discovery sessions (RFC 7143 §12.1.3).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IscsiConfig {
+    /// Accept connections at all (SCST's `targets/iscsi/enabled`). Default true.
+    #[serde(default = "yes", deserialize_with = "values::flag")]
+    pub enabled: bool,
     /// With at least one account, discovery sessions must authenticate with CHAP as one of them. A single account
     /// or a list.
     #[serde(
@@ -105,10 +151,20 @@ pub struct IscsiConfig {
     pub outgoing_user: Option<ChapAccount>,
 }
 
+impl Default for IscsiConfig {
+    fn default() -> Self {
+        IscsiConfig {
+            enabled: true,
+            incoming_users: Vec::new(),
+            outgoing_user: None,
+        }
+    }
+}
+
 impl IscsiConfig {
-    /// No attribute set.
+    /// Every attribute at its default.
     pub fn is_empty(&self) -> bool {
-        self.incoming_users.is_empty() && self.outgoing_user.is_none()
+        self.enabled && self.incoming_users.is_empty() && self.outgoing_user.is_none()
     }
 
     /// The CHAP accounts of discovery sessions, for the iSCSI core.
@@ -465,6 +521,59 @@ pub struct TargetConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub outgoing_user: Option<ChapAccount>,
+    /// Per-portal access control (SCST `per_portal_acl`): initiator groups match `initiator_name#portal_ip`.
+    /// Default false.
+    #[serde(default, skip_serializing_if = "is_false", deserialize_with = "values::flag")]
+    pub per_portal_acl: bool,
+    /// Portal address patterns (`*`, `?`, leading `!`) the target is reachable and reported on (SCST
+    /// `allowed_portal`); none = every portal. One pattern or a list.
+    #[serde(
+        rename = "allowed_portal",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "values::string_or_list"
+    )]
+    pub allowed_portals: Vec<String>,
+    /// SCSI relative target port identifier (SCST `rel_tgt_id`), 1..65535. Default: the target's tid.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_ranged::<_, u16, 1, 65535>"
+    )]
+    pub rel_tgt_id: Option<u16>,
+    /// Initiator groups (SCST `ini_groups`), searched in order: an initiator matching one of a group's patterns sees
+    /// the group's LUNs instead of `luns`; an initiator whose LUN set is empty does not see the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ini_groups: Vec<IniGroupConfig>,
+}
+
+/// An initiator group of a target (SCST security group `ini_groups/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IniGroupConfig {
+    /// Group name (letters, digits, `_-.:`, up to 64).
+    #[serde(deserialize_with = "values::device_name")]
+    pub name: String,
+    /// Initiator name patterns: `*` any run, `?` any character, a leading `!` inverts; case-insensitive.
+    #[serde(default)]
+    pub initiators: Vec<String>,
+    /// The LUNs the group's initiators see. None: they do not see the target.
+    #[serde(default)]
+    pub luns: Vec<LunConfig>,
+}
+
+impl IniGroupConfig {
+    pub fn new(name: &str) -> Self {
+        IniGroupConfig {
+            name: name.to_owned(),
+            initiators: Vec::new(),
+            luns: Vec::new(),
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Defaults of the target attributes: the iSCSI core's [`TargetParams::default`] (SCST's defaults).
@@ -530,7 +639,16 @@ impl TargetConfig {
             rsp_timeout: defaults::rsp_timeout(),
             incoming_users: Vec::new(),
             outgoing_user: None,
+            per_portal_acl: false,
+            allowed_portals: Vec::new(),
+            rel_tgt_id: None,
+            ini_groups: Vec::new(),
         }
+    }
+
+    /// The initiator group named `name`.
+    pub fn group(&self, name: &str) -> Option<&IniGroupConfig> {
+        self.ini_groups.iter().find(|g| g.name == name)
     }
 
     /// The target's CHAP accounts, for the iSCSI core.
@@ -672,6 +790,7 @@ impl Config {
             iscsi: IscsiConfig::default(),
             devices: vec![ram0],
             targets: vec![target],
+            mgmt: MgmtConfig::default(),
         }
     }
 
@@ -823,15 +942,45 @@ impl Config {
                 ));
             }
             check_target_params(t, &here)?;
-            self.check_luns(t, &here.key("luns"))?;
+            self.check_luns(&t.luns, &here.key("luns"))?;
             check_chap(&t.incoming_users, t.outgoing_user.as_ref(), &here)?;
+            for (j, p) in t.allowed_portals.iter().enumerate() {
+                value_at(here.key("allowed_portal").index(j), values::check_pattern(p))?;
+            }
+            self.check_groups(t, &here.key("ini_groups"))?;
         }
         Ok(())
     }
 
-    fn check_luns(&self, t: &TargetConfig, at: &FieldPath) -> Result<(), Finding> {
+    fn check_groups(&self, t: &TargetConfig, at: &FieldPath) -> Result<(), Finding> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (j, g) in t.ini_groups.iter().enumerate() {
+            let here = at.index(j);
+            value_at(here.key("name"), values::check_device_name(&g.name))?;
+            if let Some(first) = seen.insert(g.name.as_str(), j) {
+                return Err(finding(
+                    here.key("name"),
+                    format!("group name {:?} is already used by {}", g.name, at.index(first)),
+                ));
+            }
+            let mut patterns: HashMap<&str, usize> = HashMap::new();
+            for (k, p) in g.initiators.iter().enumerate() {
+                value_at(here.key("initiators").index(k), values::check_pattern(p))?;
+                if let Some(first) = patterns.insert(p.as_str(), k) {
+                    return Err(finding(
+                        here.key("initiators").index(k),
+                        format!("initiator {p:?} is already listed as {}", here.key("initiators").index(first)),
+                    ));
+                }
+            }
+            self.check_luns(&g.luns, &here.key("luns"))?;
+        }
+        Ok(())
+    }
+
+    fn check_luns(&self, luns: &[LunConfig], at: &FieldPath) -> Result<(), Finding> {
         let mut seen: HashMap<u16, usize> = HashMap::new();
-        for (j, l) in t.luns.iter().enumerate() {
+        for (j, l) in luns.iter().enumerate() {
             let here = at.index(j);
             value_at(here.key("lun"), check_range(l.lun.into(), 0, MAX_LUN))?;
             if let Some(first) = seen.insert(l.lun, j) {

@@ -992,6 +992,80 @@ pub(crate) fn chap_accounts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ChapA
     d.deserialize_any(ListVisitor)
 }
 
+/// Checks an access-control pattern (initiator name pattern of an initiator group, or an `allowed_portal`):
+/// non-empty, printable, no blanks (SCST's management commands split on blanks), at most 255 characters.
+pub(crate) fn check_pattern(p: &str) -> Result<(), InvalidValue> {
+    if p.is_empty() || p == "!" {
+        return Err(InvalidValue("a name pattern must not be empty".into()));
+    }
+    if p.len() > 255 {
+        return Err(InvalidValue(format!("pattern {p:?} is longer than 255 characters")));
+    }
+    if let Some(c) = p.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '/') {
+        return Err(InvalidValue(format!("character {c:?} is not allowed in pattern {p:?}")));
+    }
+    Ok(())
+}
+
+/// `deserialize_with` for a list of strings written as one string or a list (`allowed_portal: 10.0.0.?` or a list).
+pub(crate) fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// `deserialize_with` for an optional listen address (`null` or absent: none).
+pub(crate) fn opt_portal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    d.deserialize_str(CheckedStr(
+        |s: &str| parse_portal(s).map(Some),
+        "an address such as 127.0.0.1:9464",
+    ))
+}
+
+/// `deserialize_with` for the RPC socket path: an absolute path, or `null` (or an empty string) for none.
+pub(crate) fn opt_socket_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Option<PathBuf>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an absolute path, or null for no RPC socket")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<PathBuf>, E> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            let p = PathBuf::from(v);
+            check_filename(&p).map_err(E::custom)?;
+            Ok(Some(p))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<PathBuf>, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<PathBuf>, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

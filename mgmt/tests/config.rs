@@ -155,6 +155,7 @@ fn full_example_loads_with_every_key() {
     assert_eq!(
         c.iscsi,
         IscsiConfig {
+            enabled: true,
             incoming_users: vec![ChapAccount::new("joeD", "12charsecret")],
             outgoing_user: Some(ChapAccount::new("jackD", "12charsecret1")),
         }
@@ -322,11 +323,12 @@ fn error_unknown_key() {
         "polltgt.yaml:7:5: targets[0].MaxBurstLenght: unknown field `MaxBurstLenght`, expected one of `name`, \
          `enabled`, `luns`, `InitialR2T`, `ImmediateData`, `MaxRecvDataSegmentLength`, `MaxXmitDataSegmentLength`, \
          `MaxBurstLength`, `FirstBurstLength`, `MaxOutstandingR2T`, `HeaderDigest`, `DataDigest`, `QueuedCommands`, \
-         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`"
+         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`, `per_portal_acl`, \
+         `allowed_portal`, `rel_tgt_id`, `ini_groups`"
     );
     assert_eq!(
         err("portal:\n  - address: 1.2.3.4\n"),
-        "polltgt.yaml:1:1: portal: unknown field `portal`, expected one of `reactors`, `state_dir`, `portals`, `iscsi`, `devices`, `targets`"
+        "polltgt.yaml:1:1: portal: unknown field `portal`, expected one of `reactors`, `state_dir`, `portals`, `iscsi`, `devices`, `targets`, `mgmt`"
     );
     assert_eq!(
         err("devices:\n  - { name: d, handler: ram, size: 1G, readonly: true }\n"),

@@ -2,6 +2,8 @@
 //! it listens on, run libiscsi's tools against it with time limits, and parse their output.
 #![allow(dead_code)]
 
+pub mod mgmt;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -80,8 +82,14 @@ impl Target {
     }
 
     fn spawn(dir: tempfile::TempDir, args: &[std::ffi::OsString]) -> Target {
+        // Every test target has its own RPC socket (the default path is shared by the machine).
+        let mut args = args.to_vec();
+        if args.first().is_some_and(|a| a == "serve") && !args.iter().any(|a| a == "--rpc-socket") {
+            args.push("--rpc-socket".into());
+            args.push(dir.path().join("rpc.sock").into_os_string());
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_polltgt"))
-            .args(args)
+            .args(&args)
             .env("RUST_LOG", std::env::var("POLLTGT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -554,6 +554,11 @@ impl Session {
         &self.params
     }
 
+    /// The connection ID (CID) the initiator gave the connection at login (RFC 7143 §11.12.6).
+    pub fn cid(&self) -> u16 {
+        self.cid
+    }
+
     /// The next StatSN the session will assign.
     pub fn stat_sn(&self) -> SerialNumber {
         self.stat_sn

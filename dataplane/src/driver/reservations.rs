@@ -59,7 +59,13 @@ impl ReactorState {
             entry.device.lu.bind_nexus(nexus, identity.clone());
         }
         self.registry.nexuses().insert(nexus, info);
-        SessionCtx { target, nexus }
+        SessionCtx {
+            target,
+            nexus,
+            params: Box::new(params.clone()),
+            counters: Default::default(),
+            pending_ua: Default::default(),
+        }
     }
 
     /// A PERSISTENT RESERVE OUT on slot `i` produced `r`: store the APTPL state, then answer, or first abort the

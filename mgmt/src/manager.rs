@@ -1,0 +1,632 @@
+//! The management library: one lock-protected [`Config`] (the persistent attributes of the object tree) in front of a
+//! [`Backend`] (the running target). Every change is made on a copy of the configuration, validated with the same
+//! rules a configuration file gets, applied to the running target, and only then committed; a change the target
+//! refuses leaves both as they were. RPC handlers and SCST command strings are thin layers over these methods.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::backend::{Backend, BackendError, ErrorKind};
+use crate::config::{Config, DeviceConfig, IniGroupConfig, LunConfig, TargetConfig};
+use crate::values::{Size, TargetName};
+
+/// A management error: what went wrong, on which object (an object-tree path such as
+/// `targets/iscsi/iqn...:tgt/luns/3`) and which attribute.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct MgmtError {
+    pub kind: ErrorKind,
+    pub object: Option<String>,
+    pub attribute: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for MgmtError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(o) = &self.object {
+            write!(f, "{o}: ")?;
+        }
+        if let Some(a) = &self.attribute {
+            write!(f, "{a}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl MgmtError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        MgmtError {
+            kind,
+            object: None,
+            attribute: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// Attach the object the error is about (kept if one is set already).
+    pub fn on(mut self, object: impl Into<String>) -> Self {
+        if self.object.is_none() {
+            self.object = Some(object.into());
+        }
+        self
+    }
+
+    /// Attach the attribute the error is about.
+    pub fn attr(mut self, attribute: impl Into<String>) -> Self {
+        if self.attribute.is_none() {
+            self.attribute = Some(attribute.into());
+        }
+        self
+    }
+}
+
+impl From<BackendError> for MgmtError {
+    fn from(e: BackendError) -> Self {
+        MgmtError::new(e.kind, e.message)
+    }
+}
+
+/// Object-tree paths of the objects errors name.
+pub fn device_path(name: &str) -> String {
+    format!("devices/{name}")
+}
+
+pub fn target_path(name: &str) -> String {
+    format!("targets/iscsi/{name}")
+}
+
+pub fn luns_path(target: &str, group: Option<&str>) -> String {
+    match group {
+        Some(g) => format!("targets/iscsi/{target}/ini_groups/{g}/luns"),
+        None => format!("targets/iscsi/{target}/luns"),
+    }
+}
+
+/// The management library. Cheap to share (`Arc<Manager>`); changes are serialized by an internal lock.
+pub struct Manager {
+    config: Mutex<Config>,
+    backend: Arc<dyn Backend>,
+    /// The file the target was started from: `save_config` without a path writes there.
+    config_path: Option<PathBuf>,
+}
+
+impl Manager {
+    /// A manager for a target already built from `config`.
+    pub fn new(config: Config, backend: Arc<dyn Backend>, config_path: Option<PathBuf>) -> Manager {
+        Manager {
+            config: Mutex::new(config),
+            backend,
+            config_path,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Config> {
+        self.config.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Config {
+        self.lock().clone()
+    }
+
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Change the configuration with `f`, then validate, apply and commit (see the module documentation).
+    pub fn edit<T>(&self, f: impl FnOnce(&mut Config) -> Result<T, MgmtError>) -> Result<T, MgmtError> {
+        let mut guard = self.lock();
+        let mut new = guard.clone();
+        let out = f(&mut new)?;
+        new.validate().map_err(|e| match e.diagnostic() {
+            Some(d) => {
+                let (object, attribute) = tree_location(&new, &d.path);
+                let mut err = MgmtError::invalid(d.message.clone()).on(object);
+                if let Some(a) = attribute {
+                    err = err.attr(a);
+                }
+                err
+            }
+            None => MgmtError::invalid(e.to_string()),
+        })?;
+        self.apply(&guard, &new)?;
+        *guard = new;
+        Ok(out)
+    }
+
+    /// Bring the running target from `old` to `new`: devices first (so LUNs can map them), then targets, then what
+    /// was removed.
+    fn apply(&self, old: &Config, new: &Config) -> Result<(), MgmtError> {
+        let b = &self.backend;
+        if old.mgmt != new.mgmt || old.portals != new.portals || old.reactors != new.reactors {
+            return Err(MgmtError::new(
+                ErrorKind::Unsupported,
+                "portals, reactors and the mgmt section take effect at the next start; edit the file and restart",
+            ));
+        }
+        for d in &new.devices {
+            match old.device(&d.name) {
+                None => b
+                    .create_device(d)
+                    .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?,
+                Some(o) if o != d => {
+                    let mut fixed = o.clone();
+                    fixed.size = d.size;
+                    fixed.size_mb = d.size_mb;
+                    if fixed != *d {
+                        return Err(MgmtError::new(
+                            ErrorKind::Unsupported,
+                            "only size and size_mb can change while the device exists; the other attributes are set \
+                             when it is created",
+                        )
+                        .on(device_path(&d.name)));
+                    }
+                    if d.size_bytes() != o.size_bytes() {
+                        let size = d.size_bytes();
+                        b.resize_device(d, size)
+                            .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for t in &new.targets {
+            if old.target(t.name.as_str()) != Some(t) {
+                b.apply_target(t)
+                    .map_err(|e| MgmtError::from(e).on(target_path(t.name.as_str())))?;
+            }
+        }
+        for t in &old.targets {
+            if new.target(t.name.as_str()).is_none() {
+                b.delete_target(t.name.as_str())
+                    .map_err(|e| MgmtError::from(e).on(target_path(t.name.as_str())))?;
+            }
+        }
+        for d in &old.devices {
+            if new.device(&d.name).is_none() {
+                b.delete_device(&d.name)
+                    .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
+            }
+        }
+        if old.iscsi != new.iscsi {
+            b.apply_driver(&new.iscsi)
+                .map_err(|e| MgmtError::from(e).on("targets/iscsi"))?;
+        }
+        Ok(())
+    }
+
+    // ---- devices -------------------------------------------------------------------------------------------
+
+    /// Create a device (SCST `add_device`; `bdev_create`).
+    pub fn add_device(&self, dev: DeviceConfig) -> Result<(), MgmtError> {
+        let path = device_path(&dev.name);
+        self.edit(|c| {
+            if c.device(&dev.name).is_some() {
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    "a device of this name exists already",
+                ));
+            }
+            c.devices.push(dev);
+            Ok(())
+        })
+        .map_err(|e| e.on(path))
+    }
+
+    /// Delete a device (SCST `del_device`). A device mapped as a LUN is refused unless `force`, which unmaps it
+    /// everywhere first (sessions get REPORTED LUNS DATA HAS CHANGED).
+    pub fn delete_device(&self, name: &str, force: bool) -> Result<(), MgmtError> {
+        self.edit(|c| {
+            if c.device(name).is_none() {
+                return Err(MgmtError::not_found("no such device"));
+            }
+            let users = device_users(c, name);
+            if !users.is_empty() && !force {
+                return Err(MgmtError::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "the device is in use by {}; remove those LUNs first, or force",
+                        users.join(", ")
+                    ),
+                ));
+            }
+            for t in &mut c.targets {
+                t.luns.retain(|l| l.device != name);
+                for g in &mut t.ini_groups {
+                    g.luns.retain(|l| l.device != name);
+                }
+            }
+            c.devices.retain(|d| d.name != name);
+            Ok(())
+        })
+        .map_err(|e| e.on(device_path(name)))
+    }
+
+    /// Resize a device to `size` (SCST `size`/`size_mb`; SPDK `bdev_*_resize`). Sessions get CAPACITY DATA HAS
+    /// CHANGED.
+    pub fn resize_device(&self, name: &str, size: Size) -> Result<(), MgmtError> {
+        self.edit(|c| {
+            let d = c
+                .devices
+                .iter_mut()
+                .find(|d| d.name == name)
+                .ok_or_else(|| MgmtError::not_found("no such device"))?;
+            d.size = Some(size);
+            d.size_mb = None;
+            Ok(())
+        })
+        .map_err(|e| e.on(device_path(name)))
+    }
+
+    /// Re-read the size of a file or block device (SCST `resync_size`). Returns the new size in bytes.
+    pub fn resync_device(&self, name: &str) -> Result<u64, MgmtError> {
+        let guard = self.lock();
+        let d = guard
+            .device(name)
+            .ok_or_else(|| MgmtError::not_found("no such device").on(device_path(name)))?;
+        if !d.handler.needs_filename() {
+            return Err(MgmtError::new(
+                ErrorKind::Unsupported,
+                "resync_size applies to vdisk_fileio and vdisk_blockio",
+            )
+            .on(device_path(name))
+            .attr("resync_size"));
+        }
+        if d.size.is_some() || d.size_mb.is_some() {
+            return Err(MgmtError::new(
+                ErrorKind::Unsupported,
+                "the device has a configured size; set size instead of resyncing",
+            )
+            .on(device_path(name))
+            .attr("resync_size"));
+        }
+        self.backend
+            .resize_device(d, None)
+            .map_err(|e| MgmtError::from(e).on(device_path(name)))
+    }
+
+    // ---- targets -------------------------------------------------------------------------------------------
+
+    /// Create a target (SCST `add_target`; `iscsi_create_target_node`).
+    pub fn add_target(&self, t: TargetConfig) -> Result<(), MgmtError> {
+        let path = target_path(t.name.as_str());
+        self.edit(|c| {
+            if c.target(t.name.as_str()).is_some() {
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    "a target of this name exists already",
+                ));
+            }
+            c.targets.push(t);
+            Ok(())
+        })
+        .map_err(|e| e.on(path))
+    }
+
+    /// Delete a target (SCST `del_target`). A target with sessions is refused unless `force`, which closes them.
+    pub fn delete_target(&self, name: &str, force: bool) -> Result<(), MgmtError> {
+        if !force {
+            let n = self.backend.sessions()?.iter().filter(|s| s.target == name).count();
+            if n > 0 {
+                return Err(MgmtError::new(
+                    ErrorKind::Busy,
+                    format!("the target has {n} session(s); close them first, or force"),
+                )
+                .on(target_path(name)));
+            }
+        }
+        self.edit(|c| {
+            let before = c.targets.len();
+            c.targets.retain(|t| t.name.as_str() != name);
+            if c.targets.len() == before {
+                return Err(MgmtError::not_found("no such target"));
+            }
+            Ok(())
+        })
+        .map_err(|e| e.on(target_path(name)))
+    }
+
+    /// Change one target with `f` (attributes, CHAP, ACL); the target must exist.
+    pub fn edit_target<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut TargetConfig) -> Result<T, MgmtError>,
+    ) -> Result<T, MgmtError> {
+        self.edit(|c| {
+            let t = c
+                .targets
+                .iter_mut()
+                .find(|t| t.name.as_str() == name)
+                .ok_or_else(|| MgmtError::not_found("no such target"))?;
+            f(t)
+        })
+        .map_err(|e| e.on(target_path(name)))
+    }
+
+    /// The LUN list of a target's default set (`group` None) or of one of its groups.
+    fn with_luns<T>(
+        &self,
+        target: &str,
+        group: Option<&str>,
+        f: impl FnOnce(&mut Vec<LunConfig>) -> Result<T, MgmtError>,
+    ) -> Result<T, MgmtError> {
+        let here = luns_path(target, group);
+        self.edit_target(target, |t| match group {
+            None => f(&mut t.luns).map_err(|e| e.on(here)),
+            Some(g) => {
+                let grp = t
+                    .ini_groups
+                    .iter_mut()
+                    .find(|x| x.name == g)
+                    .ok_or_else(|| MgmtError::not_found(format!("no initiator group {g:?}")))?;
+                f(&mut grp.luns).map_err(|e| e.on(here))
+            }
+        })
+    }
+
+    /// Map a device as a LUN (SCST `add DEV LUN [read_only=1]`); with `replace`, an existing LUN is re-pointed
+    /// (SCST `replace`: sessions get INQUIRY DATA HAS CHANGED) instead of refused.
+    pub fn add_lun(&self, target: &str, group: Option<&str>, lun: LunConfig, replace: bool) -> Result<(), MgmtError> {
+        self.with_luns(target, group, |luns| {
+            match luns.iter_mut().find(|l| l.lun == lun.lun) {
+                Some(existing) if replace => *existing = lun,
+                Some(_) => {
+                    return Err(MgmtError::new(
+                        ErrorKind::Exists,
+                        format!("LUN {} exists already (use replace)", lun.lun),
+                    ))
+                }
+                None => luns.push(lun),
+            }
+            luns.sort_by_key(|l| l.lun);
+            Ok(())
+        })
+    }
+
+    /// Unmap a LUN (SCST `del LUN`). Sessions get REPORTED LUNS DATA HAS CHANGED.
+    pub fn remove_lun(&self, target: &str, group: Option<&str>, lun: u16) -> Result<(), MgmtError> {
+        self.with_luns(target, group, |luns| {
+            let before = luns.len();
+            luns.retain(|l| l.lun != lun);
+            if luns.len() == before {
+                return Err(MgmtError::not_found(format!("no LUN {lun}")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Unmap every LUN of the set (SCST `clear`).
+    pub fn clear_luns(&self, target: &str, group: Option<&str>) -> Result<(), MgmtError> {
+        self.with_luns(target, group, |luns| {
+            luns.clear();
+            Ok(())
+        })
+    }
+
+    /// Create an initiator group (SCST `ini_groups/mgmt create NAME`).
+    pub fn create_group(&self, target: &str, name: &str) -> Result<(), MgmtError> {
+        self.edit_target(target, |t| {
+            if t.group(name).is_some() {
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    format!("initiator group {name:?} exists already"),
+                ));
+            }
+            t.ini_groups.push(IniGroupConfig::new(name));
+            Ok(())
+        })
+    }
+
+    /// Delete an initiator group (SCST `del NAME`); its sessions fall back to the default LUN set.
+    pub fn delete_group(&self, target: &str, name: &str) -> Result<(), MgmtError> {
+        self.edit_target(target, |t| {
+            let before = t.ini_groups.len();
+            t.ini_groups.retain(|g| g.name != name);
+            if t.ini_groups.len() == before {
+                return Err(MgmtError::not_found(format!("no initiator group {name:?}")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Change the initiator patterns of a group with `f`.
+    pub fn edit_initiators(
+        &self,
+        target: &str,
+        group: &str,
+        f: impl FnOnce(&mut Vec<String>, &mut Vec<IniGroupConfig>) -> Result<(), MgmtError>,
+    ) -> Result<(), MgmtError> {
+        self.edit_target(target, |t| {
+            let i = t
+                .ini_groups
+                .iter()
+                .position(|g| g.name == group)
+                .ok_or_else(|| MgmtError::not_found(format!("no initiator group {group:?}")))?;
+            let mut inis = std::mem::take(&mut t.ini_groups[i].initiators);
+            let r = f(&mut inis, &mut t.ini_groups);
+            t.ini_groups[i].initiators = inis;
+            r.map_err(|e| e.on(format!("{}/ini_groups/{group}/initiators", target_path(target))))
+        })
+    }
+
+    /// Add an initiator name pattern to a group (SCST `initiators/mgmt add NAME`).
+    pub fn add_initiator(&self, target: &str, group: &str, pattern: &str) -> Result<(), MgmtError> {
+        self.edit_initiators(target, group, |inis, _| {
+            if inis.iter().any(|p| p == pattern) {
+                return Err(MgmtError::new(
+                    ErrorKind::Exists,
+                    format!("{pattern:?} is in the group already"),
+                ));
+            }
+            inis.push(pattern.to_string());
+            Ok(())
+        })
+    }
+
+    /// Remove an initiator name pattern (SCST `del NAME`).
+    pub fn remove_initiator(&self, target: &str, group: &str, pattern: &str) -> Result<(), MgmtError> {
+        self.edit_initiators(target, group, |inis, _| {
+            let before = inis.len();
+            inis.retain(|p| p != pattern);
+            if inis.len() == before {
+                return Err(MgmtError::not_found(format!("{pattern:?} is not in the group")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Move an initiator name pattern to another group of the same target (SCST `move NAME DEST`).
+    pub fn move_initiator(&self, target: &str, group: &str, pattern: &str, dest: &str) -> Result<(), MgmtError> {
+        self.edit_initiators(target, group, |inis, groups| {
+            let before = inis.len();
+            inis.retain(|p| p != pattern);
+            if inis.len() == before {
+                return Err(MgmtError::not_found(format!("{pattern:?} is not in the group")));
+            }
+            let d = groups
+                .iter_mut()
+                .find(|g| g.name == dest)
+                .ok_or_else(|| MgmtError::not_found(format!("no initiator group {dest:?}")))?;
+            if !d.initiators.iter().any(|p| p == pattern) {
+                d.initiators.push(pattern.to_string());
+            }
+            Ok(())
+        })
+    }
+
+    /// Remove every initiator pattern of a group (SCST `clear`).
+    pub fn clear_initiators(&self, target: &str, group: &str) -> Result<(), MgmtError> {
+        self.edit_initiators(target, group, |inis, _| {
+            inis.clear();
+            Ok(())
+        })
+    }
+
+    // ---- sessions and persistence --------------------------------------------------------------------------
+
+    /// Close one session by SCST sid (hexadecimal, with or without 0x).
+    pub fn force_close(&self, sid: &str) -> Result<(), MgmtError> {
+        let v = parse_sid(sid)?;
+        Ok(self.backend.force_close(v)?)
+    }
+
+    /// The running configuration as YAML with every attribute at its default left out.
+    pub fn config_yaml(&self) -> Result<String, MgmtError> {
+        crate::save::minimal_yaml(&self.lock()).map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))
+    }
+
+    /// Write the running configuration to `path` (or to the file the target was started from) atomically; returns
+    /// the path written.
+    pub fn save_config(&self, path: Option<&Path>) -> Result<PathBuf, MgmtError> {
+        let path = match path.or(self.config_path.as_deref()) {
+            Some(p) => p.to_path_buf(),
+            None => {
+                return Err(MgmtError::invalid(
+                    "the target was started without a configuration file; give the file to write",
+                ))
+            }
+        };
+        let yaml = self.config_yaml()?;
+        crate::save::write_atomically(&path, yaml.as_bytes())
+            .map_err(|e| MgmtError::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))?;
+        Ok(path)
+    }
+}
+
+/// The object-tree path and attribute of a configuration field path (`targets[0].luns[1].device` ->
+/// `targets/iscsi/NAME/luns/LUN`, `device`).
+pub fn tree_location(c: &Config, path: &crate::error::FieldPath) -> (String, Option<String>) {
+    use crate::error::Segment;
+    let seg = path.segments();
+    let key = |i: usize| match seg.get(i) {
+        Some(Segment::Key(k)) => Some(k.as_str()),
+        _ => None,
+    };
+    let idx = |i: usize| match seg.get(i) {
+        Some(Segment::Index(n)) => Some(*n),
+        _ => None,
+    };
+    let last_key = match seg.last() {
+        Some(Segment::Key(k)) => Some(k.clone()),
+        _ => None,
+    };
+    match (key(0), idx(1)) {
+        (Some("devices"), Some(i)) => {
+            if let Some(d) = c.devices.get(i) {
+                return (device_path(&d.name), last_key.filter(|_| seg.len() > 2));
+            }
+        }
+        (Some("targets"), Some(i)) => {
+            if let Some(t) = c.targets.get(i) {
+                let mut obj = target_path(t.name.as_str());
+                let mut attr = last_key.clone().filter(|_| seg.len() == 3);
+                if let (Some("luns"), Some(j)) = (key(2), idx(3)) {
+                    if let Some(l) = t.luns.get(j) {
+                        obj = format!("{}/{}", luns_path(t.name.as_str(), None), l.lun);
+                        attr = key(4).map(str::to_string);
+                    }
+                }
+                if let (Some("ini_groups"), Some(j)) = (key(2), idx(3)) {
+                    if let Some(g) = t.ini_groups.get(j) {
+                        obj = format!("{obj}/ini_groups/{}", g.name);
+                        attr = None;
+                        match (key(4), idx(5)) {
+                            (Some("luns"), Some(k)) => {
+                                if let Some(l) = g.luns.get(k) {
+                                    obj = format!("{}/{}", luns_path(t.name.as_str(), Some(&g.name)), l.lun);
+                                    attr = key(6).map(str::to_string);
+                                }
+                            }
+                            (Some("initiators"), _) => obj.push_str("/initiators"),
+                            (Some(k), None) => attr = Some(k.to_string()),
+                            _ => {}
+                        }
+                    }
+                }
+                return (obj, attr);
+            }
+        }
+        (Some("iscsi"), _) => return ("targets/iscsi".to_string(), key(1).map(str::to_string)),
+        _ => {}
+    }
+    (path.to_string(), None)
+}
+
+/// Where a device is mapped, as object paths.
+pub fn device_users(c: &Config, device: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    for t in &c.targets {
+        for l in t.luns.iter().filter(|l| l.device == device) {
+            users.push(format!("{}/{}", luns_path(t.name.as_str(), None), l.lun));
+        }
+        for g in &t.ini_groups {
+            for l in g.luns.iter().filter(|l| l.device == device) {
+                users.push(format!("{}/{}", luns_path(t.name.as_str(), Some(&g.name)), l.lun));
+            }
+        }
+    }
+    users
+}
+
+/// An SCST sid: hexadecimal, with or without a 0x prefix.
+pub fn parse_sid(sid: &str) -> Result<u64, MgmtError> {
+    let t = sid.trim();
+    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    u64::from_str_radix(hex, 16).map_err(|_| MgmtError::invalid(format!("{sid:?} is not a session id (hexadecimal)")))
+}
+
+/// A target name from text, with the configuration's check.
+pub fn target_name(name: &str) -> Result<TargetName, MgmtError> {
+    TargetName::new(name).map_err(|e| MgmtError::invalid(e.0))
+}

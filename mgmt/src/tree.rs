@@ -1,0 +1,670 @@
+//! The object tree, laid out like SCST's sysfs (`/sys/kernel/scst_tgt`): handlers with their devices, devices with
+//! their attributes, the iSCSI driver with its targets, each target with `luns`, `ini_groups` (with `initiators` and
+//! `luns`) and `sessions` (with negotiated parameters, counters and one directory per connection).
+//!
+//! Paths are relative to the root, with or without the `/sys/kernel/scst_tgt` prefix, so a line of an SCST script
+//! (`echo 1 >/sys/kernel/scst_tgt/targets/iscsi/iqn...:tgt/enabled`) names the same object here. Attribute values
+//! are text as SCST shows them (flags 1/0, negotiation booleans Yes/No); `key` marks attributes that differ from
+//! their default (SCST's `[key]` line, what `save-config` writes).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::backend::{ErrorKind, SessionInfo};
+use crate::config::{Config, DeviceConfig, Handler, LunConfig, TargetConfig};
+use crate::manager::{device_path, device_users, target_path, Manager, MgmtError};
+use crate::values::Size;
+
+/// The prefix of SCST's sysfs tree, accepted (and ignored) in paths.
+pub const SYSFS_ROOT: &str = "/sys/kernel/scst_tgt";
+
+/// The handlers the tree shows (SCST names), in order.
+pub const HANDLERS: [Handler; 4] = [
+    Handler::VdiskFileio,
+    Handler::VdiskBlockio,
+    Handler::VdiskNullio,
+    Handler::Ram,
+];
+
+/// One attribute of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attr {
+    pub name: String,
+    pub value: String,
+    /// The value differs from the default (SCST's `[key]` mark).
+    pub key: bool,
+    /// Can be written while the object exists.
+    pub writable: bool,
+}
+
+/// A directory of the tree: its attributes and the names of its subdirectories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub path: String,
+    pub attributes: Vec<Attr>,
+    pub children: Vec<String>,
+}
+
+impl Node {
+    pub fn attr(&self, name: &str) -> Option<&Attr> {
+        self.attributes.iter().find(|a| a.name == name)
+    }
+}
+
+/// What a path names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    Directory(Node),
+    Attribute { path: String, attribute: Attr },
+}
+
+/// The path split into segments, without the sysfs prefix and empty segments.
+pub fn segments(path: &str) -> Vec<&str> {
+    let p = path.trim();
+    let p = p.strip_prefix(SYSFS_ROOT).unwrap_or(p);
+    p.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+fn attr(name: &str, value: impl Into<String>, key: bool, writable: bool) -> Attr {
+    Attr {
+        name: name.to_string(),
+        value: value.into(),
+        key,
+        writable,
+    }
+}
+
+/// Text of a configuration value as SCST shows it.
+fn show(name: &str, v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) if matches!(name, "InitialR2T" | "ImmediateData") => (if *b { "Yes" } else { "No" }).into(),
+        Value::Bool(b) => (if *b { "1" } else { "0" }).into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn chap_text(v: &Value) -> String {
+    format!(
+        "{} {}",
+        v.get("user").and_then(Value::as_str).unwrap_or(""),
+        v.get("secret").and_then(Value::as_str).unwrap_or("")
+    )
+}
+
+/// Negotiation and timeout attributes of a target, in SCST's order; all writable (new sessions use them).
+pub const TARGET_PARAMS: [&str; 13] = [
+    "InitialR2T",
+    "ImmediateData",
+    "MaxRecvDataSegmentLength",
+    "MaxXmitDataSegmentLength",
+    "MaxBurstLength",
+    "FirstBurstLength",
+    "MaxOutstandingR2T",
+    "HeaderDigest",
+    "DataDigest",
+    "QueuedCommands",
+    "NopInInterval",
+    "NopInTimeout",
+    "RspTimeout",
+];
+
+/// Target attributes written with a plain value (SCST sysfs files).
+const TARGET_WRITABLE: [&str; 3] = ["enabled", "per_portal_acl", "rel_tgt_id"];
+
+fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
+    let v = json(t);
+    let d = json(&TargetConfig::new(t.name.clone()));
+    let get = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    let differs = |k: &str| v.get(k) != d.get(k);
+    let mut out = vec![
+        attr("enabled", show("enabled", &get("enabled")), differs("enabled"), true),
+        attr("tid", tid.map(|t| t.to_string()).unwrap_or_default(), false, false),
+        match t.rel_tgt_id {
+            Some(r) => attr("rel_tgt_id", r.to_string(), true, true),
+            None => attr(
+                "rel_tgt_id",
+                tid.map(|t| t.to_string()).unwrap_or_default(),
+                false,
+                true,
+            ),
+        },
+        attr(
+            "per_portal_acl",
+            show("", &Value::Bool(t.per_portal_acl)),
+            t.per_portal_acl,
+            true,
+        ),
+    ];
+    for (i, p) in t.allowed_portals.iter().enumerate() {
+        let name = if i == 0 {
+            "allowed_portal".to_string()
+        } else {
+            format!("allowed_portal{i}")
+        };
+        out.push(attr(&name, p.clone(), true, false));
+    }
+    if let Some(Value::Array(users)) = v.get("IncomingUser") {
+        for (i, u) in users.iter().enumerate() {
+            let name = if i == 0 {
+                "IncomingUser".to_string()
+            } else {
+                format!("IncomingUser{i}")
+            };
+            out.push(attr(&name, chap_text(u), true, false));
+        }
+    }
+    if let Some(u) = v.get("OutgoingUser") {
+        out.push(attr("OutgoingUser", chap_text(u), true, false));
+    }
+    for k in TARGET_PARAMS {
+        out.push(attr(k, show(k, &get(k)), differs(k), true));
+    }
+    out
+}
+
+/// Device attributes in SCST's names. Creation-time attributes are read-only; `size`/`size_mb` resize and
+/// `resync_size` (write-only) re-reads a file's size.
+fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
+    let v = json(d);
+    let def = json(&DeviceConfig::new(&d.name, d.handler));
+    let state = m.backend().device_state(d);
+    let configured = |k: &str| v.get(k).is_some_and(|x| !x.is_null()) && v.get(k) != def.get(k);
+    let flag = |k: &str| show(k, v.get(k).unwrap_or(&Value::Bool(false)));
+    let ident = |k: &str, run: Option<String>| {
+        let value = v
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(run)
+            .unwrap_or_default();
+        attr(k, value, configured(k), false)
+    };
+    let size = state.as_ref().map(|s| s.size).or(d.size_bytes()).unwrap_or(0);
+    let mut out = vec![attr("handler", d.handler.as_str(), false, false)];
+    if d.handler.needs_filename() {
+        out.push(attr(
+            "filename",
+            d.filename.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            true,
+            false,
+        ));
+    }
+    out.push(attr(
+        "blocksize",
+        d.blocksize.bytes().to_string(),
+        configured("blocksize"),
+        false,
+    ));
+    out.push(attr("size", size.to_string(), d.size.is_some(), true));
+    out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), true));
+    for k in [
+        "read_only",
+        "nv_cache",
+        "o_direct",
+        "rotational",
+        "write_through",
+        "removable",
+    ] {
+        out.push(attr(k, flag(k), configured(k), false));
+    }
+    out.push(attr("thin_provisioned", "0", false, false));
+    out.push(ident("t10_vend_id", state.as_ref().map(|s| s.t10_vend_id.clone())));
+    out.push(ident("prod_id", state.as_ref().map(|s| s.prod_id.clone())));
+    out.push(ident("prod_rev_lvl", state.as_ref().map(|s| s.prod_rev_lvl.clone())));
+    out.push(ident("t10_dev_id", state.as_ref().map(|s| s.t10_dev_id.clone())));
+    out.push(ident("usn", state.as_ref().map(|s| s.usn.clone())));
+    out.push(attr(
+        "threads_num",
+        state.as_ref().map_or(0, |s| s.threads_num).to_string(),
+        false,
+        false,
+    ));
+    out.push(attr("type", "0", false, false));
+    out.push(attr("exported", device_users(c, &d.name).join(" "), false, false));
+    if d.handler.needs_filename() {
+        out.push(attr("resync_size", "", false, true));
+    }
+    out
+}
+
+fn lun_node(path: String, l: &LunConfig) -> Node {
+    Node {
+        path,
+        attributes: vec![
+            attr("device", l.device.clone(), false, false),
+            attr("read_only", show("", &Value::Bool(l.read_only)), l.read_only, false),
+        ],
+        children: Vec::new(),
+    }
+}
+
+/// Session directory names: the initiator name, or `name.sid` when one initiator has several sessions.
+pub fn session_names(sessions: &[SessionInfo]) -> Vec<String> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in sessions {
+        *count.entry(s.initiator_name.as_str()).or_default() += 1;
+    }
+    sessions
+        .iter()
+        .map(|s| {
+            if count[s.initiator_name.as_str()] > 1 {
+                format!("{}.{}", s.initiator_name, s.sid)
+            } else {
+                s.initiator_name.clone()
+            }
+        })
+        .collect()
+}
+
+fn session_attrs(s: &SessionInfo, luns_link: &str) -> Vec<Attr> {
+    let mut out = vec![
+        attr("initiator_name", s.initiator_name.clone(), false, false),
+        attr("sid", s.sid.clone(), false, false),
+        attr("reinstating", if s.reinstating { "1" } else { "0" }, false, false),
+        attr("active_commands", s.active_commands.to_string(), false, false),
+        attr("commands", s.commands.to_string(), false, false),
+        attr("read_cmd_count", s.read_commands.to_string(), false, false),
+        attr("write_cmd_count", s.write_commands.to_string(), false, false),
+        attr("read_io_count_kb", (s.read_bytes >> 10).to_string(), false, false),
+        attr("write_io_count_kb", (s.write_bytes >> 10).to_string(), false, false),
+        attr("luns", luns_link, false, false),
+        attr("force_close", "", false, true),
+    ];
+    for (k, v) in &s.params {
+        out.push(attr(k, v.clone(), false, false));
+    }
+    out
+}
+
+fn sessions_of(m: &Manager, target: &str) -> Result<Vec<SessionInfo>, MgmtError> {
+    Ok(m.backend()
+        .sessions()?
+        .into_iter()
+        .filter(|s| s.target == target)
+        .collect())
+}
+
+fn no_such(path: &[&str]) -> MgmtError {
+    MgmtError::not_found("no such object or attribute").on(path.join("/"))
+}
+
+/// The directory at `path`, if it is one.
+fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, MgmtError> {
+    let path = seg.join("/");
+    let node = |attributes: Vec<Attr>, children: Vec<String>| {
+        Ok(Some(Node {
+            path: path.clone(),
+            attributes,
+            children,
+        }))
+    };
+    let backend = m.backend();
+    match seg {
+        [] => node(
+            vec![
+                attr("version", env!("CARGO_PKG_VERSION"), false, false),
+                attr("trace_level", backend.trace_level(), false, true),
+            ],
+            ["devices", "handlers", "targets", "sgv"].map(String::from).to_vec(),
+        ),
+        ["devices"] => node(Vec::new(), c.devices.iter().map(|d| d.name.clone()).collect()),
+        ["devices", d] => match c.device(d) {
+            Some(dev) => node(device_attrs(c, dev, m), Vec::new()),
+            None => Ok(None),
+        },
+        ["handlers"] => node(Vec::new(), HANDLERS.iter().map(|h| h.as_str().to_string()).collect()),
+        ["handlers", h] => match HANDLERS.iter().find(|x| x.as_str() == *h) {
+            Some(handler) => node(
+                vec![
+                    attr("type", "0", false, false),
+                    attr(
+                        "mgmt",
+                        "add_device NAME [attribute=value; ...] | del_device NAME",
+                        false,
+                        true,
+                    ),
+                ],
+                c.devices
+                    .iter()
+                    .filter(|d| d.handler == *handler)
+                    .map(|d| d.name.clone())
+                    .collect(),
+            ),
+            None => Ok(None),
+        },
+        ["handlers", h, d] => match c.device(d).filter(|x| x.handler.as_str() == *h) {
+            Some(dev) => node(device_attrs(c, dev, m), Vec::new()),
+            None => Ok(None),
+        },
+        ["sgv"] => {
+            let p = backend.pool();
+            let text = format!(
+                "allocations {} frees {} cache_hits {} cache_misses {} large_allocations {} exhausted {} bytes_in_use {} high_water {} bytes_mapped {}",
+                p.allocations, p.frees, p.cache_hits, p.cache_misses, p.large_allocations, p.exhausted, p.bytes_in_use, p.high_water, p.bytes_mapped
+            );
+            node(vec![attr("global_stats", text, false, false)], Vec::new())
+        }
+        ["targets"] => node(Vec::new(), vec!["iscsi".into()]),
+        ["targets", "iscsi"] => {
+            let v = json(&c.iscsi);
+            let mut attrs = vec![
+                attr(
+                    "enabled",
+                    show("", &Value::Bool(c.iscsi.enabled)),
+                    !c.iscsi.enabled,
+                    true,
+                ),
+                attr("open_state", "open", false, false),
+                attr("version", env!("CARGO_PKG_VERSION"), false, false),
+                attr("trace_level", backend.trace_level(), false, true),
+            ];
+            if let Some(Value::Array(users)) = v.get("IncomingUser") {
+                for (i, u) in users.iter().enumerate() {
+                    let name = if i == 0 {
+                        "IncomingUser".to_string()
+                    } else {
+                        format!("IncomingUser{i}")
+                    };
+                    attrs.push(attr(&name, chap_text(u), true, false));
+                }
+            }
+            if let Some(u) = v.get("OutgoingUser") {
+                attrs.push(attr("OutgoingUser", chap_text(u), true, false));
+            }
+            attrs.push(attr(
+                "mgmt",
+                "add_target NAME | del_target NAME | add_attribute|del_attribute IncomingUser|OutgoingUser USER SECRET | \
+                 add_target_attribute|del_target_attribute TARGET IncomingUser|OutgoingUser|allowed_portal VALUE",
+                false,
+                true,
+            ));
+            node(attrs, c.targets.iter().map(|t| t.name.to_string()).collect())
+        }
+        ["targets", "iscsi", t, rest @ ..] => {
+            let Some(tc) = c.target(t) else { return Ok(None) };
+            target_directory(m, tc, rest, &path)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) -> Result<Option<Node>, MgmtError> {
+    let node = |attributes: Vec<Attr>, children: Vec<String>| {
+        Ok(Some(Node {
+            path: path.to_string(),
+            attributes,
+            children,
+        }))
+    };
+    let lun_list = |luns: &[LunConfig]| luns.iter().map(|l| l.lun.to_string()).collect::<Vec<_>>();
+    let luns_help = attr(
+        "mgmt",
+        "add DEVICE LUN [read_only=1] | replace DEVICE LUN [read_only=1] | del LUN | clear",
+        false,
+        true,
+    );
+    match rest {
+        [] => node(
+            target_attrs(t, m.backend().target_tid(t.name.as_str())),
+            ["ini_groups", "luns", "sessions"].map(String::from).to_vec(),
+        ),
+        ["luns"] => node(vec![luns_help], lun_list(&t.luns)),
+        ["luns", n] => match t.luns.iter().find(|l| l.lun.to_string() == *n) {
+            Some(l) => Ok(Some(lun_node(path.to_string(), l))),
+            None => Ok(None),
+        },
+        ["ini_groups"] => node(
+            vec![attr("mgmt", "create GROUP | del GROUP", false, true)],
+            t.ini_groups.iter().map(|g| g.name.clone()).collect(),
+        ),
+        ["ini_groups", g, more @ ..] => {
+            let Some(grp) = t.group(g) else { return Ok(None) };
+            match more {
+                [] => node(Vec::new(), vec!["initiators".into(), "luns".into()]),
+                ["initiators"] => node(
+                    vec![attr(
+                        "mgmt",
+                        "add NAME | del NAME | move NAME GROUP | clear",
+                        false,
+                        true,
+                    )],
+                    grp.initiators.clone(),
+                ),
+                ["luns"] => node(vec![luns_help], lun_list(&grp.luns)),
+                ["luns", n] => match grp.luns.iter().find(|l| l.lun.to_string() == *n) {
+                    Some(l) => Ok(Some(lun_node(path.to_string(), l))),
+                    None => Ok(None),
+                },
+                _ => Ok(None),
+            }
+        }
+        ["sessions"] => node(Vec::new(), session_names(&sessions_of(m, t.name.as_str())?)),
+        ["sessions", s, more @ ..] => {
+            let sessions = sessions_of(m, t.name.as_str())?;
+            let names = session_names(&sessions);
+            let Some(i) = names.iter().position(|n| n == s) else {
+                return Ok(None);
+            };
+            let sess = &sessions[i];
+            let link = match &sess.group {
+                Some(g) => format!("../../ini_groups/{g}/luns"),
+                None => "../../luns".to_string(),
+            };
+            match more {
+                [] => node(
+                    session_attrs(sess, &link),
+                    sess.connections.iter().map(|c| c.ip.ip().to_string()).collect(),
+                ),
+                [ip] => match sess.connections.iter().find(|c| c.ip.ip().to_string() == *ip) {
+                    Some(conn) => node(
+                        vec![
+                            attr("cid", conn.cid.map(|c| c.to_string()).unwrap_or_default(), false, false),
+                            attr("ip", conn.ip.ip().to_string(), false, false),
+                            attr("state", conn.state.clone(), false, false),
+                        ],
+                        Vec::new(),
+                    ),
+                    None => Ok(None),
+                },
+                _ => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// What `path` names: a directory, or an attribute of one.
+pub fn get(m: &Manager, path: &str) -> Result<Entry, MgmtError> {
+    let seg = segments(path);
+    let c = m.config();
+    if let Some(n) = directory(m, &c, &seg)? {
+        return Ok(Entry::Directory(n));
+    }
+    if let Some((last, parent)) = seg.split_last() {
+        if let Some(n) = directory(m, &c, parent)? {
+            if let Some(a) = n.attr(last) {
+                return Ok(Entry::Attribute {
+                    path: seg.join("/"),
+                    attribute: a.clone(),
+                });
+            }
+        }
+    }
+    Err(no_such(&seg))
+}
+
+/// The whole tree below `path` (directories only, depth first), for dumps and comparisons.
+pub fn walk(m: &Manager, path: &str) -> Result<Vec<Node>, MgmtError> {
+    let mut out = Vec::new();
+    let mut todo = vec![segments(path).join("/")];
+    while let Some(p) = todo.pop() {
+        if let Entry::Directory(n) = get(m, &p)? {
+            for ch in n.children.iter().rev() {
+                let child = if p.is_empty() { ch.clone() } else { format!("{p}/{ch}") };
+                // Initiator patterns are entries, not directories.
+                if !p.ends_with("/initiators") {
+                    todo.push(child);
+                }
+            }
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Parse an attribute value the way the configuration file would read it (YAML scalar): numbers, Yes/No, lists.
+fn scalar(text: &str) -> Value {
+    let t = text.trim();
+    if t.is_empty() {
+        return Value::Null;
+    }
+    serde_yaml_ng::from_str::<Value>(t).unwrap_or_else(|_| Value::String(t.to_string()))
+}
+
+/// Set one attribute of a target from text, with the configuration's checks.
+pub fn set_target_attr(t: &mut TargetConfig, name: &str, value: &str) -> Result<(), MgmtError> {
+    let mut v = json(&*t);
+    let Some(obj) = v.as_object_mut() else {
+        return Err(MgmtError::new(ErrorKind::Internal, "target is not an object"));
+    };
+    let new = match name {
+        "rel_tgt_id" if value.trim().is_empty() || value.trim() == "0" => Value::Null,
+        "HeaderDigest" | "DataDigest" => Value::String(value.trim().to_string()),
+        _ => scalar(value),
+    };
+    obj.insert(name.to_string(), new);
+    *t = serde_json::from_value(v).map_err(|e| MgmtError::invalid(e.to_string()).attr(name))?;
+    Ok(())
+}
+
+/// Write an attribute (an SCST sysfs write of a plain value). Management commands (`.../mgmt`) are
+/// [`crate::scst::execute`]'s.
+pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
+    let seg = segments(path);
+    let at = |e: MgmtError, a: &str| e.attr(a.to_string()).on(seg[..seg.len().saturating_sub(1)].join("/"));
+    match seg.as_slice() {
+        ["trace_level"] | ["targets", "iscsi", "trace_level"] | ["handlers", _, "trace_level"] => {
+            Ok(m.backend().set_trace_level(value.trim()).map_err(|e| at(e.into(), "trace_level"))?)
+        }
+        ["targets", "iscsi", "enabled"] => {
+            let on = parse_flag(value).map_err(|e| at(e, "enabled"))?;
+            m.edit(|c| {
+                c.iscsi.enabled = on;
+                Ok(())
+            })
+            .map_err(|e| at(e, "enabled"))
+        }
+        ["targets", "iscsi", t, a] if TARGET_PARAMS.contains(a) || TARGET_WRITABLE.contains(a) => {
+            m.edit_target(t, |tc| set_target_attr(tc, a, value)).map_err(|e| e.attr(a.to_string()))
+        }
+        ["targets", "iscsi", t, "sessions", s, "force_close"] => {
+            let sessions = sessions_of(m, t)?;
+            let names = session_names(&sessions);
+            let i = names.iter().position(|n| n == s).ok_or_else(|| no_such(&seg))?;
+            m.force_close(&sessions[i].sid).map_err(|e| e.on(seg[..seg.len() - 1].join("/")))
+        }
+        ["devices", d, a] | ["handlers", _, d, a] => set_device_attr(m, d, a, value),
+        _ => match get(m, path) {
+            Ok(Entry::Attribute { attribute, .. }) => Err(MgmtError::new(
+                ErrorKind::Unsupported,
+                if attribute.name.starts_with("IncomingUser")
+                    || attribute.name.starts_with("OutgoingUser")
+                    || attribute.name.starts_with("allowed_portal")
+                {
+                    "written with add_target_attribute/del_target_attribute (or add_attribute) through targets/iscsi/mgmt"
+                } else {
+                    "read-only attribute"
+                },
+            )
+            .attr(attribute.name)
+            .on(seg[..seg.len() - 1].join("/"))),
+            Ok(Entry::Directory(_)) => Err(MgmtError::invalid("a directory cannot be written").on(seg.join("/"))),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+fn set_device_attr(m: &Manager, d: &str, a: &str, value: &str) -> Result<(), MgmtError> {
+    let here = |e: MgmtError| e.attr(a.to_string()).on(device_path(d));
+    match a {
+        "size" => {
+            let size: Size = value
+                .trim()
+                .parse()
+                .map_err(|e: crate::values::InvalidValue| here(MgmtError::invalid(e.0)))?;
+            m.resize_device(d, size).map_err(here)
+        }
+        "size_mb" => {
+            let mb: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| here(MgmtError::invalid(format!("{value:?} is not a number of MiB"))))?;
+            let size = mb
+                .checked_mul(1 << 20)
+                .and_then(|b| Size::from_bytes(b).ok())
+                .ok_or_else(|| here(MgmtError::invalid("size out of range")))?;
+            m.resize_device(d, size).map_err(here)
+        }
+        "resync_size" => m.resync_device(d).map(drop).map_err(here),
+        _ => {
+            let c = m.config();
+            let dev = c
+                .device(d)
+                .ok_or_else(|| here(MgmtError::not_found("no such device")))?;
+            let attrs = device_attrs(&c, dev, m);
+            if attrs.iter().any(|x| x.name == a) {
+                Err(here(MgmtError::new(
+                    ErrorKind::Unsupported,
+                    "set when the device is created (add_device NAME attribute=value) and fixed afterwards",
+                )))
+            } else {
+                Err(here(MgmtError::not_found("no such attribute")))
+            }
+        }
+    }
+}
+
+/// SCST's 1/0 (and yes/no, true/false).
+pub fn parse_flag(v: &str) -> Result<bool, MgmtError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" => Ok(false),
+        _ => Err(MgmtError::invalid(format!("{v:?} is not 1 or 0"))),
+    }
+}
+
+/// A target's configuration object plus run-time facts, for `iscsi_get_target_nodes`.
+pub fn target_json(m: &Manager, t: &TargetConfig, sessions: &[SessionInfo]) -> Value {
+    let mut v = json(t);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("tid".into(), json(&m.backend().target_tid(t.name.as_str())));
+        o.insert(
+            "sessions".into(),
+            json(&sessions.iter().filter(|s| s.target == t.name.as_str()).count()),
+        );
+        o.insert("path".into(), Value::String(target_path(t.name.as_str())));
+    }
+    v
+}
+
+/// A device's configuration object plus run-time facts, for `bdev_get_bdevs`.
+pub fn device_json(m: &Manager, c: &Config, d: &DeviceConfig) -> Value {
+    let mut v = json(d);
+    if let Some(o) = v.as_object_mut() {
+        if let Some(s) = m.backend().device_state(d) {
+            o.insert("state".into(), json(&s));
+        }
+        o.insert("exported".into(), json(&device_users(c, &d.name)));
+    }
+    v
+}

@@ -1,0 +1,442 @@
+//! The management library without a dataplane: the object tree (paths, attributes, `[key]` marks), edits that are
+//! validated and applied all-or-nothing, SCST command strings, and the JSON-RPC layer, over a recording backend.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use polltgt_mgmt::backend::*;
+use polltgt_mgmt::tree::{self, Entry};
+use polltgt_mgmt::{scst, Config, DeviceConfig, IscsiConfig, Manager, TargetConfig};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Fake {
+    calls: Mutex<Vec<String>>,
+    fail_create: Mutex<bool>,
+    sessions: Mutex<Vec<SessionInfo>>,
+}
+
+impl Fake {
+    fn calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+    fn log(&self, s: String) {
+        self.calls.lock().unwrap().push(s);
+    }
+}
+
+impl Backend for Fake {
+    fn create_device(&self, dev: &DeviceConfig) -> Result<(), BackendError> {
+        if *self.fail_create.lock().unwrap() {
+            return Err(BackendError::new(ErrorKind::Io, "cannot open the backing file"));
+        }
+        self.log(format!("create_device {}", dev.name));
+        Ok(())
+    }
+    fn delete_device(&self, name: &str) -> Result<(), BackendError> {
+        self.log(format!("delete_device {name}"));
+        Ok(())
+    }
+    fn resize_device(&self, dev: &DeviceConfig, size: Option<u64>) -> Result<u64, BackendError> {
+        self.log(format!("resize_device {} {size:?}", dev.name));
+        Ok(size.unwrap_or(4096))
+    }
+    fn device_state(&self, dev: &DeviceConfig) -> Option<DeviceState> {
+        Some(DeviceState {
+            size: dev.size_bytes().unwrap_or(1 << 20),
+            block_size: dev.blocksize.bytes(),
+            t10_vend_id: "POLLTGT".into(),
+            prod_id: dev.name.clone(),
+            prod_rev_lvl: "0100".into(),
+            usn: "1234".into(),
+            t10_dev_id: dev.name.clone(),
+            engine: "null".into(),
+            threads_num: 0,
+        })
+    }
+    fn apply_target(&self, target: &TargetConfig) -> Result<(), BackendError> {
+        self.log(format!("apply_target {}", target.name));
+        Ok(())
+    }
+    fn delete_target(&self, name: &str) -> Result<usize, BackendError> {
+        self.log(format!("delete_target {name}"));
+        Ok(0)
+    }
+    fn apply_driver(&self, iscsi: &IscsiConfig) -> Result<(), BackendError> {
+        self.log(format!("apply_driver enabled={}", iscsi.enabled));
+        Ok(())
+    }
+    fn sessions(&self) -> Result<Vec<SessionInfo>, BackendError> {
+        Ok(self.sessions.lock().unwrap().clone())
+    }
+    fn connections(&self) -> Result<Vec<ConnectionInfo>, BackendError> {
+        Ok(Vec::new())
+    }
+    fn force_close(&self, sid: u64) -> Result<(), BackendError> {
+        self.log(format!("force_close {sid:x}"));
+        Ok(())
+    }
+    fn reactors(&self) -> Result<Vec<ReactorInfo>, BackendError> {
+        Ok(Vec::new())
+    }
+    fn pool(&self) -> PoolInfo {
+        PoolInfo {
+            allocations: 0,
+            frees: 0,
+            cache_hits: 0,
+            cache_misses: 0,
+            large_allocations: 0,
+            exhausted: 0,
+            bytes_in_use: 0,
+            high_water: 0,
+            bytes_mapped: 0,
+            classes: Vec::new(),
+        }
+    }
+    fn lun_stats(&self) -> Vec<LunStatsInfo> {
+        Vec::new()
+    }
+    fn target_tid(&self, _name: &str) -> Option<u32> {
+        Some(1)
+    }
+    fn auth_failures(&self) -> u64 {
+        0
+    }
+    fn portals(&self) -> Vec<(SocketAddr, u16)> {
+        Vec::new()
+    }
+    fn trace_level(&self) -> String {
+        "info".into()
+    }
+    fn set_trace_level(&self, _level: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+const T: &str = "iqn.2026-11.io.polltgt:t";
+
+fn setup() -> (Arc<Fake>, Manager) {
+    let cfg = Config::from_yaml_str(
+        &format!(
+            "devices:\n  - {{ name: d0, handler: vdisk_nullio, size: 1G }}\n  - {{ name: d1, handler: ram, size: 64M, rotational: false }}\n\
+             targets:\n  - name: {T}\n    luns: [ {{ lun: 0, device: d0 }} ]\n    MaxBurstLength: 131072\n    FirstBurstLength: 65536\n"
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    let fake = Arc::new(Fake::default());
+    let m = Manager::new(cfg, fake.clone(), None);
+    (fake, m)
+}
+
+fn node(m: &Manager, path: &str) -> polltgt_mgmt::tree::Node {
+    match tree::get(m, path).unwrap() {
+        Entry::Directory(n) => n,
+        other => panic!("{path} is not a directory: {other:?}"),
+    }
+}
+
+#[test]
+fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
+    let (_f, m) = setup();
+    assert_eq!(node(&m, "").children, vec!["devices", "handlers", "targets", "sgv"]);
+    assert_eq!(node(&m, "/sys/kernel/scst_tgt/devices").children, vec!["d0", "d1"]);
+    assert_eq!(node(&m, "handlers/vdisk_nullio").children, vec!["d0"]);
+    assert_eq!(node(&m, "targets/iscsi").children, vec![T]);
+    assert_eq!(
+        node(&m, &format!("targets/iscsi/{T}")).children,
+        vec!["ini_groups", "luns", "sessions"]
+    );
+    let t = node(&m, &format!("targets/iscsi/{T}"));
+    let mbl = t.attr("MaxBurstLength").unwrap();
+    assert_eq!((mbl.value.as_str(), mbl.key, mbl.writable), ("131072", true, true));
+    let imm = t.attr("ImmediateData").unwrap();
+    assert_eq!((imm.value.as_str(), imm.key), ("Yes", false));
+    let d1 = node(&m, "devices/d1");
+    let rot = d1.attr("rotational").unwrap();
+    assert_eq!((rot.value.as_str(), rot.key, rot.writable), ("0", true, false));
+    assert_eq!(
+        d1.attr("size").map(|a| (a.value.as_str(), a.key)),
+        Some(("67108864", true))
+    );
+    assert_eq!(d1.attr("size_mb").map(|a| a.value.as_str()), Some("64"));
+    assert_eq!(
+        node(&m, "devices/d0").attr("exported").unwrap().value,
+        format!("targets/iscsi/{T}/luns/0")
+    );
+    let lun = node(&m, &format!("targets/iscsi/{T}/luns/0"));
+    assert_eq!(lun.attr("device").unwrap().value, "d0");
+    match tree::get(&m, &format!("targets/iscsi/{T}/QueuedCommands")).unwrap() {
+        Entry::Attribute { attribute, .. } => assert_eq!(attribute.value, "32"),
+        other => panic!("{other:?}"),
+    }
+    let e = tree::get(&m, "targets/iscsi/iqn.2026-11.io.x:nope").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let all = tree::walk(&m, "").unwrap();
+    assert!(
+        all.iter().any(|n| n.path == format!("targets/iscsi/{T}/luns/0")),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn edits_are_validated_applied_and_committed_together() {
+    let (f, m) = setup();
+    // Only what changed is applied.
+    tree::set(&m, &format!("targets/iscsi/{T}/QueuedCommands"), "64").unwrap();
+    assert_eq!(f.calls(), vec![format!("apply_target {T}")]);
+    assert_eq!(m.config().targets[0].queued_commands, 64);
+    // A rule violation names the object and attribute and changes nothing.
+    let e = tree::set(&m, &format!("targets/iscsi/{T}/FirstBurstLength"), "262144").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert_eq!(e.object.as_deref(), Some(&*format!("targets/iscsi/{T}")));
+    assert_eq!(e.attribute.as_deref(), Some("FirstBurstLength"));
+    assert!(f.calls().is_empty());
+    assert_eq!(m.config().targets[0].first_burst_length, 65536);
+    // A syntax error in the value: the attribute's own message.
+    let e = tree::set(&m, &format!("targets/iscsi/{T}/InitialR2T"), "maybe").unwrap_err();
+    assert!(
+        e.to_string().contains("InitialR2T") && e.message.contains("maybe"),
+        "{e}"
+    );
+    // The backend refusing leaves the configuration unchanged.
+    *f.fail_create.lock().unwrap() = true;
+    let e = m
+        .add_device(DeviceConfig::new("d9", polltgt_mgmt::Handler::Ram))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid, "no size: refused before the backend: {e}");
+    let e = scst::write(
+        &m,
+        "/sys/kernel/scst_tgt/handlers/vdisk_nullio/mgmt",
+        "add_device d9 size_mb=16",
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert_eq!(e.object.as_deref(), Some("devices/d9"));
+    assert!(m.config().device("d9").is_none());
+    *f.fail_create.lock().unwrap() = false;
+    // Creation-time attributes are read-only; size resizes.
+    let e = tree::set(&m, "devices/d0/blocksize", "4096").unwrap_err();
+    assert_eq!(
+        (e.kind, e.attribute.as_deref()),
+        (ErrorKind::Unsupported, Some("blocksize"))
+    );
+    tree::set(&m, "devices/d0/size", "2G").unwrap();
+    assert_eq!(f.calls(), vec![format!("resize_device d0 Some({})", 2u64 << 30)]);
+    // Runtime-only sections cannot change live.
+    let e = m.edit(|c| {
+        c.reactors.count = Some(2);
+        Ok(())
+    });
+    assert_eq!(e.unwrap_err().kind, ErrorKind::Unsupported);
+}
+
+#[test]
+fn in_use_devices_and_busy_targets_are_protected_unless_forced() {
+    let (f, m) = setup();
+    scst::execute(&m, &format!("targets/iscsi/{T}/ini_groups"), "create g").unwrap();
+    scst::execute(
+        &m,
+        &format!("targets/iscsi/{T}/ini_groups/g/luns"),
+        "add d1 4 read_only=1",
+    )
+    .unwrap();
+    f.calls();
+    let e = m.delete_device("d1", false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Busy);
+    assert!(
+        e.message.contains(&format!("targets/iscsi/{T}/ini_groups/g/luns/4")),
+        "{e}"
+    );
+    assert!(f.calls().is_empty());
+    m.delete_device("d1", true).unwrap();
+    assert_eq!(
+        f.calls(),
+        vec![format!("apply_target {T}"), "delete_device d1".to_string()]
+    );
+    assert!(m.config().targets[0].ini_groups[0].luns.is_empty());
+
+    f.sessions.lock().unwrap().push(SessionInfo {
+        target: T.into(),
+        initiator_name: "iqn.2026-11.io.x:i".into(),
+        initiator_alias: None,
+        sid: "0000000000000001".into(),
+        tsih: 1,
+        reinstating: false,
+        group: None,
+        luns: vec![0],
+        params: BTreeMap::new(),
+        active_commands: 0,
+        commands: 0,
+        read_commands: 0,
+        write_commands: 0,
+        read_bytes: 0,
+        write_bytes: 0,
+        errors: 0,
+        connections: Vec::new(),
+    });
+    let e = m.delete_target(T, false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Busy);
+    // Sessions in the tree; force_close by the session directory.
+    assert_eq!(
+        node(&m, &format!("targets/iscsi/{T}/sessions")).children,
+        vec!["iqn.2026-11.io.x:i"]
+    );
+    tree::set(
+        &m,
+        &format!("targets/iscsi/{T}/sessions/iqn.2026-11.io.x:i/force_close"),
+        "1",
+    )
+    .unwrap();
+    assert_eq!(f.calls(), vec!["force_close 1".to_string()]);
+    m.delete_target(T, true).unwrap();
+    assert_eq!(f.calls(), vec![format!("delete_target {T}")]);
+}
+
+#[test]
+fn scst_management_strings_map_to_the_same_calls() {
+    let (f, m) = setup();
+    let w = |path: &str, v: &str| scst::write(&m, path, v);
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target iqn.2006-10.net.vlnb:tgt1",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 IncomingUser1 joe2 12charsecret2",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 allowed_portal 10.170.7?.2",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/HeaderDigest",
+        "CRC32C,None",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt",
+        "add d0 26",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/mgmt",
+        "create special_ini",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/luns/mgmt",
+        "add d1 0 read_only=1",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/initiators/mgmt",
+        "add iqn.2005-03.org.open-iscsi:cacdcd2520",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/enabled",
+        "1",
+    )
+    .unwrap();
+    w("/sys/kernel/scst_tgt/targets/iscsi/enabled", "1").unwrap();
+    let c = m.config();
+    let t = c.target("iqn.2006-10.net.vlnb:tgt1").unwrap();
+    assert!(t.enabled);
+    assert_eq!(t.incoming_users[0].user, "joe2");
+    assert_eq!(t.allowed_portals, vec!["10.170.7?.2"]);
+    assert_eq!(t.header_digest.to_string(), "CRC32C,None");
+    assert_eq!(t.luns[0].lun, 26);
+    assert!(t.ini_groups[0].luns[0].read_only);
+    assert_eq!(
+        t.ini_groups[0].initiators,
+        vec!["iqn.2005-03.org.open-iscsi:cacdcd2520"]
+    );
+    assert!(
+        f.calls().iter().all(|c| c.starts_with("apply_target")),
+        "the driver did not change"
+    );
+    // Errors name the mgmt file and say what is expected.
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt",
+        "add d0",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("luns/mgmt: expected: add DEVICE LUN"), "{e}");
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/luns/mgmt",
+        "add nodev 3",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("nodev"), "{e}");
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/initiators/mgmt",
+        "add bad name",
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser",
+        "x y",
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 redirect 10.0.0.1 temp",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.attribute.as_deref()),
+        (ErrorKind::Unsupported, Some("redirect"))
+    );
+}
+
+#[test]
+fn json_rpc_requests_notifications_batches_and_errors() {
+    let (_f, m) = setup();
+    let ok = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 7, "method": "bdev_get_bdevs", "params": { "name": "d0" } }),
+    )
+    .unwrap();
+    assert_eq!(ok["id"], 7);
+    assert_eq!(ok["result"][0]["name"], "d0");
+    assert_eq!(ok["result"][0]["state"]["size"], 1u64 << 30);
+    assert!(polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "method": "rpc_get_methods" })).is_none());
+    let r = polltgt_mgmt::rpc::handle(&m, json!([{ "jsonrpc": "2.0", "method": "x" }])).map(|v| v.to_string());
+    assert_eq!(r, None, "a batch of notifications has no answer");
+    let e = polltgt_mgmt::rpc::handle(&m, json!({ "jsonrpc": "2.0", "id": 1, "method": "iscsi_delete_target_node", "params": { "name": "iqn.2026-11.io.x:none" } })).unwrap();
+    assert_eq!(e["error"]["code"], -2);
+    assert_eq!(e["error"]["data"]["object"], "targets/iscsi/iqn.2026-11.io.x:none");
+    let y = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "framework_get_config", "params": { "format": "yaml" } }),
+    )
+    .unwrap();
+    let yaml = y["result"].as_str().unwrap();
+    assert!(
+        yaml.contains("MaxBurstLength: 131072") && !yaml.contains("ImmediateData"),
+        "{yaml}"
+    );
+    assert_eq!(Config::from_yaml_str(yaml, "saved").unwrap(), m.config());
+    let cfg: Value = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "framework_get_config" }),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_value::<Config>(cfg["result"].clone()).unwrap(),
+        m.config()
+    );
+    let e = polltgt_mgmt::rpc::handle(
+        &m,
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "framework_save_config" }),
+    )
+    .unwrap();
+    assert_eq!(e["error"]["code"], -22, "no file to write back to: {e}");
+}

@@ -1,0 +1,430 @@
+//! The management backend of the running target: `polltgt_mgmt::backend::Backend` over the dataplane's registry,
+//! reactors ([`Control`]) and bdevs. The management crate keeps the configuration; this module turns its objects
+//! into registry entries and its run-time questions into reactor messages.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use polltgt_bdev::{Bdev, BdevKind, NullBdev};
+use polltgt_dataplane::live::{ConnSnapshot, Control, ControlError, SessionSnapshot};
+use polltgt_dataplane::registry::{IniGroup, LunEntry, Registry, RegistryError, TargetEntry};
+use polltgt_iscsi::params::SessionParams;
+use polltgt_mgmt::backend::{
+    Backend, BackendError, ConnectionInfo, DeviceState, ErrorKind, LunStatsInfo, PollerInfo, PoolClassInfo, PoolInfo,
+    ReactorInfo, SessionInfo,
+};
+use polltgt_mgmt::{DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig};
+
+use crate::build::{lu_config, open_bdev};
+
+fn err(kind: ErrorKind, m: impl Into<String>) -> BackendError {
+    BackendError::new(kind, m)
+}
+
+fn registry_err(e: RegistryError) -> BackendError {
+    let kind = match &e {
+        RegistryError::DuplicateDevice(_) | RegistryError::DuplicateTarget(_) | RegistryError::DuplicateLun { .. } => {
+            ErrorKind::Exists
+        }
+        RegistryError::NoSuchDevice(_) | RegistryError::NoSuchTarget(_) => ErrorKind::NotFound,
+        RegistryError::DeviceInUse { .. } => ErrorKind::Busy,
+    };
+    err(kind, e.to_string())
+}
+
+fn control_err(e: ControlError) -> BackendError {
+    let kind = match e {
+        ControlError::NoSuchSession(_) => ErrorKind::NotFound,
+        _ => ErrorKind::Internal,
+    };
+    err(kind, e.to_string())
+}
+
+/// Open a device's backing store and register it.
+pub(crate) fn create_device(registry: &Registry, d: &DeviceConfig) -> Result<(), BackendError> {
+    if registry.device(&d.name).is_some() {
+        return Err(err(ErrorKind::Exists, format!("device {:?} already exists", d.name)));
+    }
+    let bdev = open_bdev(d).map_err(|e| err(ErrorKind::Io, format!("{e:#}")))?;
+    let lu = lu_config(d, bdev.as_ref());
+    registry.add_device(&d.name, bdev, lu).map_err(registry_err)?;
+    Ok(())
+}
+
+fn lun_map(registry: &Registry, luns: &[LunConfig]) -> Result<BTreeMap<u64, LunEntry>, BackendError> {
+    let mut map = BTreeMap::new();
+    for l in luns {
+        let dev = registry
+            .device(&l.device)
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("no device named {:?}", l.device)))?;
+        map.insert(u64::from(l.lun), LunEntry::new(u64::from(l.lun), dev, l.read_only));
+    }
+    Ok(map)
+}
+
+/// The registry entry of a configured target: negotiation defaults, CHAP, LUN maps, initiator groups and ACL
+/// attributes. LUN mappings that already exist with the same device keep their counters.
+pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<TargetEntry, BackendError> {
+    let old = registry.target(t.name.as_str());
+    let keep = |new: &mut BTreeMap<u64, LunEntry>, old: Option<&BTreeMap<u64, LunEntry>>| {
+        for (n, l) in new.iter_mut() {
+            if let Some(o) = old.and_then(|o| o.get(n)) {
+                if o.device.id == l.device.id {
+                    l.stats = o.stats.clone();
+                }
+            }
+        }
+    };
+    let mut e = TargetEntry::new(t.name.as_str(), None, t.target_params(), t.enabled);
+    e.credentials = t.credentials();
+    e.luns = lun_map(registry, &t.luns)?;
+    keep(&mut e.luns, old.as_ref().map(|o| &o.luns));
+    for g in &t.ini_groups {
+        let mut luns = lun_map(registry, &g.luns)?;
+        let old_group = old
+            .as_ref()
+            .and_then(|o| o.ini_groups.iter().find(|x| x.name == g.name));
+        keep(&mut luns, old_group.map(|x| &x.luns));
+        e.ini_groups.push(IniGroup {
+            name: g.name.clone(),
+            initiators: g.initiators.clone(),
+            luns,
+        });
+    }
+    e.per_portal_acl = t.per_portal_acl;
+    e.allowed_portals = t.allowed_portals.clone();
+    e.rel_tgt_id = t.rel_tgt_id.unwrap_or(0);
+    Ok(e)
+}
+
+/// Replaces the `tracing` filter; set up by `main`.
+pub type TraceSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// The backend of the running target.
+pub struct LiveBackend {
+    control: Control,
+    portals: Vec<(SocketAddr, u16)>,
+    trace_level: Mutex<String>,
+    set_trace: TraceSetter,
+}
+
+impl LiveBackend {
+    pub fn new(control: Control, portals: Vec<(SocketAddr, u16)>, trace_level: String, set_trace: TraceSetter) -> Self {
+        LiveBackend {
+            control,
+            portals,
+            trace_level: Mutex::new(trace_level),
+            set_trace,
+        }
+    }
+
+    fn registry(&self) -> &Arc<Registry> {
+        self.control.registry()
+    }
+
+    /// Push the registry's entries of `targets` to their sessions.
+    fn refresh(&self, targets: &[String]) -> Result<(), BackendError> {
+        for t in targets {
+            self.control.refresh_target(t).map_err(control_err)?;
+        }
+        Ok(())
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    (if b { "Yes" } else { "No" }).to_string()
+}
+
+/// Negotiated parameters under their RFC 7143 key names.
+fn param_map(p: &SessionParams) -> BTreeMap<String, String> {
+    [
+        ("HeaderDigest", p.header_digest.as_str().to_string()),
+        ("DataDigest", p.data_digest.as_str().to_string()),
+        ("InitialR2T", yes_no(p.initial_r2t)),
+        ("ImmediateData", yes_no(p.immediate_data)),
+        ("MaxRecvDataSegmentLength", p.max_recv_data_segment_length.to_string()),
+        ("MaxXmitDataSegmentLength", p.max_xmit_data_segment_length.to_string()),
+        ("MaxBurstLength", p.max_burst_length.to_string()),
+        ("FirstBurstLength", p.first_burst_length.to_string()),
+        ("MaxOutstandingR2T", p.max_outstanding_r2t.to_string()),
+        ("DataPDUInOrder", yes_no(p.data_pdu_in_order)),
+        ("DataSequenceInOrder", yes_no(p.data_sequence_in_order)),
+        ("DefaultTime2Wait", p.default_time2wait.to_string()),
+        ("DefaultTime2Retain", p.default_time2retain.to_string()),
+        ("MaxConnections", p.max_connections.to_string()),
+        ("ErrorRecoveryLevel", p.error_recovery_level.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn conn_info(c: &ConnSnapshot) -> ConnectionInfo {
+    ConnectionInfo {
+        reactor: c.reactor,
+        cid: c.cid,
+        ip: c.peer,
+        portal: c.local,
+        state: c.state.to_string(),
+        session_type: c.session_type.map(str::to_string),
+        initiator_name: c.initiator_name.clone(),
+        target_name: c.target_name.clone(),
+        pdus_received: c.pdus_received,
+        pdus_sent: c.pdus_sent,
+    }
+}
+
+fn session_info(s: &SessionSnapshot) -> SessionInfo {
+    SessionInfo {
+        target: s.target.clone(),
+        initiator_name: s.params.initiator_name.clone(),
+        initiator_alias: s.params.initiator_alias.clone(),
+        sid: format!("{:016x}", s.sid),
+        tsih: s.params.tsih,
+        reinstating: false,
+        group: s.group.clone(),
+        luns: s.luns.clone(),
+        params: param_map(&s.params),
+        active_commands: s.active_commands as u64,
+        commands: s.counters.commands,
+        read_commands: s.counters.read_commands,
+        write_commands: s.counters.write_commands,
+        read_bytes: s.counters.read_bytes,
+        write_bytes: s.counters.write_bytes,
+        errors: s.counters.errors,
+        connections: vec![conn_info(&s.connection)],
+    }
+}
+
+impl Backend for LiveBackend {
+    fn create_device(&self, dev: &DeviceConfig) -> Result<(), BackendError> {
+        create_device(self.registry(), dev)
+    }
+
+    fn delete_device(&self, name: &str) -> Result<(), BackendError> {
+        self.registry().remove_device(name).map_err(registry_err)?;
+        Ok(())
+    }
+
+    fn resize_device(&self, d: &DeviceConfig, size: Option<u64>) -> Result<u64, BackendError> {
+        let registry = self.registry();
+        let dev = registry
+            .device(&d.name)
+            .ok_or_else(|| err(ErrorKind::NotFound, "no such device"))?;
+        let info = dev.bdev.info();
+        let bs = u64::from(info.block_size);
+        let new: Arc<dyn Bdev> = match (d.handler, size) {
+            (Handler::Ram, _) => {
+                return Err(err(
+                    ErrorKind::Unsupported,
+                    "a RAM disk keeps the size it was created with",
+                ));
+            }
+            (Handler::VdiskNullio, Some(bytes)) => Arc::new(
+                NullBdev::new(&d.name, info.block_size, bytes / bs)
+                    .map_err(|e| err(ErrorKind::Invalid, e.to_string()))?,
+            ),
+            (Handler::VdiskNullio, None) => {
+                return Err(err(
+                    ErrorKind::Unsupported,
+                    "a null device has no backing store to resync",
+                ))
+            }
+            (Handler::VdiskFileio | Handler::VdiskBlockio, size) => {
+                if let Some(bytes) = size {
+                    if info.kind != BdevKind::File {
+                        return Err(err(
+                            ErrorKind::Unsupported,
+                            "resize the block device itself, then write resync_size",
+                        ));
+                    }
+                    if bytes < info.size_bytes() {
+                        return Err(err(
+                            ErrorKind::Unsupported,
+                            format!("shrinking would cut off data beyond {bytes} bytes; truncate the file yourself, then write resync_size"),
+                        ));
+                    }
+                    let path = d
+                        .filename
+                        .as_ref()
+                        .ok_or_else(|| err(ErrorKind::Invalid, "no filename"))?;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .and_then(|f| f.set_len(bytes))
+                        .map_err(|e| err(ErrorKind::Io, format!("cannot extend {}: {e}", path.display())))?;
+                }
+                open_bdev(d).map_err(|e| err(ErrorKind::Io, format!("{e:#}")))?
+            }
+        };
+        let new_info = new.info();
+        let (_, touched) = registry.replace_bdev(&d.name, new).map_err(registry_err)?;
+        self.refresh(&touched)?;
+        // Only now that every session uses the new bdev: CAPACITY DATA HAS CHANGED (SBC-3 §4.6) for every nexus.
+        dev.lu.set_capacity(new_info.num_blocks);
+        tracing::info!(device = %d.name, bytes = new_info.size_bytes(), "device resized");
+        Ok(new_info.size_bytes())
+    }
+
+    fn device_state(&self, d: &DeviceConfig) -> Option<DeviceState> {
+        let dev = self.registry().device(&d.name)?;
+        let info = dev.bdev.info();
+        let lu = lu_config(d, dev.bdev.as_ref());
+        Some(DeviceState {
+            size: info.size_bytes(),
+            block_size: info.block_size,
+            t10_vend_id: lu.vendor,
+            prod_id: lu.product,
+            prod_rev_lvl: lu.revision,
+            usn: lu.serial,
+            t10_dev_id: lu.device_id,
+            engine: format!("{:?}", info.kind).to_lowercase(),
+            threads_num: 0,
+        })
+    }
+
+    fn apply_target(&self, t: &TargetConfig) -> Result<(), BackendError> {
+        let entry = target_entry(self.registry(), t)?;
+        self.registry().put_target(entry);
+        self.refresh(&[t.name.to_string()])
+    }
+
+    fn delete_target(&self, name: &str) -> Result<usize, BackendError> {
+        self.registry().remove_target(name).map_err(registry_err)?;
+        self.control.close_target_sessions(name).map_err(control_err)
+    }
+
+    fn apply_driver(&self, iscsi: &IscsiConfig) -> Result<(), BackendError> {
+        self.registry().set_driver_enabled(iscsi.enabled);
+        self.registry().set_discovery_credentials(iscsi.credentials());
+        Ok(())
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionInfo>, BackendError> {
+        Ok(self
+            .control
+            .sessions()
+            .map_err(control_err)?
+            .iter()
+            .map(session_info)
+            .collect())
+    }
+
+    fn connections(&self) -> Result<Vec<ConnectionInfo>, BackendError> {
+        Ok(self
+            .control
+            .connections()
+            .map_err(control_err)?
+            .iter()
+            .map(conn_info)
+            .collect())
+    }
+
+    fn force_close(&self, sid: u64) -> Result<(), BackendError> {
+        self.control.force_close(sid).map_err(control_err)
+    }
+
+    fn reactors(&self) -> Result<Vec<ReactorInfo>, BackendError> {
+        Ok(self
+            .control
+            .reactors()
+            .map_err(control_err)?
+            .into_iter()
+            .map(|r| ReactorInfo {
+                id: r.id,
+                core: r.core,
+                busy_ns: r.busy_ns,
+                idle_ns: r.idle_ns,
+                iterations: r.iterations,
+                messages: r.messages,
+                connections: r.connections,
+                commands: r.driver.commands,
+                bytes_read: r.driver.bytes_read,
+                bytes_written: r.driver.bytes_written,
+                connections_accepted: r.driver.connections_accepted,
+                connections_closed: r.driver.connections_closed,
+                pollers: r
+                    .pollers
+                    .into_iter()
+                    .map(|(name, runs, busy_runs)| PollerInfo { name, runs, busy_runs })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn pool(&self) -> PoolInfo {
+        let p = self.control.pool_stats();
+        PoolInfo {
+            allocations: p.allocations,
+            frees: p.frees,
+            cache_hits: p.cache_hits,
+            cache_misses: p.cache_misses,
+            large_allocations: p.large_allocations,
+            exhausted: p.exhausted,
+            bytes_in_use: p.bytes_in_use,
+            high_water: p.high_water,
+            bytes_mapped: p.bytes_mapped,
+            classes: p
+                .classes
+                .into_iter()
+                .map(|c| PoolClassInfo {
+                    size: c.size,
+                    slabs: c.slabs,
+                    free: c.free,
+                    in_use: c.in_use,
+                })
+                .collect(),
+        }
+    }
+
+    fn lun_stats(&self) -> Vec<LunStatsInfo> {
+        let mut out = Vec::new();
+        for t in self.registry().targets() {
+            let sets =
+                std::iter::once((None, &t.luns)).chain(t.ini_groups.iter().map(|g| (Some(g.name.clone()), &g.luns)));
+            for (group, luns) in sets {
+                for l in luns.values() {
+                    let s = &l.stats;
+                    out.push(LunStatsInfo {
+                        target: t.name.clone(),
+                        group: group.clone(),
+                        lun: l.lun,
+                        device: l.device.name.clone(),
+                        read_commands: s.read_commands.load(Ordering::Relaxed),
+                        write_commands: s.write_commands.load(Ordering::Relaxed),
+                        other_commands: s.other_commands.load(Ordering::Relaxed),
+                        read_bytes: s.read_bytes.load(Ordering::Relaxed),
+                        write_bytes: s.write_bytes.load(Ordering::Relaxed),
+                        errors: s.errors.load(Ordering::Relaxed),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn target_tid(&self, name: &str) -> Option<u32> {
+        self.registry().target(name).map(|t| t.tid)
+    }
+
+    fn auth_failures(&self) -> u64 {
+        self.registry().auth_failures()
+    }
+
+    fn portals(&self) -> Vec<(SocketAddr, u16)> {
+        self.portals.clone()
+    }
+
+    fn trace_level(&self) -> String {
+        self.trace_level.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_trace_level(&self, level: &str) -> Result<(), BackendError> {
+        (self.set_trace)(level).map_err(|e| err(ErrorKind::Invalid, e))?;
+        *self.trace_level.lock().unwrap_or_else(PoisonError::into_inner) = level.to_string();
+        tracing::info!(level, "trace level changed");
+        Ok(())
+    }
+}
