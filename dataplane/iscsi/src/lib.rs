@@ -4,6 +4,7 @@
 //! events and the current time as arguments and returns PDUs to transmit, SCSI commands to execute and timers.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod chap;
 pub mod conn;
 pub mod login;

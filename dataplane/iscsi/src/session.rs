@@ -173,6 +173,8 @@ pub enum SessionError {
     AfterLogout,
     #[error("invalid logout reason code {0}")]
     LogoutReason(u8),
+    #[error("new request after the target asked for a logout")]
+    WaitingForLogout,
 }
 
 impl SessionError {
@@ -196,6 +198,7 @@ impl SessionError {
                 COMMAND_NOT_SUPPORTED
             }
             SessionError::TooManyImmediate => IMMEDIATE_COMMAND_REJECT,
+            SessionError::WaitingForLogout => WAITING_FOR_LOGOUT,
             SessionError::ReservedItt
             | SessionError::IttInUse(_)
             | SessionError::ImmediateDataTooLong { .. }
@@ -231,6 +234,9 @@ impl SessionError {
         fixed_sense(ABORTED_COMMAND, asc, ascq)
     }
 }
+
+/// Sense key ILLEGAL REQUEST (SPC-4 §4.5.6).
+const ILLEGAL_REQUEST: u8 = 0x05;
 
 /// Fixed-format sense data (SPC-4 §4.5.3), 18 bytes, current error.
 pub fn fixed_sense(key: u8, asc: u8, ascq: u8) -> Vec<u8> {
@@ -319,6 +325,8 @@ pub enum CloseReason {
     TargetColdReset,
     /// A data digest error, from which ErrorRecoveryLevel 0 cannot recover (RFC 7143 §7.1.4.1).
     DigestError,
+    /// The initiator did not log out within the time an Asynchronous Message asked (RFC 7143 §11.9.1).
+    LogoutTimeout,
 }
 
 /// What the session asks of its driver.
@@ -371,6 +379,8 @@ pub struct SessionStats {
     pub dropped_results: u64,
     /// NOP-Out answers whose TTT matched no outstanding ping.
     pub stray_nop_out: u64,
+    /// Writes refused because their Expected Data Transfer Length exceeded the target's limit.
+    pub refused_transfers: u64,
 }
 
 /// An unsolicited Data-Out sequence still open.
@@ -491,6 +501,8 @@ pub struct Session {
     next_ttt: u32,
     /// ITT of the Logout Request being processed.
     logout: Option<u32>,
+    /// The target asked for a logout (AsyncEvent 1) and waits until then.
+    logout_requested: Option<Instant>,
     closed: bool,
     out: VecDeque<OutPdu>,
     events: VecDeque<SessionEvent>,
@@ -542,6 +554,7 @@ impl Session {
             last_rx: now,
             next_ttt: 1,
             logout: None,
+            logout_requested: None,
             closed: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -552,6 +565,23 @@ impl Session {
     /// The negotiated parameters.
     pub fn params(&self) -> &SessionParams {
         &self.params
+    }
+
+    /// The CID of the session's connection.
+    pub fn cid(&self) -> u16 {
+        self.cid
+    }
+
+    /// Asks the initiator to log out within `within` (RFC 7143 §11.9.1, AsyncEvent 1, Parameter3 in seconds). New
+    /// commands are rejected with "Waiting for Logout" from then on; without a Logout Request by the deadline the
+    /// target announces the connection drop (AsyncEvent 2) and closes ([`CloseReason::LogoutTimeout`]).
+    pub fn request_logout(&mut self, within: std::time::Duration, now: Instant) {
+        if self.closed || self.logout_requested.is_some() || self.logout.is_some() {
+            return;
+        }
+        self.logout_requested = Some(now.checked_add(within).unwrap_or(now));
+        let secs = u16::try_from(within.as_secs()).unwrap_or(u16::MAX);
+        self.push_async(crate::wire::AsyncEvent::LogoutRequest.code(), 0, 0, secs);
     }
 
     /// The next StatSN the session will assign.
@@ -755,6 +785,11 @@ impl Session {
                 consider(d);
             }
         }
+        if let Some(d) = self.logout_requested {
+            if self.logout.is_none() {
+                consider(d);
+            }
+        }
         t
     }
 
@@ -774,6 +809,14 @@ impl Session {
         if self.tasks.values().any(|t| t.deadline.is_some_and(|d| now >= d)) {
             tracing::info!("initiator sent no Data-Out within RspTimeout, closing");
             self.close(CloseReason::RspTimeout);
+            return;
+        }
+        if self.logout.is_none() && self.logout_requested.is_some_and(|d| now >= d) {
+            tracing::info!("initiator did not log out when asked, dropping the connection");
+            // §11.9.1 AsyncEvent 2: Parameter1 the CID, Parameter2 Time2Wait, Parameter3 Time2Retain.
+            let (cid, wait, retain) = (self.cid, self.params.default_time2wait, self.params.default_time2retain);
+            self.push_async(crate::wire::AsyncEvent::ConnectionDrop.code(), cid, wait, retain);
+            self.close(CloseReason::LogoutTimeout);
             return;
         }
         if self.ping.is_none() {
@@ -804,6 +847,15 @@ impl Session {
         let mut cdb = Vec::with_capacity(16 + c.ext_cdb.len());
         cdb.extend_from_slice(&c.cdb);
         cdb.extend_from_slice(&c.ext_cdb);
+        // A write larger than the target accepts is refused before any of its data is kept or solicited: the
+        // initiator's unsolicited data is drained and dropped, then CHECK CONDITION (SBC-3 §6.6.4: a TRANSFER
+        // LENGTH above MAXIMUM TRANSFER LENGTH is an INVALID FIELD IN CDB).
+        let too_long = c.write && c.edtl > self.target.max_transfer_length;
+        if too_long {
+            tracing::debug!(itt = c.itt, edtl = c.edtl, max = self.target.max_transfer_length, "write too long");
+            self.stats.refused_transfers += 1;
+        }
+        let data = if too_long { Bytes::new() } else { data };
         let write_state = c.write.then(|| {
             let imm = data.len() as u32;
             let unsolicited = (!c.final_).then(|| Unsolicited {
@@ -834,7 +886,7 @@ impl Session {
             delivered: false,
             slot: false,
             write_state,
-            failed: None,
+            failed: too_long.then(|| fixed_sense(ILLEGAL_REQUEST, 0x24, 0x00)),
             deadline: None,
         };
         self.tasks.insert(c.itt, task);
@@ -852,6 +904,9 @@ impl Session {
     fn validate_command(&self, c: &ScsiCommand, data: &Bytes) -> Result<(), SessionError> {
         if self.logout.is_some() {
             return Err(SessionError::AfterLogout);
+        }
+        if self.logout_requested.is_some() {
+            return Err(SessionError::WaitingForLogout);
         }
         if self.params.session_type == SessionType::Discovery {
             return Err(SessionError::DiscoverySession);
@@ -1277,6 +1332,10 @@ impl Session {
         if let Some(sense) = task.failed.clone() {
             let open = task.write_state.as_ref().is_some_and(|w| w.unsolicited.is_some() || !w.r2ts.is_empty());
             if open {
+                // The initiator still owes the end of a data sequence; RspTimeout bounds the wait.
+                if task.deadline.is_none() {
+                    task.deadline = self.target_rsp_deadline(now);
+                }
                 self.tasks.insert(itt, task);
                 return;
             }
@@ -1600,6 +1659,25 @@ impl Session {
                 data_sn: SerialNumber(0),
             }),
             vec![Bytes::copy_from_slice(header)],
+        );
+    }
+
+    /// An Asynchronous Message (§11.9); it carries and advances StatSN like any response.
+    fn push_async(&mut self, event: u8, param1: u16, param2: u16, param3: u16) {
+        let stat_sn = self.alloc_stat_sn();
+        self.push(
+            Header::AsyncMessage(crate::wire::AsyncMessage {
+                lun: 0,
+                stat_sn,
+                exp_cmd_sn: SerialNumber(0),
+                max_cmd_sn: SerialNumber(0),
+                event,
+                vcode: 0,
+                param1,
+                param2,
+                param3,
+            }),
+            Vec::new(),
         );
     }
 
@@ -3214,5 +3292,53 @@ mod tests {
         let pdus = h.pdus();
         assert_eq!(pdus[0].data_len(), 512);
         assert_eq!(sense_of(&pdus[0]).len(), 510);
+    }
+
+    #[test]
+    fn write_longer_than_the_target_accepts_is_refused_before_buffering() {
+        let mut tp = target_params();
+        tp.max_transfer_length = 65536;
+        let mut h = H::new(write_params(false, 1), tp);
+        // 1 MiB write with 4 KiB of immediate data and an unsolicited burst announced (F=0).
+        h.send(write_cmd(1, 1, 1 << 20, false), &[0x11; 4096]);
+        assert!(h.pdus().is_empty(), "no R2T for a refused write");
+        assert!(h.events().is_empty(), "never reaches the SCSI layer");
+        assert_eq!(h.s.stats().refused_transfers, 1);
+        // The unsolicited data is drained and dropped; the response follows the F bit.
+        h.send(data_out(1, RESERVED_TAG, 0, 4096, false), &[0x22; 4096]);
+        assert!(h.pdus().is_empty());
+        h.send(data_out(1, RESERVED_TAG, 1, 8192, true), &[0x33; 4096]);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1, "{pdus:?}");
+        let r = as_response(&pdus[0]);
+        assert_eq!(r.status, STATUS_CHECK_CONDITION);
+        let sense = sense_of(&pdus[0]);
+        assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (ILLEGAL_REQUEST, 0x24, 0x00));
+        assert!(h.events().is_empty());
+        assert_eq!(h.s.task_count(), 0);
+        // The CmdSN was consumed: the next command runs.
+        h.send(write_cmd(2, 2, 4096, true), &[0x44; 4096]);
+        let task = h.one_command();
+        assert_eq!(task.data_out.concat(), vec![0x44; 4096]);
+    }
+
+    #[test]
+    fn refused_write_with_no_data_pending_answers_at_once_and_a_stalled_one_times_out() {
+        let mut tp = target_params();
+        tp.max_transfer_length = 8192;
+        let mut h = H::new(write_params(true, 1), tp.clone());
+        h.send(write_cmd(1, 1, 8193, true), &[]);
+        let pdus = h.pdus();
+        assert_eq!(as_response(&pdus[0]).status, STATUS_CHECK_CONDITION);
+        // InitialR2T=No: an announced unsolicited burst that never ends runs into RspTimeout.
+        let mut h = H::new(write_params(false, 1), tp);
+        h.send(write_cmd(1, 1, 1 << 20, false), &[]);
+        assert!(h.pdus().is_empty());
+        assert_eq!(h.s.poll_timeout(), Some(h.t0 + Duration::from_secs(5)), "NopInInterval first");
+        h.send(nop_out(RESERVED_TAG, RESERVED_TAG, 2, true), &[]);
+        assert!(h.s.poll_timeout().is_some_and(|t| t <= h.t0 + Duration::from_secs(20)));
+        h.advance(20);
+        h.timeout();
+        assert!(matches!(h.events()[..], [SessionEvent::Close { reason: CloseReason::RspTimeout }]));
     }
 }
