@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
+use polltgt_dataplane::access::TargetAccess;
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::Registry;
 use polltgt_dataplane::server::{PortalConfig, Server};
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
-use polltgt_mgmt::{Config, DeviceConfig, Handler};
+use polltgt_mgmt::{Config, DeviceConfig, Handler, TargetConfig};
 use polltgt_scsi::LuConfig;
 
 /// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
@@ -26,11 +27,13 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     for t in &cfg.targets {
         registry.add_target(t.name.as_str(), None, t.target_params(), t.enabled)?;
         registry.set_credentials(t.name.as_str(), t.credentials())?;
+        registry.set_target_access(t.name.as_str(), target_access(t))?;
         for l in &t.luns {
             registry.add_lun(t.name.as_str(), u64::from(l.lun), &l.device)?;
         }
     }
     registry.set_discovery_credentials(cfg.discovery_credentials());
+    registry.set_digest_faults(cfg.iscsi.debug_digest_failures.to_faults());
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {
@@ -41,6 +44,15 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     };
     let pool = BufPool::new(PoolConfig::default())?;
     Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
+}
+
+/// The access attributes of a target (redirect, allowed_portal, MaxSessions).
+fn target_access(t: &TargetConfig) -> TargetAccess {
+    TargetAccess {
+        redirect: t.redirect.clone(),
+        allowed_portals: t.allowed_portals.clone(),
+        max_sessions: t.max_sessions,
+    }
 }
 
 fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {

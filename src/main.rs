@@ -72,6 +72,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long initiators get to log out when the target shuts down (RFC 7143 §11.9.1 AsyncEvent 1, Parameter3).
+const LOGOUT_ON_SHUTDOWN: Duration = Duration::from_secs(3);
+
 fn serve(cfg: &Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {
@@ -86,6 +89,6 @@ fn serve(cfg: &Config) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("shutting down");
-    server.shutdown();
+    server.shutdown_gracefully(LOGOUT_ON_SHUTDOWN);
     Ok(())
 }

@@ -16,7 +16,7 @@ use polltgt_bdev::{Channel, Completion, Io, Op};
 use polltgt_hugepages::BufPool;
 use polltgt_iscsi::conn::{ConnEvent, Connection};
 use polltgt_iscsi::login::PortalInfo;
-use polltgt_iscsi::params::SessionType;
+use polltgt_iscsi::params::{SessionParams, SessionType};
 use polltgt_iscsi::session::{CommandResult, ScsiTask, TaskId};
 use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
 use polltgt_scsi::{Action, Command, IoResult, NexusId, Response};
@@ -24,6 +24,7 @@ use polltgt_tcpstack::{KernelConn, RecvStatus};
 
 use crate::reactor::{PollStatus, Poller};
 use crate::registry::{Device, Registry, TargetEntry};
+use crate::sessions::{ConnRef, ConnectionInfo, SessionInfo};
 
 /// Bytes read from a socket per `recv` call.
 const RECV_CHUNK: usize = 256 * 1024;
@@ -89,6 +90,8 @@ struct ConnSlot {
     tmfs: Vec<PendingTmf>,
     closing: bool,
     peer_closed: bool,
+    /// TSIH under which the session is registered in the session table.
+    tsih: Option<u16>,
 }
 
 /// Everything one reactor owns.
@@ -139,7 +142,8 @@ impl ReactorState {
             .unwrap_or(1);
         let portal = PortalInfo { local, tpgt };
         let catalog: Arc<dyn polltgt_iscsi::login::TargetCatalog> = self.registry.clone();
-        let iscsi = Connection::new(catalog, portal, peer, now);
+        let mut iscsi = Connection::new(catalog, portal, peer, now);
+        iscsi.set_digest_faults(self.registry.digest_faults());
         self.generation += 1;
         let slot = ConnSlot {
             generation: self.generation,
@@ -151,6 +155,7 @@ impl ReactorState {
             tmfs: Vec::new(),
             closing: false,
             peer_closed: false,
+            tsih: None,
         };
         match self.free_slots.pop() {
             Some(i) => self.slots[i] = Some(slot),
@@ -260,6 +265,10 @@ impl ReactorState {
     fn release(&mut self, i: usize) {
         if let Some(mut slot) = self.slots[i].take() {
             slot.tcp.shutdown();
+            if let Some(tsih) = slot.tsih {
+                let conn = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+                self.registry.sessions().unregister(tsih, conn);
+            }
             if let Some(s) = &slot.session {
                 for lun in s.target.luns.values() {
                     lun.device.lu.nexus_gone(s.nexus);
@@ -291,6 +300,7 @@ impl ReactorState {
                     session_type = ?params.session_type,
                     "login complete"
                 );
+                self.register_session(i, &params);
             }
             ConnEvent::Command(task) => {
                 self.stats.commands += 1;
@@ -302,6 +312,58 @@ impl ReactorState {
                     slot.closing = true;
                 }
             }
+        }
+    }
+
+    /// Enters a freshly logged-in session in the session table and closes the sessions it reinstates (RFC 7143
+    /// §6.3.5), wherever they live.
+    fn register_session(&mut self, i: usize, params: &SessionParams) {
+        let Some(slot) = self.slots[i].as_mut() else { return };
+        if slot.iscsi.is_closed() {
+            return;
+        }
+        let portal = slot.iscsi.portal();
+        let info = SessionInfo {
+            tsih: params.tsih,
+            isid: params.isid,
+            initiator_name: params.initiator_name.clone(),
+            initiator_alias: params.initiator_alias.clone(),
+            target_name: (params.session_type == SessionType::Normal).then(|| params.target_name.clone()),
+            session_type: params.session_type,
+            params: params.clone(),
+            connections: vec![ConnectionInfo {
+                cid: slot.iscsi.session().map_or(0, |s| s.cid()),
+                peer: slot.iscsi.peer(),
+                local: portal.local,
+                tpgt: portal.tpgt,
+                reactor: self.id,
+            }],
+            reinstating: false,
+        };
+        slot.tsih = Some(params.tsih);
+        let conn = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+        for old in self.registry.sessions().register(info, conn) {
+            if old.reactor == self.id {
+                self.close_conn(old.slot, old.generation);
+            } else if let Err(e) = self.registry.sessions().close_conn(old) {
+                tracing::warn!(error = %e, "cannot close the reinstated session");
+            }
+        }
+    }
+
+    /// Closes the connection in `slot` if it is still the one of `generation` (management, reinstatement).
+    pub(crate) fn close_conn(&mut self, slot: usize, generation: u64) {
+        if let Some(Some(s)) = self.slots.get_mut(slot) {
+            if s.generation == generation {
+                s.iscsi.close();
+            }
+        }
+    }
+
+    /// Asks every connection of this reactor to log out within `within` (shutdown).
+    pub(crate) fn request_logout_all(&mut self, within: std::time::Duration, now: Instant) {
+        for s in self.slots.iter_mut().flatten() {
+            s.iscsi.request_logout(within, now);
         }
     }
 

@@ -5,3 +5,6 @@ pub mod reactor;
 pub mod driver;
 pub mod registry;
 pub mod server;
+pub mod access;
+pub mod isns;
+pub mod sessions;

@@ -9,9 +9,14 @@ use std::sync::{Arc, RwLock};
 
 use polltgt_bdev::Bdev;
 use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
-use polltgt_iscsi::login::{PortalInfo, TargetCatalog, TargetInfo};
+use polltgt_iscsi::conn::DigestFaults;
+use polltgt_iscsi::login::{PortalInfo, Refusal, TargetCatalog, TargetInfo};
 use polltgt_iscsi::params::TargetParams;
 use polltgt_scsi::{LogicalUnit, LuConfig};
+
+use crate::access::TargetAccess;
+use crate::isns::IsnsAcl;
+use crate::sessions::SessionTable;
 
 /// A block device exported as a SCSI logical unit. The LU (unit attentions, mode pages, identity) belongs to the
 /// device, so a device exported by several targets has one set of SCSI state, as in SCST.
@@ -39,6 +44,8 @@ pub struct TargetEntry {
     pub luns: BTreeMap<u64, LunEntry>,
     /// CHAP accounts (IncomingUser*, OutgoingUser); none = no authentication.
     pub credentials: Credentials,
+    /// redirect, allowed_portal, MaxSessions.
+    pub access: TargetAccess,
 }
 
 impl TargetEntry {
@@ -88,6 +95,9 @@ pub struct Registry {
     discovery_credentials: RwLock<Credentials>,
     auth_failures: AtomicU64,
     random: OsRandom,
+    sessions: SessionTable,
+    isns: IsnsAcl,
+    digest_faults: RwLock<DigestFaults>,
 }
 
 /// The operating system's CSPRNG (getrandom(2) through /dev/urandom), for CHAP challenges.
@@ -112,6 +122,9 @@ impl Default for Registry {
             discovery_credentials: RwLock::new(Credentials::none()),
             auth_failures: AtomicU64::new(0),
             random: OsRandom,
+            sessions: SessionTable::default(),
+            isns: IsnsAcl::default(),
+            digest_faults: RwLock::new(DigestFaults::NONE),
         }
     }
 }
@@ -160,6 +173,7 @@ impl Registry {
             params,
             luns: BTreeMap::new(),
             credentials: Credentials::none(),
+            access: TargetAccess::default(),
         };
         inner.targets.insert(name.to_string(), Arc::new(t));
         Ok(())
@@ -182,6 +196,7 @@ impl Registry {
             params: t.params.clone(),
             luns,
             credentials: t.credentials.clone(),
+            access: t.access.clone(),
         };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
@@ -198,9 +213,52 @@ impl Registry {
             params: t.params.clone(),
             luns: t.luns.clone(),
             credentials,
+            access: t.access.clone(),
         };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
+    }
+
+    /// Set the access attributes of a target (redirect, allowed_portal, MaxSessions). Sessions already logged in
+    /// are not affected.
+    pub fn set_target_access(&self, target: &str, access: TargetAccess) -> Result<(), RegistryError> {
+        let mut inner = self.write();
+        let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
+        let new = TargetEntry {
+            name: t.name.clone(),
+            alias: t.alias.clone(),
+            enabled: t.enabled,
+            params: t.params.clone(),
+            luns: t.luns.clone(),
+            credentials: t.credentials.clone(),
+            access,
+        };
+        inner.targets.insert(target.to_string(), Arc::new(new));
+        Ok(())
+    }
+
+    /// The live sessions (listing, force_close, reinstatement, MaxSessions).
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// iSNS access control state.
+    pub fn isns(&self) -> &IsnsAcl {
+        &self.isns
+    }
+
+    /// Digest fault injection for new connections (iSCSI-SCST's DEBUG_DIGEST_FAILURES).
+    pub fn set_digest_faults(&self, faults: DigestFaults) {
+        *self.digest_faults.write().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    pub fn digest_faults(&self) -> DigestFaults {
+        *self.digest_faults.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Names of all targets.
+    pub fn target_names(&self) -> Vec<String> {
+        self.read().targets.keys().cloned().collect()
     }
 
     /// Set the CHAP accounts of discovery sessions (the iSCSI driver-level IncomingUser*, OutgoingUser).
@@ -241,44 +299,52 @@ impl Registry {
     pub fn new_nexus(&self) -> u64 {
         self.next_nexus.fetch_add(1, Ordering::Relaxed)
     }
-
-    /// The TargetAddress values of the portals, as seen from a connection that arrived on `local`: a wildcard
-    /// portal is reported with the address the initiator reached.
-    fn target_addresses(&self, local: &SocketAddr) -> Vec<String> {
-        self.read()
-            .portals
-            .iter()
-            .map(|p| {
-                let ip = if p.addr.ip().is_unspecified() { local.ip() } else { p.addr.ip() };
-                let addr = SocketAddr::new(ip, p.addr.port());
-                format!("{addr},{}", p.tpgt)
-            })
-            .collect()
-    }
 }
 
 impl TargetCatalog for Registry {
-    fn lookup(&self, target_name: &str, _initiator_name: &str, _portal: &PortalInfo) -> Option<TargetInfo> {
-        let t = self.target(target_name)?;
-        if !t.enabled {
-            return None;
-        }
-        Some(TargetInfo { name: t.name.clone(), alias: t.alias.clone(), params: t.params.clone() })
+    fn lookup(&self, target_name: &str, initiator_name: &str, portal: &PortalInfo) -> Option<TargetInfo> {
+        self.resolve(target_name, initiator_name, portal).ok()
     }
 
     fn send_targets(
         &self,
-        _initiator_name: &str,
+        initiator_name: &str,
         portal: &PortalInfo,
         which: Option<&str>,
     ) -> Vec<(String, Vec<String>)> {
-        let addrs = self.target_addresses(&portal.local);
-        self.read()
+        let inner = self.read();
+        inner
             .targets
             .values()
             .filter(|t| t.enabled && which.is_none_or(|w| w == t.name))
-            .map(|t| (t.name.clone(), addrs.clone()))
+            .filter(|t| self.isns.allows(&t.name, initiator_name))
+            .map(|t| (t.name.clone(), crate::access::target_addresses(t, &inner.portals, &portal.local)))
+            .filter(|(_, addrs)| !addrs.is_empty())
             .collect()
+    }
+
+    fn resolve(&self, target_name: &str, initiator_name: &str, portal: &PortalInfo) -> Result<TargetInfo, Refusal> {
+        let t = self.target(target_name).filter(|t| t.enabled).ok_or(Refusal::NotFound)?;
+        if let Some(refusal) = crate::access::login_refusal(&t, portal) {
+            return Err(refusal);
+        }
+        if !self.isns.allows(&t.name, initiator_name) {
+            return Err(Refusal::NotAuthorized);
+        }
+        Ok(TargetInfo { name: t.name.clone(), alias: t.alias.clone(), params: t.params.clone() })
+    }
+
+    fn admit_session(&self, target_name: &str, initiator_name: &str, isid: [u8; 6]) -> Result<(), Refusal> {
+        let max = self.target(target_name).map_or(0, |t| t.access.max_sessions);
+        if max > 0 && self.sessions.count_for(target_name, Some((initiator_name, isid))) >= max as usize {
+            tracing::info!(target = target_name, initiator = initiator_name, max, "MaxSessions reached");
+            return Err(Refusal::OutOfResources);
+        }
+        Ok(())
+    }
+
+    fn session_exists(&self, tsih: u16) -> bool {
+        self.sessions.contains(tsih)
     }
 
     fn discovery_params(&self) -> TargetParams {
@@ -302,11 +368,13 @@ impl TargetCatalog for Registry {
     }
 
     fn new_tsih(&self) -> u16 {
-        loop {
+        // Unique among live sessions; after 65535 tries every TSIH is taken and 0 refuses the login.
+        for _ in 0..=u16::MAX {
             let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
-            if t != 0 {
+            if t != 0 && !self.sessions.contains(t) {
                 return t;
             }
         }
+        0
     }
 }

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod error;
 mod locate;
+pub mod protocol;
 pub mod values;
 
 pub use config::{
