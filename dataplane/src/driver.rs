@@ -298,6 +298,9 @@ impl ReactorState {
                     initiator = %params.initiator_name,
                     target = %params.target_name,
                     session_type = ?params.session_type,
+                    tsih = params.tsih,
+                    header_digest = ?params.header_digest,
+                    data_digest = ?params.data_digest,
                     "login complete"
                 );
                 self.register_session(i, &params);

@@ -138,18 +138,41 @@ struct FfpText {
     target: Option<String>,
 }
 
+/// The pairs of a full-feature-phase text request, leniently: a pair whose value exceeds its key's limit (§6.1)
+/// is kept with `None` (answered `key=Reject`); entries without `=`, with an invalid key name, invalid UTF-8 or no
+/// terminating NUL, and repeated keys, cannot be answered and are dropped.
+fn lenient_pairs(request: &[u8]) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    let mut entries: Vec<&[u8]> = request.split(|&b| b == 0).collect();
+    // What follows the last NUL is not a terminated pair.
+    entries.pop();
+    for entry in entries.into_iter().filter(|e| !e.is_empty()) {
+        let Some(eq) = entry.iter().position(|&b| b == b'=') else { continue };
+        let (Ok(key), Ok(value)) = (std::str::from_utf8(&entry[..eq]), std::str::from_utf8(&entry[eq + 1..])) else {
+            continue;
+        };
+        if text::validate_key(key).is_err() || out.iter().any(|(k, _)| k == key) {
+            tracing::debug!(key, "text request entry left unanswered");
+            continue;
+        }
+        let value = (value.len() <= text::max_value_len(key)).then(|| value.to_string());
+        out.push((key.to_string(), value));
+    }
+    out
+}
+
 impl TextResponder for FfpText {
     fn respond(&mut self, request: &[u8]) -> Vec<u8> {
-        let pairs = match text::parse(request) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %e, "malformed text request in full feature phase");
-                return Vec::new();
-            }
-        };
         let mut answer = Vec::new();
         let mut others = TextBuilder::new();
-        for (key, value) in pairs {
+        for (key, value) in lenient_pairs(request) {
+            let Some(value) = value else {
+                tracing::debug!(key, "text request value too long");
+                if let Err(e) = others.push_special(&key, Special::Reject) {
+                    tracing::debug!(error = %e, "text key left unanswered");
+                }
+                continue;
+            };
             if key == "SendTargets" {
                 answer.extend(send_targets_response(
                     &*self.catalog,
@@ -1476,5 +1499,35 @@ mod tests {
         let mut p = Peer::new();
         p.c.request_logout(Duration::from_secs(5), p.now);
         assert_eq!(p.events(), vec![ConnEvent::Closed { reason: CloseReason::Local }]);
+    }
+
+    #[test]
+    fn full_feature_text_with_oversized_and_malformed_keys() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "None", "None");
+        let _ = p.output();
+        let mut body = b"X-big=".to_vec();
+        body.extend(std::iter::repeat_n(b'v', 9000));
+        body.push(0);
+        body.extend_from_slice(b"no-equals\0bad key=1\0SendTargets=\0X-big=again\0tail-without-nul");
+        let req = Header::TextRequest(TextRequest {
+            immediate: true,
+            final_: true,
+            continue_: false,
+            lun: 0,
+            itt: 0x44,
+            ttt: wire::RESERVED_TAG,
+            cmd_sn: SerialNumber(1),
+            exp_stat_sn: SerialNumber(2),
+        });
+        p.feed(&pdu(req, &body, Digests::NONE));
+        let pdus = p.pdus();
+        let [(Header::TextResponse(t), data)] = &pdus[..] else { panic!("{pdus:?}") };
+        assert!(t.final_ && t.itt == 0x44);
+        assert_eq!(
+            data,
+            &keys(&[&format!("TargetName={TARGET}"), "TargetAddress=192.0.2.1:3260,1", "X-big=Reject"])
+        );
+        assert!(!p.c.is_closed());
     }
 }
