@@ -658,13 +658,26 @@ impl Session {
         }
     }
 
-    /// Send a Reject with `reason` for a PDU the connection could not even decode (unknown opcode, bad AHS).
+    /// Send a Reject with `reason` for a PDU the connection could not even decode (unknown opcode, bad AHS). A
+    /// non-immediate request whose CmdSN is readable (SCSI Command, NOP-Out, Task Management, Text, Logout) still
+    /// uses up its CmdSN when it lies in the window, so the commands after it are not held back by a gap forever
+    /// (RFC 7143 §3.2.2.1: a rejected command's CmdSN is consumed).
     pub fn reject_raw(&mut self, reason: u8, bhs: &[u8]) {
         if self.closed {
             return;
         }
         self.stats.rejects += 1;
         self.push_reject(reason, bhs);
+        if let (Some(&b0), Some(sn)) = (bhs.first(), bhs.get(24..28)) {
+            let opcode = b0 & 0x3f;
+            let immediate = b0 & 0x40 != 0;
+            if !immediate && matches!(opcode, 0x00..=0x04 | 0x06) && opcode != 0x03 {
+                let cmd_sn = SerialNumber(u32::from_be_bytes([sn[0], sn[1], sn[2], sn[3]]));
+                if self.cmd_sn_acceptable(cmd_sn) {
+                    self.consume(cmd_sn);
+                }
+            }
+        }
     }
 
     /// The next PDU to send, with ExpCmdSN and MaxCmdSN filled in.
@@ -3340,5 +3353,29 @@ mod tests {
         h.advance(20);
         h.timeout();
         assert!(matches!(h.events()[..], [SessionEvent::Close { reason: CloseReason::RspTimeout }]));
+    }
+
+    #[test]
+    fn undecodable_command_still_consumes_its_cmd_sn() {
+        let mut h = H::default();
+        // A SCSI Command with CmdSN 1 that the wire layer could not decode (e.g. a bad AHS): rejected raw.
+        let mut bhs = [0u8; 48];
+        bhs[0] = 0x01;
+        bhs[16..20].copy_from_slice(&9u32.to_be_bytes());
+        bhs[24..28].copy_from_slice(&1u32.to_be_bytes());
+        h.s.reject_raw(0x04, &bhs);
+        let pdus = h.pdus();
+        assert_eq!(as_reject(&pdus[0]).0, 0x04);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(2), "the rejected command's CmdSN is used up");
+        // The next command is not held back by a gap.
+        h.send(read_cmd(2, 2, 512), &[]);
+        assert_eq!(h.one_command().itt, 2);
+        // Immediate PDUs and Data-Out carry no CmdSN to consume.
+        bhs[0] = 0x41;
+        bhs[24..28].copy_from_slice(&3u32.to_be_bytes());
+        h.s.reject_raw(0x04, &bhs);
+        bhs[0] = 0x05;
+        h.s.reject_raw(0x04, &bhs);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(3));
     }
 }
