@@ -232,6 +232,59 @@ fn shutdown_asks_every_session_to_log_out() {
     assert!(status.success(), "{status:?}\n{}", t.output());
 }
 
+// ----- task management -----
+
+#[test]
+fn task_management_functions_end_to_end() {
+    let t = start("", "", "    NopInInterval: 0\n    InitialR2T: true\n");
+    let mut a = RawConn::connect(&t.addr);
+    a.login(Some(IQN), &["InitialR2T=Yes"]);
+    a.clear_unit_attention();
+    let mut b = RawConn::connect(&t.addr);
+    b.isid[5] = 2;
+    b.login(Some(IQN), &[]);
+    b.clear_unit_attention();
+    // ABORT TASK of a write waiting for its Data-Out: the R2T state is dropped, a late Data-Out is silently
+    // discarded and the aborted command never answers.
+    let (itt, h) = a.scsi(&raw::write10(0, 8), 4096, false, true, true);
+    let cmd_sn = a.cmd_sn - 1;
+    a.send(h, &[]);
+    let p = a.recv();
+    let Header::R2t(r2t) = p.header else { panic!("{:?}", p.header) };
+    assert_eq!(a.tmf(1, itt, cmd_sn), 0, "ABORT TASK: function complete");
+    let d = Header::DataOut(DataOut {
+        final_: true,
+        lun: 0,
+        itt,
+        ttt: r2t.ttt,
+        exp_stat_sn: SerialNumber(a.exp_stat_sn),
+        data_sn: SerialNumber(0),
+        buffer_offset: 0,
+    });
+    a.send(d, &[0x77; 4096]);
+    let ping = a.ping(b"after abort");
+    let p = a.recv();
+    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == ping), "nothing may answer the aborted task: {:?}", p.header);
+    // ABORT TASK of a task that does not exist (its CmdSN already used): "task does not exist".
+    assert_eq!(a.tmf(1, 0x4242, 0), 1);
+    assert_eq!(a.tmf(2, 0xffff_ffff, 0), 0, "ABORT TASK SET");
+    assert_eq!(a.tmf(4, 0xffff_ffff, 0), 0, "CLEAR TASK SET");
+    assert_eq!(a.tmf(3, 0xffff_ffff, 0), 5, "CLEAR ACA: not supported (NormACA=0, no ACA)");
+    assert_eq!(a.tmf(8, 0x1, 0), 4, "TASK REASSIGN: allegiance reassignment not supported (ERL 0)");
+    // LOGICAL UNIT RESET: the other session's next command sees 06/29/03 BUS DEVICE RESET FUNCTION OCCURRED.
+    assert_eq!(a.tmf(5, 0xffff_ffff, 0), 0, "LOGICAL UNIT RESET");
+    assert_eq!(b.test_unit_ready(), (2, 0x06, 0x29, 0x03));
+    assert_eq!(b.test_unit_ready().0, 0, "a unit attention is reported once");
+    assert_eq!(a.test_unit_ready(), (2, 0x06, 0x29, 0x03), "also on the nexus that asked for the reset");
+    // TARGET WARM RESET: the same unit attention on every LUN of the target.
+    assert_eq!(b.tmf(6, 0xffff_ffff, 0), 0, "TARGET WARM RESET");
+    assert_eq!(a.test_unit_ready(), (2, 0x06, 0x29, 0x03));
+    // TARGET COLD RESET: answered, then the connection closes.
+    assert_eq!(a.tmf(7, 0xffff_ffff, 0), 0, "TARGET COLD RESET");
+    assert!(a.closed_within(TIMERS), "a cold reset drops the connection");
+    assert_eq!(b.test_unit_ready(), (2, 0x06, 0x29, 0x03));
+}
+
 // ----- sessions -----
 
 #[test]

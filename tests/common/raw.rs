@@ -371,6 +371,39 @@ impl RawConn {
         panic!("TEST UNIT READY never answered GOOD");
     }
 
+    /// Sends an immediate task management request and returns the response code (skipping other PDUs).
+    pub fn tmf(&mut self, function: u8, rtt: u32, ref_cmd_sn: u32) -> u8 {
+        let itt = self.itt();
+        let h = Header::TaskMgmtRequest(polltgt_iscsi::wire::TaskMgmtRequest {
+            immediate: true,
+            function: 0x80 | function,
+            lun: 0,
+            itt,
+            rtt,
+            cmd_sn: SerialNumber(self.cmd_sn),
+            exp_stat_sn: SerialNumber(self.exp_stat_sn),
+            ref_cmd_sn: SerialNumber(ref_cmd_sn),
+            exp_data_sn: SerialNumber(0),
+        });
+        self.send(h, &[]);
+        let p = self.recv_until("TMF Response", |h| matches!(h, Header::TaskMgmtResponse(r) if r.itt == itt));
+        match p.header {
+            Header::TaskMgmtResponse(r) => r.response,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Sends TEST UNIT READY and returns (status, sense key, ASC, ASCQ).
+    pub fn test_unit_ready(&mut self) -> (u8, u8, u8, u8) {
+        let (itt, h) = self.scsi(&[0u8; 6], 0, false, false, true);
+        self.send(h, &[]);
+        let p = self.recv_until("TEST UNIT READY response", |h| matches!(h, Header::ScsiResponse(r) if r.itt == itt));
+        let Header::ScsiResponse(r) = p.header else { unreachable!() };
+        let sense = p.data.get(2..).unwrap_or_default();
+        let at = |i: usize| sense.get(i).copied().unwrap_or(0);
+        (r.status, at(2) & 0x0f, at(12), at(13))
+    }
+
     /// Logs out (close the session) and returns the Logout Response's response code.
     pub fn logout(&mut self) -> u8 {
         let itt = self.itt();
