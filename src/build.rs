@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::access::TargetAccess;
+use polltgt_dataplane::isns::IsnsConfig;
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::Registry;
 use polltgt_dataplane::server::{PortalConfig, Server};
@@ -43,7 +44,30 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
         idle: IdleMode::default(),
     };
     let pool = BufPool::new(PoolConfig::default())?;
-    Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
+    let mut server = Server::start(registry, &portals, &reactor_cfg, pool)?;
+    if let Some(isns) = &cfg.iscsi.isns_server {
+        server.start_isns(isns_config(isns, &server)).context("starting the iSNS client")?;
+    }
+    Ok(server)
+}
+
+/// How often the iSNS client checks registrations and discovery domains.
+const ISNS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The iSNS client's settings: the configured server, and an Entity Identifier unique per host and portal.
+fn isns_config(isns: &polltgt_mgmt::protocol::IsnsServer, server: &Server) -> IsnsConfig {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let portal = server.portals().first().map(|p| p.addr.to_string()).unwrap_or_default();
+    IsnsConfig {
+        server: isns.address(),
+        access_control: isns.access_control,
+        interval: ISNS_INTERVAL,
+        entity_id: format!("polltgt:{host}:{portal}"),
+    }
 }
 
 /// The access attributes of a target (redirect, allowed_portal, MaxSessions).

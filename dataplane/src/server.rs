@@ -9,6 +9,7 @@ use polltgt_hugepages::BufPool;
 use polltgt_tcpstack::KernelListener;
 
 use crate::driver::{BdevPoller, ConnPoller, ReactorState};
+use crate::isns::{IsnsClient, IsnsConfig};
 use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet};
 use crate::registry::{Portal, Registry};
 
@@ -100,6 +101,7 @@ pub struct Server {
     portals: Vec<Portal>,
     registry: Arc<Registry>,
     accepting: Arc<AtomicBool>,
+    isns: Option<IsnsClient>,
 }
 
 impl Server {
@@ -141,7 +143,7 @@ impl Server {
             Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0, accepting: accepting.clone() };
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);
-        Ok(Server { reactors, portals: bound, registry, accepting })
+        Ok(Server { reactors, portals: bound, registry, accepting, isns: None })
     }
 
     /// The addresses actually bound.
@@ -157,16 +159,37 @@ impl Server {
         self.reactors.handles()
     }
 
+    /// Registers the targets with an iSNS server from now on (see [`IsnsClient`]); the client stops, deregistering
+    /// them, when the server shuts down.
+    pub fn start_isns(&mut self, cfg: IsnsConfig) -> Result<(), std::io::Error> {
+        if let Some(old) = self.isns.take() {
+            old.stop();
+        }
+        self.isns = Some(IsnsClient::start(self.registry.clone(), cfg)?);
+        Ok(())
+    }
+
+    /// The iSNS client, if one runs (call [`IsnsClient::refresh`] after changing targets or portals).
+    pub fn isns(&self) -> Option<&IsnsClient> {
+        self.isns.as_ref()
+    }
+
     /// Stop the reactors (connections are dropped).
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
+        if let Some(isns) = self.isns.take() {
+            isns.stop();
+        }
         self.reactors.shutdown();
     }
 
     /// Stop accepting connections, ask every session to log out within `logout_within` (RFC 7143 §11.9.1,
     /// AsyncEvent 1; sessions that do not are dropped by their reactor after that time), wait until the sessions
     /// are gone or `logout_within` plus a grace second has passed, then stop the reactors.
-    pub fn shutdown_gracefully(self, logout_within: Duration) {
+    pub fn shutdown_gracefully(mut self, logout_within: Duration) {
         self.accepting.store(false, Ordering::Release);
+        if let Some(isns) = self.isns.take() {
+            isns.stop();
+        }
         let sessions = self.registry.sessions();
         if !sessions.is_empty() && sessions.request_logout_all(logout_within) {
             tracing::info!(sessions = sessions.len(), "asking initiators to log out");

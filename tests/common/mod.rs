@@ -2,6 +2,7 @@
 //! it listens on, run libiscsi's tools against it with time limits, and parse their output.
 #![allow(dead_code)]
 
+pub mod isns_server;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

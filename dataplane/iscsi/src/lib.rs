@@ -7,6 +7,7 @@
 pub mod access;
 pub mod chap;
 pub mod conn;
+pub mod isns;
 pub mod login;
 pub mod negotiate;
 pub mod params;
