@@ -232,6 +232,95 @@ fn shutdown_asks_every_session_to_log_out() {
     assert!(status.success(), "{status:?}\n{}", t.output());
 }
 
+// ----- command window -----
+
+/// A SCSI command with an explicit CmdSN and I bit (the raw client's own numbering is left alone).
+fn command_at(c: &mut RawConn, cdb: &[u8], edtl: u32, write: bool, cmd_sn: u32, immediate: bool) -> (u32, Header) {
+    let itt = c.itt();
+    let mut full = [0u8; 16];
+    full[..cdb.len()].copy_from_slice(cdb);
+    let h = Header::ScsiCommand(polltgt_iscsi::wire::ScsiCommand {
+        immediate,
+        final_: true,
+        read: false,
+        write,
+        attr: 1,
+        lun: 0,
+        itt,
+        edtl,
+        cmd_sn: SerialNumber(cmd_sn),
+        exp_stat_sn: SerialNumber(c.exp_stat_sn),
+        cdb: full,
+        ext_cdb: Vec::new(),
+        bidi_read_edtl: None,
+    });
+    (itt, h)
+}
+
+fn window_of(h: &Header) -> (u32, u32) {
+    match h {
+        Header::R2t(r) => (r.exp_cmd_sn.0, r.max_cmd_sn.0),
+        Header::NopIn(n) => (n.exp_cmd_sn.0, n.max_cmd_sn.0),
+        Header::ScsiResponse(r) => (r.exp_cmd_sn.0, r.max_cmd_sn.0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn queued_commands_window_out_of_window_and_immediate_commands() {
+    let t = start("", "", "    QueuedCommands: 4\n    InitialR2T: true\n    NopInInterval: 0\n");
+    let mut c = RawConn::connect(&t.addr);
+    c.login(Some(IQN), &["InitialR2T=Yes"]);
+    c.clear_unit_attention();
+    let base = c.cmd_sn;
+    // Four writes waiting for their data fill the window: MaxCmdSN = ExpCmdSN - 1 (closed).
+    let mut writes = Vec::new();
+    for i in 0..4 {
+        let (itt, h) = command_at(&mut c, &raw::write10(i * 8, 8), 4096, true, base + i, false);
+        c.send(h, &[]);
+        let p = c.recv();
+        let Header::R2t(r) = &p.header else { panic!("{:?}", p.header) };
+        writes.push((itt, r.ttt));
+        if i == 3 {
+            assert_eq!(window_of(&p.header), (base + 4, base + 3), "the window is closed");
+        }
+    }
+    // Beyond MaxCmdSN, and a duplicate below ExpCmdSN: silently ignored (RFC 7143 §3.2.2.1).
+    let (late, h) = command_at(&mut c, &[0u8; 6], 0, false, base + 4, false);
+    c.send(h, &[]);
+    let (dup, h) = command_at(&mut c, &[0u8; 6], 0, false, base + 1, false);
+    c.send(h, &[]);
+    // An immediate command is executed even with the window closed, and does not advance ExpCmdSN.
+    let (imm, h) = command_at(&mut c, &[0u8; 6], 0, false, base + 4, true);
+    c.send(h, &[]);
+    let p = c.recv();
+    assert!(matches!(&p.header, Header::ScsiResponse(r) if r.itt == imm && r.status == 0), "{:?}", p.header);
+    assert_eq!(window_of(&p.header).0, base + 4);
+    let ping = c.ping(b"");
+    let p = c.recv();
+    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == ping), "no answer to {late:#x} or {dup:#x}: {:?}", p.header);
+    // One write completes: the window reopens by one.
+    let (itt, ttt) = writes[0];
+    let d = Header::DataOut(DataOut {
+        final_: true,
+        lun: 0,
+        itt,
+        ttt,
+        exp_stat_sn: SerialNumber(c.exp_stat_sn),
+        data_sn: SerialNumber(0),
+        buffer_offset: 0,
+    });
+    c.send(d, &[0x5a; 4096]);
+    let p = c.recv();
+    assert!(matches!(&p.header, Header::ScsiResponse(r) if r.itt == itt && r.status == 0), "{:?}", p.header);
+    assert_eq!(window_of(&p.header), (base + 4, base + 4));
+    // The command sent too early was dropped, not queued: resent now it runs.
+    let (again, h) = command_at(&mut c, &[0u8; 6], 0, false, base + 4, false);
+    c.send(h, &[]);
+    let p = c.recv();
+    assert!(matches!(&p.header, Header::ScsiResponse(r) if r.itt == again && r.status == 0), "{:?}", p.header);
+}
+
 // ----- task management -----
 
 #[test]
