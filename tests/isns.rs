@@ -117,3 +117,44 @@ fn an_unreachable_isns_server_fails_closed_with_access_control() {
     assert!(!listed(&a, IQN), "{a}");
     assert!(t.wait_for_log("iSNS round failed", LIMIT), "{}", t.output());
 }
+
+#[test]
+fn a_target_that_becomes_unavailable_is_deregistered_at_once() {
+    use polltgt_dataplane::access::TargetAccess;
+    use polltgt_dataplane::isns::IsnsConfig;
+    use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
+    use polltgt_dataplane::registry::Registry;
+    use polltgt_dataplane::server::{PortalConfig, Server};
+    use polltgt_iscsi::access::PortalPattern;
+    use polltgt_iscsi::params::TargetParams;
+
+    let isns = IsnsServer::start();
+    let registry = Registry::new();
+    for t in [IQN.to_string(), t2()] {
+        registry.add_target(&t, None, TargetParams::default(), true).expect("target");
+    }
+    let portals = [PortalConfig { addr: "127.0.0.1:0".parse().expect("addr"), tpgt: 1 }];
+    let cfg = ReactorConfig { count: 1, cpus: Vec::new(), pin: false, idle: IdleMode::default() };
+    let pool = polltgt_hugepages::BufPool::new(polltgt_hugepages::PoolConfig::default()).expect("pool");
+    let mut server = Server::start(registry.clone(), &portals, &cfg, pool).expect("server");
+    // A long interval: only an explicit refresh can make the change visible within the test's wait.
+    let isns_cfg = IsnsConfig {
+        server: isns.addr.clone(),
+        access_control: false,
+        interval: Duration::from_secs(3600),
+        entity_id: "polltgt:test-entity".into(),
+    };
+    server.start_isns(isns_cfg).expect("isns client");
+    isns.wait("the registration", LIMIT, |s| s.nodes.len() == 2);
+    // No portal left for the second target: it goes away from the iSNS server.
+    let nowhere = TargetAccess { allowed_portals: vec![PortalPattern::parse("!*").expect("pattern")], ..Default::default() };
+    registry.set_target_access(&t2(), nowhere).expect("access");
+    server.isns().expect("client").refresh();
+    isns.wait("the deregistration of the second target", LIMIT, |s| {
+        s.deregistered == vec![t2()] && s.nodes.keys().cloned().collect::<Vec<_>>() == vec![IQN.to_string()]
+    });
+    server.shutdown();
+    isns.wait("the deregistration of the entity", LIMIT, |s| {
+        s.nodes.is_empty() && s.entities_deregistered == vec!["polltgt:test-entity".to_string()]
+    });
+}
