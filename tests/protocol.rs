@@ -331,7 +331,7 @@ fn task_management_functions_end_to_end() {
     a.clear_unit_attention();
     let mut b = RawConn::connect(&t.addr);
     b.isid[5] = 2;
-    b.login(Some(IQN), &[]);
+    b.login(Some(IQN), &["InitialR2T=Yes"]);
     b.clear_unit_attention();
     // ABORT TASK of a write waiting for its Data-Out: the R2T state is dropped, a late Data-Out is silently
     // discarded and the aborted command never answers.
@@ -360,8 +360,27 @@ fn task_management_functions_end_to_end() {
     assert_eq!(a.tmf(4, 0xffff_ffff, 0), 0, "CLEAR TASK SET");
     assert_eq!(a.tmf(3, 0xffff_ffff, 0), 5, "CLEAR ACA: not supported (NormACA=0, no ACA)");
     assert_eq!(a.tmf(8, 0x1, 0), 4, "TASK REASSIGN: allegiance reassignment not supported (ERL 0)");
-    // LOGICAL UNIT RESET: the other session's next command sees 06/29/03 BUS DEVICE RESET FUNCTION OCCURRED.
+    // LOGICAL UNIT RESET aborts the other session's tasks too, silently (TAS=0): its write waiting for data never
+    // answers, its late Data-Out is dropped, and its next command sees 06/29/03 BUS DEVICE RESET FUNCTION OCCURRED.
+    let (b_itt, h) = b.scsi(&raw::write10(64, 8), 4096, false, true, true);
+    b.send(h, &[]);
+    let p = b.recv();
+    let Header::R2t(b_r2t) = p.header else { panic!("{:?}", p.header) };
     assert_eq!(a.tmf(5, 0xffff_ffff, 0), 0, "LOGICAL UNIT RESET");
+    assert!(t.wait_for_log("tasks aborted by a reset from another nexus", LIMIT), "{}", t.output());
+    let d = Header::DataOut(DataOut {
+        final_: true,
+        lun: 0,
+        itt: b_itt,
+        ttt: b_r2t.ttt,
+        exp_stat_sn: SerialNumber(b.exp_stat_sn),
+        data_sn: SerialNumber(0),
+        buffer_offset: 0,
+    });
+    b.send(d, &[0x66; 4096]);
+    let ping = b.ping(b"");
+    let p = b.recv();
+    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == ping), "the aborted write must not answer: {:?}", p.header);
     assert_eq!(b.test_unit_ready(), (2, 0x06, 0x29, 0x03));
     assert_eq!(b.test_unit_ready().0, 0, "a unit attention is reported once");
     assert_eq!(a.test_unit_ready(), (2, 0x06, 0x29, 0x03), "also on the nexus that asked for the reset");

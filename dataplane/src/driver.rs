@@ -628,7 +628,41 @@ impl ReactorState {
             _ => Vec::new(),
         };
         slot.tmfs.push(PendingTmf { itt, function, lun, waiting_for: affected });
+        // Resets also abort the tasks other I_T nexuses have on the logical units concerned (SAM-5 §7.6, §7.7).
+        let devices: Vec<u64> = match (TmfFunction::from_u8(function), slot.session.as_ref()) {
+            (Some(TmfFunction::LogicalUnitReset), Some(s)) => {
+                lun_no.and_then(|l| s.target.luns.get(&l)).map(|e| vec![e.device.id]).unwrap_or_default()
+            }
+            (Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset), Some(s)) => {
+                s.target.luns.values().map(|e| e.device.id).collect()
+            }
+            _ => Vec::new(),
+        };
+        if !devices.is_empty() {
+            let me = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+            self.registry.sessions().abort_device_tasks(devices, me);
+        }
         self.check_tmfs(i, 0, now);
+    }
+
+    /// Silently aborts the tasks every other session of this reactor has on `devices` (a reset through another I_T
+    /// nexus).
+    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef) {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot.as_mut() else { continue };
+            if self.id == except.reactor && i == except.slot && slot.generation == except.generation {
+                continue;
+            }
+            let Some(session) = slot.session.as_ref() else { continue };
+            for (lun, entry) in &session.target.luns {
+                if devices.contains(&entry.device.id) {
+                    let n = slot.iscsi.abort_lun_tasks(Some(*lun));
+                    if n > 0 {
+                        tracing::info!(reactor = self.id, lun, tasks = n, "tasks aborted by a reset from another nexus");
+                    }
+                }
+            }
+        }
     }
 
     fn check_tmfs(&mut self, i: usize, finished_tag: u64, now: Instant) {

@@ -263,6 +263,15 @@ impl Connection {
         self.faults = faults;
     }
 
+    /// Silently aborts the session's tasks for `lun` (all with `None`) after a reset through another I_T nexus; see
+    /// [`Session::abort_lun_tasks`].
+    pub fn abort_lun_tasks(&mut self, lun: Option<u64>) -> usize {
+        match &mut self.phase {
+            Phase::Full(s) => s.abort_lun_tasks(lun),
+            Phase::Login(_) => 0,
+        }
+    }
+
     /// The portal the connection arrived on.
     pub fn portal(&self) -> PortalInfo {
         self.portal

@@ -584,6 +584,27 @@ impl Session {
         self.push_async(crate::wire::AsyncEvent::LogoutRequest.code(), 0, 0, secs);
     }
 
+    /// Aborts, silently, this session's tasks for logical unit number `lun` (every task with `None`): a reset
+    /// requested through another I_T nexus (SAM-5 §7.6, §7.7 with TAS=0: no status for the aborted tasks; the unit
+    /// attention the reset establishes tells the initiator). Tasks at the driver must still be completed there;
+    /// their results are dropped. Returns how many tasks were aborted.
+    pub fn abort_lun_tasks(&mut self, lun: Option<u64>) -> usize {
+        if self.closed {
+            return 0;
+        }
+        let itts: Vec<u32> = self
+            .tasks
+            .values()
+            .filter(|t| lun.is_none() || crate::wire::decode_lun(t.lun) == lun)
+            .map(|t| t.itt)
+            .collect();
+        for &itt in &itts {
+            self.abort_task(itt);
+        }
+        self.check_logout();
+        itts.len()
+    }
+
     /// The next StatSN the session will assign.
     pub fn stat_sn(&self) -> SerialNumber {
         self.stat_sn
@@ -3377,5 +3398,35 @@ mod tests {
         bhs[0] = 0x05;
         h.s.reject_raw(0x04, &bhs);
         assert_eq!(h.s.exp_cmd_sn(), SerialNumber(3));
+    }
+
+    #[test]
+    fn reset_from_another_nexus_aborts_silently() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        // A read at the driver, a write waiting for its Data-Out, a command on another LUN.
+        h.send(read_cmd(1, 1, 512), &[]);
+        let read = h.one_command();
+        h.send(write_cmd(2, 2, 4096, true), &[]);
+        let r2t = as_r2t(&h.pdus()[0]);
+        let mut other = scsi(3, 3, 0);
+        other.lun = 0x0002_0000_0000_0000;
+        other.cdb[0] = 0x00;
+        h.send(Header::ScsiCommand(other), &[]);
+        let tur = h.one_command();
+        assert_eq!(h.s.abort_lun_tasks(Some(1)), 2, "LUN 1 (0x0001...) only");
+        // No status for the aborted tasks, ever; their late data is dropped without a Reject.
+        h.complete(read.id, good(512, vec![Bytes::from(vec![1u8; 512])]));
+        h.send(data_out(2, r2t.ttt, 0, 0, true), &[0u8; 4096]);
+        assert!(h.pdus().is_empty());
+        assert_eq!(h.s.stats().dropped_data_out, 1);
+        // The other LUN's task is untouched; the window slots come back.
+        h.complete(tur.id, good(0, Vec::new()));
+        assert_eq!(as_response(&h.pdus()[0]).itt, 3);
+        assert_eq!(h.s.task_count(), 0);
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(4 + 8 - 1));
+        // Everything.
+        h.send(read_cmd(4, 4, 512), &[]);
+        let _ = h.one_command();
+        assert_eq!(h.s.abort_lun_tasks(None), 1);
     }
 }
