@@ -14,8 +14,9 @@
 //!   connection goes on; during login a login failure response, then the connection closes;
 //! * a header digest mismatch (§7.8, §13.1): the header and hence the PDU length cannot be trusted, so at
 //!   ErrorRecoveryLevel 0 the connection closes;
-//! * a data digest mismatch: Reject "data digest error" (the session then closes for SCSI commands and Data-Out,
-//!   which ERL 0 cannot recover);
+//! * a data digest mismatch: Reject "data digest error" and the PDU discarded; a Data-Out's task is then terminated
+//!   with CHECK CONDITION 0B/47/05 (PROTOCOL SERVICE CRC ERROR) once its data sequences end, a SCSI Command's lost
+//!   immediate data closes the session (RFC 7143 §7.8; ERL 0 has no recovery R2T);
 //! * an undecodable header (unknown opcode, bad AHS, invalid field): Reject with the reason the wire layer names
 //!   ([`WireError::reject_reason`]); during login: "invalid request during login" and close;
 //! * no completed login within [`LOGIN_TIMEOUT`]: close.

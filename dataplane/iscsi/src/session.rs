@@ -665,17 +665,38 @@ impl Session {
         self.release_held_tmf();
     }
 
-    /// Handle a PDU whose data digest did not match (RFC 7143 §7.1.4.1, §11.17.1). The PDU is rejected with
-    /// reason "Data (payload) digest error"; for SCSI commands and Data-Out, which ErrorRecoveryLevel 0 cannot
-    /// recover, the session then closes.
+    /// Handle a PDU whose data digest did not match (its header digest, if any, did): RFC 7143 §7.8. The PDU is
+    /// discarded and rejected with reason "Data (payload) digest error". Then:
+    /// * a Data-Out: at ErrorRecoveryLevel 0 no recovery R2T is possible, so the task is terminated with CHECK
+    ///   CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (47/05) once the initiator has ended all its data
+    ///   sequences (§7.8 option b); none of its data reaches the SCSI layer; the session goes on;
+    /// * a SCSI Command with immediate data: the command is lost and ERL 0 cannot have it retried, so the error is
+    ///   escalated to session recovery (§7.8 allows it): the session closes;
+    /// * any other PDU: nothing more.
     pub fn handle_data_digest_error(&mut self, header: Header, bhs: &[u8], now: Instant) {
         if self.closed {
             return;
         }
         self.last_rx = now;
         self.reject(SessionError::DataDigest, bhs);
-        if matches!(header, Header::ScsiCommand(_) | Header::DataOut(_)) {
-            self.close(CloseReason::DigestError);
+        match header {
+            Header::DataOut(d) => {
+                let terminating = match self.tasks.get_mut(&d.itt) {
+                    Some(task) if task.write_state.is_some() && !task.delivered => {
+                        if task.failed.is_none() {
+                            task.failed = Some(SessionError::DataDigest.data_out_sense());
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if terminating {
+                    // The header is sound: it still ends (F bit) and advances the sequence; its data is dropped.
+                    self.on_data_out(d, bhs, Bytes::new(), now);
+                }
+            }
+            Header::ScsiCommand(_) => self.close(CloseReason::DigestError),
+            _ => {}
         }
     }
 
@@ -3296,11 +3317,33 @@ mod tests {
     }
 
     #[test]
-    fn data_digest_error_on_data_out_rejects_and_closes() {
-        let mut h = H::new(write_params(true, 1), target_params());
-        h.send(write_cmd(1, 1, 4096, true), &[]);
+    fn data_digest_error_on_data_out_terminates_the_task() {
+        let mut sp = write_params(true, 1);
+        sp.max_burst_length = 4096;
+        let mut h = H::new(sp, target_params());
+        h.send(write_cmd(1, 1, 8192, true), &[]);
         let r = as_r2t(&h.pdus()[0]);
-        let hdr = data_out(1, r.ttt, 0, 0, true);
+        assert_eq!((r.buffer_offset, r.desired_len), (0, 4096));
+        // The first Data-Out of the sequence has a bad data digest: Reject, nothing else yet (the sequence is open).
+        let hdr = data_out(1, r.ttt, 0, 0, false);
+        let bhs = fake_bhs(&hdr);
+        h.s.handle_data_digest_error(hdr, &bhs, h.now);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1);
+        assert_eq!(as_reject(&pdus[0]).0, reject_reason::DATA_DIGEST_ERROR);
+        // The sequence ends (F bit): CHECK CONDITION 0B/47/05, no further R2T, no command for the SCSI layer.
+        h.send(data_out(1, r.ttt, 1, 2048, true), &[0u8; 2048]);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1, "{pdus:?}");
+        assert_eq!(as_response(&pdus[0]).status, STATUS_CHECK_CONDITION);
+        let sense = sense_of(&pdus[0]);
+        assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (0x0b, 0x47, 0x05));
+        assert!(h.events().is_empty());
+        assert!(!h.s.is_closed());
+        assert_eq!(h.s.task_count(), 0);
+        // A digest error on a SCSI Command's immediate data escalates to session recovery.
+        let mut h = H::new(write_params(false, 1), target_params());
+        let hdr = write_cmd(1, 1, 512, true);
         let bhs = fake_bhs(&hdr);
         h.s.handle_data_digest_error(hdr, &bhs, h.now);
         assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::DATA_DIGEST_ERROR);
