@@ -63,10 +63,16 @@ fn registration_access_control_and_deregistration() {
         assert!(s.portal_groups.contains(&(IQN.to_string(), lo, port, 3)), "{s:?}");
         assert!(s.portal_groups.contains(&(t2(), lo, port, 3)), "{s:?}");
     }
-    // Access control: each initiator sees (and reaches) only the targets of its discovery domains.
+    // Access control: each initiator sees (and reaches) only the targets of its discovery domains. The target asks
+    // the server for each target's domains; wait until the answers are in force.
     isns.wait("the discovery-domain queries", LIMIT, |s| {
         s.requests.iter().filter(|(f, _)| *f == 2).map(|(_, src)| src.as_str()).collect::<std::collections::BTreeSet<_>>().len() == 2
     });
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !(listed(&ls(&t, INIT_A), IQN) && listed(&ls(&t, INIT_B), &t2())) {
+        assert!(std::time::Instant::now() < deadline, "the discovery domains never took effect");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let a = ls(&t, INIT_A);
     assert!(listed(&a, IQN) && !listed(&a, &t2()), "{a}");
     let b = ls(&t, INIT_B);
