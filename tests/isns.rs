@@ -66,7 +66,13 @@ fn registration_access_control_and_deregistration() {
     // Access control: each initiator sees (and reaches) only the targets of its discovery domains. The target asks
     // the server for each target's domains; wait until the answers are in force.
     isns.wait("the discovery-domain queries", LIMIT, |s| {
-        s.requests.iter().filter(|(f, _)| *f == 2).map(|(_, src)| src.as_str()).collect::<std::collections::BTreeSet<_>>().len() == 2
+        s.requests
+            .iter()
+            .filter(|(f, _)| *f == 2)
+            .map(|(_, src)| src.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 2
     });
     let deadline = std::time::Instant::now() + LIMIT;
     while !(listed(&ls(&t, INIT_A), IQN) && listed(&ls(&t, INIT_B), &t2())) {
@@ -153,7 +159,8 @@ fn a_target_that_becomes_unavailable_is_deregistered_at_once() {
     server.start_isns(isns_cfg).expect("isns client");
     isns.wait("the registration", LIMIT, |s| s.nodes.len() == 2);
     // No portal left for the second target: it goes away from the iSNS server.
-    let nowhere = TargetAccess { allowed_portals: vec![PortalPattern::parse("!*").expect("pattern")], ..Default::default() };
+    let nowhere =
+        TargetAccess { allowed_portals: vec![PortalPattern::parse("!*").expect("pattern")], ..Default::default() };
     registry.set_target_access(&t2(), nowhere).expect("access");
     server.isns().expect("client").refresh();
     isns.wait("the deregistration of the second target", LIMIT, |s| {

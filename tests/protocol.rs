@@ -165,7 +165,8 @@ fn digest_fault_injection_hits_both_directions() {
     let tool = common::iscsi_rw();
     // libiscsi drops the connection on a header digest error (and logs in again, which meets the same fate): the
     // command never completes successfully within the bound.
-    let status = common::run_bounded(&tool, &["-H", "crc32c", &url(&all, ""), "verify", "0", "1"], Duration::from_secs(5));
+    let status =
+        common::run_bounded(&tool, &["-H", "crc32c", &url(&all, ""), "verify", "0", "1"], Duration::from_secs(5));
     assert!(!status.is_some_and(|s| s.success()), "libiscsi accepted PDUs with corrupted header digests");
     assert!(all.wait_for_log("header_digest=Crc32c", LIMIT), "the session ran with CRC32C:\n{}", all.output());
     let ok = run_ok(&tool, &["-H", "none", &url(&all, ""), "write", "0", "1"], LIMIT);
@@ -300,7 +301,11 @@ fn queued_commands_window_out_of_window_and_immediate_commands() {
     assert_eq!(window_of(&p.header).0, base + 4);
     let ping = c.ping(b"");
     let p = c.recv();
-    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == ping), "no answer to {late:#x} or {dup:#x}: {:?}", p.header);
+    assert!(
+        matches!(&p.header, Header::NopIn(n) if n.itt == ping),
+        "no answer to {late:#x} or {dup:#x}: {:?}",
+        p.header
+    );
     // One write completes: the window reopens by one.
     let (itt, ttt) = writes[0];
     let d = Header::DataOut(DataOut {
@@ -355,7 +360,11 @@ fn task_management_functions_end_to_end() {
     a.send(d, &[0x77; 4096]);
     let ping = a.ping(b"after abort");
     let p = a.recv();
-    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == ping), "nothing may answer the aborted task: {:?}", p.header);
+    assert!(
+        matches!(&p.header, Header::NopIn(n) if n.itt == ping),
+        "nothing may answer the aborted task: {:?}",
+        p.header
+    );
     // ABORT TASK of a task that does not exist (its CmdSN already used): "task does not exist".
     assert_eq!(a.tmf(1, 0x4242, 0), 1);
     assert_eq!(a.tmf(2, 0xffff_ffff, 0), 0, "ABORT TASK SET");
@@ -382,7 +391,11 @@ fn task_management_functions_end_to_end() {
     b.send(d, &[0x66; 4096]);
     let ping = b.ping(b"");
     let p = b.recv();
-    assert!(matches!(&p.header, Header::NopIn(n) if n.itt == ping), "the aborted write must not answer: {:?}", p.header);
+    assert!(
+        matches!(&p.header, Header::NopIn(n) if n.itt == ping),
+        "the aborted write must not answer: {:?}",
+        p.header
+    );
     assert_eq!(b.test_unit_ready(), (2, 0x06, 0x29, 0x03));
     assert_eq!(b.test_unit_ready().0, 0, "a unit attention is reported once");
     assert_eq!(a.test_unit_ready(), (2, 0x06, 0x29, 0x03), "also on the nexus that asked for the reset");

@@ -25,9 +25,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 fn server() -> Server {
     let registry = Registry::new();
     let bdev = Arc::new(RamBdev::new("ram0", 512, 8192, &RegionOptions::default()).expect("ram bdev"));
-    registry
-        .add_device("ram0", bdev, LuConfig { num_blocks: 8192, ..LuConfig::default() })
-        .expect("device");
+    registry.add_device("ram0", bdev, LuConfig { num_blocks: 8192, ..LuConfig::default() }).expect("device");
     let params = TargetParams {
         header_digest: vec![Digest::Crc32c, Digest::None],
         nop_in_interval: None,

@@ -210,7 +210,8 @@ impl ClientState {
             pdu.resize(len, 0);
             s.read_exact(&mut pdu[proto::HEADER_LEN..]).map_err(io)?;
             let rsp = Response::decode(&pdu)?;
-            if rsp.header.transaction == msg.transaction && rsp.header.function == proto::function::response(msg.function)
+            if rsp.header.transaction == msg.transaction
+                && rsp.header.function == proto::function::response(msg.function)
             {
                 if rsp.status != proto::status::SUCCESS {
                     return Err(IsnsClientError::Status { function: rsp.header.function, status: rsp.status });

@@ -32,7 +32,10 @@ fn target_access_attributes() {
     assert_eq!(t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(), vec!["10.170.7?.*", "!*"]);
     assert_eq!(t.max_sessions, 4);
     let yaml = c.to_yaml().unwrap();
-    assert!(yaml.contains("redirect: '[fd00::2]:3261 perm'") || yaml.contains("redirect: \"[fd00::2]:3261 perm\""), "{yaml}");
+    assert!(
+        yaml.contains("redirect: '[fd00::2]:3261 perm'") || yaml.contains("redirect: \"[fd00::2]:3261 perm\""),
+        "{yaml}"
+    );
     assert_eq!(Config::from_yaml_str(&yaml, "again.yaml").unwrap(), c);
     // A single pattern, and the empty redirect of SCST ("no redirection").
     let c = load(&with_target("    redirect: \"\"\n    allowed_portal: 127.0.0.1\n"));
@@ -90,20 +93,17 @@ fn numbered_incoming_users() {
          required (RFC 7143 §9.2.1)"
     );
     // A numbered account's secret may not be an outgoing secret either (RFC 7143 §9.2.1).
-    let msg = err(&with_target(
-        "    IncomingUser4: \"joe 12charsecret\"\n    OutgoingUser: \"tgt 12charsecret\"\n",
-    ));
+    let msg = err(&with_target("    IncomingUser4: \"joe 12charsecret\"\n    OutgoingUser: \"tgt 12charsecret\"\n"));
     assert!(msg.contains("targets[0].OutgoingUser") && msg.contains("targets[0].IncomingUser4"), "{msg}");
     assert!(!msg.contains("12charsecret"), "a secret leaked into an error: {msg}");
 }
 
 #[test]
 fn driver_level_isns_and_fault_injection() {
-    let c = load("iscsi:\n  iSNSServer: \"192.168.1.16 AccessControl\"\n  DEBUG_DIGEST_FAILURES: { receive: 100, send: 7 }\n");
-    assert_eq!(
-        c.iscsi.isns_server,
-        Some(IsnsServer { host: "192.168.1.16".into(), port: 3205, access_control: true })
+    let c = load(
+        "iscsi:\n  iSNSServer: \"192.168.1.16 AccessControl\"\n  DEBUG_DIGEST_FAILURES: { receive: 100, send: 7 }\n",
     );
+    assert_eq!(c.iscsi.isns_server, Some(IsnsServer { host: "192.168.1.16".into(), port: 3205, access_control: true }));
     assert_eq!(c.iscsi.debug_digest_failures, DigestFaultConfig { receive: 100, send: 7 });
     assert_eq!(c.iscsi.debug_digest_failures.to_faults().send_every, 7);
     assert_eq!(Config::from_yaml_str(&c.to_yaml().unwrap(), "again.yaml").unwrap(), c);

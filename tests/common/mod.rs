@@ -149,7 +149,7 @@ impl Target {
                     panic!("polltgt did not report a listening address within 30 s; its output:\n{out}");
                 }
             }
-        };
+        }
         let addr = addrs[0].clone();
         Target { child, addr, addrs, dir, log }
     }
@@ -238,13 +238,13 @@ pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], limit: Duration)
 }
 
 /// Run a command for at most `limit`: its exit status, or None when it had to be killed.
-pub fn run_bounded(program: impl AsRef<std::ffi::OsStr>, args: &[&str], limit: Duration) -> Option<std::process::ExitStatus> {
-    let mut child = Command::new(program.as_ref())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+pub fn run_bounded(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut child =
+        Command::new(program.as_ref()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(status)) = child.try_wait() {

@@ -135,11 +135,12 @@ impl RawConn {
         let deadline = Instant::now() + limit;
         loop {
             if self.buf.len() >= BHS_LEN {
-                let f = Framing::parse(&self.buf, self.digests, u32::MAX)
-                    .map_err(|e| RecvError::Garbage(e.to_string()))?;
+                let f =
+                    Framing::parse(&self.buf, self.digests, u32::MAX).map_err(|e| RecvError::Garbage(e.to_string()))?;
                 if self.buf.len() >= f.total_len() {
                     let raw: Vec<u8> = self.buf.drain(..f.total_len()).collect();
-                    let header = Header::parse(&raw[f.header_range()]).map_err(|e| RecvError::Garbage(e.to_string()))?;
+                    let header =
+                        Header::parse(&raw[f.header_range()]).map_err(|e| RecvError::Garbage(e.to_string()))?;
                     let pdu = Pdu {
                         header,
                         data: raw[f.data_range()].to_vec(),
@@ -363,7 +364,8 @@ impl RawConn {
         for _ in 0..4 {
             let (itt, h) = self.scsi(&[0u8; 6], 0, false, false, true);
             self.send(h, &[]);
-            let p = self.recv_until("TEST UNIT READY response", |h| matches!(h, Header::ScsiResponse(r) if r.itt == itt));
+            let p =
+                self.recv_until("TEST UNIT READY response", |h| matches!(h, Header::ScsiResponse(r) if r.itt == itt));
             if matches!(p.header, Header::ScsiResponse(r) if r.status == 0) {
                 return;
             }

@@ -28,7 +28,9 @@ pub enum AccessError {
     PatternCharacters(String),
     #[error("redirect {0:?} must be \"<ip>[:port] temp\" or \"<ip>[:port] perm\" (IPv6 addresses in brackets)")]
     RedirectSyntax(String),
-    #[error("redirect address {0:?} is not an IPv4 address or a bracketed IPv6 address, with an optional port 1..65535")]
+    #[error(
+        "redirect address {0:?} is not an IPv4 address or a bracketed IPv6 address, with an optional port 1..65535"
+    )]
     RedirectAddress(String),
 }
 
@@ -56,8 +58,8 @@ impl PortalPattern {
             Some(rest) => (true, rest),
             None => (false, text),
         };
-        let ok = !glob.is_empty()
-            && glob.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*' | '?' | '%'));
+        let ok =
+            !glob.is_empty() && glob.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*' | '?' | '%'));
         if !ok {
             return Err(AccessError::PatternCharacters(text.to_string()));
         }
@@ -290,7 +292,9 @@ mod tests {
         for bad in ["10.0.0.1", "10.0.0.1:3260 later", "10.0.0.1 temp extra", "", "temp"] {
             assert!(matches!(Redirect::parse(bad), Err(AccessError::RedirectSyntax(_))), "{bad}");
         }
-        for bad in ["fe80::1 temp", "[fe80::1 temp", "10.0.0.1:0 temp", "10.0.0.1:99999 temp", "host:3260 temp", "[::1]x temp"] {
+        for bad in
+            ["fe80::1 temp", "[fe80::1 temp", "10.0.0.1:0 temp", "10.0.0.1:99999 temp", "host:3260 temp", "[::1]x temp"]
+        {
             assert!(matches!(Redirect::parse(bad), Err(AccessError::RedirectAddress(_))), "{bad}");
         }
     }

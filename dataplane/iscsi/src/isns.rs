@@ -320,10 +320,7 @@ impl Response {
                 _ => {}
             }
         }
-        out.into_iter()
-            .filter(|(_, t)| t.is_none_or(|t| t & node_type::INITIATOR != 0))
-            .map(|(n, _)| n)
-            .collect()
+        out.into_iter().filter(|(_, t)| t.is_none_or(|t| t & node_type::INITIATOR != 0)).map(|(n, _)| n).collect()
     }
 }
 
@@ -394,8 +391,11 @@ pub fn dev_dereg(source: &str, names: &[&str], transaction: u16) -> Result<Messa
 
 /// DevDereg of the whole network entity `eid` (all its nodes and portals).
 pub fn dev_dereg_entity(source: &str, eid: &str, transaction: u16) -> Result<Message, IsnsError> {
-    let attrs =
-        vec![Attr::string(tag::ISCSI_NAME, source)?, Attr::empty(tag::DELIMITER), Attr::string(tag::ENTITY_IDENTIFIER, eid)?];
+    let attrs = vec![
+        Attr::string(tag::ISCSI_NAME, source)?,
+        Attr::empty(tag::DELIMITER),
+        Attr::string(tag::ENTITY_IDENTIFIER, eid)?,
+    ];
     Ok(Message { function: function::DEV_DEREG, flags: 0, transaction, attrs })
 }
 
@@ -425,24 +425,19 @@ mod tests {
     fn golden_query() {
         // Written from RFC 4171 §5.1 (header), §5.5 (TLV, NUL-terminated padded strings), §6.4.2 (node type).
         let m = query_initiators("iqn.t", 0x0102).unwrap();
-        let expected = hex(
-            "0001 0002 0034 8c00 0102 0000
+        let expected = hex("0001 0002 0034 8c00 0102 0000
              00000020 00000008 69716e2e 74000000
              00000021 00000004 00000002
              00000000 00000000
              00000020 00000000
-             00000021 00000000",
-        );
+             00000021 00000000");
         assert_eq!(m.encode().unwrap(), expected);
     }
 
     #[test]
     fn golden_registration_and_deregistration() {
-        let nodes = [NodeReg {
-            name: "iqn.t".into(),
-            alias: None,
-            portals: vec![("127.0.0.1".parse().unwrap(), 3260, 1)],
-        }];
+        let nodes =
+            [NodeReg { name: "iqn.t".into(), alias: None, portals: vec![("127.0.0.1".parse().unwrap(), 3260, 1)] }];
         let pdu = dev_attr_reg("e1", &nodes, 7).unwrap().encode().unwrap();
         let mapped = "00000000 00000000 0000ffff 7f000001";
         let expected = hex(&format!(
@@ -514,9 +509,8 @@ mod tests {
     fn decoding_never_panics() {
         assert_eq!(Header::parse(&[0; 5]), Err(IsnsError::ShortHeader(5)));
         assert_eq!(Header::parse(&[0; 12]), Err(IsnsError::Version(0)));
-        let mut pdu = Header { version: 1, function: 0x8002, length: 20, flags: 0, transaction: 0, sequence: 0 }
-            .emit()
-            .to_vec();
+        let mut pdu =
+            Header { version: 1, function: 0x8002, length: 20, flags: 0, transaction: 0, sequence: 0 }.emit().to_vec();
         assert!(matches!(Response::decode(&pdu), Err(IsnsError::Truncated { .. })));
         pdu.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 64, 1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(matches!(Response::decode(&pdu), Err(IsnsError::AttributeOverrun { tag: 32, .. })));
@@ -524,7 +518,14 @@ mod tests {
         // Every prefix and a few mutations of a valid response decode or fail cleanly.
         let mut payload = 0u32.to_be_bytes().to_vec();
         encode_attrs(&[Attr::string(32, "iqn.x").unwrap(), Attr::u32(33, 2)], &mut payload);
-        let h = Header { version: 1, function: 0x8002, length: payload.len() as u16, flags: 0, transaction: 1, sequence: 0 };
+        let h = Header {
+            version: 1,
+            function: 0x8002,
+            length: payload.len() as u16,
+            flags: 0,
+            transaction: 1,
+            sequence: 0,
+        };
         let mut good = h.emit().to_vec();
         good.extend_from_slice(&payload);
         for n in 0..good.len() {
