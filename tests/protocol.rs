@@ -441,7 +441,8 @@ fn max_sessions_refuses_more_sessions_but_not_reinstatement() {
     let mut a2 = RawConn::connect(&t.addr);
     a2.login(Some(IQN), &[]);
     assert!(a.closed_within(TIMERS));
-    assert_eq!(a2.logout(), 0);
+    // The Logout Response carries the negotiated DefaultTime2Wait / DefaultTime2Retain (RFC 7143 §11.15).
+    assert_eq!(a2.logout_times(), (0, 2, 0));
     // The limit counts live sessions only.
     let mut c = RawConn::connect(&t.addr);
     c.isid[5] = 10;

@@ -408,6 +408,11 @@ impl RawConn {
 
     /// Logs out (close the session) and returns the Logout Response's response code.
     pub fn logout(&mut self) -> u8 {
+        self.logout_times().0
+    }
+
+    /// Logs out and returns the Logout Response's (response, Time2Wait, Time2Retain).
+    pub fn logout_times(&mut self) -> (u8, u16, u16) {
         let itt = self.itt();
         let h = Header::LogoutRequest(LogoutRequest {
             immediate: true,
@@ -420,7 +425,7 @@ impl RawConn {
         self.send(h, &[]);
         let p = self.recv_until("Logout Response", |h| matches!(h, Header::LogoutResponse(_)));
         match p.header {
-            Header::LogoutResponse(l) => l.response,
+            Header::LogoutResponse(l) => (l.response, l.time2wait, l.time2retain),
             _ => unreachable!(),
         }
     }
