@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
+use polltgt_dataplane::isns::IsnsConfig;
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
-use polltgt_dataplane::registry::Registry;
+use polltgt_dataplane::registry::{Portal, Registry};
 use polltgt_dataplane::server::{PortalConfig, Server};
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
 use polltgt_mgmt::{Config, DeviceConfig, Handler};
@@ -31,6 +32,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
     registry.set_discovery_credentials(cfg.discovery_credentials());
     restore_reservations(&registry, &cfg.state_dir)?;
     registry.set_driver_enabled(cfg.iscsi.enabled);
+    registry.set_digest_faults(cfg.iscsi.debug_digest_failures.to_faults());
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {
@@ -40,7 +42,31 @@ pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
         idle: IdleMode::default(),
     };
     let pool = BufPool::new(PoolConfig::default())?;
-    Ok((Server::start(registry, &portals, &reactor_cfg, pool.clone())?, pool))
+    let server = Server::start(registry, &portals, &reactor_cfg, pool.clone())?;
+    if let Some(isns) = &cfg.iscsi.isns_server {
+        server.start_isns(isns_config(isns, server.portals())).context("starting the iSNS client")?;
+    }
+    Ok((server, pool))
+}
+
+/// How often the iSNS client checks registrations and discovery domains.
+const ISNS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The iSNS client's settings (at start and when the management plane changes `iSNSServer`): the configured
+/// server, and an Entity Identifier unique per host and portal.
+pub(crate) fn isns_config(isns: &polltgt_mgmt::protocol::IsnsServer, portals: &[Portal]) -> IsnsConfig {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let portal = portals.first().map(|p| p.addr.to_string()).unwrap_or_default();
+    IsnsConfig {
+        server: isns.address(),
+        access_control: isns.access_control,
+        interval: ISNS_INTERVAL,
+        entity_id: format!("polltgt:{host}:{portal}"),
+    }
 }
 
 /// Persistent reservations made with APTPL live under `state_dir`; bring back what a previous run stored.

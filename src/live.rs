@@ -8,16 +8,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use polltgt_bdev::{Bdev, BdevKind, NullBdev};
+use polltgt_dataplane::isns::IsnsSlot;
 use polltgt_dataplane::live::{ConnSnapshot, Control, ControlError, SessionSnapshot};
 use polltgt_dataplane::registry::{IniGroup, LunEntry, Registry, RegistryError, TargetEntry};
+use polltgt_dataplane::sessions::SessionsError;
 use polltgt_iscsi::params::SessionParams;
 use polltgt_mgmt::backend::{
     Backend, BackendError, ConnectionInfo, DeviceState, ErrorKind, LunStatsInfo, PollerInfo, PoolClassInfo, PoolInfo,
     ReactorInfo, SessionInfo,
 };
+use polltgt_mgmt::protocol::IsnsServer;
 use polltgt_mgmt::{DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig};
 
-use crate::build::{lu_config, open_bdev};
+use crate::build::{isns_config, lu_config, open_bdev};
 
 fn err(kind: ErrorKind, m: impl Into<String>) -> BackendError {
     BackendError::new(kind, m)
@@ -36,7 +39,7 @@ fn registry_err(e: RegistryError) -> BackendError {
 
 fn control_err(e: ControlError) -> BackendError {
     let kind = match e {
-        ControlError::NoSuchSession(_) => ErrorKind::NotFound,
+        ControlError::NoSuchSession(_) | ControlError::Sessions(SessionsError::NoSuchSession(_)) => ErrorKind::NotFound,
         _ => ErrorKind::Internal,
     };
     err(kind, e.to_string())
@@ -64,8 +67,8 @@ fn lun_map(registry: &Registry, luns: &[LunConfig]) -> Result<BTreeMap<u64, LunE
     Ok(map)
 }
 
-/// The registry entry of a configured target: negotiation defaults, CHAP, LUN maps, initiator groups and ACL
-/// attributes. LUN mappings that already exist with the same device keep their counters.
+/// The registry entry of a configured target: negotiation defaults, CHAP, LUN maps, initiator groups, ACL
+/// attributes (allowed_portal, per_portal_acl), redirect and MaxSessions. LUN mappings that already exist with the same device keep their counters.
 pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<TargetEntry, BackendError> {
     let old = registry.target(t.name.as_str());
     let keep = |new: &mut BTreeMap<u64, LunEntry>, old: Option<&BTreeMap<u64, LunEntry>>| {
@@ -95,6 +98,8 @@ pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<Targ
     }
     e.per_portal_acl = t.per_portal_acl;
     e.allowed_portals = t.allowed_portals.clone();
+    e.redirect = t.redirect.clone();
+    e.max_sessions = t.max_sessions;
     e.rel_tgt_id = t.rel_tgt_id.unwrap_or(0);
     Ok(e)
 }
@@ -106,15 +111,24 @@ pub type TraceSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub struct LiveBackend {
     control: Control,
     portals: Vec<(SocketAddr, u16)>,
+    /// The iSNS client (`iSNSServer`), started, replaced or stopped by [`Backend::apply_driver`].
+    isns: IsnsSlot,
     trace_level: Mutex<String>,
     set_trace: TraceSetter,
 }
 
 impl LiveBackend {
-    pub fn new(control: Control, portals: Vec<(SocketAddr, u16)>, trace_level: String, set_trace: TraceSetter) -> Self {
+    pub fn new(
+        control: Control,
+        portals: Vec<(SocketAddr, u16)>,
+        isns: IsnsSlot,
+        trace_level: String,
+        set_trace: TraceSetter,
+    ) -> Self {
         LiveBackend {
             control,
             portals,
+            isns,
             trace_level: Mutex::new(trace_level),
             set_trace,
         }
@@ -124,10 +138,28 @@ impl LiveBackend {
         self.control.registry()
     }
 
-    /// Push the registry's entries of `targets` to their sessions.
+    /// Push the registry's entries of `targets` to their sessions (and the iSNS server, if one is configured).
     fn refresh(&self, targets: &[String]) -> Result<(), BackendError> {
         for t in targets {
             self.control.refresh_target(t).map_err(control_err)?;
+        }
+        self.isns.refresh();
+        Ok(())
+    }
+
+    /// Start, replace or stop the iSNS client as `iSNSServer` says.
+    fn apply_isns(&self, server: Option<&IsnsServer>) -> Result<(), BackendError> {
+        match server {
+            None => self.isns.stop(),
+            Some(s) => {
+                let cfg = isns_config(s, &self.registry().portals());
+                if self.isns.config().as_ref() != Some(&cfg) {
+                    self.isns
+                        .start(cfg)
+                        .map_err(|e| err(ErrorKind::Io, format!("iSNSServer: cannot start the iSNS client: {e}")))?;
+                    tracing::info!(server = %s.address(), access_control = s.access_control, "iSNS client (re)started");
+                }
+            }
         }
         Ok(())
     }
@@ -183,7 +215,7 @@ fn session_info(s: &SessionSnapshot) -> SessionInfo {
         initiator_alias: s.params.initiator_alias.clone(),
         sid: format!("{:016x}", s.sid),
         tsih: s.params.tsih,
-        reinstating: false,
+        reinstating: s.reinstating,
         group: s.group.clone(),
         luns: s.luns.clone(),
         params: param_map(&s.params),
@@ -293,12 +325,17 @@ impl Backend for LiveBackend {
 
     fn delete_target(&self, name: &str) -> Result<usize, BackendError> {
         self.registry().remove_target(name).map_err(registry_err)?;
-        self.control.close_target_sessions(name).map_err(control_err)
+        let closed = self.control.close_target_sessions(name).map_err(control_err)?;
+        self.isns.refresh();
+        Ok(closed)
     }
 
     fn apply_driver(&self, iscsi: &IscsiConfig) -> Result<(), BackendError> {
+        self.apply_isns(iscsi.isns_server.as_ref())?;
         self.registry().set_driver_enabled(iscsi.enabled);
         self.registry().set_discovery_credentials(iscsi.credentials());
+        self.registry()
+            .set_digest_faults(iscsi.debug_digest_failures.to_faults());
         Ok(())
     }
 

@@ -107,6 +107,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long initiators get to log out when the target shuts down (RFC 7143 §11.9.1 AsyncEvent 1, Parameter3).
+const LOGOUT_ON_SHUTDOWN: Duration = Duration::from_secs(3);
+
 fn serve(
     cfg: &Config,
     config_path: Option<PathBuf>,
@@ -121,7 +124,7 @@ fn serve(
     let (server, pool) = build::start(cfg)?;
     let portals = server.portals().iter().map(|p| (p.addr, p.tpgt)).collect();
     let control = Control::new(server.registry().clone(), server.reactors().to_vec(), pool);
-    let backend = Arc::new(live::LiveBackend::new(control, portals, trace_level, set_trace));
+    let backend = Arc::new(live::LiveBackend::new(control, portals, server.isns().clone(), trace_level, set_trace));
     let manager = Arc::new(Manager::new(cfg.clone(), backend, config_path));
     let rpc = match rpc_socket.or_else(|| cfg.mgmt.rpc_socket.clone()) {
         Some(path) => Some(RpcServer::start(&path, manager.clone())?),
@@ -147,6 +150,6 @@ fn serve(
     tracing::info!("shutting down");
     drop(rpc);
     drop(metrics);
-    server.shutdown();
+    server.shutdown_gracefully(LOGOUT_ON_SHUTDOWN);
     Ok(())
 }

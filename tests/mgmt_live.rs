@@ -1,6 +1,7 @@
 //! Live management with libiscsi sessions open: LUN map changes reach running sessions with the unit attentions
 //! SPC-4 calls for, devices resize with CAPACITY DATA HAS CHANGED, access control by initiator name patterns (also
-//! changed while sessions run), and force_close drops exactly one session.
+//! changed while sessions run), force_close drops exactly one session, and the protocol attributes (MaxSessions,
+//! redirect, iSNSServer) are set live.
 
 mod common;
 
@@ -338,4 +339,111 @@ fn targets_are_added_enabled_and_removed_live() {
     assert!(!run("iscsi-inq", &[&url(&t, 0)], LIMIT).status.success());
     t.cli_ok(&["set", "targets/iscsi/enabled", "1"]);
     assert!(run("iscsi-inq", &[&url(&t, 0)], LIMIT).status.success());
+}
+
+/// The protocol attributes of the merged work through the management plane: MaxSessions and redirect set live over
+/// RPC, the one session directory (reinstatement replaces a session in the listing, force_close drops exactly one),
+/// iSNSServer started and stopped live, and save-config writing the attributes back.
+#[test]
+fn max_sessions_redirect_isns_and_the_session_directory_over_rpc() {
+    use common::isns_server::IsnsServer;
+    use common::raw::{self, RawConn};
+
+    let t = start("", "");
+    let sessions = |t: &Target| {
+        t.rpc_ok("iscsi_get_sessions", json!({ "name": T }))
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // MaxSessions, set live: a second initiator is refused "out of resources", a reinstating login is not.
+    t.rpc_ok(
+        "iscsi_target_node_set_attribute",
+        json!({ "name": T, "attribute": "MaxSessions", "value": 1 }),
+    );
+    let mut first = RawConn::connect(&t.addr);
+    first.login(Some(T), &[]);
+    let mut other = RawConn::connect(&t.addr);
+    other.isid[5] = 9;
+    let (r, _) = other.try_login(raw::INITIATOR, Some(T), &[]);
+    assert_eq!(
+        (r.status_class, r.status_detail),
+        (3, 2),
+        "MaxSessions=1: out of resources"
+    );
+    let listed = sessions(&t);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0]["tsih"].as_u64(), listed[0]["reinstating"].as_bool()),
+        (Some(first.tsih.into()), Some(false))
+    );
+    let mut again = RawConn::connect(&t.addr);
+    again.login(Some(T), &[]);
+    assert!(first.closed_within(LIMIT), "reinstatement closes the old session");
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let listed = sessions(&t);
+        if listed.len() == 1 && listed[0]["tsih"].as_u64() == Some(again.tsih.into()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the directory never showed only the new session: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shown = t.cli_ok(&["show", &format!("targets/iscsi/{T}/sessions/{}", raw::INITIATOR)]);
+    assert!(
+        shown.contains("reinstating") && shown.contains(&format!("{:04x}", again.tsih)),
+        "{shown}"
+    );
+    // force_close through the directory: that session goes, the listing is empty, MaxSessions admits a new one.
+    let sid = sessions(&t)[0]["sid"].as_str().unwrap().to_string();
+    t.rpc_ok("iscsi_session_force_close", json!({ "sid": sid }));
+    assert!(again.closed_within(LIMIT));
+    assert!(sessions(&t).is_empty());
+    let mut third = RawConn::connect(&t.addr);
+    third.isid[5] = 3;
+    third.login(Some(T), &[]);
+    third.logout();
+
+    // redirect, set live: new normal-session logins are redirected; a malformed value is refused, naming it.
+    t.cli_ok(&[
+        "scst",
+        &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/redirect"),
+        "[fd00::7]:3261 perm",
+    ]);
+    let mut c = RawConn::connect(&t.addr);
+    let (r, data) = c.try_login(raw::INITIATOR, Some(T), &[]);
+    assert_eq!((r.status_class, r.status_detail), (1, 2));
+    assert_eq!(raw::value(&data, "TargetAddress").as_deref(), Some("[fd00::7]:3261"));
+    let e = t
+        .rpc(
+            "iscsi_target_node_set_attribute",
+            json!({ "name": T, "attribute": "redirect", "value": "fd00::7 perm" }),
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e["code"].as_i64(), e["data"]["attribute"].as_str()),
+        (Some(-22), Some("redirect")),
+        "{e}"
+    );
+
+    // iSNSServer, set live: the target registers; cleared: it deregisters.
+    let isns = IsnsServer::start();
+    t.rpc_ok("iscsi_set_options", json!({ "iSNSServer": isns.addr }));
+    isns.wait("the registration", LIMIT, |s| s.nodes.contains_key(T));
+    let opts = t.rpc_ok("iscsi_get_options", json!({}));
+    assert_eq!(opts["iSNSServer"].as_str(), Some(isns.addr.as_str()), "{opts}");
+
+    // save-config writes the attributes back.
+    let saved = t.dir.path().join("saved.yaml");
+    t.rpc_ok("framework_save_config", json!({ "path": saved }));
+    let yaml = std::fs::read_to_string(&saved).unwrap();
+    assert!(
+        yaml.contains("MaxSessions: 1") && yaml.contains("[fd00::7]:3261 perm") && yaml.contains("iSNSServer"),
+        "{yaml}"
+    );
+    t.cli_ok(&["set", "targets/iscsi/iSNSServer", ""]);
+    isns.wait("the deregistration", LIMIT, |s| s.nodes.is_empty());
 }

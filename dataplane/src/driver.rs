@@ -25,6 +25,7 @@ use polltgt_tcpstack::{KernelConn, RecvStatus};
 
 use crate::reactor::{PollStatus, Poller};
 use crate::registry::{Device, Registry, TargetEntry};
+use crate::sessions::{ConnRef, ConnectionInfo, SessionInfo};
 
 mod reservations;
 
@@ -128,6 +129,8 @@ pub(crate) struct ConnSlot {
     peer_closed: bool,
     /// Target portal group tag of the portal the connection arrived on.
     tpgt: u16,
+    /// TSIH under which the session is registered in the session table.
+    tsih: Option<u16>,
 }
 
 /// Everything one reactor owns.
@@ -181,7 +184,8 @@ impl ReactorState {
             .unwrap_or(1);
         let portal = PortalInfo { local, tpgt };
         let catalog: Arc<dyn polltgt_iscsi::login::TargetCatalog> = self.registry.clone();
-        let iscsi = Connection::new(catalog, portal, peer, now);
+        let mut iscsi = Connection::new(catalog, portal, peer, now);
+        iscsi.set_digest_faults(self.registry.digest_faults());
         self.generation += 1;
         let slot = ConnSlot {
             generation: self.generation,
@@ -196,6 +200,7 @@ impl ReactorState {
             closing: false,
             peer_closed: false,
             tpgt,
+            tsih: None,
         };
         match self.free_slots.pop() {
             Some(i) => self.slots[i] = Some(slot),
@@ -305,6 +310,10 @@ impl ReactorState {
     fn release(&mut self, i: usize) {
         if let Some(mut slot) = self.slots[i].take() {
             slot.tcp.shutdown();
+            if let Some(tsih) = slot.tsih {
+                let conn = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+                self.registry.sessions().unregister(tsih, conn);
+            }
             if let Some(s) = &slot.session {
                 for lun in s.target.luns.values() {
                     lun.device.lu.nexus_gone(s.nexus);
@@ -341,8 +350,12 @@ impl ReactorState {
                     initiator = %params.initiator_name,
                     target = %params.target_name,
                     session_type = ?params.session_type,
+                    tsih = params.tsih,
+                    header_digest = ?params.header_digest,
+                    data_digest = ?params.data_digest,
                     "login complete"
                 );
+                self.register_session(i, &params);
             }
             ConnEvent::Command(task) => {
                 self.stats.commands += 1;
@@ -357,6 +370,58 @@ impl ReactorState {
                     slot.closing = true;
                 }
             }
+        }
+    }
+
+    /// Enters a freshly logged-in session in the session table and closes the sessions it reinstates (RFC 7143
+    /// §6.3.5), wherever they live.
+    fn register_session(&mut self, i: usize, params: &SessionParams) {
+        let Some(slot) = self.slots[i].as_mut() else { return };
+        if slot.iscsi.is_closed() {
+            return;
+        }
+        let portal = slot.iscsi.portal();
+        let info = SessionInfo {
+            tsih: params.tsih,
+            isid: params.isid,
+            initiator_name: params.initiator_name.clone(),
+            initiator_alias: params.initiator_alias.clone(),
+            target_name: (params.session_type == SessionType::Normal).then(|| params.target_name.clone()),
+            session_type: params.session_type,
+            params: params.clone(),
+            connections: vec![ConnectionInfo {
+                cid: slot.iscsi.session().map_or(0, |s| s.cid()),
+                peer: slot.iscsi.peer(),
+                local: portal.local,
+                tpgt: portal.tpgt,
+                reactor: self.id,
+            }],
+            reinstating: false,
+        };
+        slot.tsih = Some(params.tsih);
+        let conn = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+        for old in self.registry.sessions().register(info, conn) {
+            if old.reactor == self.id {
+                self.close_conn(old.slot, old.generation);
+            } else if let Err(e) = self.registry.sessions().close_conn(old) {
+                tracing::warn!(error = %e, "cannot close the reinstated session");
+            }
+        }
+    }
+
+    /// Closes the connection in `slot` if it is still the one of `generation` (management, reinstatement).
+    pub(crate) fn close_conn(&mut self, slot: usize, generation: u64) {
+        if let Some(Some(s)) = self.slots.get_mut(slot) {
+            if s.generation == generation {
+                s.iscsi.close();
+            }
+        }
+    }
+
+    /// Asks every connection of this reactor to log out within `within` (shutdown).
+    pub(crate) fn request_logout_all(&mut self, within: std::time::Duration, now: Instant) {
+        for s in self.slots.iter_mut().flatten() {
+            s.iscsi.request_logout(within, now);
         }
     }
 
@@ -699,7 +764,45 @@ impl ReactorState {
             _ => Vec::new(),
         };
         slot.tmfs.push(PendingTmf { itt, function, lun, waiting_for: affected });
+        // Resets also abort the tasks other I_T nexuses have on the logical units concerned (SAM-5 §7.6, §7.7).
+        let devices: Vec<u64> = match (TmfFunction::from_u8(function), slot.session.as_ref()) {
+            (Some(TmfFunction::LogicalUnitReset), Some(s)) => {
+                lun_no.and_then(|l| s.target.luns.get(&l)).map(|e| vec![e.device.id]).unwrap_or_default()
+            }
+            (Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset), Some(s)) => {
+                s.target.luns.values().map(|e| e.device.id).collect()
+            }
+            _ => Vec::new(),
+        };
+        if !devices.is_empty() {
+            let me = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+            self.registry.sessions().abort_device_tasks(devices, me);
+        }
         self.check_tmfs(i, 0, now);
+    }
+
+    /// Silently aborts the tasks every other session of this reactor has on `devices` (a reset through another I_T
+    /// nexus).
+    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef) {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot.as_mut() else { continue };
+            if self.id == except.reactor && i == except.slot && slot.generation == except.generation {
+                continue;
+            }
+            let Some(session) = slot.session.as_ref() else { continue };
+            let target = session.target.clone();
+            let before = slot.iscsi.session().map_or(0, |s| s.task_count());
+            // Tasks still at a bdev finish there; the iSCSI core drops their results (no status with TAS = 0).
+            let held = slot.iscsi.abort_tasks(|raw_lun, _| {
+                polltgt_iscsi::wire::decode_lun(raw_lun)
+                    .and_then(|l| target.luns.get(&l))
+                    .is_some_and(|e| devices.contains(&e.device.id))
+            });
+            let aborted = before.saturating_sub(slot.iscsi.session().map_or(0, |s| s.task_count()));
+            if aborted > 0 {
+                tracing::info!(reactor = self.id, tasks = aborted, at_devices = held.len(), "tasks aborted by a reset from another nexus");
+            }
+        }
     }
 
     fn check_tmfs(&mut self, i: usize, finished_tag: u64, now: Instant) {

@@ -9,3 +9,5 @@ pub mod nexus;
 pub mod pr_store;
 pub mod registry;
 pub mod server;
+pub mod isns;
+pub mod sessions;

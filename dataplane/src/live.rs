@@ -9,8 +9,10 @@
 //! SAM-5 §5.14) and swaps the view. Queries (sessions, counters) and session closes are messages too; the caller
 //! waits for every reactor's answer with a time limit.
 //!
-//! This module also holds the smallest session listing and force-close the management layer needs (one connection
-//! per session, MaxConnections=1).
+//! Sessions: which sessions exist (and which are being reinstated) is the session table's
+//! ([`crate::sessions::SessionTable`], the one session directory); [`Control::sessions`] adds the run-time details
+//! each reactor keeps with the connection (counters, LUN view, active commands), and force_close goes through the
+//! table, which closes exactly one session.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -24,6 +26,8 @@ use polltgt_scsi::{Sense, SenseKey};
 use crate::driver::{DriverStats, ReactorState, SessionCounters, REPORTED_LUNS_CHANGED};
 use crate::reactor::ReactorHandle;
 use crate::registry::{Registry, TargetEntry};
+pub use crate::sessions::session_id;
+use crate::sessions::SessionsError;
 
 /// How long a management request waits for a reactor's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +44,8 @@ pub enum ControlError {
     Stopped(usize),
     #[error("no session with sid {0:#x}")]
     NoSuchSession(u64),
+    #[error(transparent)]
+    Sessions(#[from] SessionsError),
 }
 
 /// One connection as the management layer shows it (SCST's session connection directory: cid, ip, state).
@@ -65,6 +71,8 @@ pub struct SessionSnapshot {
     pub target: String,
     /// ISID (48 bits) and TSIH as SCST's 64-bit `sid`: `isid << 16 | tsih`.
     pub sid: u64,
+    /// A newer session with the same initiator name, ISID and target is replacing this one.
+    pub reinstating: bool,
     pub params: SessionParams,
     /// The initiator group whose LUN set the session uses (None: the target's default set).
     pub group: Option<String>,
@@ -88,15 +96,6 @@ pub struct ReactorSnapshot {
     pub pollers: Vec<(String, u64, u64)>,
     pub connections: usize,
     pub driver: DriverStats,
-}
-
-/// The session id SCST shows: the ISID in the upper 48 bits, the TSIH in the lower 16.
-pub fn session_id(isid: [u8; 6], tsih: u16) -> u64 {
-    let mut v = 0u64;
-    for b in isid {
-        v = (v << 8) | u64::from(b);
-    }
-    (v << 16) | u64::from(tsih)
 }
 
 /// The control plane's handle on the running dataplane.
@@ -153,23 +152,44 @@ impl Control {
 
     /// Close every session of `target` (the target was removed). Returns how many.
     pub fn close_target_sessions(&self, target: &str) -> Result<usize, ControlError> {
-        let name = target.to_string();
-        Ok(self.ask(move |s| s.close_sessions(|t| t == name))?.into_iter().sum())
+        Ok(self.registry.sessions().force_close_target(target))
     }
 
-    /// Close the session with SCST sid `sid` (SCST's `force_close`); its connection is dropped once the commands
-    /// already at the devices have finished.
+    /// Close the session with SCST sid `sid` (SCST's `force_close`) through the session table: exactly that session
+    /// is closed; its connection is dropped once the commands already at the devices have finished, and it is no
+    /// longer listed.
     pub fn force_close(&self, sid: u64) -> Result<(), ControlError> {
-        let closed: usize = self.ask(move |s| s.force_close(sid))?.into_iter().sum();
-        if closed == 0 {
-            return Err(ControlError::NoSuchSession(sid));
+        let table = self.registry.sessions();
+        let s = table.by_sid(sid).ok_or(ControlError::NoSuchSession(sid))?;
+        match table.force_close(s.tsih) {
+            Ok(_) => Ok(()),
+            Err(SessionsError::NoSuchSession(_)) => Err(ControlError::NoSuchSession(sid)),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
-    /// Every normal session on every reactor.
+    /// Every normal session the session table lists, with the run-time details its reactor keeps.
     pub fn sessions(&self) -> Result<Vec<SessionSnapshot>, ControlError> {
-        let mut all: Vec<SessionSnapshot> = self.ask(|s| s.session_snapshots())?.into_iter().flatten().collect();
+        let mut runtime: std::collections::HashMap<(usize, u16), SessionSnapshot> = self
+            .ask(|s| s.session_snapshots())?
+            .into_iter()
+            .flatten()
+            .map(|s| ((s.connection.reactor, s.params.tsih), s))
+            .collect();
+        let mut all: Vec<SessionSnapshot> = self
+            .registry
+            .sessions()
+            .list()
+            .into_iter()
+            .filter(|info| info.target_name.is_some())
+            .filter_map(|info| {
+                let reactor = info.connections.first()?.reactor;
+                // A session that left its reactor since the table was read is gone.
+                let mut snap = runtime.remove(&(reactor, info.tsih))?;
+                snap.reinstating = info.reinstating;
+                Some(snap)
+            })
+            .collect();
         all.sort_by(|a, b| {
             (&a.target, &a.params.initiator_name, a.sid).cmp(&(&b.target, &b.params.initiator_name, b.sid))
         });
@@ -287,45 +307,18 @@ impl ReactorState {
         self.channels.retain(|id, ch| live.contains(id) || ch.in_flight() > 0);
     }
 
-    /// Close the sessions whose target name satisfies `which`.
-    pub(crate) fn close_sessions(&mut self, which: impl Fn(&str) -> bool) -> usize {
-        let mut n = 0;
-        for slot in self.slots.iter_mut().flatten() {
-            if slot.session.as_ref().is_some_and(|s| which(&s.target.name)) {
-                slot.iscsi.close();
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Close the session with SCST sid `sid`; 1 if this reactor had it.
-    pub(crate) fn force_close(&mut self, sid: u64) -> usize {
-        for slot in self.slots.iter_mut().flatten() {
-            if let Some(s) = &slot.session {
-                if session_id(s.params.isid, s.params.tsih) == sid && !slot.iscsi.is_closed() {
-                    tracing::info!(initiator = %s.params.initiator_name, target = %s.target.name, sid = format!("{sid:#x}"), "session closed by the administrator (force_close)");
-                    slot.iscsi.close();
-                    return 1;
-                }
-            }
-        }
-        0
-    }
-
+    /// The run-time details of this reactor's logged-in normal sessions (also those being closed: the session
+    /// table decides which are listed).
     pub(crate) fn session_snapshots(&self) -> Vec<SessionSnapshot> {
         self.slots
             .iter()
             .flatten()
             .filter_map(|slot| {
-                // A session being closed (logout, force_close) is no longer listed; its connection still is.
-                if slot.iscsi.is_closed() {
-                    return None;
-                }
                 let s = slot.session.as_ref()?;
                 Some(SessionSnapshot {
                     target: s.target.name.clone(),
                     sid: session_id(s.params.isid, s.params.tsih),
+                    reinstating: false,
                     params: (*s.params).clone(),
                     group: s.target.group.clone(),
                     luns: s.target.lun_numbers(),
@@ -412,11 +405,6 @@ mod tests {
             .unwrap();
         }
         r
-    }
-
-    #[test]
-    fn session_ids_put_the_isid_above_the_tsih() {
-        assert_eq!(session_id([0x40, 0, 0x01, 0x37, 0, 0], 0x0102), 0x4000_0137_0000_0102);
     }
 
     #[test]

@@ -5,19 +5,23 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use polltgt_bdev::Bdev;
 use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
+use polltgt_iscsi::access::{PortalPattern, Redirect};
+use polltgt_iscsi::conn::DigestFaults;
 use polltgt_iscsi::login::{PortalInfo, Refusal, TargetCatalog, TargetInfo};
 use polltgt_iscsi::params::TargetParams;
 use polltgt_scsi::{LogicalUnit, LuConfig};
 
+use crate::acl;
 use crate::driver::ReactorState;
+use crate::isns::IsnsAcl;
 use crate::nexus::NexusDirectory;
 use crate::pr_store::PrStore;
 use crate::reactor::ReactorHandle;
-use crate::acl;
+use crate::sessions::SessionTable;
 
 /// A block device exported as a SCSI logical unit. The LU (unit attentions, mode pages, identity) belongs to the
 /// device, so a device exported by several targets has one set of SCSI state, as in SCST.
@@ -85,8 +89,13 @@ pub struct TargetEntry {
     pub ini_groups: Vec<IniGroup>,
     /// Match `initiator#portal_ip` instead of the initiator name.
     pub per_portal_acl: bool,
-    /// Portal address patterns the target is reachable on (empty: all).
-    pub allowed_portals: Vec<String>,
+    /// Portals the target is reachable and reported on (SCST `allowed_portal`, by IP address pattern; empty:
+    /// all).
+    pub allowed_portals: Vec<PortalPattern>,
+    /// Login redirection (SCST `redirect`): normal-session logins are answered 0x0101/0x0102 with this address.
+    pub redirect: Option<Redirect>,
+    /// Most normal sessions at once (SCST `MaxSessions`); 0: no limit.
+    pub max_sessions: u32,
     /// Target id (SCST `tid`), assigned when the target is added.
     pub tid: u32,
     /// SCSI relative target port identifier (SCST `rel_tgt_id`); 0 = the tid.
@@ -108,6 +117,8 @@ impl TargetEntry {
             ini_groups: Vec::new(),
             per_portal_acl: false,
             allowed_portals: Vec::new(),
+            redirect: None,
+            max_sessions: 0,
             tid: 0,
             rel_tgt_id: 0,
             group: None,
@@ -196,11 +207,14 @@ pub struct Registry {
     nexuses: NexusDirectory,
     /// Where persistent reservations with APTPL are stored; none: they live in memory only.
     pr_store: RwLock<Option<Arc<PrStore>>>,
-    /// Every reactor, for work that spans them (PREEMPT AND ABORT); set once the reactors run.
-    reactors: OnceLock<Vec<ReactorHandle<ReactorState>>>,
     next_tid: AtomicU32,
     /// The iSCSI driver's `enabled` attribute: when false no login (normal or discovery) is accepted.
     driver_enabled: AtomicBool,
+    /// The live sessions. It also holds the reactor handles (set once the reactors run) for work that spans
+    /// reactors: force_close, reinstatement, resets and PREEMPT AND ABORT across nexuses, logout requests.
+    sessions: SessionTable,
+    isns: IsnsAcl,
+    digest_faults: RwLock<DigestFaults>,
 }
 
 /// The operating system's CSPRNG (getrandom(2) through /dev/urandom), for CHAP challenges.
@@ -227,9 +241,11 @@ impl Default for Registry {
             random: OsRandom,
             nexuses: NexusDirectory::default(),
             pr_store: RwLock::new(None),
-            reactors: OnceLock::new(),
             next_tid: AtomicU32::new(1),
             driver_enabled: AtomicBool::new(true),
+            sessions: SessionTable::default(),
+            isns: IsnsAcl::default(),
+            digest_faults: RwLock::new(DigestFaults::NONE),
         }
     }
 }
@@ -298,6 +314,30 @@ impl Registry {
         let new = TargetEntry { credentials, ..TargetEntry::clone(t) };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
+    }
+
+    /// The live sessions (listing, force_close, reinstatement, MaxSessions).
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// iSNS access control state.
+    pub fn isns(&self) -> &IsnsAcl {
+        &self.isns
+    }
+
+    /// Digest fault injection for new connections (iSCSI-SCST's DEBUG_DIGEST_FAILURES).
+    pub fn set_digest_faults(&self, faults: DigestFaults) {
+        *self.digest_faults.write().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    pub fn digest_faults(&self) -> DigestFaults {
+        *self.digest_faults.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Names of all targets.
+    pub fn target_names(&self) -> Vec<String> {
+        self.read().targets.keys().cloned().collect()
     }
 
     /// Set the CHAP accounts of discovery sessions (the iSCSI driver-level IncomingUser*, OutgoingUser).
@@ -456,16 +496,15 @@ impl Registry {
         self.pr_store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Records the reactors (once, when they start).
+    /// Records the reactors (once, when they start); kept by the session table.
     pub fn set_reactors(&self, handles: Vec<ReactorHandle<ReactorState>>) {
-        let _ = self.reactors.set(handles);
+        self.sessions.attach_reactors(handles);
     }
 
     /// Every reactor, by id; empty until they run.
     pub fn reactors(&self) -> &[ReactorHandle<ReactorState>] {
-        self.reactors.get().map_or(&[], |v| v.as_slice())
+        self.sessions.reactors()
     }
-
 }
 
 impl TargetCatalog for Registry {
@@ -473,19 +512,20 @@ impl TargetCatalog for Registry {
         self.resolve(target_name, initiator_name, portal).ok()
     }
 
-    /// Refusals: the driver disabled -> service unavailable (0x0301); unknown or disabled target -> not found
-    /// (0x0203); a portal outside `allowed_portal` or an initiator without LUNs -> not authorized (0x0202).
+    /// Refusals: the driver disabled -> service unavailable (0x0301); unknown target -> not found (0x0203); then
+    /// [`acl::login_refusal`]: a disabled target, a portal outside `allowed_portal`, an initiator without LUNs or
+    /// outside the target's iSNS discovery domains -> not found (0x0203), as iSCSI-SCST answers; a `redirect` ->
+    /// 0x0101/0x0102.
     fn resolve(&self, target_name: &str, initiator_name: &str, portal: &PortalInfo) -> Result<TargetInfo, Refusal> {
         if !self.driver_enabled() {
             return Err(Refusal::ServiceUnavailable);
         }
         let t = self.target(target_name).ok_or(Refusal::NotFound)?;
-        if !t.enabled {
-            return Err(Refusal::NotFound);
-        }
-        if !t.visible_to(initiator_name, portal.local.ip()) {
-            tracing::info!(initiator = %initiator_name, target = %target_name, portal = %portal.local, "login refused by access control");
-            return Err(Refusal::NotAuthorized);
+        if let Some(refusal) = acl::login_refusal(&t, initiator_name, portal.local.ip(), &self.isns) {
+            if !matches!(refusal, Refusal::Redirect { .. }) {
+                tracing::info!(initiator = %initiator_name, target = %target_name, portal = %portal.local, "login refused by access control");
+            }
+            return Err(refusal);
         }
         Ok(TargetInfo { name: t.name.clone(), alias: t.alias.clone(), params: t.params.clone() })
     }
@@ -499,7 +539,7 @@ impl TargetCatalog for Registry {
     }
 
     /// Only targets the initiator may use through the portal it asked on, with only the portals it may use
-    /// (allowed_portal, per-portal ACL).
+    /// (allowed_portal, per-portal ACL, iSNS discovery domains): [`acl::send_targets`].
     fn send_targets(
         &self,
         initiator_name: &str,
@@ -507,20 +547,21 @@ impl TargetCatalog for Registry {
         which: Option<&str>,
     ) -> Vec<(String, Vec<String>)> {
         let portals = self.portals();
-        self.targets()
-            .into_iter()
-            .filter(|t| which.is_none_or(|w| w == t.name) && t.visible_to(initiator_name, portal.local.ip()))
-            .map(|t| {
-                let addrs = portals
-                    .iter()
-                    .filter_map(|p| {
-                        let ip = if p.addr.ip().is_unspecified() { portal.local.ip() } else { p.addr.ip() };
-                        t.visible_to(initiator_name, ip).then(|| format!("{},{}", SocketAddr::new(ip, p.addr.port()), p.tpgt))
-                    })
-                    .collect();
-                (t.name.clone(), addrs)
-            })
-            .collect()
+        let targets = self.targets();
+        acl::send_targets(targets.iter().map(|t| &**t), &portals, initiator_name, &portal.local, which, &self.isns)
+    }
+
+    fn admit_session(&self, target_name: &str, initiator_name: &str, isid: [u8; 6]) -> Result<(), Refusal> {
+        let max = self.target(target_name).map_or(0, |t| t.max_sessions);
+        if max > 0 && self.sessions.count_for(target_name, Some((initiator_name, isid))) >= max as usize {
+            tracing::info!(target = target_name, initiator = initiator_name, max, "MaxSessions reached");
+            return Err(Refusal::OutOfResources);
+        }
+        Ok(())
+    }
+
+    fn session_exists(&self, tsih: u16) -> bool {
+        self.sessions.contains(tsih)
     }
 
     fn discovery_params(&self) -> TargetParams {
@@ -544,12 +585,14 @@ impl TargetCatalog for Registry {
     }
 
     fn new_tsih(&self) -> u16 {
-        loop {
+        // Unique among live sessions; after 65535 tries every TSIH is taken and 0 refuses the login.
+        for _ in 0..=u16::MAX {
             let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
-            if t != 0 {
+            if t != 0 && !self.sessions.contains(t) {
                 return t;
             }
         }
+        0
     }
 }
 
@@ -610,7 +653,7 @@ mod tests {
         r.put_target(t);
         let p = portal("10.170.77.2");
         assert!(r.resolve(T, "iqn.2005-03.org.vlnb:cacdcd2520", &p).is_ok());
-        assert_eq!(r.resolve(T, "iqn.2005-03.org.vlnb:intruder", &p), Err(Refusal::NotAuthorized));
+        assert_eq!(r.resolve(T, "iqn.2005-03.org.vlnb:intruder", &p), Err(Refusal::NotFound));
         assert!(r.send_targets("iqn.2005-03.org.vlnb:intruder", &p, None).is_empty());
         assert_eq!(r.send_targets("iqn.2005-03.org.vlnb:cacdcd2520", &p, None).len(), 1);
         // README recipe 2a: no default LUNs, a group for the allowed initiator.
@@ -619,7 +662,7 @@ mod tests {
         t.ini_groups.push(group(&r, "allowed_ini", &["iqn.2005-03.org.vlnb:cacdcd2520"], &[(0, "d0")]));
         r.put_target(t);
         assert!(r.resolve(T, "iqn.2005-03.org.vlnb:cacdcd2520", &p).is_ok());
-        assert_eq!(r.resolve(T, "iqn.2005-03.org.vlnb:other", &p), Err(Refusal::NotAuthorized));
+        assert_eq!(r.resolve(T, "iqn.2005-03.org.vlnb:other", &p), Err(Refusal::NotFound));
     }
 
     #[test]
@@ -629,26 +672,26 @@ mod tests {
         t.ini_groups.push(group(&r, "BLOCKING_GROUP", &["iqn.2005-03.org.vlnb:cacdcd2520#10.170.77.2"], &[]));
         r.put_target(t.clone());
         let ini = "iqn.2005-03.org.vlnb:cacdcd2520";
-        assert_eq!(r.resolve(T, ini, &portal("10.170.77.2")), Err(Refusal::NotAuthorized));
+        assert_eq!(r.resolve(T, ini, &portal("10.170.77.2")), Err(Refusal::NotFound));
         assert!(r.resolve(T, ini, &portal("10.170.75.2")).is_ok());
         // SendTargets through the allowed portal lists only that portal's address.
         let st = r.send_targets(ini, &portal("10.170.75.2"), None);
         assert_eq!(st, vec![(T.to_string(), vec!["10.170.75.2:3260,1".to_string()])]);
         t.ini_groups[0].initiators = vec!["iqn.2005-03.org.vlnb:cacdcd2520*".into()];
         r.put_target(t);
-        assert_eq!(r.resolve(T, ini, &portal("10.170.75.2")), Err(Refusal::NotAuthorized));
+        assert_eq!(r.resolve(T, ini, &portal("10.170.75.2")), Err(Refusal::NotFound));
         assert!(r.resolve(T, "iqn.2005-03.org.vlnb:other", &portal("10.170.75.2")).is_ok());
     }
 
     #[test]
     fn allowed_portals_and_enabled_flags_gate_logins() {
         let (r, mut t) = setup();
-        t.allowed_portals = vec!["10.170.7?.2".into()];
+        t.allowed_portals = vec![PortalPattern::parse("10.170.7?.2").unwrap()];
         r.put_target(t.clone());
         assert!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")).is_ok());
-        t.allowed_portals = vec!["10.170.77.2".into()];
+        t.allowed_portals = vec![PortalPattern::parse("10.170.77.2").unwrap()];
         r.put_target(t.clone());
-        assert_eq!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")), Err(Refusal::NotAuthorized));
+        assert_eq!(r.resolve(T, "iqn.x:y", &portal("10.170.75.2")), Err(Refusal::NotFound));
         let st = r.send_targets("iqn.x:y", &portal("10.170.77.2"), None);
         assert_eq!(st, vec![(T.to_string(), vec!["10.170.77.2:3260,1".to_string()])]);
         t.allowed_portals.clear();

@@ -1,13 +1,15 @@
 //! The running target: listening portals, the acceptor, and the reactors that own the connections.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use polltgt_hugepages::BufPool;
 use polltgt_tcpstack::KernelListener;
 
 use crate::driver::{BdevPoller, ConnPoller, ReactorState};
+use crate::isns::{IsnsConfig, IsnsSlot};
 use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet};
 use crate::registry::{Portal, Registry};
 
@@ -33,11 +35,17 @@ struct Acceptor {
     listeners: Vec<KernelListener>,
     reactors: Vec<ReactorHandle<ReactorState>>,
     next: usize,
+    /// Cleared at shutdown: the listeners are closed.
+    accepting: Arc<AtomicBool>,
 }
 
 impl Acceptor {
     fn poll(&mut self, local_state: &mut ReactorState, now: Instant) -> PollStatus {
         let mut status = PollStatus::Idle;
+        if !self.accepting.load(Ordering::Acquire) && !self.listeners.is_empty() {
+            tracing::info!("no longer accepting connections");
+            self.listeners.clear();
+        }
         for l in &mut self.listeners {
             loop {
                 match l.accept() {
@@ -92,6 +100,8 @@ pub struct Server {
     reactors: ReactorSet<ReactorState>,
     portals: Vec<Portal>,
     registry: Arc<Registry>,
+    accepting: Arc<AtomicBool>,
+    isns: IsnsSlot,
 }
 
 impl Server {
@@ -128,10 +138,13 @@ impl Server {
             (state, pollers)
         })?;
         registry.set_reactors(reactors.handles().to_vec());
-        let acceptor = Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0 };
+        let accepting = Arc::new(AtomicBool::new(true));
+        let acceptor =
+            Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0, accepting: accepting.clone() };
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);
-        Ok(Server { reactors, portals: bound, registry })
+        let isns = IsnsSlot::new(registry.clone());
+        Ok(Server { reactors, portals: bound, registry, accepting, isns })
     }
 
     /// The addresses actually bound.
@@ -147,8 +160,41 @@ impl Server {
         self.reactors.handles()
     }
 
+    /// Registers the targets with an iSNS server from now on (see [`crate::isns::IsnsClient`]); the client stops,
+    /// deregistering them, when the server shuts down.
+    pub fn start_isns(&self, cfg: IsnsConfig) -> Result<(), std::io::Error> {
+        self.isns.start(cfg)
+    }
+
+    /// The iSNS client slot (call [`IsnsSlot::refresh`] after changing targets or portals; the management plane
+    /// starts, replaces and stops the client through it).
+    pub fn isns(&self) -> &IsnsSlot {
+        &self.isns
+    }
+
     /// Stop the reactors (connections are dropped).
     pub fn shutdown(self) {
+        self.isns.stop();
+        self.reactors.shutdown();
+    }
+
+    /// Stop accepting connections, ask every session to log out within `logout_within` (RFC 7143 §11.9.1,
+    /// AsyncEvent 1; sessions that do not are dropped by their reactor after that time), wait until the sessions
+    /// are gone or `logout_within` plus a grace second has passed, then stop the reactors.
+    pub fn shutdown_gracefully(self, logout_within: Duration) {
+        self.accepting.store(false, Ordering::Release);
+        self.isns.stop();
+        let sessions = self.registry.sessions();
+        if !sessions.is_empty() && sessions.request_logout_all(logout_within) {
+            tracing::info!(sessions = sessions.len(), "asking initiators to log out");
+            let deadline = Instant::now() + logout_within + Duration::from_secs(1);
+            while !sessions.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !sessions.is_empty() {
+                tracing::warn!(sessions = sessions.len(), "sessions still open at shutdown are dropped");
+            }
+        }
         self.reactors.shutdown();
     }
 }

@@ -39,7 +39,10 @@ use polltgt_iscsi::chap::Credentials;
 use polltgt_iscsi::params::TargetParams;
 use serde::{Deserialize, Serialize};
 
+use polltgt_iscsi::access::{PortalPattern, Redirect};
+
 use crate::error::{ConfigError, Diagnostic, FieldPath};
+use crate::protocol::{self, DigestFaultConfig, IsnsServer};
 use crate::locate::locate;
 use crate::values::{
     self, check_range, BlockSize, ChapAccount, CpuMask, Digests, InvalidValue, Size, TargetName,
@@ -149,6 +152,38 @@ pub struct IscsiConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub outgoing_user: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser1` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser1", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user1: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser2` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser2", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user2: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser3` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser3", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user3: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser4` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser4", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user4: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser5` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser5", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user5: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser6` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser6", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user6: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser7` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser7", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user7: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser8` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser8", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user8: Option<ChapAccount>,
+    /// iSNS server to register the targets and portals with (RFC 4171): `"<host>[:port] [AccessControl]"`; with
+    /// `AccessControl` its discovery domains decide which initiators see and reach each target.
+    #[serde(rename = "iSNSServer", default, skip_serializing_if = "Option::is_none")]
+    pub isns_server: Option<IsnsServer>,
+    /// Digest fault injection for testing (`{ receive: N, send: M }`: every Nth received / Mth sent PDU with a
+    /// digest gets a digest error). Off by default.
+    #[serde(rename = "DEBUG_DIGEST_FAILURES", default, skip_serializing_if = "DigestFaultConfig::is_off")]
+    pub debug_digest_failures: DigestFaultConfig,
 }
 
 impl Default for IscsiConfig {
@@ -157,6 +192,16 @@ impl Default for IscsiConfig {
             enabled: true,
             incoming_users: Vec::new(),
             outgoing_user: None,
+            incoming_user1: None,
+            incoming_user2: None,
+            incoming_user3: None,
+            incoming_user4: None,
+            incoming_user5: None,
+            incoming_user6: None,
+            incoming_user7: None,
+            incoming_user8: None,
+            isns_server: None,
+            debug_digest_failures: DigestFaultConfig::default(),
         }
     }
 }
@@ -164,14 +209,65 @@ impl Default for IscsiConfig {
 impl IscsiConfig {
     /// Every attribute at its default.
     pub fn is_empty(&self) -> bool {
-        self.enabled && self.incoming_users.is_empty() && self.outgoing_user.is_none()
+        self.enabled
+            && self.incoming_users.is_empty()
+            && self.outgoing_user.is_none()
+            && self.numbered_incoming().iter().all(|(_, a)| a.is_none())
+            && self.isns_server.is_none()
+            && self.debug_digest_failures.is_off()
     }
 
     /// The CHAP accounts of discovery sessions, for the iSCSI core.
     pub fn credentials(&self) -> Credentials {
-        credentials(&self.incoming_users, self.outgoing_user.as_ref())
+        let mut c = credentials(&self.incoming_users, self.outgoing_user.as_ref());
+        c.incoming.extend(self.numbered_incoming().iter().filter_map(|(_, a)| a.map(ChapAccount::to_chap_user)));
+        c
+    }
+
+    /// The numbered `IncomingUser1`.. attributes with their keys.
+    pub fn numbered_incoming(&self) -> [(&'static str, Option<&ChapAccount>); NUMBERED_USERS] {
+        [
+            ("IncomingUser1", self.incoming_user1.as_ref()),
+            ("IncomingUser2", self.incoming_user2.as_ref()),
+            ("IncomingUser3", self.incoming_user3.as_ref()),
+            ("IncomingUser4", self.incoming_user4.as_ref()),
+            ("IncomingUser5", self.incoming_user5.as_ref()),
+            ("IncomingUser6", self.incoming_user6.as_ref()),
+            ("IncomingUser7", self.incoming_user7.as_ref()),
+            ("IncomingUser8", self.incoming_user8.as_ref()),
+        ]
+    }
+
+    /// Every CHAP account of the section, to change them (management).
+    pub fn chap_accounts_mut(&mut self) -> ChapAccountsMut<'_> {
+        ChapAccountsMut {
+            incoming: &mut self.incoming_users,
+            numbered: [
+                &mut self.incoming_user1,
+                &mut self.incoming_user2,
+                &mut self.incoming_user3,
+                &mut self.incoming_user4,
+                &mut self.incoming_user5,
+                &mut self.incoming_user6,
+                &mut self.incoming_user7,
+                &mut self.incoming_user8,
+            ],
+            outgoing: &mut self.outgoing_user,
+        }
     }
 }
+
+/// The CHAP accounts of a target or of the driver section, borrowed for a change: the `IncomingUser` list, the
+/// numbered `IncomingUser1`.. attributes and `OutgoingUser`.
+pub struct ChapAccountsMut<'a> {
+    pub incoming: &'a mut Vec<ChapAccount>,
+    pub numbered: [&'a mut Option<ChapAccount>; NUMBERED_USERS],
+    pub outgoing: &'a mut Option<ChapAccount>,
+}
+
+/// How many numbered `IncomingUser<n>` attributes a section may have (any number of accounts fit in the
+/// `IncomingUser` list).
+pub const NUMBERED_USERS: usize = 8;
 
 fn credentials(incoming: &[ChapAccount], outgoing: Option<&ChapAccount>) -> Credentials {
     Credentials {
@@ -521,19 +617,63 @@ pub struct TargetConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub outgoing_user: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser1` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser1", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user1: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser2` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser2", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user2: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser3` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser3", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user3: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser4` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser4", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user4: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser5` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser5", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user5: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser6` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser6", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user6: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser7` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser7", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user7: Option<ChapAccount>,
+    /// SCST's numbered `IncomingUser8` attribute: one more account, like an entry of `IncomingUser`.
+    #[serde(rename = "IncomingUser8", default, skip_serializing_if = "Option::is_none")]
+    pub incoming_user8: Option<ChapAccount>,
+    /// Login redirection (SCST `redirect`): `"<ip>[:port] temp|perm"`, IPv6 in brackets. Normal-session logins
+    /// are answered "target moved temporarily/permanently" with this address before security negotiation;
+    /// discovery sessions are not redirected. Empty: none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "protocol::redirect",
+        serialize_with = "protocol::serialize_redirect"
+    )]
+    pub redirect: Option<Redirect>,
     /// Per-portal access control (SCST `per_portal_acl`): initiator groups match `initiator_name#portal_ip`.
     /// Default false.
     #[serde(default, skip_serializing_if = "is_false", deserialize_with = "values::flag")]
     pub per_portal_acl: bool,
-    /// Portal address patterns (`*`, `?`, leading `!`) the target is reachable and reported on (SCST
-    /// `allowed_portal`); none = every portal. One pattern or a list.
+    /// Portals the target is reachable and reported on (SCST `allowed_portal`): patterns over the portal IP address
+    /// with `*`, `?` and a leading `!`; a portal matching any pattern is allowed. None given: every portal. One
+    /// pattern or a list.
     #[serde(
         rename = "allowed_portal",
         default,
         skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "values::string_or_list"
+        deserialize_with = "protocol::portal_patterns",
+        serialize_with = "protocol::serialize_portal_patterns"
     )]
-    pub allowed_portals: Vec<String>,
+    pub allowed_portals: Vec<PortalPattern>,
+    /// Most normal sessions at once, 0..65535; 0 (default) is no limit. Further logins get "out of resources".
+    #[serde(
+        rename = "MaxSessions",
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "values::ranged::<_, u32, 0, 65535>"
+    )]
+    pub max_sessions: u32,
     /// SCSI relative target port identifier (SCST `rel_tgt_id`), 1..65535. Default: the target's tid.
     #[serde(
         default,
@@ -570,6 +710,10 @@ impl IniGroupConfig {
             luns: Vec::new(),
         }
     }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -639,8 +783,18 @@ impl TargetConfig {
             rsp_timeout: defaults::rsp_timeout(),
             incoming_users: Vec::new(),
             outgoing_user: None,
+            incoming_user1: None,
+            incoming_user2: None,
+            incoming_user3: None,
+            incoming_user4: None,
+            incoming_user5: None,
+            incoming_user6: None,
+            incoming_user7: None,
+            incoming_user8: None,
+            redirect: None,
             per_portal_acl: false,
             allowed_portals: Vec::new(),
+            max_sessions: 0,
             rel_tgt_id: None,
             ini_groups: Vec::new(),
         }
@@ -653,7 +807,41 @@ impl TargetConfig {
 
     /// The target's CHAP accounts, for the iSCSI core.
     pub fn credentials(&self) -> Credentials {
-        credentials(&self.incoming_users, self.outgoing_user.as_ref())
+        let mut c = credentials(&self.incoming_users, self.outgoing_user.as_ref());
+        c.incoming.extend(self.numbered_incoming().iter().filter_map(|(_, a)| a.map(ChapAccount::to_chap_user)));
+        c
+    }
+
+    /// The numbered `IncomingUser1`.. attributes with their keys.
+    pub fn numbered_incoming(&self) -> [(&'static str, Option<&ChapAccount>); NUMBERED_USERS] {
+        [
+            ("IncomingUser1", self.incoming_user1.as_ref()),
+            ("IncomingUser2", self.incoming_user2.as_ref()),
+            ("IncomingUser3", self.incoming_user3.as_ref()),
+            ("IncomingUser4", self.incoming_user4.as_ref()),
+            ("IncomingUser5", self.incoming_user5.as_ref()),
+            ("IncomingUser6", self.incoming_user6.as_ref()),
+            ("IncomingUser7", self.incoming_user7.as_ref()),
+            ("IncomingUser8", self.incoming_user8.as_ref()),
+        ]
+    }
+
+    /// Every CHAP account of the section, to change them (management).
+    pub fn chap_accounts_mut(&mut self) -> ChapAccountsMut<'_> {
+        ChapAccountsMut {
+            incoming: &mut self.incoming_users,
+            numbered: [
+                &mut self.incoming_user1,
+                &mut self.incoming_user2,
+                &mut self.incoming_user3,
+                &mut self.incoming_user4,
+                &mut self.incoming_user5,
+                &mut self.incoming_user6,
+                &mut self.incoming_user7,
+                &mut self.incoming_user8,
+            ],
+            outgoing: &mut self.outgoing_user,
+        }
     }
 
     /// The negotiation defaults and limits the iSCSI core offers for this target. Keys SCST does not expose keep
@@ -826,6 +1014,7 @@ impl Config {
             self.iscsi.outgoing_user.as_ref(),
             &iscsi,
         )?;
+        check_numbered_chap(&self.iscsi.incoming_users, &self.iscsi.numbered_incoming(), &iscsi)?;
         self.check_devices(&root.key("devices"))?;
         self.check_targets(&root.key("targets"))?;
         self.check_chap_directions()
@@ -841,17 +1030,24 @@ impl Config {
             root.key("iscsi"),
             &self.iscsi.incoming_users,
             self.iscsi.outgoing_user.as_ref(),
+            self.iscsi.numbered_incoming(),
         ))
         .chain(self.targets.iter().enumerate().map(|(i, t)| {
             (
                 root.key("targets").index(i),
                 &t.incoming_users,
                 t.outgoing_user.as_ref(),
+                t.numbered_incoming(),
             )
         }));
-        for (at, ins, out) in sections {
+        for (at, ins, out, numbered) in sections {
             for (j, a) in ins.iter().enumerate() {
                 incoming.push((at.key("IncomingUser").index(j), a));
+            }
+            for (key, a) in numbered {
+                if let Some(a) = a {
+                    incoming.push((at.key(key), a));
+                }
             }
             if let Some(o) = out {
                 outgoing.push((at.key("OutgoingUser"), o));
@@ -944,9 +1140,7 @@ impl Config {
             check_target_params(t, &here)?;
             self.check_luns(&t.luns, &here.key("luns"))?;
             check_chap(&t.incoming_users, t.outgoing_user.as_ref(), &here)?;
-            for (j, p) in t.allowed_portals.iter().enumerate() {
-                value_at(here.key("allowed_portal").index(j), values::check_pattern(p))?;
-            }
+            check_numbered_chap(&t.incoming_users, &t.numbered_incoming(), &here)?;
             self.check_groups(t, &here.key("ini_groups"))?;
         }
         Ok(())
@@ -1135,6 +1329,30 @@ fn check_chap(
     }
     if let Some(o) = outgoing {
         check_account(o, &at.key("OutgoingUser"))?;
+    }
+    Ok(())
+}
+
+/// The numbered `IncomingUser<n>` accounts of one section: valid, and no user also listed elsewhere in it.
+fn check_numbered_chap(
+    list: &[ChapAccount],
+    numbered: &[(&'static str, Option<&ChapAccount>)],
+    at: &FieldPath,
+) -> Result<(), Finding> {
+    let mut seen: HashMap<&str, FieldPath> = HashMap::new();
+    for (j, a) in list.iter().enumerate() {
+        seen.insert(a.user.as_str(), at.key("IncomingUser").index(j));
+    }
+    for (key, a) in numbered {
+        let Some(a) = a else { continue };
+        let here = at.key(key);
+        check_account(a, &here)?;
+        if let Some(first) = seen.insert(a.user.as_str(), here.clone()) {
+            return Err(finding(
+                here,
+                format!("CHAP user {:?} is already listed as {first}", a.user),
+            ));
+        }
     }
     Ok(())
 }

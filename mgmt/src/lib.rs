@@ -23,6 +23,7 @@ pub mod error;
 mod locate;
 pub mod manager;
 pub mod metrics;
+pub mod protocol;
 pub mod rpc;
 pub mod save;
 pub mod scst;

@@ -355,6 +355,9 @@ struct GetConfig {
 struct IscsiOptions {
     #[serde(default)]
     enabled: Option<bool>,
+    /// `"<host>[:port] [AccessControl]"`; `""` removes the iSNS server.
+    #[serde(default, rename = "iSNSServer")]
+    isns_server: Option<String>,
 }
 
 /// Text of a JSON parameter value for attribute writes (strings as they are, numbers and booleans as SCST writes
@@ -525,14 +528,26 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             decode::<NoParams>(params)?;
             let c = m.config();
             Ok(
-                json!({ "enabled": c.iscsi.enabled, "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
+                json!({ "enabled": c.iscsi.enabled, "iSNSServer": c.iscsi.isns_server.as_ref().map(|s| s.to_string()), "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
             )
         }
         "iscsi_set_options" => {
             let p: IscsiOptions = decode(params)?;
+            let isns = match p.isns_server.as_deref().map(str::trim) {
+                None => None,
+                Some("") => Some(None),
+                Some(v) => {
+                    Some(Some(v.parse::<crate::protocol::IsnsServer>().map_err(|e| {
+                        MgmtError::invalid(e.0).on("targets/iscsi").attr("iSNSServer")
+                    })?))
+                }
+            };
             m.edit(|c| {
                 if let Some(e) = p.enabled {
                     c.iscsi.enabled = e;
+                }
+                if let Some(s) = isns {
+                    c.iscsi.isns_server = s;
                 }
                 Ok(())
             })

@@ -11,7 +11,9 @@
 use serde_json::Value;
 
 use crate::backend::ErrorKind;
-use crate::config::{DeviceConfig, Handler, LunConfig, TargetConfig};
+use polltgt_iscsi::access::PortalPattern;
+
+use crate::config::{ChapAccountsMut, DeviceConfig, Handler, LunConfig, TargetConfig};
 use crate::manager::{luns_path, target_name, Manager, MgmtError};
 use crate::tree::{self, segments, HANDLERS};
 use crate::values::ChapAccount;
@@ -218,16 +220,8 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
                     .on(here.to_string())
             })?;
             let acc = account(value).map_err(|e| e.attr(attr.to_string()).on(here.to_string()))?;
-            m.edit(|c| {
-                chap_edit(
-                    &mut c.iscsi.incoming_users,
-                    &mut c.iscsi.outgoing_user,
-                    incoming,
-                    acc,
-                    verb == "add_attribute",
-                )
-            })
-            .map_err(|e| e.attr(attr.to_string()).on(here.to_string()))
+            m.edit(|c| chap_edit(c.iscsi.chap_accounts_mut(), incoming, acc, verb == "add_attribute"))
+                .map_err(|e| e.attr(attr.to_string()).on(here.to_string()))
         }
         (Some(verb @ ("add_target_attribute" | "del_target_attribute")), Some(t)) if w.len() >= 4 => {
             let attr = w[2];
@@ -241,23 +235,29 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
     }
 }
 
-fn chap_edit(
-    incoming: &mut Vec<ChapAccount>,
-    outgoing: &mut Option<ChapAccount>,
-    is_incoming: bool,
-    acc: ChapAccount,
-    add: bool,
-) -> Result<(), MgmtError> {
+/// Add or delete a CHAP account. An incoming account is found by user name in the `IncomingUser` list and in the
+/// numbered `IncomingUser1`.. attributes; an added one goes to the list (replacing the user's old account).
+fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount, add: bool) -> Result<(), MgmtError> {
+    let ChapAccountsMut {
+        incoming,
+        numbered,
+        outgoing,
+    } = accounts;
     match (is_incoming, add) {
-        (true, true) => {
-            // Adding an account for a user already listed replaces its secret, as writing IncomingUserN would.
-            incoming.retain(|a| a.user != acc.user);
-            incoming.push(acc);
-        }
-        (true, false) => {
+        (true, _) => {
             let before = incoming.len();
             incoming.retain(|a| a.user != acc.user);
-            if incoming.len() == before {
+            let mut found = incoming.len() != before;
+            for n in numbered {
+                if n.as_ref().is_some_and(|a| a.user == acc.user) {
+                    *n = None;
+                    found = true;
+                }
+            }
+            if add {
+                // Adding an account for a user already listed replaces its secret, as writing IncomingUserN would.
+                incoming.push(acc);
+            } else if !found {
                 return Err(MgmtError::not_found(format!("no IncomingUser {:?}", acc.user)));
             }
         }
@@ -276,13 +276,12 @@ fn chap_edit(
 pub fn apply_target_attribute(t: &mut TargetConfig, attr: &str, value: &str, add: bool) -> Result<(), MgmtError> {
     if let Some(incoming) = chap_kind(attr) {
         let acc = account(value).map_err(|e| e.attr(attr.to_string()))?;
-        return chap_edit(&mut t.incoming_users, &mut t.outgoing_user, incoming, acc, add)
-            .map_err(|e| e.attr(attr.to_string()));
+        return chap_edit(t.chap_accounts_mut(), incoming, acc, add).map_err(|e| e.attr(attr.to_string()));
     }
     if attr == "allowed_portal"
         || (attr.starts_with("allowed_portal") && attr[14..].chars().all(|c| c.is_ascii_digit()))
     {
-        let v = value.trim().to_string();
+        let v = PortalPattern::parse(value).map_err(|e| MgmtError::invalid(e.to_string()).attr(attr.to_string()))?;
         if add {
             if !t.allowed_portals.contains(&v) {
                 t.allowed_portals.push(v);
@@ -291,12 +290,14 @@ pub fn apply_target_attribute(t: &mut TargetConfig, attr: &str, value: &str, add
             let before = t.allowed_portals.len();
             t.allowed_portals.retain(|p| *p != v);
             if t.allowed_portals.len() == before {
-                return Err(MgmtError::not_found(format!("no allowed_portal {v:?}")).attr(attr.to_string()));
+                return Err(
+                    MgmtError::not_found(format!("no allowed_portal {:?}", v.to_string())).attr(attr.to_string())
+                );
             }
         }
         return Ok(());
     }
-    if add && (tree::TARGET_PARAMS.contains(&attr) || matches!(attr, "enabled" | "per_portal_acl" | "rel_tgt_id")) {
+    if add && (tree::TARGET_PARAMS.contains(&attr) || tree::TARGET_WRITABLE.contains(&attr)) {
         return tree::set_target_attr(t, attr, value);
     }
     Err(MgmtError::new(
@@ -442,13 +443,27 @@ mod tests {
         apply_target_attribute(&mut t, "InitialR2T", "No", true).unwrap();
         assert_eq!(t.incoming_users.len(), 2);
         assert_eq!(t.outgoing_user.as_ref().map(|a| a.user.as_str()), Some("jim1"));
-        assert_eq!(t.allowed_portals, vec!["10.170.7?.2".to_string()]);
+        assert_eq!(
+            t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            vec!["10.170.7?.2"]
+        );
         assert_eq!(t.max_burst_length, 131072);
         assert_eq!(t.header_digest.to_string(), "CRC32C,None");
         apply_target_attribute(&mut t, "IncomingUser", "joe 12charsecret", false).unwrap();
         assert_eq!(t.incoming_users.len(), 1);
         assert!(apply_target_attribute(&mut t, "allowed_portal", "1.2.3.4", false).is_err());
         assert!(apply_target_attribute(&mut t, "MaxBurstLength", "100", true).is_err());
-        assert!(apply_target_attribute(&mut t, "redirect", "10.0.0.1 temp", true).is_err());
+        // redirect and MaxSessions are plain target attributes (scst.conf lines, sysfs files).
+        apply_target_attribute(&mut t, "redirect", "10.0.0.1 temp", true).unwrap();
+        assert_eq!(
+            t.redirect.as_ref().map(|r| r.to_string()),
+            Some("10.0.0.1:3260 temp".to_string())
+        );
+        apply_target_attribute(&mut t, "MaxSessions", "4", true).unwrap();
+        assert_eq!(t.max_sessions, 4);
+        assert!(apply_target_attribute(&mut t, "redirect", "10.0.0.1", true).is_err());
+        assert!(apply_target_attribute(&mut t, "MaxSessions", "70000", true).is_err());
+        assert!(apply_target_attribute(&mut t, "allowed_portal", "host.example", true).is_err());
+        assert!(apply_target_attribute(&mut t, "no_such_attribute", "1", true).is_err());
     }
 }

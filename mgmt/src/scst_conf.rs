@@ -4,7 +4,7 @@
 //! lines (`name value`, values with blanks in double quotes) and `INITIATOR` entries; `#` starts a comment unless
 //! escaped as `\#` (per-portal initiator names contain `#`). Every attribute polltgt has is translated with the same
 //! checks a YAML file gets. What polltgt does not have (other handlers and target drivers, ALUA device groups,
-//! iSNS, ...) is an error naming the line, or with `lenient` a warning, and the object is left out (with LUNs that
+//! ...) is an error naming the line, or with `lenient` a warning, and the object is left out (with LUNs that
 //! would map a left-out device). scstadmin semantics are kept: a target or the iSCSI driver without `enabled 1` is
 //! disabled.
 
@@ -273,6 +273,10 @@ impl Importer {
                                 Err(e) => self.problem(*line, format!("iscsi {k}: {e}")),
                             }
                         }
+                        "iSNSServer" => match value.parse::<crate::protocol::IsnsServer>() {
+                            Ok(v) => self.config.iscsi.isns_server = Some(v),
+                            Err(e) => self.problem(*line, format!("iscsi iSNSServer: {e}")),
+                        },
                         _ => self.problem(
                             *line,
                             format!("iscsi driver attribute {key} is not supported by polltgt"),
@@ -498,10 +502,10 @@ TARGET_DRIVER iscsi {
 
     #[test]
     fn unsupported_items_are_errors_or_warnings_with_lines() {
-        let text = "HANDLER vcdrom {\n  DEVICE cd {\n    filename /x.iso\n  }\n}\nTARGET_DRIVER iscsi {\n  iSNSServer \"1.2.3.4 AccessControl\"\n  TARGET iqn.2026-11.io.x:t {\n    LUN 0 cd\n  }\n}\n";
+        let text = "HANDLER vcdrom {\n  DEVICE cd {\n    filename /x.iso\n  }\n}\nTARGET_DRIVER iscsi {\n  internal_portal \"1.2.3.4\"\n  TARGET iqn.2026-11.io.x:t {\n    LUN 0 cd\n  }\n}\n";
         let e = import(text, "s.conf", false).unwrap_err().to_string();
         assert!(e.contains("s.conf:line 1: handler vcdrom"), "{e}");
-        assert!(e.contains("line 7: iscsi driver attribute iSNSServer"), "{e}");
+        assert!(e.contains("line 7: iscsi driver attribute internal_portal"), "{e}");
         assert!(
             e.contains("line 9:") && e.contains("device cd, which is left out"),
             "{e}"

@@ -15,7 +15,8 @@ use serde_json::Value;
 use crate::backend::{ErrorKind, SessionInfo};
 use crate::config::{Config, DeviceConfig, Handler, LunConfig, TargetConfig};
 use crate::manager::{device_path, device_users, target_path, Manager, MgmtError};
-use crate::values::Size;
+use crate::protocol::IsnsServer;
+use crate::values::{ChapAccount, Size};
 
 /// The prefix of SCST's sysfs tree, accepted (and ignored) in paths.
 pub const SYSFS_ROOT: &str = "/sys/kernel/scst_tgt";
@@ -118,8 +119,37 @@ pub const TARGET_PARAMS: [&str; 13] = [
     "RspTimeout",
 ];
 
-/// Target attributes written with a plain value (SCST sysfs files).
-const TARGET_WRITABLE: [&str; 3] = ["enabled", "per_portal_acl", "rel_tgt_id"];
+/// Target attributes written with a plain value (SCST sysfs files). New logins see a changed `redirect` or
+/// `MaxSessions`; sessions already logged in keep going.
+pub const TARGET_WRITABLE: [&str; 5] = ["enabled", "per_portal_acl", "rel_tgt_id", "redirect", "MaxSessions"];
+
+/// The incoming CHAP accounts of a section as SCST names its attributes: the numbered `IncomingUser<n>` accounts
+/// under their own names, the `IncomingUser` list under `IncomingUser`, `IncomingUser1`, ... (names a numbered
+/// account holds are skipped).
+fn incoming_user_attrs(list: &[ChapAccount], numbered: &[(&'static str, Option<&ChapAccount>)]) -> Vec<Attr> {
+    let taken: Vec<&str> = numbered.iter().filter(|(_, a)| a.is_some()).map(|(k, _)| *k).collect();
+    let mut names = (0..).map(|i| {
+        if i == 0 {
+            "IncomingUser".to_string()
+        } else {
+            format!("IncomingUser{i}")
+        }
+    });
+    let mut out = Vec::new();
+    for a in list {
+        let name = names
+            .by_ref()
+            .find(|n| !taken.contains(&n.as_str()))
+            .unwrap_or_default();
+        out.push(attr(&name, chap_text(&json(a)), true, false));
+    }
+    for (k, a) in numbered {
+        if let Some(a) = a {
+            out.push(attr(k, chap_text(&json(a)), true, false));
+        }
+    }
+    out
+}
 
 fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
     let v = json(t);
@@ -151,18 +181,21 @@ fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
         } else {
             format!("allowed_portal{i}")
         };
-        out.push(attr(&name, p.clone(), true, false));
+        out.push(attr(&name, p.to_string(), true, false));
     }
-    if let Some(Value::Array(users)) = v.get("IncomingUser") {
-        for (i, u) in users.iter().enumerate() {
-            let name = if i == 0 {
-                "IncomingUser".to_string()
-            } else {
-                format!("IncomingUser{i}")
-            };
-            out.push(attr(&name, chap_text(u), true, false));
-        }
-    }
+    out.push(attr(
+        "redirect",
+        t.redirect.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        t.redirect.is_some(),
+        true,
+    ));
+    out.push(attr(
+        "MaxSessions",
+        t.max_sessions.to_string(),
+        t.max_sessions != 0,
+        true,
+    ));
+    out.extend(incoming_user_attrs(&t.incoming_users, &t.numbered_incoming()));
     if let Some(u) = v.get("OutgoingUser") {
         out.push(attr("OutgoingUser", chap_text(u), true, false));
     }
@@ -368,19 +401,19 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
                 attr("version", env!("CARGO_PKG_VERSION"), false, false),
                 attr("trace_level", backend.trace_level(), false, true),
             ];
-            if let Some(Value::Array(users)) = v.get("IncomingUser") {
-                for (i, u) in users.iter().enumerate() {
-                    let name = if i == 0 {
-                        "IncomingUser".to_string()
-                    } else {
-                        format!("IncomingUser{i}")
-                    };
-                    attrs.push(attr(&name, chap_text(u), true, false));
-                }
-            }
+            attrs.extend(incoming_user_attrs(
+                &c.iscsi.incoming_users,
+                &c.iscsi.numbered_incoming(),
+            ));
             if let Some(u) = v.get("OutgoingUser") {
                 attrs.push(attr("OutgoingUser", chap_text(u), true, false));
             }
+            attrs.push(attr(
+                "iSNSServer",
+                c.iscsi.isns_server.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                c.iscsi.isns_server.is_some(),
+                true,
+            ));
             attrs.push(attr(
                 "mgmt",
                 "add_target NAME | del_target NAME | add_attribute|del_attribute IncomingUser|OutgoingUser USER SECRET | \
@@ -539,7 +572,7 @@ pub fn set_target_attr(t: &mut TargetConfig, name: &str, value: &str) -> Result<
     };
     let new = match name {
         "rel_tgt_id" if value.trim().is_empty() || value.trim() == "0" => Value::Null,
-        "HeaderDigest" | "DataDigest" => Value::String(value.trim().to_string()),
+        "HeaderDigest" | "DataDigest" | "redirect" => Value::String(value.trim().to_string()),
         _ => scalar(value),
     };
     obj.insert(name.to_string(), new);
@@ -563,6 +596,18 @@ pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
                 Ok(())
             })
             .map_err(|e| at(e, "enabled"))
+        }
+        ["targets", "iscsi", "iSNSServer"] => {
+            // Empty: no iSNS server (deregister). The running target starts, replaces or stops its iSNS client.
+            let server = match value.trim() {
+                "" => None,
+                v => Some(v.parse::<IsnsServer>().map_err(|e| at(MgmtError::invalid(e.0), "iSNSServer"))?),
+            };
+            m.edit(|c| {
+                c.iscsi.isns_server = server;
+                Ok(())
+            })
+            .map_err(|e| at(e, "iSNSServer"))
         }
         ["targets", "iscsi", t, a] if TARGET_PARAMS.contains(a) || TARGET_WRITABLE.contains(a) => {
             m.edit_target(t, |tc| set_target_attr(tc, a, value)).map_err(|e| e.attr(a.to_string()))

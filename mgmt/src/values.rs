@@ -992,7 +992,8 @@ pub(crate) fn chap_accounts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ChapA
     d.deserialize_any(ListVisitor)
 }
 
-/// Checks an access-control pattern (initiator name pattern of an initiator group, or an `allowed_portal`):
+/// Checks an initiator name pattern of an initiator group (`allowed_portal` patterns are
+/// [`polltgt_iscsi::access::PortalPattern`]s):
 /// non-empty, printable, no blanks (SCST's management commands split on blanks), at most 255 characters.
 pub(crate) fn check_pattern(p: &str) -> Result<(), InvalidValue> {
     if p.is_empty() || p == "!" {
@@ -1005,31 +1006,6 @@ pub(crate) fn check_pattern(p: &str) -> Result<(), InvalidValue> {
         return Err(InvalidValue(format!("character {c:?} is not allowed in pattern {p:?}")));
     }
     Ok(())
-}
-
-/// `deserialize_with` for a list of strings written as one string or a list (`allowed_portal: 10.0.0.?` or a list).
-pub(crate) fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or a list of strings")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
-            Ok(vec![v.to_owned()])
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<String>()? {
-                out.push(s);
-            }
-            Ok(out)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
-            Ok(Vec::new())
-        }
-    }
-    d.deserialize_any(V)
 }
 
 /// `deserialize_with` for an optional listen address (`null` or absent: none).

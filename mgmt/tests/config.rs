@@ -158,6 +158,7 @@ fn full_example_loads_with_every_key() {
             enabled: true,
             incoming_users: vec![ChapAccount::new("joeD", "12charsecret")],
             outgoing_user: Some(ChapAccount::new("jackD", "12charsecret1")),
+            ..IscsiConfig::default()
         }
     );
     let core = TargetParams::default();
@@ -323,8 +324,9 @@ fn error_unknown_key() {
         "polltgt.yaml:7:5: targets[0].MaxBurstLenght: unknown field `MaxBurstLenght`, expected one of `name`, \
          `enabled`, `luns`, `InitialR2T`, `ImmediateData`, `MaxRecvDataSegmentLength`, `MaxXmitDataSegmentLength`, \
          `MaxBurstLength`, `FirstBurstLength`, `MaxOutstandingR2T`, `HeaderDigest`, `DataDigest`, `QueuedCommands`, \
-         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`, `per_portal_acl`, \
-         `allowed_portal`, `rel_tgt_id`, `ini_groups`"
+         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`, `IncomingUser1`, \
+         `IncomingUser2`, `IncomingUser3`, `IncomingUser4`, `IncomingUser5`, `IncomingUser6`, `IncomingUser7`, \
+         `IncomingUser8`, `redirect`, `per_portal_acl`, `allowed_portal`, `MaxSessions`, `rel_tgt_id`, `ini_groups`"
     );
     assert_eq!(
         err("portal:\n  - address: 1.2.3.4\n"),

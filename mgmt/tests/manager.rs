@@ -348,7 +348,10 @@ fn scst_management_strings_map_to_the_same_calls() {
     let t = c.target("iqn.2006-10.net.vlnb:tgt1").unwrap();
     assert!(t.enabled);
     assert_eq!(t.incoming_users[0].user, "joe2");
-    assert_eq!(t.allowed_portals, vec!["10.170.7?.2"]);
+    assert_eq!(
+        t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        vec!["10.170.7?.2"]
+    );
     assert_eq!(t.header_digest.to_string(), "CRC32C,None");
     assert_eq!(t.luns[0].lun, 26);
     assert!(t.ini_groups[0].luns[0].read_only);
@@ -385,14 +388,34 @@ fn scst_management_strings_map_to_the_same_calls() {
     )
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
+    // redirect and MaxSessions: SCST target attributes, written as sysfs files (or set at add_target).
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/redirect",
+        "10.0.0.1 temp",
+    )
+    .unwrap();
+    w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/MaxSessions",
+        "2",
+    )
+    .unwrap();
+    let t = m.config().target("iqn.2006-10.net.vlnb:tgt1").unwrap().clone();
+    assert_eq!(t.redirect.map(|r| r.to_string()).as_deref(), Some("10.0.0.1:3260 temp"));
+    assert_eq!(t.max_sessions, 2);
+    let e = w(
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/redirect",
+        "10.0.0.1",
+    )
+    .unwrap_err();
+    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Invalid, Some("redirect")));
     let e = w(
         "/sys/kernel/scst_tgt/targets/iscsi/mgmt",
-        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 redirect 10.0.0.1 temp",
+        "add_target_attribute iqn.2006-10.net.vlnb:tgt1 no_such_attr 1",
     )
     .unwrap_err();
     assert_eq!(
         (e.kind, e.attribute.as_deref()),
-        (ErrorKind::Unsupported, Some("redirect"))
+        (ErrorKind::Unsupported, Some("no_such_attr"))
     );
 }
 
@@ -439,4 +462,96 @@ fn json_rpc_requests_notifications_batches_and_errors() {
     )
     .unwrap();
     assert_eq!(e["error"]["code"], -22, "no file to write back to: {e}");
+}
+
+#[test]
+fn protocol_attributes_are_in_the_tree_settable_and_saved() {
+    let (f, m) = setup();
+    let t = node(&m, &format!("targets/iscsi/{T}"));
+    let a = |n: &polltgt_mgmt::tree::Node, name: &str| n.attr(name).cloned().unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(
+        (
+            a(&t, "redirect").value.as_str(),
+            a(&t, "redirect").key,
+            a(&t, "redirect").writable
+        ),
+        ("", false, true)
+    );
+    assert_eq!(
+        (a(&t, "MaxSessions").value.as_str(), a(&t, "MaxSessions").key),
+        ("0", false)
+    );
+    let driver = node(&m, "targets/iscsi");
+    assert_eq!(
+        (
+            a(&driver, "iSNSServer").value.as_str(),
+            a(&driver, "iSNSServer").writable
+        ),
+        ("", true)
+    );
+    f.calls();
+
+    // Target attributes: plain writes, checked like the file, applied to the running target.
+    tree::set(&m, &format!("targets/iscsi/{T}/redirect"), "[fd00::2]:3261 perm").unwrap();
+    tree::set(&m, &format!("targets/iscsi/{T}/MaxSessions"), "3").unwrap();
+    assert_eq!(
+        f.calls(),
+        vec![format!("apply_target {T}"), format!("apply_target {T}")]
+    );
+    let e = tree::set(&m, &format!("targets/iscsi/{T}/MaxSessions"), "70000").unwrap_err();
+    assert_eq!(
+        (e.kind, e.attribute.as_deref()),
+        (ErrorKind::Invalid, Some("MaxSessions"))
+    );
+    let t = node(&m, &format!("targets/iscsi/{T}"));
+    assert_eq!(
+        (a(&t, "redirect").value.as_str(), a(&t, "redirect").key),
+        ("[fd00::2]:3261 perm", true)
+    );
+    assert_eq!(
+        (a(&t, "MaxSessions").value.as_str(), a(&t, "MaxSessions").key),
+        ("3", true)
+    );
+
+    // The driver's iSNSServer: set, shown, refused when malformed, cleared.
+    tree::set(&m, "targets/iscsi/iSNSServer", "192.0.2.16 AccessControl").unwrap();
+    assert_eq!(f.calls(), vec!["apply_driver enabled=true".to_string()]);
+    assert_eq!(
+        a(&node(&m, "targets/iscsi"), "iSNSServer").value,
+        "192.0.2.16:3205 AccessControl"
+    );
+    let e = tree::set(&m, "targets/iscsi/iSNSServer", "isns:99999").unwrap_err();
+    assert_eq!(
+        (e.kind, e.attribute.as_deref()),
+        (ErrorKind::Invalid, Some("iSNSServer"))
+    );
+
+    // Numbered accounts keep their names; the list takes the free ones; deleting by user finds either.
+    m.edit_target(T, |t| {
+        t.incoming_user1 = Some(polltgt_mgmt::ChapAccount::new("one", "12charsecret1"));
+        Ok(())
+    })
+    .unwrap();
+    let w = |v: &str| scst::write(&m, "/sys/kernel/scst_tgt/targets/iscsi/mgmt", v);
+    w(&format!("add_target_attribute {T} IncomingUser joe 12charsecret")).unwrap();
+    w(&format!("add_target_attribute {T} IncomingUser jim 12charsecret2")).unwrap();
+    let t = node(&m, &format!("targets/iscsi/{T}"));
+    assert_eq!(a(&t, "IncomingUser").value, "joe 12charsecret");
+    assert_eq!(a(&t, "IncomingUser1").value, "one 12charsecret1");
+    assert_eq!(a(&t, "IncomingUser2").value, "jim 12charsecret2");
+    w(&format!("del_target_attribute {T} IncomingUser one 12charsecret1")).unwrap();
+    assert!(m.config().target(T).unwrap().incoming_user1.is_none());
+
+    // save-config writes them back, and they load again.
+    let yaml = m.config_yaml().unwrap();
+    assert!(
+        yaml.contains("redirect: '[fd00::2]:3261 perm'") || yaml.contains("redirect: \"[fd00::2]:3261 perm\""),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("MaxSessions: 3") && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl"),
+        "{yaml}"
+    );
+    let again = Config::from_yaml_str(&yaml, "saved.yaml").unwrap();
+    assert_eq!(again, m.config());
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod mgmt;
+pub mod isns_server;
+pub mod raw;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Target {
     child: Child,
     pub addr: String,
+    /// Every portal address the target reported, in configuration order.
+    pub addrs: Vec<String>,
     pub dir: tempfile::TempDir,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -70,18 +74,44 @@ impl Target {
 
     /// Start polltgt with a complete YAML configuration written into `dir`.
     pub fn start_with_yaml(dir: tempfile::TempDir, yaml: &str) -> Target {
+        Self::start_with_yaml_portals(dir, yaml, 1)
+    }
+
+    /// Start polltgt with a complete YAML configuration listing `portals` portals, and wait until it reported the
+    /// address of each.
+    pub fn start_with_yaml_portals(dir: tempfile::TempDir, yaml: &str, portals: usize) -> Target {
         let cfg = dir.path().join("polltgt.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
         let args = vec!["serve".into(), "--config".into(), cfg.into_os_string()];
-        Self::spawn(dir, &args)
+        Self::spawn(dir, &args, portals)
     }
 
     /// Start polltgt without a configuration: the embedded default.
     pub fn start_default() -> Target {
-        Self::spawn(tempfile::tempdir().expect("tempdir"), &["serve".into()])
+        Self::spawn(tempfile::tempdir().expect("tempdir"), &["serve".into()], 1)
     }
 
-    fn spawn(dir: tempfile::TempDir, args: &[std::ffi::OsString]) -> Target {
+    /// Send SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Wait up to `limit` for the process to exit; its status, or None if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: &[std::ffi::OsString], portals: usize) -> Target {
         // Every test target has its own RPC socket (the default path is shared by the machine).
         let mut args = args.to_vec();
         if args.first().is_some_and(|a| a == "serve") && !args.iter().any(|a| a == "--rpc-socket") {
@@ -105,6 +135,7 @@ impl Target {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let line = strip_ansi(&line);
                     if let Ok(mut l) = log.lock() {
                         l.push(line.clone());
                     }
@@ -113,12 +144,13 @@ impl Target {
             });
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
+        let mut addrs = Vec::new();
+        while addrs.len() < portals.max(1) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on ").nth(1) {
-                        break rest.split_whitespace().next().unwrap_or_default().to_string();
+                        addrs.push(rest.split_whitespace().next().unwrap_or_default().to_string());
                     }
                 }
                 Err(_) => {
@@ -127,8 +159,9 @@ impl Target {
                     panic!("polltgt did not report a listening address within 30 s; its output:\n{out}");
                 }
             }
-        };
-        Target { child, addr, dir, log }
+        }
+        let addr = addrs[0].clone();
+        Target { child, addr, addrs, dir, log }
     }
 
     /// `iscsi://127.0.0.1:PORT/IQN/LUN`
@@ -145,6 +178,20 @@ impl Target {
     pub fn output(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
+
+    /// Waits up to `limit` for a line of the target's output containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.output().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Target {
@@ -152,6 +199,24 @@ impl Drop for Target {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A log line without its terminal colour sequences (`ESC [ ... m`).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Run a command with a time limit; panics (with its output) if it does not finish in time.
@@ -180,6 +245,28 @@ pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], limit: Duration)
         }
     }
     child.wait_with_output().expect("collect output")
+}
+
+/// Run a command for at most `limit`: its exit status, or None when it had to be killed.
+pub fn run_bounded(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut child =
+        Command::new(program.as_ref()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Run and require exit status 0; returns stdout.

@@ -139,7 +139,7 @@ static void submit_next(struct state *st)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: iscsi-rw [-q DEPTH] [-b BLOCKS_PER_CMD] [-s SEED] URL write|verify LBA NBLOCKS\n");
+	fprintf(stderr, "usage: iscsi-rw [-q DEPTH] [-b BLOCKS_PER_CMD] [-s SEED] [-H none|crc32c|any] URL write|verify LBA NBLOCKS\n");
 	exit(2);
 }
 
@@ -148,8 +148,16 @@ int main(int argc, char **argv)
 	int depth = 8, opt;
 	uint32_t bpc = 256;
 	uint64_t seed = 1;
-	while ((opt = getopt(argc, argv, "q:b:s:")) != -1) {
+	/* HeaderDigest offered: "None" (default), "CRC32C" only, or "CRC32C,None". */
+	enum iscsi_header_digest hd = ISCSI_HEADER_DIGEST_NONE;
+	while ((opt = getopt(argc, argv, "q:b:s:H:")) != -1) {
 		switch (opt) {
+		case 'H':
+			if (!strcmp(optarg, "crc32c")) hd = ISCSI_HEADER_DIGEST_CRC32C;
+			else if (!strcmp(optarg, "any")) hd = ISCSI_HEADER_DIGEST_CRC32C_NONE;
+			else if (!strcmp(optarg, "none")) hd = ISCSI_HEADER_DIGEST_NONE;
+			else usage();
+			break;
 		case 'q': depth = atoi(optarg); break;
 		case 'b': bpc = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
@@ -175,7 +183,7 @@ int main(int argc, char **argv)
 	}
 	iscsi_set_targetname(iscsi, url->target);
 	iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
-	iscsi_set_header_digest(iscsi, ISCSI_HEADER_DIGEST_NONE);
+	iscsi_set_header_digest(iscsi, hd);
 	if (iscsi_full_connect_sync(iscsi, url->portal, url->lun) != 0) {
 		fprintf(stderr, "iscsi-rw: login failed: %s\n", iscsi_get_error(iscsi));
 		return 2;

@@ -14,11 +14,21 @@
 //!   connection goes on; during login a login failure response, then the connection closes;
 //! * a header digest mismatch (§7.8, §13.1): the header and hence the PDU length cannot be trusted, so at
 //!   ErrorRecoveryLevel 0 the connection closes;
-//! * a data digest mismatch: Reject "data digest error" (the session then closes for SCSI commands and Data-Out,
-//!   which ERL 0 cannot recover);
+//! * a data digest mismatch: Reject "data digest error" and the PDU discarded; a Data-Out's task is then terminated
+//!   with CHECK CONDITION 0B/47/05 (PROTOCOL SERVICE CRC ERROR) once its data sequences end, a SCSI Command's lost
+//!   immediate data closes the session (RFC 7143 §7.8; ERL 0 has no recovery R2T);
 //! * an undecodable header (unknown opcode, bad AHS, invalid field): Reject with the reason the wire layer names
 //!   ([`WireError::reject_reason`]); during login: "invalid request during login" and close;
 //! * no completed login within [`LOGIN_TIMEOUT`]: close.
+//!
+//! A login that fails with "authentication failure" (0x0201) is answered only after [`AUTH_FAILURE_DELAY`], during
+//! which the connection ignores its input (RFC 7143 §9.2 asks targets to make guessing secrets expensive); the
+//! connection then closes. [`Connection::request_logout`] asks the initiator to log out (Asynchronous Message,
+//! §11.9.1 AsyncEvent 1) and closes the connection when it does not within the given time.
+//!
+//! Fault injection ([`DigestFaults`], like iSCSI-SCST's `DEBUG_DIGEST_FAILURES`): every Nth PDU received with a
+//! digest in force is treated as if its digest had not matched, and every Nth PDU sent with a digest carries a
+//! corrupted one, to exercise both sides' digest error handling.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -29,14 +39,34 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::login::{send_targets_response, Login, LoginStep, PortalInfo, TargetCatalog, TargetInfo};
 use crate::negotiate;
-use crate::params::{Digest, SessionParams};
+use crate::params::{Digest, SessionParams, SessionType};
 use crate::serial::SerialNumber;
 use crate::session::{self, CommandResult, Numbering, ScsiTask, Session, SessionEvent, TaskId, TextResponder};
 use crate::text::{self, Special, TextBuilder};
-use crate::wire::{self, DataDigest, Digests, Framing, Header, LoginResponse, RejectReason, WireError, BHS_LEN};
+use crate::wire::{
+    self, DataDigest, DigestKind, Digests, Framing, Header, LoginResponse, RejectReason, WireError, BHS_LEN,
+};
 
 /// How long a connection may stay in the login phase.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the answer to a login that failed authentication (0x0201) is held back.
+pub const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// Digest fault injection (debugging, tests): 0 disables a direction; N > 0 corrupts every Nth PDU of that direction
+/// that carries a digest (the data digest when the PDU has one, else the header digest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DigestFaults {
+    /// Treat every Nth received PDU with a digest as a digest error.
+    pub receive_every: u32,
+    /// Corrupt the digest of every Nth sent PDU with a digest.
+    pub send_every: u32,
+}
+
+impl DigestFaults {
+    /// No fault injection.
+    pub const NONE: DigestFaults = DigestFaults { receive_every: 0, send_every: 0 };
+}
 
 /// MaxRecvDataSegmentLength in force during login (RFC 7143 §13.12).
 const LOGIN_MAX_RECV: u32 = text::LOGIN_DATA_SEGMENT_LEN as u32;
@@ -93,6 +123,10 @@ pub struct ConnStats {
     pub framing_errors: u64,
     pub header_digest_errors: u64,
     pub data_digest_errors: u64,
+    /// Logins answered "authentication failure".
+    pub auth_failures: u64,
+    /// Digest errors simulated by [`DigestFaults`] (received and sent).
+    pub injected_digest_faults: u64,
 }
 
 /// Answers Text Requests of the full feature phase: SendTargets (§11.10.2, Appendix C) from the catalog; any other
@@ -105,18 +139,41 @@ struct FfpText {
     target: Option<String>,
 }
 
+/// The pairs of a full-feature-phase text request, leniently: a pair whose value exceeds its key's limit (§6.1)
+/// is kept with `None` (answered `key=Reject`); entries without `=`, with an invalid key name, invalid UTF-8 or no
+/// terminating NUL, and repeated keys, cannot be answered and are dropped.
+fn lenient_pairs(request: &[u8]) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    let mut entries: Vec<&[u8]> = request.split(|&b| b == 0).collect();
+    // What follows the last NUL is not a terminated pair.
+    entries.pop();
+    for entry in entries.into_iter().filter(|e| !e.is_empty()) {
+        let Some(eq) = entry.iter().position(|&b| b == b'=') else { continue };
+        let (Ok(key), Ok(value)) = (std::str::from_utf8(&entry[..eq]), std::str::from_utf8(&entry[eq + 1..])) else {
+            continue;
+        };
+        if text::validate_key(key).is_err() || out.iter().any(|(k, _)| k == key) {
+            tracing::debug!(key, "text request entry left unanswered");
+            continue;
+        }
+        let value = (value.len() <= text::max_value_len(key)).then(|| value.to_string());
+        out.push((key.to_string(), value));
+    }
+    out
+}
+
 impl TextResponder for FfpText {
     fn respond(&mut self, request: &[u8]) -> Vec<u8> {
-        let pairs = match text::parse(request) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %e, "malformed text request in full feature phase");
-                return Vec::new();
-            }
-        };
         let mut answer = Vec::new();
         let mut others = TextBuilder::new();
-        for (key, value) in pairs {
+        for (key, value) in lenient_pairs(request) {
+            let Some(value) = value else {
+                tracing::debug!(key, "text request value too long");
+                if let Err(e) = others.push_special(&key, Special::Reject) {
+                    tracing::debug!(error = %e, "text key left unanswered");
+                }
+                continue;
+            };
             if key == "SendTargets" {
                 answer.extend(send_targets_response(
                     &*self.catalog,
@@ -157,6 +214,12 @@ pub struct Connection {
     out: VecDeque<Vec<Bytes>>,
     events: VecDeque<ConnEvent>,
     login_deadline: Instant,
+    /// A failed login's answer held back until the instant (authentication failures, [`AUTH_FAILURE_DELAY`]).
+    held: Option<(Instant, Vec<Bytes>)>,
+    faults: DigestFaults,
+    /// PDUs with a digest received / sent, for [`DigestFaults`].
+    digest_rx: u64,
+    digest_tx: u64,
     closed: bool,
     stats: ConnStats,
 }
@@ -187,8 +250,37 @@ impl Connection {
             out: VecDeque::new(),
             events: VecDeque::new(),
             login_deadline: now.checked_add(LOGIN_TIMEOUT).unwrap_or(now),
+            held: None,
+            faults: DigestFaults::NONE,
+            digest_rx: 0,
+            digest_tx: 0,
             closed: false,
             stats: ConnStats::default(),
+        }
+    }
+
+    /// Enables digest fault injection (see [`DigestFaults`]).
+    pub fn set_digest_faults(&mut self, faults: DigestFaults) {
+        self.faults = faults;
+    }
+
+    /// The portal the connection arrived on.
+    pub fn portal(&self) -> PortalInfo {
+        self.portal
+    }
+
+    /// Asks the initiator to log out within `within` (RFC 7143 §11.9.1, AsyncEvent 1), e.g. before a shutdown. A
+    /// session that does not log out in time is told its connection is dropped (AsyncEvent 2) and closes. A
+    /// discovery session or a connection still in the login phase is closed at once.
+    pub fn request_logout(&mut self, within: Duration, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        match &mut self.phase {
+            Phase::Full(s) if s.params().session_type == SessionType::Normal && self.held.is_none() => {
+                s.request_logout(within, now)
+            }
+            _ => self.close_with(CloseReason::Local),
         }
     }
 
@@ -214,7 +306,7 @@ impl Connection {
     /// input is discarded. Never panics.
     pub fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) {
         loop {
-            if self.is_closed() {
+            if self.is_closed() || self.held.is_some() {
                 buf.clear();
                 return;
             }
@@ -260,8 +352,9 @@ impl Connection {
             let Phase::Full(s) = &mut self.phase else { return None };
             let pdu = s.poll_pdu()?;
             match encode(&pdu.header, pdu.data, self.digests) {
-                Ok(chain) => {
+                Ok(mut chain) => {
                     self.stats.pdus_sent += 1;
+                    self.inject_send_fault(&mut chain);
                     return Some(chain);
                 }
                 Err(e) => {
@@ -305,6 +398,9 @@ impl Connection {
         if self.is_closed() {
             return None;
         }
+        if let Some((at, _)) = &self.held {
+            return Some(*at);
+        }
         match &self.phase {
             Phase::Login(_) => Some(self.login_deadline),
             Phase::Full(s) => s.poll_timeout(),
@@ -314,6 +410,15 @@ impl Connection {
     /// Fire the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_closed() {
+            return;
+        }
+        if let Some((at, _)) = &self.held {
+            if now >= *at {
+                if let Some((_, chain)) = self.held.take() {
+                    self.out.push_back(chain);
+                }
+                self.close_with(CloseReason::LoginFailed);
+            }
             return;
         }
         match &mut self.phase {
@@ -350,13 +455,22 @@ impl Connection {
     // ----- internals -----
 
     fn handle_pdu(&mut self, pdu: Bytes, framing: Framing, now: Instant) {
-        if let Err(e) = framing.check_header_digest(&pdu) {
+        let fault = self.receive_fault(&framing);
+        let header_check = match fault {
+            Some(DigestKind::Header) => Err(WireError::DigestMismatch { kind: DigestKind::Header, received: 0, computed: 1 }),
+            _ => framing.check_header_digest(&pdu),
+        };
+        if let Err(e) = header_check {
             self.stats.header_digest_errors += 1;
             tracing::info!(peer = %self.peer, error = %e, "header digest error, closing");
             self.close_with(CloseReason::HeaderDigest);
             return;
         }
-        let data_ok = match framing.check_data_digest(&pdu) {
+        let data_check = match fault {
+            Some(DigestKind::Data) => Err(WireError::DigestMismatch { kind: DigestKind::Data, received: 0, computed: 1 }),
+            _ => framing.check_data_digest(&pdu),
+        };
+        let data_ok = match data_check {
             Ok(()) => true,
             Err(e) => {
                 self.stats.data_digest_errors += 1;
@@ -441,10 +555,70 @@ impl Connection {
                 self.events.push_back(ConnEvent::LoggedIn { params: Box::new(params), target: target.map(Box::new) });
             }
             LoginStep::Fail { header, data } => {
+                let auth_failure = u16::from(header.status_class) << 8 | u16::from(header.status_detail)
+                    == crate::login::LoginStatus::AuthenticationFailure.code();
+                if auth_failure {
+                    self.stats.auth_failures += 1;
+                    let data = if data.is_empty() { Vec::new() } else { vec![Bytes::from(data)] };
+                    match encode(&Header::LoginResponse(header), data, Digests::NONE) {
+                        Ok(chain) => {
+                            let at = now.checked_add(AUTH_FAILURE_DELAY).unwrap_or(now);
+                            self.held = Some((at, chain));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "login response dropped");
+                            self.close_with(CloseReason::Internal);
+                        }
+                    }
+                    return;
+                }
                 self.queue_login(&header, data);
                 self.close_with(CloseReason::LoginFailed);
             }
         }
+    }
+
+    /// Whether this received PDU gets a simulated digest error, and which digest.
+    fn receive_fault(&mut self, framing: &Framing) -> Option<DigestKind> {
+        let kind = if self.digests.data && framing.data_len() > 0 {
+            DigestKind::Data
+        } else if self.digests.header {
+            DigestKind::Header
+        } else {
+            return None;
+        };
+        if self.faults.receive_every == 0 {
+            return None;
+        }
+        self.digest_rx += 1;
+        if self.digest_rx % u64::from(self.faults.receive_every) != 0 {
+            return None;
+        }
+        self.stats.injected_digest_faults += 1;
+        tracing::warn!(peer = %self.peer, ?kind, "DEBUG_DIGEST_FAILURES: simulating a digest error on a received PDU");
+        Some(kind)
+    }
+
+    /// Corrupts the last digest of every Nth sent PDU that has one (fault injection).
+    fn inject_send_fault(&mut self, chain: &mut [Bytes]) {
+        let has_data = chain.len() > 1;
+        if self.faults.send_every == 0 || !(self.digests.header || (self.digests.data && has_data)) {
+            return;
+        }
+        self.digest_tx += 1;
+        if self.digest_tx % u64::from(self.faults.send_every) != 0 {
+            return;
+        }
+        // The data digest ends the last buffer; the header digest ends the first (when the PDU has no data digest).
+        let index = if self.digests.data && has_data { chain.len() - 1 } else { 0 };
+        let Some(buf) = chain.get_mut(index) else { return };
+        let mut bytes = buf.to_vec();
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 0xff;
+        }
+        *buf = Bytes::from(bytes);
+        self.stats.injected_digest_faults += 1;
+        tracing::warn!(peer = %self.peer, "DEBUG_DIGEST_FAILURES: corrupted the digest of a sent PDU");
     }
 
     fn queue_login(&mut self, header: &LoginResponse, data: Vec<u8>) {
@@ -608,11 +782,15 @@ mod tests {
 
     impl Peer {
         fn new() -> Peer {
+            Peer::with_catalog(Arc::new(TestCatalog))
+        }
+
+        fn with_catalog(catalog: Arc<dyn TargetCatalog>) -> Peer {
             let t0 = Instant::now();
             let portal =
                 PortalInfo { local: "192.0.2.1:3260".parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))), tpgt: 1 };
             let peer = SocketAddr::from(([192, 0, 2, 9], 51000));
-            Peer { c: Connection::new(Arc::new(TestCatalog), portal, peer, t0), now: t0, t0 }
+            Peer { c: Connection::new(catalog, portal, peer, t0), now: t0, t0 }
         }
 
         /// Feed bytes in one piece; whatever is not consumed stays in the returned buffer.
@@ -1151,5 +1329,215 @@ mod tests {
         assert!(p.c.is_closed());
         p.c.close();
         assert!(p.events().is_empty());
+    }
+
+    /// The test catalog, with a CHAP account required on the target.
+    struct ChapCatalog;
+
+    impl TargetCatalog for ChapCatalog {
+        fn lookup(&self, t: &str, i: &str, p: &PortalInfo) -> Option<TargetInfo> {
+            TestCatalog.lookup(t, i, p)
+        }
+        fn send_targets(&self, i: &str, p: &PortalInfo, w: Option<&str>) -> Vec<(String, Vec<String>)> {
+            TestCatalog.send_targets(i, p, w)
+        }
+        fn discovery_params(&self) -> TargetParams {
+            TargetParams::default()
+        }
+        fn new_tsih(&self) -> u16 {
+            7
+        }
+        fn credentials(&self, _target: Option<&str>) -> crate::chap::Credentials {
+            crate::chap::Credentials {
+                incoming: vec![crate::chap::ChapUser::new("joe", b"secretsecret12".to_vec())],
+                outgoing: None,
+            }
+        }
+    }
+
+    #[test]
+    fn authentication_failure_is_answered_after_the_delay() {
+        let mut p = Peer::with_catalog(Arc::new(ChapCatalog));
+        // libiscsi without a CHAP user starts in the operational stage: the target requires CHAP, so 0x0201.
+        p.feed(&login_request_bytes(&libiscsi_login_text("None", "None")));
+        assert!(p.output().is_empty(), "the failure is held back");
+        assert!(p.events().is_empty() && !p.c.is_closed());
+        assert_eq!(p.c.poll_timeout(), Some(p.t0 + AUTH_FAILURE_DELAY));
+        // Input during the delay is ignored.
+        let rest = p.feed(&login_request_bytes(&libiscsi_login_text("None", "None")));
+        assert!(rest.is_empty());
+        p.now = p.t0 + AUTH_FAILURE_DELAY - Duration::from_millis(1);
+        p.c.handle_timeout(p.now);
+        assert!(p.output().is_empty() && p.events().is_empty());
+        p.now = p.t0 + AUTH_FAILURE_DELAY;
+        p.c.handle_timeout(p.now);
+        let pdus = p.pdus();
+        let [(Header::LoginResponse(l), _)] = &pdus[..] else { panic!("{pdus:?}") };
+        assert_eq!((l.status_class, l.status_detail), (2, 1));
+        assert_eq!(p.events(), vec![ConnEvent::Closed { reason: CloseReason::LoginFailed }]);
+        assert_eq!(p.c.stats().auth_failures, 1);
+        assert!(p.c.poll_timeout().is_none());
+    }
+
+    #[test]
+    fn other_login_failures_are_answered_at_once() {
+        let mut p = Peer::new();
+        // Unknown target: 0x0203 at once.
+        let body = keys(&[&format!("InitiatorName={INITIATOR}"), "TargetName=iqn.2024-01.org.polltgt:nope"]);
+        p.feed(&login_request_bytes(&body));
+        let pdus = p.pdus();
+        assert!(matches!(&pdus[..], [(Header::LoginResponse(r), _)] if (r.status_class, r.status_detail) == (2, 3)));
+        assert_eq!(p.c.stats().auth_failures, 0);
+    }
+
+    fn nop(itt: u32, cmd_sn: u32) -> Header {
+        Header::NopOut(NopOut {
+            immediate: true,
+            lun: 0,
+            itt,
+            ttt: wire::RESERVED_TAG,
+            cmd_sn: SerialNumber(cmd_sn),
+            exp_stat_sn: SerialNumber(2),
+        })
+    }
+
+    #[test]
+    fn injected_receive_faults_hit_every_nth_pdu_with_a_digest() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "None", "CRC32C");
+        let _ = p.output();
+        p.c.set_digest_faults(DigestFaults { receive_every: 3, send_every: 0 });
+        let digests = Digests { header: false, data: true };
+        // Only PDUs carrying a digest count: data-less NOP-Outs have none with HeaderDigest=None.
+        p.feed(&pdu(nop(1, 1), b"", digests));
+        p.feed(&pdu(nop(2, 1), b"abcd", digests));
+        p.feed(&pdu(nop(3, 1), b"abcd", digests));
+        let pdus = split_pdus(&p.output(), digests);
+        assert!(pdus.iter().all(|(h, _)| matches!(h, Header::NopIn(_))), "{pdus:?}");
+        // The third PDU with a data digest is treated as a data digest error: Reject, the connection goes on.
+        p.feed(&pdu(nop(4, 1), b"abcd", digests));
+        let pdus = split_pdus(&p.output(), digests);
+        assert!(matches!(&pdus[..], [(Header::Reject(r), _)] if r.reason == 0x02), "{pdus:?}");
+        assert_eq!((p.c.stats().injected_digest_faults, p.c.stats().data_digest_errors), (1, 1));
+        assert!(!p.c.is_closed());
+    }
+
+    #[test]
+    fn injected_header_digest_fault_closes() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "CRC32C", "None");
+        let _ = p.output();
+        p.c.set_digest_faults(DigestFaults { receive_every: 1, send_every: 0 });
+        let digests = Digests { header: true, data: false };
+        p.feed(&pdu(nop(1, 1), b"", digests));
+        assert!(p.output().is_empty());
+        assert_eq!(p.events(), vec![ConnEvent::Closed { reason: CloseReason::HeaderDigest }]);
+    }
+
+    #[test]
+    fn injected_send_faults_corrupt_every_nth_digest() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "CRC32C", "CRC32C");
+        let _ = p.output();
+        p.c.set_digest_faults(DigestFaults { receive_every: 0, send_every: 2 });
+        let both = Digests::BOTH;
+        for (itt, data) in [(1u32, &b""[..]), (2, b""), (3, b"ping"), (4, b"ping")] {
+            p.feed(&pdu(nop(itt, 1), data, both));
+        }
+        let out = p.output();
+        let mut rest = &out[..];
+        let mut verdicts = Vec::new();
+        while !rest.is_empty() {
+            let f = Framing::parse(rest, both, u32::MAX).expect("framing");
+            verdicts.push((f.check_header_digest(rest).is_ok(), f.check_data_digest(rest).is_ok()));
+            rest = &rest[f.total_len()..];
+        }
+        // Second PDU: header digest corrupted (no data); fourth: data digest corrupted, header intact.
+        assert_eq!(verdicts, vec![(true, true), (false, true), (true, true), (true, false)]);
+        assert_eq!(p.c.stats().injected_digest_faults, 2);
+    }
+
+    #[test]
+    fn logout_request_then_logout() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "None", "None");
+        let _ = p.output();
+        p.c.request_logout(Duration::from_secs(10), p.now);
+        let pdus = p.pdus();
+        let [(Header::AsyncMessage(a), _)] = &pdus[..] else { panic!("{pdus:?}") };
+        assert_eq!((a.event, a.param3, a.stat_sn), (1, 10, SerialNumber(2)));
+        assert_eq!(p.c.poll_timeout(), Some(p.now + Duration::from_secs(10)));
+        // New commands are rejected "waiting for logout".
+        p.feed(&inquiry_bytes(0x10, 1, 3));
+        let pdus = p.pdus();
+        assert!(matches!(&pdus[..], [(Header::Reject(r), _)] if r.reason == 0x0c), "{pdus:?}");
+        assert!(p.events().is_empty());
+        let logout = Header::LogoutRequest(LogoutRequest {
+            immediate: true,
+            reason: 0,
+            itt: 0x77,
+            cid: 0,
+            cmd_sn: SerialNumber(2),
+            exp_stat_sn: SerialNumber(4),
+        });
+        p.feed(&pdu(logout, &[], Digests::NONE));
+        let pdus = p.pdus();
+        assert!(matches!(&pdus[..], [(Header::LogoutResponse(l), _)] if l.response == 0), "{pdus:?}");
+        assert_eq!(p.events(), vec![ConnEvent::Closed { reason: CloseReason::Session(session::CloseReason::Logout) }]);
+    }
+
+    #[test]
+    fn logout_request_not_honoured_drops_the_connection() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "None", "None");
+        let _ = p.output();
+        p.c.request_logout(Duration::from_secs(5), p.now);
+        let _ = p.pdus();
+        p.now += Duration::from_secs(5);
+        p.c.handle_timeout(p.now);
+        let pdus = p.pdus();
+        let [(Header::AsyncMessage(a), _)] = &pdus[..] else { panic!("{pdus:?}") };
+        assert_eq!((a.event, a.param1, a.param2, a.param3), (2, 0, 2, 0));
+        assert_eq!(
+            p.events(),
+            vec![ConnEvent::Closed { reason: CloseReason::Session(session::CloseReason::LogoutTimeout) }]
+        );
+    }
+
+    #[test]
+    fn logout_request_during_login_closes() {
+        let mut p = Peer::new();
+        p.c.request_logout(Duration::from_secs(5), p.now);
+        assert_eq!(p.events(), vec![ConnEvent::Closed { reason: CloseReason::Local }]);
+    }
+
+    #[test]
+    fn full_feature_text_with_oversized_and_malformed_keys() {
+        let mut p = Peer::new();
+        logged_in(&mut p, "None", "None");
+        let _ = p.output();
+        let mut body = b"X-big=".to_vec();
+        body.extend(std::iter::repeat_n(b'v', 9000));
+        body.push(0);
+        body.extend_from_slice(b"no-equals\0bad key=1\0SendTargets=\0X-big=again\0tail-without-nul");
+        let req = Header::TextRequest(TextRequest {
+            immediate: true,
+            final_: true,
+            continue_: false,
+            lun: 0,
+            itt: 0x44,
+            ttt: wire::RESERVED_TAG,
+            cmd_sn: SerialNumber(1),
+            exp_stat_sn: SerialNumber(2),
+        });
+        p.feed(&pdu(req, &body, Digests::NONE));
+        let pdus = p.pdus();
+        let [(Header::TextResponse(t), data)] = &pdus[..] else { panic!("{pdus:?}") };
+        assert!(t.final_ && t.itt == 0x44);
+        assert_eq!(
+            data,
+            &keys(&[&format!("TargetName={TARGET}"), "TargetAddress=192.0.2.1:3260,1", "X-big=Reject"])
+        );
+        assert!(!p.c.is_closed());
     }
 }

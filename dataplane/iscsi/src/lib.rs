@@ -4,8 +4,10 @@
 //! events and the current time as arguments and returns PDUs to transmit, SCSI commands to execute and timers.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod chap;
 pub mod conn;
+pub mod isns;
 pub mod login;
 pub mod negotiate;
 pub mod params;

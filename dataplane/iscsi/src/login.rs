@@ -127,6 +127,19 @@ pub trait TargetCatalog: Send + Sync {
     /// Called once for every login that fails with "authentication failure" (0x0201), to count them; the driver
     /// delays its answer. `target_name` is None for discovery sessions. The default does nothing.
     fn auth_failed(&self, _initiator_name: &str, _target_name: Option<&str>) {}
+    /// Whether a new normal session of `initiator_name` with `isid` may be opened to `target_name` (called right
+    /// after [`Self::resolve`], before any security negotiation): e.g. a per-target session limit. A session with
+    /// the same initiator name, ISID and target replaces the existing one (session reinstatement, RFC 7143 §6.3.5)
+    /// and so adds none. The default admits every session.
+    fn admit_session(&self, _target_name: &str, _initiator_name: &str, _isid: [u8; 6]) -> Result<(), Refusal> {
+        Ok(())
+    }
+    /// Whether a session with this TSIH is live (a login with a nonzero TSIH then asks for a second connection,
+    /// which MaxConnections=1 refuses with "too many connections"; otherwise "session does not exist"). The
+    /// default knows no sessions.
+    fn session_exists(&self, _tsih: u16) -> bool {
+        false
+    }
 }
 
 /// Login response status (Status-Class and Status-Detail, §11.13.5).
@@ -212,6 +225,8 @@ pub enum LoginError {
     SessionType(String),
     #[error("TSIH {0}: the session does not exist (one connection per session)")]
     SessionDoesNotExist(u16),
+    #[error("TSIH {0}: the session already has its one connection (MaxConnections=1)")]
+    TooManyConnections(u16),
     #[error("login to {target:?} refused: {refusal:?}")]
     Refused { target: String, refusal: Refusal },
     #[error("no acceptable authentication method in {0:?}")]
@@ -240,6 +255,7 @@ impl LoginError {
             LoginError::MissingKey(_) => LoginStatus::MissingParameter,
             LoginError::SessionType(_) => LoginStatus::SessionTypeNotSupported,
             LoginError::SessionDoesNotExist(_) => LoginStatus::SessionDoesNotExist,
+            LoginError::TooManyConnections(_) => LoginStatus::TooManyConnections,
             LoginError::NoAuthMethod(_) | LoginError::AuthenticationRequired => {
                 LoginStatus::AuthenticationFailure
             }
@@ -498,6 +514,9 @@ impl Login {
                 // TSIH 0 opens a new session; a nonzero TSIH adds a connection to an existing session, which is not
                 // supported while MaxConnections is 1.
                 if req.tsih != 0 {
+                    if self.catalog.session_exists(req.tsih) {
+                        return Err(LoginError::TooManyConnections(req.tsih));
+                    }
                     return Err(LoginError::SessionDoesNotExist(req.tsih));
                 }
                 self.ids = Some(ids);
@@ -602,6 +621,13 @@ impl Login {
                 let info = self
                     .catalog
                     .resolve(name, initiator, &self.portal)
+                    .map_err(|refusal| LoginError::Refused {
+                        target: name.to_string(),
+                        refusal,
+                    })?;
+                let isid = self.ids.map(|i| i.isid).unwrap_or_default();
+                self.catalog
+                    .admit_session(&info.name, initiator, isid)
                     .map_err(|refusal| LoginError::Refused {
                         target: name.to_string(),
                         refusal,
@@ -1018,6 +1044,11 @@ mod tests {
         random: Option<FixedRandom>,
         /// (initiator, target) of every authentication failure reported.
         auth_failures: Mutex<Vec<(String, Option<String>)>>,
+        /// The answer of `admit_session`, and the (target, initiator, ISID) it was asked about.
+        admit: Option<Refusal>,
+        admitted: Mutex<Vec<(String, String, [u8; 6])>>,
+        /// A live TSIH.
+        live_tsih: u16,
     }
 
     impl TargetCatalog for Catalog {
@@ -1091,6 +1122,19 @@ mod tests {
                 .unwrap()
                 .push((initiator.to_string(), target.map(str::to_string)));
         }
+        fn admit_session(&self, target: &str, initiator: &str, isid: [u8; 6]) -> Result<(), Refusal> {
+            self.admitted
+                .lock()
+                .unwrap()
+                .push((target.to_string(), initiator.to_string(), isid));
+            match &self.admit {
+                Some(r) => Err(r.clone()),
+                None => Ok(()),
+            }
+        }
+        fn session_exists(&self, tsih: u16) -> bool {
+            tsih == self.live_tsih
+        }
     }
 
     /// A catalog with only the required methods, to exercise the trait's defaults.
@@ -1147,6 +1191,9 @@ mod tests {
             discovery_credentials: Credentials::none(),
             random: Some(FixedRandom::new((0x40..=0x60).collect::<Vec<u8>>())),
             auth_failures: Mutex::new(Vec::new()),
+            admit: None,
+            admitted: Mutex::new(Vec::new()),
+            live_tsih: 0x99,
         }
     }
 
@@ -2977,6 +3024,60 @@ TargetName=iqn.2024-01.org.polltgt:disk2\0TargetAddress=127.0.0.1:3260,1\0"
         );
         for secret in [SECRET, OUT_SECRET, "12charsecret2"] {
             assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn admission_is_asked_before_security_and_can_refuse() {
+        let mut c = catalog_with(TargetParams::default());
+        c.admit = Some(Refusal::OutOfResources);
+        let c = Arc::new(c);
+        let mut l = Login::new(c.clone(), portal());
+        let sec = text(&[
+            &format!("InitiatorName={LIBISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "AuthMethod=None",
+        ]);
+        assert_eq!(fail_code(&l.handle(&req(0, true, 1), &sec)), 0x0302);
+        let asked = c.admitted.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            vec![(TARGET.to_string(), LIBISCSI.to_string(), [0x00, 0x02, 0x3d, 0x00, 0x00, 0x01])]
+        );
+        // Discovery sessions are not subject to admission.
+        let mut l = Login::new(c.clone(), portal());
+        let disc = text(&[&format!("InitiatorName={LIBISCSI}"), "SessionType=Discovery"]);
+        complete(l.handle(&req(1, true, 3), &disc));
+        assert_eq!(c.admitted.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn nonzero_tsih_of_a_live_session_is_too_many_connections() {
+        let mut l = login();
+        let mut r = req(1, true, 3);
+        r.tsih = 0x99;
+        assert_eq!(fail_code(&l.handle(&r, &libiscsi_normal())), 0x0206);
+        let mut l = login();
+        r.tsih = 0x98;
+        assert_eq!(fail_code(&l.handle(&r, &libiscsi_normal())), 0x020a);
+    }
+
+    #[test]
+    fn redirect_refusal_carries_the_target_address_before_security() {
+        let mut c = catalog_with(TargetParams::default());
+        c.refusal = Some(crate::access::Redirect::parse("[fe80::1]:3261 temp").unwrap().refusal());
+        let mut l = login_with(c);
+        let sec = text(&[
+            &format!("InitiatorName={LIBISCSI}"),
+            &format!("TargetName={TARGET}"),
+            "AuthMethod=CHAP,None",
+        ]);
+        match l.handle(&req(0, true, 1), &sec) {
+            LoginStep::Fail { header, data } => {
+                assert_eq!((header.status_class, header.status_detail), (1, 1));
+                assert_eq!(kv(&data), vec![("TargetAddress".to_string(), "[fe80::1]:3261".to_string())]);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct TargetParams {
     pub nop_in_timeout: Duration,
     /// How long a command may wait for the initiator (e.g. Data-Out after R2T) before the connection closes [90 s].
     pub rsp_timeout: Duration,
+    /// The largest Expected Data Transfer Length of a write the session buffers [16 MiB, the logical units' Block
+    /// Limits MAXIMUM TRANSFER LENGTH]. A larger write is answered CHECK CONDITION (ILLEGAL REQUEST, INVALID FIELD
+    /// IN CDB) without soliciting or keeping its data.
+    pub max_transfer_length: u32,
 }
 
 impl Default for TargetParams {
@@ -89,6 +93,7 @@ impl Default for TargetParams {
             nop_in_interval: Some(Duration::from_secs(30)),
             nop_in_timeout: Duration::from_secs(30),
             rsp_timeout: Duration::from_secs(90),
+            max_transfer_length: 16 << 20,
         }
     }
 }

@@ -173,6 +173,8 @@ pub enum SessionError {
     AfterLogout,
     #[error("invalid logout reason code {0}")]
     LogoutReason(u8),
+    #[error("new request after the target asked for a logout")]
+    WaitingForLogout,
 }
 
 impl SessionError {
@@ -196,6 +198,7 @@ impl SessionError {
                 COMMAND_NOT_SUPPORTED
             }
             SessionError::TooManyImmediate => IMMEDIATE_COMMAND_REJECT,
+            SessionError::WaitingForLogout => WAITING_FOR_LOGOUT,
             SessionError::ReservedItt
             | SessionError::IttInUse(_)
             | SessionError::ImmediateDataTooLong { .. }
@@ -231,6 +234,9 @@ impl SessionError {
         fixed_sense(ABORTED_COMMAND, asc, ascq)
     }
 }
+
+/// Sense key ILLEGAL REQUEST (SPC-4 §4.5.6).
+const ILLEGAL_REQUEST: u8 = 0x05;
 
 /// Fixed-format sense data (SPC-4 §4.5.3), 18 bytes, current error.
 pub fn fixed_sense(key: u8, asc: u8, ascq: u8) -> Vec<u8> {
@@ -319,6 +325,8 @@ pub enum CloseReason {
     TargetColdReset,
     /// A data digest error, from which ErrorRecoveryLevel 0 cannot recover (RFC 7143 §7.1.4.1).
     DigestError,
+    /// The initiator did not log out within the time an Asynchronous Message asked (RFC 7143 §11.9.1).
+    LogoutTimeout,
 }
 
 /// What the session asks of its driver.
@@ -371,6 +379,8 @@ pub struct SessionStats {
     pub dropped_results: u64,
     /// NOP-Out answers whose TTT matched no outstanding ping.
     pub stray_nop_out: u64,
+    /// Writes refused because their Expected Data Transfer Length exceeded the target's limit.
+    pub refused_transfers: u64,
 }
 
 /// An unsolicited Data-Out sequence still open.
@@ -491,6 +501,8 @@ pub struct Session {
     next_ttt: u32,
     /// ITT of the Logout Request being processed.
     logout: Option<u32>,
+    /// The target asked for a logout (AsyncEvent 1) and waits until then.
+    logout_requested: Option<Instant>,
     closed: bool,
     out: VecDeque<OutPdu>,
     events: VecDeque<SessionEvent>,
@@ -542,6 +554,7 @@ impl Session {
             last_rx: now,
             next_ttt: 1,
             logout: None,
+            logout_requested: None,
             closed: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -557,6 +570,18 @@ impl Session {
     /// The connection ID (CID) the initiator gave the connection at login (RFC 7143 §11.12.6).
     pub fn cid(&self) -> u16 {
         self.cid
+    }
+
+    /// Asks the initiator to log out within `within` (RFC 7143 §11.9.1, AsyncEvent 1, Parameter3 in seconds). New
+    /// commands are rejected with "Waiting for Logout" from then on; without a Logout Request by the deadline the
+    /// target announces the connection drop (AsyncEvent 2) and closes ([`CloseReason::LogoutTimeout`]).
+    pub fn request_logout(&mut self, within: std::time::Duration, now: Instant) {
+        if self.closed || self.logout_requested.is_some() || self.logout.is_some() {
+            return;
+        }
+        self.logout_requested = Some(now.checked_add(within).unwrap_or(now));
+        let secs = u16::try_from(within.as_secs()).unwrap_or(u16::MAX);
+        self.push_async(crate::wire::AsyncEvent::LogoutRequest.code(), 0, 0, secs);
     }
 
     /// The next StatSN the session will assign.
@@ -619,27 +644,61 @@ impl Session {
         self.release_held_tmf();
     }
 
-    /// Handle a PDU whose data digest did not match (RFC 7143 §7.1.4.1, §11.17.1). The PDU is rejected with
-    /// reason "Data (payload) digest error"; for SCSI commands and Data-Out, which ErrorRecoveryLevel 0 cannot
-    /// recover, the session then closes.
+    /// Handle a PDU whose data digest did not match (its header digest, if any, did): RFC 7143 §7.8. The PDU is
+    /// discarded and rejected with reason "Data (payload) digest error". Then:
+    /// * a Data-Out: at ErrorRecoveryLevel 0 no recovery R2T is possible, so the task is terminated with CHECK
+    ///   CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (47/05) once the initiator has ended all its data
+    ///   sequences (§7.8 option b); none of its data reaches the SCSI layer; the session goes on;
+    /// * a SCSI Command with immediate data: the command is lost and ERL 0 cannot have it retried, so the error is
+    ///   escalated to session recovery (§7.8 allows it): the session closes;
+    /// * any other PDU: nothing more.
     pub fn handle_data_digest_error(&mut self, header: Header, bhs: &[u8], now: Instant) {
         if self.closed {
             return;
         }
         self.last_rx = now;
         self.reject(SessionError::DataDigest, bhs);
-        if matches!(header, Header::ScsiCommand(_) | Header::DataOut(_)) {
-            self.close(CloseReason::DigestError);
+        match header {
+            Header::DataOut(d) => {
+                let terminating = match self.tasks.get_mut(&d.itt) {
+                    Some(task) if task.write_state.is_some() && !task.delivered => {
+                        if task.failed.is_none() {
+                            task.failed = Some(SessionError::DataDigest.data_out_sense());
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if terminating {
+                    // The header is sound: it still ends (F bit) and advances the sequence; its data is dropped.
+                    self.on_data_out(d, bhs, Bytes::new(), now);
+                }
+            }
+            Header::ScsiCommand(_) => self.close(CloseReason::DigestError),
+            _ => {}
         }
     }
 
-    /// Send a Reject with `reason` for a PDU the connection could not even decode (unknown opcode, bad AHS).
+    /// Send a Reject with `reason` for a PDU the connection could not even decode (unknown opcode, bad AHS). A
+    /// non-immediate request whose CmdSN is readable (SCSI Command, NOP-Out, Task Management, Text, Logout) still
+    /// uses up its CmdSN when it lies in the window, so the commands after it are not held back by a gap forever
+    /// (RFC 7143 §3.2.2.1: a rejected command's CmdSN is consumed).
     pub fn reject_raw(&mut self, reason: u8, bhs: &[u8]) {
         if self.closed {
             return;
         }
         self.stats.rejects += 1;
         self.push_reject(reason, bhs);
+        if let (Some(&b0), Some(sn)) = (bhs.first(), bhs.get(24..28)) {
+            let opcode = b0 & 0x3f;
+            let immediate = b0 & 0x40 != 0;
+            if !immediate && matches!(opcode, 0x00..=0x04 | 0x06) && opcode != 0x03 {
+                let cmd_sn = SerialNumber(u32::from_be_bytes([sn[0], sn[1], sn[2], sn[3]]));
+                if self.cmd_sn_acceptable(cmd_sn) {
+                    self.consume(cmd_sn);
+                }
+            }
+        }
     }
 
     /// The next PDU to send, with ExpCmdSN and MaxCmdSN filled in.
@@ -742,7 +801,14 @@ impl Session {
     /// PERSISTENT RESERVE OUT with PREEMPT AND ABORT (SPC-4 §5.9.11.5) aborts the preempted nexuses' tasks as CLEAR
     /// TASK SET would (SAM-5 §7.6). With TAS = 0 (Control mode page) they end without a response. Returns the ids
     /// of those the driver holds: it must still complete them, and their results are dropped.
+    ///
+    /// Also used for a LOGICAL UNIT RESET or TARGET WARM/COLD RESET requested through another I_T nexus (SAM-5
+    /// §7.6, §7.7 with TAS=0: no status for the aborted tasks; the unit attention the reset establishes tells the
+    /// initiator).
     pub fn abort_tasks(&mut self, mut select: impl FnMut(u64, TaskId) -> bool) -> Vec<TaskId> {
+        if self.closed {
+            return Vec::new();
+        }
         let itts: Vec<u32> = self.tasks.values().filter(|t| select(t.lun, t.id)).map(|t| t.itt).collect();
         let held = itts.into_iter().filter_map(|itt| self.abort_task(itt)).collect();
         self.advance_now();
@@ -772,6 +838,11 @@ impl Session {
                 consider(d);
             }
         }
+        if let Some(d) = self.logout_requested {
+            if self.logout.is_none() {
+                consider(d);
+            }
+        }
         t
     }
 
@@ -791,6 +862,14 @@ impl Session {
         if self.tasks.values().any(|t| t.deadline.is_some_and(|d| now >= d)) {
             tracing::info!("initiator sent no Data-Out within RspTimeout, closing");
             self.close(CloseReason::RspTimeout);
+            return;
+        }
+        if self.logout.is_none() && self.logout_requested.is_some_and(|d| now >= d) {
+            tracing::info!("initiator did not log out when asked, dropping the connection");
+            // §11.9.1 AsyncEvent 2: Parameter1 the CID, Parameter2 Time2Wait, Parameter3 Time2Retain.
+            let (cid, wait, retain) = (self.cid, self.params.default_time2wait, self.params.default_time2retain);
+            self.push_async(crate::wire::AsyncEvent::ConnectionDrop.code(), cid, wait, retain);
+            self.close(CloseReason::LogoutTimeout);
             return;
         }
         if self.ping.is_none() {
@@ -821,6 +900,15 @@ impl Session {
         let mut cdb = Vec::with_capacity(16 + c.ext_cdb.len());
         cdb.extend_from_slice(&c.cdb);
         cdb.extend_from_slice(&c.ext_cdb);
+        // A write larger than the target accepts is refused before any of its data is kept or solicited: the
+        // initiator's unsolicited data is drained and dropped, then CHECK CONDITION (SBC-3 §6.6.4: a TRANSFER
+        // LENGTH above MAXIMUM TRANSFER LENGTH is an INVALID FIELD IN CDB).
+        let too_long = c.write && c.edtl > self.target.max_transfer_length;
+        if too_long {
+            tracing::debug!(itt = c.itt, edtl = c.edtl, max = self.target.max_transfer_length, "write too long");
+            self.stats.refused_transfers += 1;
+        }
+        let data = if too_long { Bytes::new() } else { data };
         let write_state = c.write.then(|| {
             let imm = data.len() as u32;
             let unsolicited = (!c.final_).then(|| Unsolicited {
@@ -851,7 +939,7 @@ impl Session {
             delivered: false,
             slot: false,
             write_state,
-            failed: None,
+            failed: too_long.then(|| fixed_sense(ILLEGAL_REQUEST, 0x24, 0x00)),
             deadline: None,
         };
         self.tasks.insert(c.itt, task);
@@ -869,6 +957,9 @@ impl Session {
     fn validate_command(&self, c: &ScsiCommand, data: &Bytes) -> Result<(), SessionError> {
         if self.logout.is_some() {
             return Err(SessionError::AfterLogout);
+        }
+        if self.logout_requested.is_some() {
+            return Err(SessionError::WaitingForLogout);
         }
         if self.params.session_type == SessionType::Discovery {
             return Err(SessionError::DiscoverySession);
@@ -1294,6 +1385,10 @@ impl Session {
         if let Some(sense) = task.failed.clone() {
             let open = task.write_state.as_ref().is_some_and(|w| w.unsolicited.is_some() || !w.r2ts.is_empty());
             if open {
+                // The initiator still owes the end of a data sequence; RspTimeout bounds the wait.
+                if task.deadline.is_none() {
+                    task.deadline = self.target_rsp_deadline(now);
+                }
                 self.tasks.insert(itt, task);
                 return;
             }
@@ -1617,6 +1712,25 @@ impl Session {
                 data_sn: SerialNumber(0),
             }),
             vec![Bytes::copy_from_slice(header)],
+        );
+    }
+
+    /// An Asynchronous Message (§11.9); it carries and advances StatSN like any response.
+    fn push_async(&mut self, event: u8, param1: u16, param2: u16, param3: u16) {
+        let stat_sn = self.alloc_stat_sn();
+        self.push(
+            Header::AsyncMessage(crate::wire::AsyncMessage {
+                lun: 0,
+                stat_sn,
+                exp_cmd_sn: SerialNumber(0),
+                max_cmd_sn: SerialNumber(0),
+                event,
+                vcode: 0,
+                param1,
+                param2,
+                param3,
+            }),
+            Vec::new(),
         );
     }
 
@@ -3230,11 +3344,33 @@ mod tests {
     }
 
     #[test]
-    fn data_digest_error_on_data_out_rejects_and_closes() {
-        let mut h = H::new(write_params(true, 1), target_params());
-        h.send(write_cmd(1, 1, 4096, true), &[]);
+    fn data_digest_error_on_data_out_terminates_the_task() {
+        let mut sp = write_params(true, 1);
+        sp.max_burst_length = 4096;
+        let mut h = H::new(sp, target_params());
+        h.send(write_cmd(1, 1, 8192, true), &[]);
         let r = as_r2t(&h.pdus()[0]);
-        let hdr = data_out(1, r.ttt, 0, 0, true);
+        assert_eq!((r.buffer_offset, r.desired_len), (0, 4096));
+        // The first Data-Out of the sequence has a bad data digest: Reject, nothing else yet (the sequence is open).
+        let hdr = data_out(1, r.ttt, 0, 0, false);
+        let bhs = fake_bhs(&hdr);
+        h.s.handle_data_digest_error(hdr, &bhs, h.now);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1);
+        assert_eq!(as_reject(&pdus[0]).0, reject_reason::DATA_DIGEST_ERROR);
+        // The sequence ends (F bit): CHECK CONDITION 0B/47/05, no further R2T, no command for the SCSI layer.
+        h.send(data_out(1, r.ttt, 1, 2048, true), &[0u8; 2048]);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1, "{pdus:?}");
+        assert_eq!(as_response(&pdus[0]).status, STATUS_CHECK_CONDITION);
+        let sense = sense_of(&pdus[0]);
+        assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (0x0b, 0x47, 0x05));
+        assert!(h.events().is_empty());
+        assert!(!h.s.is_closed());
+        assert_eq!(h.s.task_count(), 0);
+        // A digest error on a SCSI Command's immediate data escalates to session recovery.
+        let mut h = H::new(write_params(false, 1), target_params());
+        let hdr = write_cmd(1, 1, 512, true);
         let bhs = fake_bhs(&hdr);
         h.s.handle_data_digest_error(hdr, &bhs, h.now);
         assert_eq!(as_reject(&h.pdus()[0]).0, reject_reason::DATA_DIGEST_ERROR);
@@ -3260,5 +3396,108 @@ mod tests {
         let pdus = h.pdus();
         assert_eq!(pdus[0].data_len(), 512);
         assert_eq!(sense_of(&pdus[0]).len(), 510);
+    }
+
+    #[test]
+    fn write_longer_than_the_target_accepts_is_refused_before_buffering() {
+        let mut tp = target_params();
+        tp.max_transfer_length = 65536;
+        let mut h = H::new(write_params(false, 1), tp);
+        // 1 MiB write with 4 KiB of immediate data and an unsolicited burst announced (F=0).
+        h.send(write_cmd(1, 1, 1 << 20, false), &[0x11; 4096]);
+        assert!(h.pdus().is_empty(), "no R2T for a refused write");
+        assert!(h.events().is_empty(), "never reaches the SCSI layer");
+        assert_eq!(h.s.stats().refused_transfers, 1);
+        // The unsolicited data is drained and dropped; the response follows the F bit.
+        h.send(data_out(1, RESERVED_TAG, 0, 4096, false), &[0x22; 4096]);
+        assert!(h.pdus().is_empty());
+        h.send(data_out(1, RESERVED_TAG, 1, 8192, true), &[0x33; 4096]);
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1, "{pdus:?}");
+        let r = as_response(&pdus[0]);
+        assert_eq!(r.status, STATUS_CHECK_CONDITION);
+        let sense = sense_of(&pdus[0]);
+        assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (ILLEGAL_REQUEST, 0x24, 0x00));
+        assert!(h.events().is_empty());
+        assert_eq!(h.s.task_count(), 0);
+        // The CmdSN was consumed: the next command runs.
+        h.send(write_cmd(2, 2, 4096, true), &[0x44; 4096]);
+        let task = h.one_command();
+        assert_eq!(task.data_out.concat(), vec![0x44; 4096]);
+    }
+
+    #[test]
+    fn refused_write_with_no_data_pending_answers_at_once_and_a_stalled_one_times_out() {
+        let mut tp = target_params();
+        tp.max_transfer_length = 8192;
+        let mut h = H::new(write_params(true, 1), tp.clone());
+        h.send(write_cmd(1, 1, 8193, true), &[]);
+        let pdus = h.pdus();
+        assert_eq!(as_response(&pdus[0]).status, STATUS_CHECK_CONDITION);
+        // InitialR2T=No: an announced unsolicited burst that never ends runs into RspTimeout.
+        let mut h = H::new(write_params(false, 1), tp);
+        h.send(write_cmd(1, 1, 1 << 20, false), &[]);
+        assert!(h.pdus().is_empty());
+        assert_eq!(h.s.poll_timeout(), Some(h.t0 + Duration::from_secs(5)), "NopInInterval first");
+        h.send(nop_out(RESERVED_TAG, RESERVED_TAG, 2, true), &[]);
+        assert!(h.s.poll_timeout().is_some_and(|t| t <= h.t0 + Duration::from_secs(20)));
+        h.advance(20);
+        h.timeout();
+        assert!(matches!(h.events()[..], [SessionEvent::Close { reason: CloseReason::RspTimeout }]));
+    }
+
+    #[test]
+    fn undecodable_command_still_consumes_its_cmd_sn() {
+        let mut h = H::default();
+        // A SCSI Command with CmdSN 1 that the wire layer could not decode (e.g. a bad AHS): rejected raw.
+        let mut bhs = [0u8; 48];
+        bhs[0] = 0x01;
+        bhs[16..20].copy_from_slice(&9u32.to_be_bytes());
+        bhs[24..28].copy_from_slice(&1u32.to_be_bytes());
+        h.s.reject_raw(0x04, &bhs);
+        let pdus = h.pdus();
+        assert_eq!(as_reject(&pdus[0]).0, 0x04);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(2), "the rejected command's CmdSN is used up");
+        // The next command is not held back by a gap.
+        h.send(read_cmd(2, 2, 512), &[]);
+        assert_eq!(h.one_command().itt, 2);
+        // Immediate PDUs and Data-Out carry no CmdSN to consume.
+        bhs[0] = 0x41;
+        bhs[24..28].copy_from_slice(&3u32.to_be_bytes());
+        h.s.reject_raw(0x04, &bhs);
+        bhs[0] = 0x05;
+        h.s.reject_raw(0x04, &bhs);
+        assert_eq!(h.s.exp_cmd_sn(), SerialNumber(3));
+    }
+
+    #[test]
+    fn reset_from_another_nexus_aborts_silently() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        // A read at the driver, a write waiting for its Data-Out, a command on another LUN.
+        h.send(read_cmd(1, 1, 512), &[]);
+        let read = h.one_command();
+        h.send(write_cmd(2, 2, 4096, true), &[]);
+        let r2t = as_r2t(&h.pdus()[0]);
+        let mut other = scsi(3, 3, 0);
+        other.lun = 0x0002_0000_0000_0000;
+        other.cdb[0] = 0x00;
+        h.send(Header::ScsiCommand(other), &[]);
+        let tur = h.one_command();
+        let held = h.s.abort_tasks(|lun, _| crate::wire::decode_lun(lun) == Some(1));
+        assert_eq!(held, vec![read.id], "LUN 1 (0x0001...) only; the write is not at the driver");
+        // No status for the aborted tasks, ever; their late data is dropped without a Reject.
+        h.complete(read.id, good(512, vec![Bytes::from(vec![1u8; 512])]));
+        h.send(data_out(2, r2t.ttt, 0, 0, true), &[0u8; 4096]);
+        assert!(h.pdus().is_empty());
+        assert_eq!(h.s.stats().dropped_data_out, 1);
+        // The other LUN's task is untouched; the window slots come back.
+        h.complete(tur.id, good(0, Vec::new()));
+        assert_eq!(as_response(&h.pdus()[0]).itt, 3);
+        assert_eq!(h.s.task_count(), 0);
+        assert_eq!(h.s.max_cmd_sn(), SerialNumber(4 + 8 - 1));
+        // Everything.
+        h.send(read_cmd(4, 4, 512), &[]);
+        let last = h.one_command();
+        assert_eq!(h.s.abort_tasks(|_, _| true), vec![last.id]);
     }
 }
