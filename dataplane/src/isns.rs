@@ -293,8 +293,8 @@ impl ClientState {
         };
         let portals = registry.portals();
         let mut out = BTreeMap::new();
-        for name in registry.target_names() {
-            let Some(t) = registry.target(&name).filter(|t| t.enabled) else { continue };
+        for t in registry.targets().into_iter().filter(|t| t.enabled) {
+            let name = t.name.clone();
             let mut reg_portals = Vec::new();
             for p in &portals {
                 let ip = match (p.addr.ip().is_unspecified(), local_ip) {

@@ -335,11 +335,6 @@ impl Registry {
         *self.digest_faults.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Names of all targets.
-    pub fn target_names(&self) -> Vec<String> {
-        self.read().targets.keys().cloned().collect()
-    }
-
     /// Set the CHAP accounts of discovery sessions (the iSCSI driver-level IncomingUser*, OutgoingUser).
     pub fn set_discovery_credentials(&self, credentials: Credentials) {
         *self.discovery_credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
