@@ -142,62 +142,7 @@ pub trait TargetCatalog: Send + Sync {
     }
 }
 
-/// Login response status (Status-Class and Status-Detail, §11.13.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LoginStatus {
-    Success,
-    TargetMovedTemporarily,
-    TargetMovedPermanently,
-    InitiatorError,
-    AuthenticationFailure,
-    AuthorizationFailure,
-    NotFound,
-    TargetRemoved,
-    UnsupportedVersion,
-    TooManyConnections,
-    MissingParameter,
-    CantIncludeInSession,
-    SessionTypeNotSupported,
-    SessionDoesNotExist,
-    InvalidDuringLogin,
-    TargetError,
-    ServiceUnavailable,
-    OutOfResources,
-}
-
-impl LoginStatus {
-    /// Status-Class << 8 | Status-Detail.
-    pub fn code(self) -> u16 {
-        match self {
-            LoginStatus::Success => 0x0000,
-            LoginStatus::TargetMovedTemporarily => 0x0101,
-            LoginStatus::TargetMovedPermanently => 0x0102,
-            LoginStatus::InitiatorError => 0x0200,
-            LoginStatus::AuthenticationFailure => 0x0201,
-            LoginStatus::AuthorizationFailure => 0x0202,
-            LoginStatus::NotFound => 0x0203,
-            LoginStatus::TargetRemoved => 0x0204,
-            LoginStatus::UnsupportedVersion => 0x0205,
-            LoginStatus::TooManyConnections => 0x0206,
-            LoginStatus::MissingParameter => 0x0207,
-            LoginStatus::CantIncludeInSession => 0x0208,
-            LoginStatus::SessionTypeNotSupported => 0x0209,
-            LoginStatus::SessionDoesNotExist => 0x020a,
-            LoginStatus::InvalidDuringLogin => 0x020b,
-            LoginStatus::TargetError => 0x0300,
-            LoginStatus::ServiceUnavailable => 0x0301,
-            LoginStatus::OutOfResources => 0x0302,
-        }
-    }
-
-    pub fn class(self) -> u8 {
-        (self.code() >> 8) as u8
-    }
-
-    pub fn detail(self) -> u8 {
-        (self.code() & 0xff) as u8
-    }
-}
+pub use crate::wire::LoginStatus;
 
 /// Why a login failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

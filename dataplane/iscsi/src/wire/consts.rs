@@ -289,6 +289,12 @@ impl LoginStatus {
     }
 
     /// The Status-Class.
+    /// Status-Class << 8 | Status-Detail, the way the RFC writes the codes (0x0201, ...).
+    pub const fn code(self) -> u16 {
+        let (class, detail) = self.pair();
+        (class as u16) << 8 | detail as u16
+    }
+
     pub const fn class(self) -> u8 {
         self.pair().0
     }
