@@ -3,7 +3,8 @@
 use std::collections::VecDeque;
 
 use crate::{
-    check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Geometry, Io, Op,
+    check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Extent, Geometry, Io,
+    Op,
 };
 
 /// A device of a configured size that stores nothing.
@@ -61,8 +62,14 @@ impl Channel for NullChannel {
         let Io { tag, mut op } = io;
         let result = self.geom.check(&op);
         if result.is_ok() {
-            if let Op::Read { buf, .. } = &mut op {
-                buf.fill(0);
+            match &mut op {
+                Op::Read { buf, .. } => buf.fill(0),
+                // Nothing is stored, but nothing is deallocated either: report every block mapped.
+                Op::Allocation { offset, len, buf } if *len > 0 => {
+                    let all = Extent { offset: *offset, len: *len, allocated: true };
+                    Extent::encode_all(&[all], buf);
+                }
+                _ => {}
             }
         }
         self.done.push_back(Completion::of(tag, op, result));
