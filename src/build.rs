@@ -12,8 +12,9 @@ use polltgt_mgmt::{Config, DeviceConfig, Handler};
 use polltgt_scsi::LuConfig;
 
 /// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
-/// command can take from the pool.
-const MAX_TRANSFER_BYTES: u32 = 16 << 20;
+/// command can take from the pool. 32 MiB: 65536 blocks of 512 bytes, which libiscsi's WRITE SAME tests write in
+/// one command (they do not consult the limit).
+const MAX_TRANSFER_BYTES: u32 = 32 << 20;
 
 /// Build every device and target of `cfg` and start serving.
 pub fn start(cfg: &Config) -> anyhow::Result<Server> {
@@ -79,6 +80,7 @@ fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         removable: d.removable,
         rotational: d.rotational,
         write_cache: !d.write_through,
+        thin_provisioned: d.thin_provisioned,
         vendor: d.t10_vend_id.clone().unwrap_or_else(|| "POLLTGT".to_string()),
         product: d.prod_id.clone().unwrap_or_else(|| d.name.chars().take(16).collect()),
         revision: d.prod_rev_lvl.clone().unwrap_or_else(|| "0100".to_string()),

@@ -25,6 +25,10 @@ use polltgt_tcpstack::{KernelConn, RecvStatus};
 use crate::reactor::{PollStatus, Poller};
 use crate::registry::{Device, Registry, TargetEntry};
 
+mod blockops;
+
+use blockops::{BlockOp, Hold, LocalLock, Parked};
+
 /// Bytes read from a socket per `recv` call.
 const RECV_CHUNK: usize = 256 * 1024;
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
@@ -61,13 +65,16 @@ struct Pending {
     cdb: Vec<u8>,
     edtl: u32,
     kind: PendingKind,
+    /// What the command holds in the device's range lock.
+    hold: Hold,
 }
 
 enum PendingKind {
     Read { transfer_len: u64, send: usize },
     Write { transfer_len: u64 },
     Flush,
-    Verify { transfer_len: u64, compare: Option<Vec<Bytes>> },
+    /// A multi-step operation (blockops).
+    Ops(Box<BlockOp>),
 }
 
 /// A task management request waiting for the tasks it affects to finish.
@@ -103,6 +110,10 @@ pub struct ReactorState {
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     completions: Vec<Completion>,
+    /// This reactor's state in the range locks of the devices it did I/O on.
+    locks: HashMap<u64, LocalLock>,
+    /// Commands waiting for their range.
+    parked: Vec<Parked>,
     pub stats: DriverStats,
 }
 
@@ -119,6 +130,8 @@ impl ReactorState {
             pending: HashMap::new(),
             next_tag: 1,
             completions: Vec::new(),
+            locks: HashMap::new(),
+            parked: Vec::new(),
             stats: DriverStats::default(),
         }
     }
@@ -358,9 +371,32 @@ impl ReactorState {
         };
         let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out };
         let action = device.lu.execute(&cmd);
+        self.begin(i, task, device, lun, action, now);
+    }
+
+    /// Runs the action of a command once it holds its range (`hold`, see blockops).
+    #[allow(clippy::too_many_arguments)]
+    fn start(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, action: Action, hold: Hold, now: Instant) {
+        let nexus = self.slots[i].as_ref().and_then(|s| s.session.as_ref()).map(|s| s.nexus).unwrap_or(NexusId(0));
+        let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out: None };
         let (op, kind) = match action {
             Action::Respond(r) => {
-                self.respond(i, task.id, r, now);
+                self.release_hold(&device, hold);
+                // A data-out command that succeeded transferred what its CDB asked for (residuals, RFC 7143
+                // §11.4.5).
+                let out = if r.status == polltgt_scsi::Status::Good && r.data.is_empty() {
+                    device.lu.data_out_len(&task.cdb)
+                } else {
+                    None
+                };
+                let transfer_len = out.map_or(r.data.len() as u32, clamp32);
+                let result = CommandResult {
+                    status: r.status as u8,
+                    sense: r.sense,
+                    data_in: if r.data.is_empty() { Vec::new() } else { vec![Bytes::from(r.data)] },
+                    transfer_len,
+                };
+                self.complete(i, task.id, result, now);
                 return;
             }
             Action::Read { offset, len, .. } => {
@@ -370,6 +406,7 @@ impl ReactorState {
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = send.div_ceil(block).saturating_mul(block).min(len);
                 if xfer == 0 {
+                    self.release_hold(&device, hold);
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
                     self.complete(i, task.id, result, now);
@@ -379,6 +416,7 @@ impl ReactorState {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "buffer pool exhausted");
+                        self.release_hold(&device, hold);
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -391,6 +429,7 @@ impl ReactorState {
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = len.min(have) / block * block;
                 if xfer == 0 {
+                    self.release_hold(&device, hold);
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
                     self.complete(i, task.id, result, now);
@@ -400,6 +439,7 @@ impl ReactorState {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "buffer pool exhausted");
+                        self.release_hold(&device, hold);
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -408,30 +448,14 @@ impl ReactorState {
                 copy_into(&mut buf, &task.data_out);
                 (Op::Write { offset, buf, fua }, PendingKind::Write { transfer_len: len })
             }
-            Action::Verify { offset, len, byte_check } => {
-                if len == 0 {
-                    let result = CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: 0 };
-                    self.complete(i, task.id, result, now);
-                    return;
-                }
-                let buf = match self.pool.alloc(len as usize) {
-                    Ok(b) => b,
-                    Err(_) => {
-                        let r = device.lu.io_done(&cmd, IoResult::Other);
-                        self.respond(i, task.id, r, now);
-                        return;
-                    }
-                };
-                let compare = if byte_check { Some(task.data_out.clone()) } else { None };
-                let transfer_len = if byte_check { len } else { 0 };
-                (Op::Read { offset, buf }, PendingKind::Verify { transfer_len, compare })
-            }
             Action::Flush => (Op::Flush, PendingKind::Flush),
+            other => return self.start_ops(i, task, device, lun, other, hold, now),
         };
-        self.submit(i, task, device, lun, op, kind);
+        self.submit(i, task, device, lun, op, kind, hold);
     }
 
-    fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind) {
+    #[allow(clippy::too_many_arguments)]
+    fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind, hold: Hold) {
         let tag = self.next_tag;
         self.next_tag += 1;
         let Some(slot) = self.slots[i].as_mut() else { return };
@@ -447,7 +471,17 @@ impl ReactorState {
                     // Complete as a device failure without touching the device.
                     self.pending.insert(
                         tag,
-                        Pending { slot: i, generation, task: task.id, device, lun, cdb: task.cdb, edtl: task.edtl, kind },
+                        Pending {
+                            slot: i,
+                            generation,
+                            task: task.id,
+                            device,
+                            lun,
+                            cdb: task.cdb,
+                            edtl: task.edtl,
+                            kind,
+                            hold,
+                        },
                     );
                     self.completions.push(Completion { tag, result: Err(err), buf: None });
                     return;
@@ -456,7 +490,17 @@ impl ReactorState {
         }
         self.pending.insert(
             tag,
-            Pending { slot: i, generation, task: task.id, device: device.clone(), lun, cdb: task.cdb, edtl: task.edtl, kind },
+            Pending {
+                slot: i,
+                generation,
+                task: task.id,
+                device: device.clone(),
+                lun,
+                cdb: task.cdb,
+                edtl: task.edtl,
+                kind,
+                hold,
+            },
         );
         if let Some(ch) = self.channels.get_mut(&device.id) {
             ch.submit(Io { tag, op });
@@ -471,12 +515,13 @@ impl ReactorState {
         }
         if done.is_empty() {
             self.completions = done;
-            return PollStatus::Idle;
+            return self.poll_locks(now);
         }
         for c in done.drain(..) {
             self.finish_io(c, now);
         }
         self.completions = done;
+        self.poll_locks(now);
         PollStatus::Busy
     }
 
@@ -484,8 +529,14 @@ impl ReactorState {
         let Some(p) = self.pending.remove(&c.tag) else { return };
         let live = matches!(self.slots.get(p.slot), Some(Some(s)) if s.generation == p.generation);
         if !live {
+            self.release_hold(&p.device, p.hold);
+            blockops::abandon(&p.device, p.lun, &p.cdb);
             return;
         }
+        if matches!(p.kind, PendingKind::Ops(_)) {
+            return self.step_ops(c.tag, p, c, now);
+        }
+        self.release_hold(&p.device, p.hold);
         if let Some(Some(slot)) = self.slots.get_mut(p.slot) {
             slot.in_flight.retain(|t| *t != c.tag);
         }
@@ -518,20 +569,10 @@ impl ReactorState {
                 let r = p.device.lu.io_done(&cmd, IoResult::Ok);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
             }
-            (PendingKind::Verify { transfer_len, compare: Some(expected) }, IoResult::Ok) => {
-                let read = c.buf.as_deref().unwrap_or(&[]);
-                let outcome = match first_difference(read, &expected) {
-                    Some(offset) => IoResult::Miscompare { offset },
-                    None => IoResult::Ok,
-                };
-                let r = p.device.lu.io_done(&cmd, outcome);
-                CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
-            }
             (kind, io) => {
                 let transfer_len = match kind {
                     PendingKind::Read { transfer_len, .. } | PendingKind::Write { transfer_len } => transfer_len,
-                    PendingKind::Verify { transfer_len, .. } => transfer_len,
-                    PendingKind::Flush => 0,
+                    PendingKind::Flush | PendingKind::Ops(_) => 0,
                 };
                 let r = p.device.lu.io_done(&cmd, io);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
@@ -544,8 +585,17 @@ impl ReactorState {
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits
     /// until they finish (their results are suppressed by the iSCSI core), so nothing answers after the TMF response.
     fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, aborted: &[TaskId], now: Instant) {
-        let Some(slot) = self.slots[i].as_mut() else { return };
         let lun_no = polltgt_iscsi::wire::decode_lun(lun);
+        // Commands still waiting for their range never reached a device: they are simply taken away.
+        match TmfFunction::from_u8(function) {
+            Some(TmfFunction::AbortTask) => self.abort_parked(i, now, |t, _| aborted.contains(&t.id)),
+            Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet | TmfFunction::LogicalUnitReset) => {
+                self.abort_parked(i, now, |_, l| Some(l) == lun_no)
+            }
+            Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => self.abort_parked(i, now, |_, _| true),
+            _ => {}
+        }
+        let Some(slot) = self.slots[i].as_mut() else { return };
         let affected: Vec<u64> = match TmfFunction::from_u8(function) {
             Some(TmfFunction::AbortTask) => self
                 .pending
@@ -633,22 +683,6 @@ fn copy_into(buf: &mut [u8], segs: &[Bytes]) {
     }
 }
 
-/// Offset of the first byte where `read` and the concatenation of `expected` differ.
-fn first_difference(read: &[u8], expected: &[Bytes]) -> Option<u64> {
-    let mut off = 0usize;
-    for seg in expected {
-        let end = (off + seg.len()).min(read.len());
-        if let Some(p) = read[off..end].iter().zip(seg.iter()).position(|(a, b)| a != b) {
-            return Some((off + p) as u64);
-        }
-        off = end;
-        if off == read.len() {
-            break;
-        }
-    }
-    None
-}
-
 fn bdev_error_to_io_result(e: &polltgt_bdev::BdevError) -> IoResult {
     match e {
         polltgt_bdev::BdevError::OutOfRange { .. } => IoResult::OutOfRange,
@@ -685,14 +719,6 @@ impl Poller<ReactorState> for BdevPoller {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn first_difference_across_segments() {
-        let exp = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"def")];
-        assert_eq!(first_difference(b"abcdef", &exp), None);
-        assert_eq!(first_difference(b"abcdXf", &exp), Some(4));
-        assert_eq!(first_difference(b"Xbcdef", &exp), Some(0));
-    }
 
     #[test]
     fn copy_into_gathers_segments() {

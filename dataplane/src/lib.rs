@@ -3,5 +3,7 @@
 
 pub mod reactor;
 pub mod driver;
+pub mod rangelock;
 pub mod registry;
+pub mod resize;
 pub mod server;

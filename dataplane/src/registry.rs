@@ -11,7 +11,9 @@ use polltgt_bdev::Bdev;
 use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
 use polltgt_iscsi::login::{PortalInfo, TargetCatalog, TargetInfo};
 use polltgt_iscsi::params::TargetParams;
-use polltgt_scsi::{LogicalUnit, LuConfig};
+use polltgt_scsi::{LogicalUnit, LuConfig, Sense};
+
+use crate::rangelock::RangeLock;
 
 /// A block device exported as a SCSI logical unit. The LU (unit attentions, mode pages, identity) belongs to the
 /// device, so a device exported by several targets has one set of SCSI state, as in SCST.
@@ -21,6 +23,8 @@ pub struct Device {
     pub name: String,
     pub bdev: Arc<dyn Bdev>,
     pub lu: LogicalUnit,
+    /// Makes COMPARE AND WRITE, ORWRITE and WRITE ATOMIC atomic against every other command (all reactors).
+    pub range_lock: RangeLock,
 }
 
 /// One LUN of a target.
@@ -136,7 +140,13 @@ impl Registry {
             return Err(RegistryError::DuplicateDevice(name.to_string()));
         }
         let id = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let dev = Arc::new(Device { id, name: name.to_string(), bdev, lu: LogicalUnit::new(lu) });
+        let dev = Arc::new(Device {
+            id,
+            name: name.to_string(),
+            bdev,
+            lu: LogicalUnit::new(lu),
+            range_lock: RangeLock::new(),
+        });
         inner.devices.insert(name.to_string(), dev.clone());
         Ok(dev)
     }
@@ -174,6 +184,10 @@ impl Registry {
             return Err(RegistryError::DuplicateLun { target: target.into(), lun });
         }
         let mut luns = t.luns.clone();
+        // SPC-4 §6.33: the sessions of the target learn that the LUN inventory changed.
+        for entry in luns.values() {
+            entry.device.lu.raise_unit_attention(Sense::reported_luns_changed(), None);
+        }
         luns.insert(lun, LunEntry { lun, device: dev });
         let new = TargetEntry {
             name: t.name.clone(),
