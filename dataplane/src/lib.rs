@@ -5,5 +5,5 @@ pub mod reactor;
 pub mod driver;
 pub mod rangelock;
 pub mod registry;
-pub mod resize;
+pub mod lifecycle;
 pub mod server;

@@ -1,6 +1,11 @@
-//! Changing a device's capacity while it is exported (SCST's `resync_size`): the bdev takes its new size, then
-//! the logical unit reports it and establishes 06/2A/09 CAPACITY DATA HAS CHANGED for every I_T nexus (SBC-3 §4.6).
-//! The management RPC that triggers it calls [`Registry::resize_device`].
+//! Changes initiators must hear about while devices are exported:
+//! - a device's capacity (SCST's `resync_size`): the bdev takes its new size, then the logical unit reports it and
+//!   establishes 06/2A/09 CAPACITY DATA HAS CHANGED for every I_T nexus (SBC-3 §4.6); the management RPC that
+//!   triggers it calls [`Registry::resize_device`];
+//! - a target's LUN inventory: [`Registry::add_lun`] establishes 06/3F/0E REPORTED LUNS DATA HAS CHANGED on the
+//!   logical units the target already exports (SPC-4 §6.33), so that their sessions learn it;
+//! - a device's identity: [`polltgt_scsi::LogicalUnit::set_identity`] establishes 06/3F/03 INQUIRY DATA HAS
+//!   CHANGED.
 
 use polltgt_bdev::BdevError;
 
@@ -76,6 +81,24 @@ mod tests {
         // Same size again: no unit attention.
         assert_eq!(reg.resize_device("f", None).expect("resize"), 4096);
         assert_eq!(read_capacity(&dev, n).status, Status::Good);
+    }
+
+    #[test]
+    fn adding_a_lun_raises_reported_luns_data_has_changed() {
+        use polltgt_iscsi::params::TargetParams;
+        let reg = Registry::new();
+        let lu = || LuConfig { num_blocks: 64, ..LuConfig::default() };
+        let ram = |n| Arc::new(RamBdev::new(n, 512, 64, &RegionOptions::small_pages()).expect("ram"));
+        let d0 = reg.add_device("r0", ram("r0"), lu()).expect("device");
+        reg.add_device("r1", ram("r1"), lu()).expect("device");
+        reg.add_target("iqn.2026-11.io.polltgt:t", None, TargetParams::default(), true).expect("target");
+        reg.add_lun("iqn.2026-11.io.polltgt:t", 0, "r0").expect("lun 0");
+        let n = NexusId(3);
+        assert_eq!(read_capacity(&d0, n).sense, Some(Sense::power_on_reset().to_fixed()));
+        assert_eq!(read_capacity(&d0, n).status, Status::Good);
+        reg.add_lun("iqn.2026-11.io.polltgt:t", 1, "r1").expect("lun 1");
+        assert_eq!(read_capacity(&d0, n).sense, Some(Sense::reported_luns_changed().to_fixed()));
+        assert_eq!(read_capacity(&d0, n).status, Status::Good);
     }
 
     #[test]
