@@ -74,7 +74,7 @@ fn concurrent_increments(device: &str) {
     let end = counter(&run_ok(&tool, &[&url, LBA, "0"], Duration::from_secs(60)));
     assert_eq!(end, base + 2 * EACH, "a COMPARE AND WRITE increment was lost");
     // The ordinary writes all landed too.
-    run_ok(&iscsi_rw(), &["-q", "8", "-b", "64", &url, "verify", "1000", "60000"], Duration::from_secs(120));
+    run_ok(iscsi_rw(), &["-q", "8", "-b", "64", &url, "verify", "1000", "60000"], Duration::from_secs(120));
     assert!(t.alive(), "polltgt died:\n{}", t.output());
 }
 
