@@ -623,3 +623,37 @@ fn thin_rsoc_reports_unmap_and_sanitize_service_actions() {
     let d = good(exec(&lu, &[0xA3, 0x0C, 0x01, 0x93, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]));
     assert_eq!(&d[..6], &[0, 0x03, 0, 16, 0x93, 0xF9]);
 }
+
+#[test]
+fn random_cdbs_and_parameter_lists_never_panic() {
+    let mut state = 0x0DDB_1A5E_5BAD_5EEDu64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for cfg in [cfg(), thin(), LuConfig { block_size: 4096, removable: true, ..thin() }] {
+        let lu = LogicalUnit::new(cfg);
+        for op in [0x15u8, 0x55, 0x41, 0x93, 0x42, 0x48, 0x89, 0x8B, 0x9C, 0x9E, 0xA3, 0x37, 0xB7, 0x2E, 0x2F] {
+            for _ in 0..300 {
+                let mut c = [0u8; 16];
+                c.iter_mut().for_each(|b| *b = next() as u8);
+                c[0] = op;
+                // Keep the CONTROL byte valid half of the time so the handlers run.
+                if next() % 2 == 0 {
+                    c.iter_mut().skip(5).for_each(|b| *b &= !0x04);
+                }
+                let len = (next() % 600) as usize;
+                let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                let edtl = (next() % 2048) as u32;
+                let a = run(&lu, N1, &c, edtl, Some(&data));
+                let cmd = Command { nexus: N1, lun: 0, cdb: &c, expected_len: edtl, data_out: Some(&data) };
+                let _ = lu.io_done(&cmd, IoResult::Ok);
+                let _ = lu.lba_status_done(&cmd, &[]);
+                let _ = lu.data_out_len(&c);
+                drop(a);
+            }
+        }
+    }
+}

@@ -703,6 +703,178 @@ mod tests {
         assert_eq!(first_difference(b"hZZ", &d, 7), None);
     }
 
+    use polltgt_bdev::{Bdev, Channel, RamBdev};
+    use polltgt_hugepages::{BufPool, RegionOptions};
+
+    /// Runs a block operation to its end on `ch`; returns the outcome and how many bdev I/Os it took.
+    fn drive(mut op: BlockOp, mut step: Step, ch: &mut dyn Channel, pool: &BufPool) -> (Outcome, usize, BlockOp) {
+        let mut ios = 0;
+        loop {
+            match step {
+                Step::Done(o) => return (o, ios, op),
+                Step::Submit(io) => {
+                    ios += 1;
+                    ch.submit(Io { tag: 1, op: io });
+                    let mut done = Vec::new();
+                    while ch.poll(&mut done) == 0 {}
+                    let c = done.pop().expect("completion");
+                    step = op.next(c, 512, pool);
+                }
+            }
+        }
+    }
+
+    fn io(o: Outcome) -> IoResult {
+        match o {
+            Outcome::Io(r) => r,
+            Outcome::Response(r) => panic!("unexpected response {r:?}"),
+        }
+    }
+
+    fn read(ch: &mut dyn Channel, offset: u64, len: usize) -> Vec<u8> {
+        ch.submit(Io { tag: 9, op: Op::Read { offset, buf: Buf::zeroed(len) } });
+        let mut done = Vec::new();
+        while ch.poll(&mut done) == 0 {}
+        done.pop().and_then(|c| c.buf).map(|b| b.to_vec()).expect("read")
+    }
+
+    fn setup() -> (RamBdev, Box<dyn Channel>, BufPool) {
+        let dev = RamBdev::new("r", 512, 8192, &RegionOptions::small_pages()).expect("ram");
+        let ch = dev.open_channel().expect("channel");
+        (dev, ch, BufPool::with_defaults())
+    }
+
+    fn data(parts: &[&[u8]]) -> Vec<Bytes> {
+        parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
+    }
+
+    #[test]
+    fn write_same_replicates_in_chunks_zeroes_and_unmaps() {
+        let (_dev, mut ch, pool) = setup();
+        let block: Vec<u8> = (0..512).map(|i| (i % 251) as u8).collect();
+        // 3 MiB + 1 block: four writes of at most 1 MiB, the block split over two Data-Out segments.
+        let len = 3 * (1 << 20) + 512;
+        let action = Action::WriteSame { offset: 512, len, unmap: false, ndob: false, fua: false };
+        let (op, step) = BlockOp::start(action, data(&[&block[..100], &block[100..]]), 512, &pool);
+        let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
+        assert_eq!((io(o), ios), (IoResult::Ok, 4));
+        let back = read(ch.as_mut(), 0, (len + 1024) as usize);
+        assert!(back[..512].iter().all(|&b| b == 0));
+        for b in back[512..512 + len as usize].chunks(512) {
+            assert_eq!(b, &block[..]);
+        }
+        assert!(back[512 + len as usize..].iter().all(|&b| b == 0));
+        // A zero block is one WriteZeroes, UNMAP one Unmap, NDOB zeros without Data-Out.
+        for (action, d) in [
+            (Action::WriteSame { offset: 512, len: 1 << 20, unmap: false, ndob: false, fua: false }, vec![Bytes::from(vec![0u8; 512])]),
+            (Action::WriteSame { offset: 512, len: 1 << 20, unmap: true, ndob: false, fua: false }, data(&[&block])),
+            (Action::WriteSame { offset: 512, len: 1 << 20, unmap: false, ndob: true, fua: false }, Vec::new()),
+        ] {
+            let (op, step) = BlockOp::start(action, d, 512, &pool);
+            let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
+            assert_eq!((io(o), ios), (IoResult::Ok, 1));
+            assert!(read(ch.as_mut(), 512, 1 << 20).iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn compare_and_write_orwrite_and_verify() {
+        let (_dev, mut ch, pool) = setup();
+        let old = vec![0x11u8; 1024];
+        let (op, step) = BlockOp::start(Action::WriteAtomic { offset: 2048, len: 1024, fua: false }, data(&[&old]), 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
+        // A miscompare at byte 700 of the verify data writes nothing.
+        let mut verify = old.clone();
+        verify[700] = 0;
+        let caw = |v: &[u8], w: &[u8]| {
+            let (op, step) = BlockOp::start(Action::CompareAndWrite { offset: 2048, len: 1024, fua: false }, data(&[v, w]), 512, &pool);
+            (op, step)
+        };
+        let (op, step) = caw(&verify, &[0x22; 1024]);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Miscompare { offset: 700 });
+        assert_eq!(read(ch.as_mut(), 2048, 1024), old);
+        let (op, step) = caw(&old, &[0x22; 1024]);
+        let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
+        assert_eq!((io(o), ios), (IoResult::Ok, 2));
+        assert_eq!(read(ch.as_mut(), 2048, 1024), vec![0x22; 1024]);
+        // ORWRITE.
+        let (op, step) = BlockOp::start(Action::OrWrite { offset: 2048, len: 1024, fua: false }, data(&[&[0x41; 1024]]), 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
+        assert_eq!(read(ch.as_mut(), 2048, 1024), vec![0x63; 1024]);
+        // VERIFY BYTCHK 01b and 11b.
+        let mut check = |byte_check, d: Vec<Bytes>| {
+            let (op, step) = BlockOp::start(Action::Verify { offset: 2048, len: 1024, byte_check }, d, 512, &pool);
+            io(drive(op, step, ch.as_mut(), &pool).0)
+        };
+        let mut other = vec![0x63u8; 1024];
+        other[1000] = 1;
+        assert_eq!(check(ByteCheck::Bytes, data(&[&[0x63; 1024]])), IoResult::Ok);
+        assert_eq!(check(ByteCheck::Bytes, data(&[&other])), IoResult::Miscompare { offset: 1000 });
+        assert_eq!(check(ByteCheck::OneBlock, data(&[&[0x63; 512]])), IoResult::Ok);
+        assert_eq!(check(ByteCheck::OneBlock, data(&[&other[512..]])), IoResult::Miscompare { offset: 488 });
+        assert_eq!(check(ByteCheck::Medium, Vec::new()), IoResult::Ok);
+        // The second block of the medium differs from the one block of Data-Out: the offset counts from the range.
+        let (op, step) = BlockOp::start(Action::WriteAtomic { offset: 2048, len: 1024, fua: false }, data(&[&other]), 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
+        let (op, step) =
+            BlockOp::start(Action::Verify { offset: 2048, len: 1024, byte_check: ByteCheck::OneBlock }, data(&[&[0x63; 512]]), 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Miscompare { offset: 1000 });
+        // WRITE AND VERIFY with BYTCHK: written, read back, compared.
+        let (op, step) = BlockOp::start(Action::WriteVerify { offset: 0, len: 512 }, data(&[&[7; 512]]), 512, &pool);
+        let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
+        assert_eq!((io(o), ios), (IoResult::Ok, 2));
+        assert_eq!(read(ch.as_mut(), 0, 512), vec![7; 512]);
+    }
+
+    #[test]
+    fn sanitize_overwrite_passes_and_block_erase() {
+        let (dev, mut ch, pool) = setup();
+        let size = dev.info().size_bytes();
+        let op = SanitizeOp::Overwrite { pattern: vec![0x0F, 0xF0, 0x5A], invert: true, passes: 3 };
+        let (op, step) = BlockOp::sanitize(op, size, 512, &pool);
+        let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
+        // 4 MiB, three passes of four 1 MiB writes.
+        assert_eq!((io(o), ios), (IoResult::Ok, 12));
+        let back = read(ch.as_mut(), size - 1024, 1024);
+        // The pattern repeats within each block; the third pass is not inverted.
+        assert_eq!(&back[..6], &[0x0F, 0xF0, 0x5A, 0x0F, 0xF0, 0x5A]);
+        assert_eq!(&back[510..514], &[0x0F, 0xF0, 0x0F, 0xF0]);
+        let op = SanitizeOp::Overwrite { pattern: vec![0x0F], invert: true, passes: 2 };
+        let (op, step) = BlockOp::sanitize(op, size, 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
+        assert!(read(ch.as_mut(), 0, 4096).iter().all(|&b| b == 0xF0), "the second pass is inverted");
+        let (op, step) = BlockOp::sanitize(SanitizeOp::BlockErase, size, 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
+        assert!(read(ch.as_mut(), 0, 1 << 20).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn unmap_ranges_and_lba_status() {
+        let (_dev, mut ch, pool) = setup();
+        let (op, step) = BlockOp::start(Action::WriteAtomic { offset: 0, len: 65536, fua: false }, data(&[&[1; 65536]]), 512, &pool);
+        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
+        let ranges = vec![(0, 4096), (8192, 8192)];
+        let (op, step) = BlockOp::start(Action::Unmap { ranges }, Vec::new(), 512, &pool);
+        let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
+        assert_eq!((io(o), ios), (IoResult::Ok, 2));
+        let (op, step) = BlockOp::start(Action::GetLbaStatus { offset: 0, len: 65536, max_extents: 8 }, Vec::new(), 512, &pool);
+        let Step::Submit(query) = step else { panic!("a query") };
+        ch.submit(Io { tag: 1, op: query });
+        let mut done = Vec::new();
+        while ch.poll(&mut done) == 0 {}
+        let ext = op.extents(&done[0]);
+        let st = |lba, blocks, status| LbaExtent { lba, blocks, status };
+        assert_eq!(
+            ext,
+            [
+                st(0, 8, ProvisioningStatus::Deallocated),
+                st(8, 8, ProvisioningStatus::Mapped),
+                st(16, 16, ProvisioningStatus::Deallocated),
+                st(32, 96, ProvisioningStatus::Mapped),
+            ]
+        );
+    }
+
     #[test]
     fn lock_needs() {
         assert_eq!(lock_need(&Action::Flush), None);
