@@ -686,6 +686,8 @@ fn copy_into(buf: &mut [u8], segs: &[Bytes]) {
 fn bdev_error_to_io_result(e: &polltgt_bdev::BdevError) -> IoResult {
     match e {
         polltgt_bdev::BdevError::OutOfRange { .. } => IoResult::OutOfRange,
+        // A sparse file or thin device that cannot allocate (SBC-3 §4.7.3.7: SPACE ALLOCATION FAILED WRITE PROTECT).
+        polltgt_bdev::BdevError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => IoResult::NoSpace,
         polltgt_bdev::BdevError::Io(_) => IoResult::MediumError,
         polltgt_bdev::BdevError::ReadOnly => IoResult::WriteProtected,
         _ => IoResult::Other,
@@ -719,6 +721,16 @@ impl Poller<ReactorState> for BdevPoller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bdev_errors_map_to_scsi_outcomes() {
+        use polltgt_bdev::BdevError;
+        let io = |errno| BdevError::Io(std::io::Error::from_raw_os_error(errno));
+        assert_eq!(bdev_error_to_io_result(&io(libc::ENOSPC)), IoResult::NoSpace);
+        assert_eq!(bdev_error_to_io_result(&io(libc::EIO)), IoResult::MediumError);
+        assert_eq!(bdev_error_to_io_result(&BdevError::ReadOnly), IoResult::WriteProtected);
+        assert_eq!(bdev_error_to_io_result(&BdevError::OutOfRange { offset: 0, len: 1, size: 0 }), IoResult::OutOfRange);
+    }
 
     #[test]
     fn copy_into_gathers_segments() {
