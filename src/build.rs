@@ -13,8 +13,8 @@ use polltgt_mgmt::{Config, DeviceConfig, Handler};
 use polltgt_scsi::LuConfig;
 
 /// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
-/// command can take from the pool.
-const MAX_TRANSFER_BYTES: u32 = 16 << 20;
+/// command can take from the pool. The iSCSI layer refuses longer writes before buffering them: one limit.
+const MAX_TRANSFER_BYTES: u32 = polltgt_iscsi::params::MAX_TRANSFER_LENGTH;
 
 /// Build every device and target of `cfg` and start serving. Returns the server and its data buffer pool.
 pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
@@ -114,6 +114,7 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         removable: d.removable,
         rotational: d.rotational,
         write_cache: !d.write_through,
+        thin_provisioned: d.thin_provisioned,
         vendor: d.t10_vend_id.clone().unwrap_or_else(|| "POLLTGT".to_string()),
         product: d.prod_id.clone().unwrap_or_else(|| d.name.chars().take(16).collect()),
         revision: d.prod_rev_lvl.clone().unwrap_or_else(|| "0100".to_string()),

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use polltgt_bdev::{Bdev, BdevKind, NullBdev};
+use polltgt_bdev::{BdevError, BdevKind};
 use polltgt_dataplane::isns::IsnsSlot;
+use polltgt_dataplane::lifecycle::ResizeError;
 use polltgt_dataplane::live::{ConnSnapshot, Control, ControlError, SessionSnapshot};
 use polltgt_dataplane::registry::{IniGroup, LunEntry, Registry, RegistryError, TargetEntry};
 use polltgt_dataplane::sessions::SessionsError;
@@ -247,17 +248,16 @@ impl Backend for LiveBackend {
             .ok_or_else(|| err(ErrorKind::NotFound, "no such device"))?;
         let info = dev.bdev.info();
         let bs = u64::from(info.block_size);
-        let new: Arc<dyn Bdev> = match (d.handler, size) {
+        // The bdev changes its size in place (`Registry::resize_device`): sessions keep their views, channels and
+        // the device's range lock; the logical unit then raises CAPACITY DATA HAS CHANGED (SBC-3 §4.6).
+        let blocks = match (d.handler, size) {
             (Handler::Ram, _) => {
                 return Err(err(
                     ErrorKind::Unsupported,
                     "a RAM disk keeps the size it was created with",
                 ));
             }
-            (Handler::VdiskNullio, Some(bytes)) => Arc::new(
-                NullBdev::new(&d.name, info.block_size, bytes / bs)
-                    .map_err(|e| err(ErrorKind::Invalid, e.to_string()))?,
-            ),
+            (Handler::VdiskNullio, Some(bytes)) => Some(bytes / bs),
             (Handler::VdiskNullio, None) => {
                 return Err(err(
                     ErrorKind::Unsupported,
@@ -288,16 +288,20 @@ impl Backend for LiveBackend {
                         .and_then(|f| f.set_len(bytes))
                         .map_err(|e| err(ErrorKind::Io, format!("cannot extend {}: {e}", path.display())))?;
                 }
-                open_bdev(d).map_err(|e| err(ErrorKind::Io, format!("{e:#}")))?
+                None
             }
         };
-        let new_info = new.info();
-        let (_, touched) = registry.replace_bdev(&d.name, new).map_err(registry_err)?;
-        self.refresh(&touched)?;
-        // Only now that every session uses the new bdev: CAPACITY DATA HAS CHANGED (SBC-3 §4.6) for every nexus.
-        dev.lu.set_capacity(new_info.num_blocks);
-        tracing::info!(device = %d.name, bytes = new_info.size_bytes(), "device resized");
-        Ok(new_info.size_bytes())
+        let blocks = registry.resize_device(&d.name, blocks).map_err(|e| {
+            let kind = match &e {
+                ResizeError::NoSuchDevice(_) => ErrorKind::NotFound,
+                ResizeError::Bdev { source: BdevError::InvalidConfig(_), .. } => ErrorKind::Invalid,
+                ResizeError::Bdev { .. } => ErrorKind::Io,
+            };
+            err(kind, e.to_string())
+        })?;
+        let bytes = blocks * bs;
+        tracing::info!(device = %d.name, bytes, "device resized");
+        Ok(bytes)
     }
 
     fn device_state(&self, d: &DeviceConfig) -> Option<DeviceState> {

@@ -29,6 +29,10 @@ use crate::sessions::{ConnRef, ConnectionInfo, SessionInfo};
 
 mod reservations;
 
+mod blockops;
+
+use blockops::{BlockOp, Hold, LocalLock, Parked};
+
 /// Bytes read from a socket per `recv` call.
 const RECV_CHUNK: usize = 256 * 1024;
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
@@ -88,6 +92,11 @@ struct Pending {
     cdb: Vec<u8>,
     edtl: u32,
     kind: PendingKind,
+    /// What the command holds in the device's range lock.
+    hold: Hold,
+    /// The task was aborted on behalf of another I_T nexus (PREEMPT AND ABORT, a reset): a multi-step operation
+    /// stops after its current step.
+    aborted: bool,
 }
 
 /// What a finished block command counts as.
@@ -102,7 +111,8 @@ enum PendingKind {
     Read { transfer_len: u64, send: usize },
     Write { transfer_len: u64 },
     Flush,
-    Verify { transfer_len: u64, compare: Option<Vec<Bytes>> },
+    /// A multi-step operation (blockops).
+    Ops(Box<BlockOp>),
 }
 
 /// A task management request waiting for the tasks it affects to finish.
@@ -147,6 +157,10 @@ pub struct ReactorState {
     completions: Vec<Completion>,
     /// PREEMPT AND ABORTs waiting for aborted tasks' bdev I/O (reservations.rs).
     preempt_waits: Vec<reservations::PreemptWait>,
+    /// This reactor's state in the range locks of the devices it did I/O on.
+    locks: HashMap<u64, LocalLock>,
+    /// Commands waiting for their range.
+    parked: Vec<Parked>,
     pub stats: DriverStats,
 }
 
@@ -164,6 +178,8 @@ impl ReactorState {
             next_tag: 1,
             completions: Vec::new(),
             preempt_waits: Vec::new(),
+            locks: HashMap::new(),
+            parked: Vec::new(),
             stats: DriverStats::default(),
         }
     }
@@ -487,13 +503,30 @@ impl ReactorState {
         };
         let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out };
         let action = device.lu.execute(&cmd);
-        let (op, kind) = match action {
+        match action {
             Action::Respond(r) if opcode == reservations::PERSISTENT_RESERVE_OUT => {
-                self.prout_done(i, task.id, &device, nexus, r, now);
-                return;
+                let result = command_result(&device, &task.cdb, r);
+                self.prout_done(i, task.id, &device, nexus, result, now);
             }
+            // A LUN mapped read-only (SCST's per-LUN read_only): nothing reaches the medium.
+            a if lun_read_only && a.writes_medium() => {
+                blockops::abandon(&device, lun, &task.cdb);
+                self.respond(i, task.id, Response::check_condition(&Sense::write_protected()), now);
+            }
+            a => self.begin(i, task, device, lun, a, now),
+        }
+    }
+
+    /// Runs the action of a command once it holds its range (`hold`, see blockops).
+    #[allow(clippy::too_many_arguments)]
+    fn start(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, action: Action, hold: Hold, now: Instant) {
+        let nexus = self.slots[i].as_ref().and_then(|s| s.session.as_ref()).map(|s| s.nexus).unwrap_or(NexusId(0));
+        let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out: None };
+        let (op, kind) = match action {
             Action::Respond(r) => {
-                self.respond(i, task.id, r, now);
+                self.release_hold(&device, hold);
+                let result = command_result(&device, &task.cdb, r);
+                self.complete(i, task.id, result, now);
                 return;
             }
             Action::Read { offset, len, .. } => {
@@ -503,6 +536,7 @@ impl ReactorState {
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = send.div_ceil(block).saturating_mul(block).min(len);
                 if xfer == 0 {
+                    self.release_hold(&device, hold);
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
                     self.complete(i, task.id, result, now);
@@ -512,6 +546,7 @@ impl ReactorState {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "buffer pool exhausted");
+                        self.release_hold(&device, hold);
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -519,15 +554,12 @@ impl ReactorState {
                 };
                 (Op::Read { offset, buf }, PendingKind::Read { transfer_len: len, send: send as usize })
             }
-            Action::Write { .. } if lun_read_only => {
-                self.respond(i, task.id, Response::check_condition(&Sense::write_protected()), now);
-                return;
-            }
             Action::Write { offset, len, fua } => {
                 let have = total_len(&task.data_out) as u64;
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = len.min(have) / block * block;
                 if xfer == 0 {
+                    self.release_hold(&device, hold);
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
                     self.complete(i, task.id, result, now);
@@ -537,6 +569,7 @@ impl ReactorState {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "buffer pool exhausted");
+                        self.release_hold(&device, hold);
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -545,30 +578,14 @@ impl ReactorState {
                 copy_into(&mut buf, &task.data_out);
                 (Op::Write { offset, buf, fua }, PendingKind::Write { transfer_len: len })
             }
-            Action::Verify { offset, len, byte_check } => {
-                if len == 0 {
-                    let result = CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: 0 };
-                    self.complete(i, task.id, result, now);
-                    return;
-                }
-                let buf = match self.pool.alloc(len as usize) {
-                    Ok(b) => b,
-                    Err(_) => {
-                        let r = device.lu.io_done(&cmd, IoResult::Other);
-                        self.respond(i, task.id, r, now);
-                        return;
-                    }
-                };
-                let compare = if byte_check { Some(task.data_out.clone()) } else { None };
-                let transfer_len = if byte_check { len } else { 0 };
-                (Op::Read { offset, buf }, PendingKind::Verify { transfer_len, compare })
-            }
             Action::Flush => (Op::Flush, PendingKind::Flush),
+            other => return self.start_ops(i, task, device, lun, other, hold, now),
         };
-        self.submit(i, task, device, lun, op, kind);
+        self.submit(i, task, device, lun, op, kind, hold);
     }
 
-    fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind) {
+    #[allow(clippy::too_many_arguments)]
+    fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind, hold: Hold) {
         let tag = self.next_tag;
         self.next_tag += 1;
         let Some(slot) = self.slots[i].as_mut() else { return };
@@ -584,7 +601,18 @@ impl ReactorState {
                     // Complete as a device failure without touching the device.
                     self.pending.insert(
                         tag,
-                        Pending { slot: i, generation, task: task.id, device, lun, cdb: task.cdb, edtl: task.edtl, kind },
+                        Pending {
+                            slot: i,
+                            generation,
+                            task: task.id,
+                            device,
+                            lun,
+                            cdb: task.cdb,
+                            edtl: task.edtl,
+                            kind,
+                            hold,
+                            aborted: false,
+                        },
                     );
                     self.completions.push(Completion { tag, result: Err(err), buf: None });
                     return;
@@ -593,7 +621,18 @@ impl ReactorState {
         }
         self.pending.insert(
             tag,
-            Pending { slot: i, generation, task: task.id, device: device.clone(), lun, cdb: task.cdb, edtl: task.edtl, kind },
+            Pending {
+                slot: i,
+                generation,
+                task: task.id,
+                device: device.clone(),
+                lun,
+                cdb: task.cdb,
+                edtl: task.edtl,
+                kind,
+                hold,
+                aborted: false,
+            },
         );
         if let Some(ch) = self.channels.get_mut(&device.id) {
             ch.submit(Io { tag, op });
@@ -608,22 +647,31 @@ impl ReactorState {
         }
         if done.is_empty() {
             self.completions = done;
-            return PollStatus::Idle;
+            return self.poll_locks(now);
         }
         for c in done.drain(..) {
             self.finish_io(c, now);
         }
         self.completions = done;
+        self.poll_locks(now);
         PollStatus::Busy
     }
 
     fn finish_io(&mut self, c: Completion, now: Instant) {
         let Some(p) = self.pending.remove(&c.tag) else { return };
-        self.preempt_io_done(c.tag, now);
         let live = matches!(self.slots.get(p.slot), Some(Some(s)) if s.generation == p.generation);
         if !live {
+            self.release_hold(&p.device, p.hold);
+            blockops::abandon(&p.device, p.lun, &p.cdb);
+            self.preempt_io_done(c.tag, now);
             return;
         }
+        if matches!(p.kind, PendingKind::Ops(_)) {
+            // A multi-step operation is finished (for PREEMPT AND ABORT too) only after its last step.
+            return self.step_ops(c.tag, p, c, now);
+        }
+        self.preempt_io_done(c.tag, now);
+        self.release_hold(&p.device, p.hold);
         if let Some(Some(slot)) = self.slots.get_mut(p.slot) {
             slot.in_flight.retain(|t| *t != c.tag);
         }
@@ -661,20 +709,10 @@ impl ReactorState {
                 let r = p.device.lu.io_done(&cmd, IoResult::Ok);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
             }
-            (PendingKind::Verify { transfer_len, compare: Some(expected) }, IoResult::Ok) => {
-                let read = c.buf.as_deref().unwrap_or(&[]);
-                let outcome = match first_difference(read, &expected) {
-                    Some(offset) => IoResult::Miscompare { offset },
-                    None => IoResult::Ok,
-                };
-                let r = p.device.lu.io_done(&cmd, outcome);
-                CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
-            }
             (kind, io) => {
                 let transfer_len = match kind {
                     PendingKind::Read { transfer_len, .. } | PendingKind::Write { transfer_len } => transfer_len,
-                    PendingKind::Verify { transfer_len, .. } => transfer_len,
-                    PendingKind::Flush => 0,
+                    PendingKind::Flush | PendingKind::Ops(_) => 0,
                 };
                 let r = p.device.lu.io_done(&cmd, io);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
@@ -745,8 +783,17 @@ impl ReactorState {
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits
     /// until they finish (their results are suppressed by the iSCSI core), so nothing answers after the TMF response.
     fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, aborted: &[TaskId], now: Instant) {
-        let Some(slot) = self.slots[i].as_mut() else { return };
         let lun_no = polltgt_iscsi::wire::decode_lun(lun);
+        // Commands still waiting for their range never reached a device: they are simply taken away.
+        match TmfFunction::from_u8(function) {
+            Some(TmfFunction::AbortTask) => self.abort_parked(i, now, |t, _| aborted.contains(&t.id)),
+            Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet | TmfFunction::LogicalUnitReset) => {
+                self.abort_parked(i, now, |_, l| Some(l) == lun_no)
+            }
+            Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => self.abort_parked(i, now, |_, _| true),
+            _ => {}
+        }
+        let Some(slot) = self.slots[i].as_mut() else { return };
         let affected: Vec<u64> = match TmfFunction::from_u8(function) {
             Some(TmfFunction::AbortTask) => self
                 .pending
@@ -783,7 +830,8 @@ impl ReactorState {
 
     /// Silently aborts the tasks every other session of this reactor has on `devices` (a reset through another I_T
     /// nexus).
-    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef) {
+    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef, now: Instant) {
+        let mut held_by_slot = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot.as_mut() else { continue };
             if self.id == except.reactor && i == except.slot && slot.generation == except.generation {
@@ -802,7 +850,28 @@ impl ReactorState {
             if aborted > 0 {
                 tracing::info!(reactor = self.id, tasks = aborted, at_devices = held.len(), "tasks aborted by a reset from another nexus");
             }
+            if !held.is_empty() {
+                held_by_slot.push((i, slot.generation, held));
+            }
         }
+        for (i, generation, held) in held_by_slot {
+            self.mark_aborted(i, generation, &held, now);
+        }
+    }
+
+    /// Tasks `held` of connection `i` were aborted on behalf of another I_T nexus: those still waiting for their
+    /// range are taken away, multi-step operations stop after their current step. Returns the bdev tags still in
+    /// flight for them.
+    pub(super) fn mark_aborted(&mut self, i: usize, generation: u64, held: &[TaskId], now: Instant) -> Vec<u64> {
+        self.abort_parked(i, now, |t, _| held.contains(&t.id));
+        let mut tags = Vec::new();
+        for (tag, p) in self.pending.iter_mut() {
+            if p.slot == i && p.generation == generation && held.contains(&p.task) {
+                p.aborted = true;
+                tags.push(*tag);
+            }
+        }
+        tags
     }
 
     fn check_tmfs(&mut self, i: usize, finished_tag: u64, now: Instant) {
@@ -852,6 +921,19 @@ impl ReactorState {
     }
 }
 
+/// The command result of an emulated command's response. A data-out command that succeeded transferred what its
+/// CDB asked for (residuals, RFC 7143 §11.4.5).
+fn command_result(device: &Device, cdb: &[u8], r: Response) -> CommandResult {
+    let out = if r.status == polltgt_scsi::Status::Good && r.data.is_empty() { device.lu.data_out_len(cdb) } else { None };
+    let transfer_len = out.map_or(r.data.len() as u32, clamp32);
+    CommandResult {
+        status: r.status as u8,
+        sense: r.sense,
+        data_in: if r.data.is_empty() { Vec::new() } else { vec![Bytes::from(r.data)] },
+        transfer_len,
+    }
+}
+
 fn total_len(segs: &[Bytes]) -> usize {
     segs.iter().map(|b| b.len()).sum()
 }
@@ -872,25 +954,11 @@ fn copy_into(buf: &mut [u8], segs: &[Bytes]) {
     }
 }
 
-/// Offset of the first byte where `read` and the concatenation of `expected` differ.
-fn first_difference(read: &[u8], expected: &[Bytes]) -> Option<u64> {
-    let mut off = 0usize;
-    for seg in expected {
-        let end = (off + seg.len()).min(read.len());
-        if let Some(p) = read[off..end].iter().zip(seg.iter()).position(|(a, b)| a != b) {
-            return Some((off + p) as u64);
-        }
-        off = end;
-        if off == read.len() {
-            break;
-        }
-    }
-    None
-}
-
 fn bdev_error_to_io_result(e: &polltgt_bdev::BdevError) -> IoResult {
     match e {
         polltgt_bdev::BdevError::OutOfRange { .. } => IoResult::OutOfRange,
+        // A sparse file or thin device that cannot allocate (SBC-3 §4.7.3.7: SPACE ALLOCATION FAILED WRITE PROTECT).
+        polltgt_bdev::BdevError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => IoResult::NoSpace,
         polltgt_bdev::BdevError::Io(_) => IoResult::MediumError,
         polltgt_bdev::BdevError::ReadOnly => IoResult::WriteProtected,
         _ => IoResult::Other,
@@ -926,11 +994,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_difference_across_segments() {
-        let exp = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"def")];
-        assert_eq!(first_difference(b"abcdef", &exp), None);
-        assert_eq!(first_difference(b"abcdXf", &exp), Some(4));
-        assert_eq!(first_difference(b"Xbcdef", &exp), Some(0));
+    fn bdev_errors_map_to_scsi_outcomes() {
+        use polltgt_bdev::BdevError;
+        let io = |errno| BdevError::Io(std::io::Error::from_raw_os_error(errno));
+        assert_eq!(bdev_error_to_io_result(&io(libc::ENOSPC)), IoResult::NoSpace);
+        assert_eq!(bdev_error_to_io_result(&io(libc::EIO)), IoResult::MediumError);
+        assert_eq!(bdev_error_to_io_result(&BdevError::ReadOnly), IoResult::WriteProtected);
+        assert_eq!(bdev_error_to_io_result(&BdevError::OutOfRange { offset: 0, len: 1, size: 0 }), IoResult::OutOfRange);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::driver::ReactorState;
 use crate::isns::IsnsAcl;
 use crate::nexus::NexusDirectory;
 use crate::pr_store::PrStore;
+use crate::rangelock::RangeLock;
 use crate::reactor::ReactorHandle;
 use crate::sessions::SessionTable;
 
@@ -30,9 +31,9 @@ pub struct Device {
     pub id: u64,
     pub name: String,
     pub bdev: Arc<dyn Bdev>,
-    /// Shared with the device objects that replace this one when the bdev is reopened (resize): unit attentions
-    /// and per-nexus state survive.
     pub lu: Arc<LogicalUnit>,
+    /// Makes COMPARE AND WRITE, ORWRITE and WRITE ATOMIC atomic against every other command (all reactors).
+    pub range_lock: RangeLock,
 }
 
 /// I/O counters of one LUN mapping (SCST's per-LUN statistics), shared by every reactor; relaxed atomics.
@@ -270,7 +271,13 @@ impl Registry {
             return Err(RegistryError::DuplicateDevice(name.to_string()));
         }
         let id = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let dev = Arc::new(Device { id, name: name.to_string(), bdev, lu: Arc::new(LogicalUnit::new(lu)) });
+        let dev = Arc::new(Device {
+            id,
+            name: name.to_string(),
+            bdev,
+            lu: Arc::new(LogicalUnit::new(lu)),
+            range_lock: RangeLock::new(),
+        });
         inner.devices.insert(name.to_string(), dev.clone());
         Ok(dev)
     }
@@ -418,42 +425,6 @@ impl Registry {
             return Err(RegistryError::DeviceInUse { device: name.into(), users: users.join(", ") });
         }
         self.write().devices.remove(name).ok_or_else(|| RegistryError::NoSuchDevice(name.into()))
-    }
-
-    /// Swap the bdev of a device (a reopened or resized backing store), keeping its logical unit, and re-point every
-    /// LUN that maps it. The new device object gets a new id, so reactors open channels on the new bdev while
-    /// commands in flight finish on the old one. Returns the new device and the targets whose entries changed.
-    pub fn replace_bdev(&self, name: &str, bdev: Arc<dyn Bdev>) -> Result<(Arc<Device>, Vec<String>), RegistryError> {
-        let mut inner = self.write();
-        let old = inner.devices.get(name).cloned().ok_or_else(|| RegistryError::NoSuchDevice(name.into()))?;
-        let id = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let dev = Arc::new(Device { id, name: old.name.clone(), bdev, lu: old.lu.clone() });
-        inner.devices.insert(name.to_string(), dev.clone());
-        let repoint = |luns: &mut BTreeMap<u64, LunEntry>| {
-            let mut changed = false;
-            for l in luns.values_mut() {
-                if l.device.id == old.id {
-                    l.device = dev.clone();
-                    changed = true;
-                }
-            }
-            changed
-        };
-        let mut touched = Vec::new();
-        let names: Vec<String> = inner.targets.keys().cloned().collect();
-        for tname in names {
-            let Some(t) = inner.targets.get(&tname) else { continue };
-            let mut new = TargetEntry::clone(t);
-            let mut changed = repoint(&mut new.luns);
-            for g in &mut new.ini_groups {
-                changed |= repoint(&mut g.luns);
-            }
-            if changed {
-                inner.targets.insert(tname.clone(), Arc::new(new));
-                touched.push(tname);
-            }
-        }
-        Ok((dev, touched))
     }
 
     /// The iSCSI driver's `enabled` attribute (SCST `targets/iscsi/enabled`).

@@ -411,6 +411,10 @@ pub struct DeviceConfig {
     /// Report removable media (INQUIRY RMB bit). Default false.
     #[serde(default, deserialize_with = "values::flag")]
     pub removable: bool,
+    /// Thin provisioning (SCST `thin_provisioned`, SBC-3 §4.7): LBPME/LBPRZ, UNMAP, WRITE SAME with the UNMAP bit
+    /// and GET LBA STATUS; files get holes punched, RAM disks give pages back. Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub thin_provisioned: bool,
     /// INQUIRY T10 VENDOR IDENTIFICATION, up to 8 characters (SPC-4 §6.6.1). Default `POLLTGT`.
     #[serde(
         default,
@@ -464,6 +468,7 @@ impl DeviceConfig {
             rotational: true,
             write_through: false,
             removable: false,
+            thin_provisioned: false,
             t10_vend_id: None,
             prod_id: None,
             prod_rev_lvl: None,

@@ -247,10 +247,10 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
         "rotational",
         "write_through",
         "removable",
+        "thin_provisioned",
     ] {
         out.push(attr(k, flag(k), configured(k), false));
     }
-    out.push(attr("thin_provisioned", "0", false, false));
     out.push(ident("t10_vend_id", state.as_ref().map(|s| s.t10_vend_id.clone())));
     out.push(ident("prod_id", state.as_ref().map(|s| s.prod_id.clone())));
     out.push(ident("prod_rev_lvl", state.as_ref().map(|s| s.prod_rev_lvl.clone())));

@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::threads::{ThreadChannel, Workers};
 use super::FileCtx;
 use crate::sys::uring::{Data, Reaped, Ring, RingOp};
 use crate::{sys, BdevError, Buf, Channel, Completion, Io, Op};
@@ -48,9 +49,19 @@ struct Req {
     state: State,
 }
 
+/// Where a ring channel sends what io_uring cannot do (lseek for [`Op::Allocation`]): the bdev's thread pool,
+/// started on first use.
+pub(crate) struct Side {
+    pub workers: Arc<Mutex<Option<Workers>>>,
+    pub name: String,
+    pub threads: usize,
+}
+
 /// A channel of the io_uring engine.
 pub(crate) struct UringChannel {
     ctx: Arc<FileCtx>,
+    side: Side,
+    side_channel: Option<ThreadChannel>,
     ring: Ring,
     reqs: Vec<Option<Req>>,
     free_ids: Vec<usize>,
@@ -64,10 +75,12 @@ pub(crate) struct UringChannel {
 }
 
 impl UringChannel {
-    pub(crate) fn new(ctx: Arc<FileCtx>, depth: u32) -> io::Result<UringChannel> {
+    pub(crate) fn new(ctx: Arc<FileCtx>, depth: u32, side: Side) -> io::Result<UringChannel> {
         let ring = Ring::new(Arc::clone(&ctx.file), depth)?;
         Ok(UringChannel {
             ctx,
+            side,
+            side_channel: None,
             ring,
             reqs: Vec::new(),
             free_ids: Vec::new(),
@@ -342,11 +355,22 @@ impl UringChannel {
 impl Channel for UringChannel {
     fn submit(&mut self, io: Io) {
         let Io { tag, op } = io;
-        if let Err(e) = self.ctx.geom.check(&op) {
+        if let Err(e) = self.ctx.check(&op) {
             self.ready.push_back(Completion::of(tag, op, Err(e)));
             return;
         }
         match op {
+            Op::Allocation { .. } => {
+                if self.side_channel.is_none() {
+                    match super::side_channel(&self.side.workers, &self.ctx, &self.side.name, self.side.threads) {
+                        Ok(ch) => self.side_channel = Some(ch),
+                        Err(e) => return self.ready.push_back(Completion::of(tag, op, Err(e))),
+                    }
+                }
+                if let Some(ch) = self.side_channel.as_mut() {
+                    ch.submit(Io { tag, op });
+                }
+            }
             Op::Read { offset, buf } => {
                 if buf.is_empty() {
                     return self.ready.push_back(Completion {
@@ -416,6 +440,7 @@ impl Channel for UringChannel {
     }
 
     fn poll(&mut self, done: &mut Vec<Completion>) -> usize {
+        let side = self.side_channel.as_mut().map_or(0, |ch| ch.poll(done));
         self.drain_backlog();
         self.kick();
         let mut reaped = std::mem::take(&mut self.reaped);
@@ -433,10 +458,10 @@ impl Channel for UringChannel {
         self.reaped = reaped;
         let n = self.ready.len();
         done.extend(self.ready.drain(..));
-        n
+        n + side
     }
 
     fn in_flight(&self) -> usize {
-        self.active + self.ready.len()
+        self.active + self.ready.len() + self.side_channel.as_ref().map_or(0, |ch| ch.in_flight())
     }
 }
