@@ -8,6 +8,7 @@
 //! iSCSI core, whose PDUs go to the TCP stack as buffer chains (READ data by reference, never copied).
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
 use polltgt_scsi::{Action, Command, IoResult, NexusId, Response};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
 
-use crate::reactor::{PollStatus, Poller};
+use crate::reactor::{PollStatus, Poller, WakeSet};
 use crate::registry::{Device, Registry, TargetEntry};
 
 /// Bytes read from a socket per `recv` call.
@@ -658,6 +659,30 @@ fn bdev_error_to_io_result(e: &polltgt_bdev::BdevError) -> IoResult {
     }
 }
 
+impl ReactorState {
+    /// Interrupt mode: each connection's socket (readable while it may receive, writable while bytes wait to be
+    /// sent) and its earliest iSCSI timer. A connection that is closing keeps the reactor awake until released.
+    fn prepare_sleep(&mut self, wake: &mut WakeSet) -> bool {
+        for slot in self.slots.iter().flatten() {
+            if slot.closing {
+                return false;
+            }
+            let queued = slot.tcp.queued_bytes();
+            let readable = !slot.peer_closed && queued <= SEND_HIGH_WATER;
+            wake.add_fd(slot.tcp.as_raw_fd(), slot.generation, readable, queued > 0);
+            if let Some(t) = slot.iscsi.poll_timeout() {
+                wake.wake_at(t);
+            }
+        }
+        true
+    }
+
+    /// Interrupt mode: I/O in flight on a bdev channel keeps the reactor polling (completions raise no event).
+    fn bdevs_idle(&self) -> bool {
+        self.completions.is_empty() && self.channels.values().all(|c| c.in_flight() == 0)
+    }
+}
+
 /// Poller: connections (receive, protocol, transmit, timers).
 pub struct ConnPoller;
 
@@ -667,6 +692,9 @@ impl Poller<ReactorState> for ConnPoller {
     }
     fn poll(&mut self, state: &mut ReactorState, now: Instant) -> PollStatus {
         state.poll_connections(now)
+    }
+    fn prepare_sleep(&mut self, state: &mut ReactorState, _now: Instant, wake: &mut WakeSet) -> bool {
+        state.prepare_sleep(wake)
     }
 }
 
@@ -679,6 +707,9 @@ impl Poller<ReactorState> for BdevPoller {
     }
     fn poll(&mut self, state: &mut ReactorState, now: Instant) -> PollStatus {
         state.poll_bdevs(now)
+    }
+    fn prepare_sleep(&mut self, state: &mut ReactorState, _now: Instant, _wake: &mut WakeSet) -> bool {
+        state.bdevs_idle()
     }
 }
 

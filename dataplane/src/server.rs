@@ -1,6 +1,7 @@
 //! The running target: listening portals, the acceptor, and the reactors that own the connections.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,7 +9,10 @@ use polltgt_hugepages::BufPool;
 use polltgt_tcpstack::KernelListener;
 
 use crate::driver::{BdevPoller, ConnPoller, ReactorState};
-use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet};
+use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet, WakeSet};
+
+/// Wake-set tokens of listening sockets (connections use their generation numbers, far below).
+const LISTENER_TOKEN: u64 = 1 << 62;
 use crate::registry::{Portal, Registry};
 
 /// Errors starting the server.
@@ -84,6 +88,16 @@ impl Poller<ReactorState> for AcceptPoller {
             Some(a) => a.poll(state, now),
             None => PollStatus::Idle,
         }
+    }
+    fn prepare_sleep(&mut self, _state: &mut ReactorState, _now: Instant, wake: &mut WakeSet) -> bool {
+        let Some(a) = self.acceptor.as_ref() else {
+            // The acceptor arrives by channel right after start-up: keep polling until it is there.
+            return false;
+        };
+        for (i, l) in a.listeners.iter().enumerate() {
+            wake.add_fd(l.as_raw_fd(), LISTENER_TOKEN + i as u64, true, false);
+        }
+        true
     }
 }
 

@@ -322,6 +322,19 @@ impl KernelConn {
     }
 }
 
+impl std::os::fd::AsRawFd for KernelConn {
+    /// The socket, for a reactor's interrupt mode (epoll); never read or written through it.
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for KernelListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
 impl TcpConnection for KernelConn {
     fn recv(&mut self, buf: &mut [u8]) -> Result<RecvStatus, TcpError> {
         KernelConn::recv(self, buf)
