@@ -12,9 +12,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use polltgt_bdev::{Channel, Completion, Io, Op};
-use polltgt_hugepages::BufPool;
+use polltgt_hugepages::{BufPool, PoolError};
 use polltgt_iscsi::conn::{ConnEvent, Connection};
 use polltgt_iscsi::login::PortalInfo;
 use polltgt_iscsi::params::SessionType;
@@ -24,10 +24,9 @@ use polltgt_scsi::{Action, Command, IoResult, NexusId, Response};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
 
 use crate::reactor::{PollStatus, Poller, WakeSet};
+use crate::rx::{RxCounters, RxPath};
 use crate::registry::{Device, Registry, TargetEntry};
 
-/// Bytes read from a socket per `recv` call.
-const RECV_CHUNK: usize = 256 * 1024;
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
 const SEND_HIGH_WATER: usize = 8 << 20;
 /// Receive calls per connection per poll, so one busy connection cannot starve the others.
@@ -44,6 +43,20 @@ pub struct DriverStats {
     pub commands: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// READ data handed to the transport as references to the pool buffers the bdev filled (never copied).
+    pub read_bytes_by_reference: u64,
+    /// Zero-copy receive of write data (see [`crate::rx`]).
+    pub rx: RxCounters,
+    /// Commands that waited for pool buffers (back-pressure at the pool's cap), and those waiting now.
+    pub buffer_waits: u64,
+    pub buffer_waiting: u64,
+}
+
+/// A command waiting for a pool buffer (back-pressure): it runs again when buffers come back.
+struct Stalled {
+    slot: usize,
+    generation: u64,
+    task: ScsiTask,
 }
 
 /// The session context of a logged-in normal session.
@@ -83,7 +96,7 @@ struct ConnSlot {
     generation: u64,
     tcp: KernelConn,
     iscsi: Connection,
-    rbuf: BytesMut,
+    rx: RxPath,
     session: Option<SessionCtx>,
     /// Bdev tags of this connection's commands in flight.
     in_flight: Vec<u64>,
@@ -104,6 +117,10 @@ pub struct ReactorState {
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     completions: Vec<Completion>,
+    /// Commands waiting for buffers, oldest first.
+    stalled: std::collections::VecDeque<Stalled>,
+    /// Set while a stalled command runs again (it may take a buffer although older ones... it is the oldest).
+    retrying: bool,
     pub stats: DriverStats,
 }
 
@@ -120,6 +137,8 @@ impl ReactorState {
             pending: HashMap::new(),
             next_tag: 1,
             completions: Vec::new(),
+            stalled: std::collections::VecDeque::new(),
+            retrying: false,
             stats: DriverStats::default(),
         }
     }
@@ -146,7 +165,7 @@ impl ReactorState {
             generation: self.generation,
             tcp,
             iscsi,
-            rbuf: BytesMut::with_capacity(RECV_CHUNK),
+            rx: RxPath::new(),
             session: None,
             in_flight: Vec::new(),
             tmfs: Vec::new(),
@@ -180,28 +199,22 @@ impl ReactorState {
         // Receive.
         if let Some(slot) = self.slots[i].as_mut() {
             if !slot.closing && !slot.peer_closed {
+                let rxc = &mut self.stats.rx;
                 for _ in 0..RECV_BUDGET {
                     if slot.tcp.queued_bytes() > SEND_HIGH_WATER {
                         break;
                     }
-                    let old = slot.rbuf.len();
-                    slot.rbuf.resize(old + RECV_CHUNK, 0);
-                    let r = slot.tcp.recv(&mut slot.rbuf[old..]);
+                    let (r, full) = slot.rx.read(&mut slot.tcp, rxc);
                     match r {
-                        Ok(RecvStatus::Data(n)) => {
-                            slot.rbuf.truncate(old + n);
+                        Ok(RecvStatus::Data(_)) => {
                             busy = true;
-                            slot.iscsi.handle_input(&mut slot.rbuf, now);
-                            if n < RECV_CHUNK {
+                            slot.rx.process(&mut slot.iscsi, &self.pool, rxc, now);
+                            if !full {
                                 break;
                             }
                         }
-                        Ok(RecvStatus::WouldBlock) => {
-                            slot.rbuf.truncate(old);
-                            break;
-                        }
+                        Ok(RecvStatus::WouldBlock) => break,
                         Ok(RecvStatus::Closed) | Err(_) => {
-                            slot.rbuf.truncate(old);
                             slot.peer_closed = true;
                             busy = true;
                             break;
@@ -259,6 +272,10 @@ impl ReactorState {
     }
 
     fn release(&mut self, i: usize) {
+        if self.slots[i].is_some() {
+            self.stalled.retain(|st| st.slot != i);
+            self.stats.buffer_waiting = self.stalled.len() as u64;
+        }
         if let Some(mut slot) = self.slots[i].take() {
             slot.tcp.shutdown();
             if let Some(s) = &slot.session {
@@ -346,6 +363,9 @@ impl ReactorState {
         let device = entry.device.clone();
         let nexus = session.nexus;
         let lun = entry.lun;
+        // A placed write's data sits in the buffer claimed for it at arrival; take it now so that whatever the LU
+        // answers, the buffer leaves the connection's claims with this command.
+        let mut claimed = if task.placed { self.slots[i].as_mut().and_then(|s| s.rx.take_claimed(task.itt)) } else { None };
         // Parameter lists (MODE SELECT, ...) are small and usually one segment; WRITE data is not read by the LU.
         let param: Option<Vec<u8>> = if task.data_out.len() > 1 && total_len(&task.data_out) <= 64 * 1024 {
             Some(task.data_out.iter().flat_map(|b| b.iter().copied()).collect())
@@ -376,10 +396,14 @@ impl ReactorState {
                     self.complete(i, task.id, result, now);
                     return;
                 }
-                let buf = match self.pool.alloc(xfer as usize) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "buffer pool exhausted");
+                let buf = match self.alloc_for(xfer as usize) {
+                    Alloc::Buf(b) => b,
+                    Alloc::Wait => {
+                        self.stall(i, task);
+                        return;
+                    }
+                    Alloc::Failed(e) => {
+                        tracing::warn!(error = %e, "no buffer for a READ");
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -388,7 +412,7 @@ impl ReactorState {
                 (Op::Read { offset, buf }, PendingKind::Read { transfer_len: len, send: send as usize })
             }
             Action::Write { offset, len, fua } => {
-                let have = total_len(&task.data_out) as u64;
+                let have = if task.placed { u64::from(task.edtl) } else { total_len(&task.data_out) as u64 };
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = len.min(have) / block * block;
                 if xfer == 0 {
@@ -397,16 +421,37 @@ impl ReactorState {
                     self.complete(i, task.id, result, now);
                     return;
                 }
-                let mut buf = match self.pool.alloc(xfer as usize) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "buffer pool exhausted");
-                        let r = device.lu.io_done(&cmd, IoResult::Other);
-                        self.respond(i, task.id, r, now);
-                        return;
+                let buf = if task.placed {
+                    match claimed.take() {
+                        Some(mut b) => {
+                            b.truncate(xfer as usize);
+                            b
+                        }
+                        None => {
+                            tracing::error!(itt = task.itt, "placed write without its claimed buffer");
+                            let r = device.lu.io_done(&cmd, IoResult::Other);
+                            self.respond(i, task.id, r, now);
+                            return;
+                        }
+                    }
+                } else {
+                    match self.alloc_for(xfer as usize) {
+                        Alloc::Buf(mut b) => {
+                            copy_into(&mut b, &task.data_out);
+                            b
+                        }
+                        Alloc::Wait => {
+                            self.stall(i, task);
+                            return;
+                        }
+                        Alloc::Failed(e) => {
+                            tracing::warn!(error = %e, "no buffer for a WRITE");
+                            let r = device.lu.io_done(&cmd, IoResult::Other);
+                            self.respond(i, task.id, r, now);
+                            return;
+                        }
                     }
                 };
-                copy_into(&mut buf, &task.data_out);
                 (Op::Write { offset, buf, fua }, PendingKind::Write { transfer_len: len })
             }
             Action::Verify { offset, len, byte_check } => {
@@ -415,9 +460,13 @@ impl ReactorState {
                     self.complete(i, task.id, result, now);
                     return;
                 }
-                let buf = match self.pool.alloc(len as usize) {
-                    Ok(b) => b,
-                    Err(_) => {
+                let buf = match self.alloc_for(len as usize) {
+                    Alloc::Buf(b) => b,
+                    Alloc::Wait => {
+                        self.stall(i, task);
+                        return;
+                    }
+                    Alloc::Failed(_) => {
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -430,6 +479,67 @@ impl ReactorState {
             Action::Flush => (Op::Flush, PendingKind::Flush),
         };
         self.submit(i, task, device, lun, op, kind);
+    }
+
+    /// A pool buffer for a command, or `Wait` (back-pressure) when the pool is at its cap or older commands are
+    /// already waiting: the command waits in the driver and runs again when buffers come back; nothing fails.
+    /// Only a request larger than the whole cap fails.
+    fn alloc_for(&mut self, len: usize) -> Alloc {
+        if !self.retrying && !self.stalled.is_empty() {
+            return Alloc::Wait;
+        }
+        match self.pool.alloc(len) {
+            Ok(b) => Alloc::Buf(b),
+            Err(e @ PoolError::Exhausted { .. }) => {
+                let class = self.pool.class_sizes().iter().copied().find(|&c| c >= len).unwrap_or(len);
+                if self.pool.config().max_bytes.is_some_and(|cap| class > cap) {
+                    Alloc::Failed(e)
+                } else {
+                    Alloc::Wait
+                }
+            }
+            Err(e) => Alloc::Failed(e),
+        }
+    }
+
+    fn stall(&mut self, i: usize, task: ScsiTask) {
+        let Some(slot) = self.slots[i].as_ref() else { return };
+        if !self.retrying {
+            self.stats.buffer_waits += 1;
+            tracing::debug!(reactor = self.id, itt = task.itt, "command waits for pool buffers");
+        }
+        self.stalled.push_back(Stalled { slot: i, generation: slot.generation, task });
+        self.stats.buffer_waiting = self.stalled.len() as u64;
+    }
+
+    /// Run waiting commands again, oldest first, until one has to wait again.
+    pub fn poll_stalled(&mut self, now: Instant) -> PollStatus {
+        let mut status = PollStatus::Idle;
+        while let Some(st) = self.stalled.pop_front() {
+            let live = matches!(self.slots.get(st.slot), Some(Some(s)) if s.generation == st.generation);
+            if !live {
+                continue;
+            }
+            let before = self.stalled.len();
+            self.retrying = true;
+            self.execute(st.slot, st.task, now);
+            self.retrying = false;
+            if self.stalled.len() > before {
+                // It had to wait again: back to the head of the queue.
+                if let Some(again) = self.stalled.pop_back() {
+                    self.stalled.push_front(again);
+                }
+                break;
+            }
+            status = PollStatus::Busy;
+        }
+        self.stats.buffer_waiting = self.stalled.len() as u64;
+        status
+    }
+
+    /// Commands waiting for buffers now.
+    pub fn stalled(&self) -> usize {
+        self.stalled.len()
     }
 
     fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind) {
@@ -498,6 +608,7 @@ impl ReactorState {
         };
         let result = match (p.kind, io) {
             (PendingKind::Read { transfer_len, send }, IoResult::Ok) => {
+                let by_ref = c.buf.as_ref().is_some_and(|b| b.is_pooled());
                 let data = c
                     .buf
                     .map(|b| {
@@ -511,6 +622,9 @@ impl ReactorState {
                     .into_iter()
                     .collect::<Vec<_>>();
                 self.stats.bytes_read += total_len(&data) as u64;
+                if by_ref {
+                    self.stats.read_bytes_by_reference += total_len(&data) as u64;
+                }
                 let r = p.device.lu.io_done(&cmd, IoResult::Ok);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: data, transfer_len: clamp32(transfer_len) }
             }
@@ -545,8 +659,34 @@ impl ReactorState {
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits
     /// until they finish (their results are suppressed by the iSCSI core), so nothing answers after the TMF response.
     fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, aborted: &[TaskId], now: Instant) {
-        let Some(slot) = self.slots[i].as_mut() else { return };
         let lun_no = polltgt_iscsi::wire::decode_lun(lun);
+        // Commands still waiting for buffers never reached a device: they end here, as aborted.
+        if let Some(generation) = self.slots[i].as_ref().map(|s| s.generation) {
+            let f = TmfFunction::from_u8(function);
+            let mut ended = Vec::new();
+            self.stalled.retain(|st| {
+                let mine = st.slot == i && st.generation == generation;
+                let hit = mine
+                    && match f {
+                        Some(TmfFunction::AbortTask) => aborted.contains(&st.task.id),
+                        Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet | TmfFunction::LogicalUnitReset) => {
+                            polltgt_iscsi::wire::decode_lun(st.task.lun) == lun_no
+                        }
+                        Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => true,
+                        _ => false,
+                    };
+                if hit {
+                    ended.push(st.task.id);
+                }
+                !hit
+            });
+            self.stats.buffer_waiting = self.stalled.len() as u64;
+            for id in ended {
+                let result = CommandResult { status: STATUS_TASK_ABORTED, sense: None, data_in: Vec::new(), transfer_len: 0 };
+                self.complete(i, id, result, now);
+            }
+        }
+        let Some(slot) = self.slots[i].as_mut() else { return };
         let affected: Vec<u64> = match TmfFunction::from_u8(function) {
             Some(TmfFunction::AbortTask) => self
                 .pending
@@ -614,6 +754,16 @@ impl ReactorState {
     }
 }
 
+/// SAM-5 TASK ABORTED status.
+const STATUS_TASK_ABORTED: u8 = 0x40;
+
+/// What [`ReactorState::alloc_for`] found.
+enum Alloc {
+    Buf(polltgt_hugepages::Buf),
+    Wait,
+    Failed(PoolError),
+}
+
 fn total_len(segs: &[Bytes]) -> usize {
     segs.iter().map(|b| b.len()).sum()
 }
@@ -679,7 +829,7 @@ impl ReactorState {
 
     /// Interrupt mode: I/O in flight on a bdev channel keeps the reactor polling (completions raise no event).
     fn bdevs_idle(&self) -> bool {
-        self.completions.is_empty() && self.channels.values().all(|c| c.in_flight() == 0)
+        self.completions.is_empty() && self.stalled.is_empty() && self.channels.values().all(|c| c.in_flight() == 0)
     }
 }
 
@@ -706,7 +856,12 @@ impl Poller<ReactorState> for BdevPoller {
         "bdev_completions"
     }
     fn poll(&mut self, state: &mut ReactorState, now: Instant) -> PollStatus {
-        state.poll_bdevs(now)
+        let done = state.poll_bdevs(now);
+        if state.stalled.is_empty() {
+            done
+        } else {
+            done.or(state.poll_stalled(now))
+        }
     }
     fn prepare_sleep(&mut self, state: &mut ReactorState, _now: Instant, _wake: &mut WakeSet) -> bool {
         state.bdevs_idle()

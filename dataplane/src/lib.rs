@@ -6,4 +6,5 @@ pub mod reactor;
 mod sys;
 pub mod driver;
 pub mod registry;
+pub mod rx;
 pub mod server;

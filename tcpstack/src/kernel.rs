@@ -10,8 +10,9 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd as _;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{sys, Accepted, ConnStats, RecvStatus, TcpBackend, TcpConnection, TcpError};
 
@@ -154,6 +155,32 @@ impl KernelConn {
         }
         loop {
             match self.stream.read(buf) {
+                Ok(0) => return Ok(RecvStatus::Closed),
+                Ok(n) => {
+                    self.stats.bytes_received = self.stats.bytes_received.saturating_add(n as u64);
+                    return Ok(RecvStatus::Data(n));
+                }
+                Err(err) => match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(RecvStatus::WouldBlock),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(TcpError::from_io(err, false)),
+                },
+            }
+        }
+    }
+
+    /// Reads what is available without blocking: first into `first` (e.g. the rest of a data segment, straight into
+    /// the buffer it belongs to), then up to `rest_max` bytes appended to `rest` (which is not zero-filled first).
+    /// `Data(n)`: `min(n, first.len())` bytes went to `first`, the others extend `rest`.
+    pub fn recv_split(&mut self, first: &mut [u8], rest: &mut BytesMut, rest_max: usize) -> Result<RecvStatus, TcpError> {
+        if self.shut_down {
+            return Ok(RecvStatus::Closed);
+        }
+        if first.is_empty() && rest_max == 0 {
+            return Ok(RecvStatus::Data(0));
+        }
+        loop {
+            match sys::readv_split(self.stream.as_raw_fd(), first, rest, rest_max) {
                 Ok(0) => return Ok(RecvStatus::Closed),
                 Ok(n) => {
                     self.stats.bytes_received = self.stats.bytes_received.saturating_add(n as u64);
@@ -338,6 +365,9 @@ impl std::os::fd::AsRawFd for KernelListener {
 impl TcpConnection for KernelConn {
     fn recv(&mut self, buf: &mut [u8]) -> Result<RecvStatus, TcpError> {
         KernelConn::recv(self, buf)
+    }
+    fn recv_split(&mut self, first: &mut [u8], rest: &mut BytesMut, rest_max: usize) -> Result<RecvStatus, TcpError> {
+        KernelConn::recv_split(self, first, rest, rest_max)
     }
     fn send_chain(&mut self, chain: Vec<Bytes>, tag: u64) {
         KernelConn::send_chain(self, chain, tag)

@@ -16,7 +16,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 mod error;
 pub mod kernel;
@@ -65,6 +65,23 @@ pub struct ConnStats {
 pub trait TcpConnection {
     /// Reads what is available into `buf` without blocking.
     fn recv(&mut self, buf: &mut [u8]) -> Result<RecvStatus, TcpError>;
+    /// Reads what is available without blocking into `first`, then up to `rest_max` bytes appended to `rest`
+    /// (zero-copy receive: `first` is the rest of a data segment inside the buffer it belongs to). `Data(n)`:
+    /// `min(n, first.len())` bytes went to `first`. The default reads into one of the two only.
+    fn recv_split(&mut self, first: &mut [u8], rest: &mut BytesMut, rest_max: usize) -> Result<RecvStatus, TcpError> {
+        if !first.is_empty() {
+            return self.recv(first);
+        }
+        let old = rest.len();
+        rest.resize(old + rest_max, 0);
+        let r = self.recv(&mut rest[old..]);
+        let got = match r {
+            Ok(RecvStatus::Data(n)) => n,
+            _ => 0,
+        };
+        rest.truncate(old + got);
+        r
+    }
     /// Queues a chain of buffers for transmission, after everything queued before; never blocks and never fails.
     /// `tag` comes back from [`TcpConnection::poll_send_complete`] once the stack no longer needs any buffer of the
     /// chain.

@@ -6,11 +6,16 @@
 //! - `IPV6_V6ONLY` on IPv6 sockets, so `[::]:3260` and `0.0.0.0:3260` can be two portals side by side instead of the
 //!   IPv6 wildcard also claiming the IPv4 port (Linux's default with `net.ipv6.bindv6only = 0`).
 //! - `SOCK_NONBLOCK | SOCK_CLOEXEC` from the start.
+//!
+//! Also the receive into uninitialised buffer space ([`readv_split`]: no zero-filling of a receive buffer before
+//! every read) and the MSG_ZEROCOPY transmit calls (`zerocopy` functions below).
 
 use std::io;
 use std::mem::size_of;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use bytes::BytesMut;
 
 /// Creates a non-blocking TCP socket for `addr`, sets the options above, binds it and starts listening.
 pub(crate) fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
@@ -114,4 +119,29 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// readv(2) into `first`, then into up to `rest_max` bytes of `rest`'s spare capacity (which is reserved first);
+/// bytes that land in `rest` extend its length. Returns the number of bytes read (0: end of stream).
+pub(crate) fn readv_split(fd: RawFd, first: &mut [u8], rest: &mut BytesMut, rest_max: usize) -> io::Result<usize> {
+    rest.reserve(rest_max);
+    let spare = rest.spare_capacity_mut();
+    let rest_len = spare.len().min(rest_max);
+    let iov = [
+        libc::iovec { iov_base: first.as_mut_ptr().cast(), iov_len: first.len() },
+        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: rest_len },
+    ];
+    // SAFETY: both iovecs describe writable memory we hold exclusive borrows of for the duration of the call: an
+    // initialised slice, and `rest_len <= spare.len()` bytes of `rest`'s allocated spare capacity (writing
+    // uninitialised capacity is fine; it is only read after `set_len` below covers exactly what the kernel wrote).
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    let into_rest = n.saturating_sub(first.len()).min(rest_len);
+    // SAFETY: the kernel initialised the first `into_rest` bytes of the spare capacity (readv fills the iovecs in
+    // order, and `into_rest` is what went past `first`), and they are within the reserved capacity.
+    unsafe { rest.set_len(rest.len() + into_rest) };
+    Ok(n)
 }
