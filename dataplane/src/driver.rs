@@ -576,6 +576,7 @@ impl ReactorState {
 
     /// Poll this reactor's bdev channels and finish the commands whose I/O completed.
     pub fn poll_bdevs(&mut self, now: Instant) -> PollStatus {
+        self.pool.maintain_thread_cache();
         let mut done = std::mem::take(&mut self.completions);
         for ch in self.channels.values_mut() {
             ch.poll(&mut done);

@@ -13,6 +13,8 @@ use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHan
 
 /// Wake-set tokens of listening sockets (connections use their generation numbers, far below).
 const LISTENER_TOKEN: u64 = 1 << 62;
+/// Per size class, what a reactor's buffer cache may hold.
+const REACTOR_CACHE_BYTES: usize = 4 << 20;
 use crate::registry::{Portal, Registry};
 
 /// Errors starting the server.
@@ -130,6 +132,8 @@ impl Server {
         let reg = registry.clone();
         let arx = std::sync::Mutex::new(Some(arx));
         let reactors = ReactorSet::spawn(reactor_cfg, move |id| {
+            // This runs on the reactor's thread: its buffer cache belongs to it.
+            pool.enable_thread_cache(REACTOR_CACHE_BYTES);
             let state = ReactorState::new(id, reg.clone(), pool.clone());
             let mut pollers: Vec<Box<dyn Poller<ReactorState>>> = Vec::new();
             if id == 0 {
