@@ -59,6 +59,17 @@ pub struct ConnStats {
     pub chains_completed: u64,
     /// Flushes that ended with bytes still queued because the socket/window was full.
     pub send_stalls: u64,
+    /// Bytes sent with MSG_ZEROCOPY (by reference: the kernel pinned the buffers until the peer ACKed them).
+    pub bytes_zerocopy: u64,
+    /// Bytes sent by copying into the socket (below the zero-copy threshold, or zero-copy off).
+    pub bytes_copied: u64,
+    /// Zero-copy completion notifications read from the error queue, and those saying the kernel copied anyway.
+    pub zerocopy_notifications: u64,
+    pub zerocopy_copied: u64,
+    /// Zero-copy sends refused for lack of pinned-page budget (ENOBUFS) and copied instead.
+    pub zerocopy_fallbacks: u64,
+    /// Zero-copy was switched off because the kernel copied every zero-copy send (loopback).
+    pub zerocopy_disabled: bool,
 }
 
 /// A TCP connection of some backend. See the crate documentation for the transmit contract.

@@ -11,7 +11,7 @@
 //! every read) and the MSG_ZEROCOPY transmit calls (`zerocopy` functions below).
 
 use std::io;
-use std::mem::size_of;
+use std::mem::{size_of, size_of_val};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -144,4 +144,91 @@ pub(crate) fn readv_split(fd: RawFd, first: &mut [u8], rest: &mut BytesMut, rest
     // order, and `into_rest` is what went past `first`), and they are within the reserved capacity.
     unsafe { rest.set_len(rest.len() + into_rest) };
     Ok(n)
+}
+
+/// `SO_ZEROCOPY` (asm-generic/socket.h; not in the libc crate).
+const SO_ZEROCOPY: libc::c_int = 60;
+/// `SO_EE_ORIGIN_ZEROCOPY` (linux/errqueue.h).
+const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+/// `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel fell back to copying for this range (e.g. loopback).
+const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
+/// Allows MSG_ZEROCOPY sends on a TCP socket (Linux 4.14+).
+pub(crate) fn enable_zerocopy(fd: RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: the option value pointer refers to `one`, alive across the call, with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_ZEROCOPY,
+            (&one as *const libc::c_int).cast::<libc::c_void>(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// sendmsg(2) of `bufs` with MSG_ZEROCOPY: the kernel pins the pages instead of copying them, and the caller must
+/// keep the memory unchanged until the send's notification arrives on the error queue.
+pub(crate) fn send_zerocopy(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is a valid "no address, no control data" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI compatible with `iovec` on Unix (documented by std).
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `msg` points at `bufs.len()` live iovecs describing readable memory borrowed for the call; no address
+    // or control buffer is passed.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_ZEROCOPY | libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Reads every pending MSG_ZEROCOPY notification from the socket's error queue: `f(lo, hi, copied)` for each
+/// range of send ids [lo, hi] the kernel no longer needs, `copied` when it had copied the data after all.
+pub(crate) fn zerocopy_notifications(fd: RawFd, mut f: impl FnMut(u32, u32, bool)) -> io::Result<()> {
+    loop {
+        let mut control = [0u64; 16];
+        // SAFETY: an all-zero msghdr is valid; the control buffer is set right below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control) as _;
+        // SAFETY: `msg` describes a live, writable control buffer of the size given and no data iovecs; the kernel
+        // writes at most `msg_controllen` bytes of control messages.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(()),
+                io::ErrorKind::Interrupted => continue,
+                _ => Err(e),
+            };
+        }
+        // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/CMSG_NXTHDR only walk headers inside its control
+        // buffer (bounded by msg_controllen) and return null at the end.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: `cmsg` is non-null and points at a complete header inside `control` (see above).
+            let (level, ty) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+            let recverr = (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR);
+            if recverr {
+                // SAFETY: an IP(V6)_RECVERR control message carries a sock_extended_err as its data; the kernel
+                // wrote the whole struct (it fits: control messages are only returned complete). read_unaligned
+                // copes with the data's alignment.
+                let ee: libc::sock_extended_err =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::sock_extended_err>()) };
+                if ee.ee_origin == SO_EE_ORIGIN_ZEROCOPY && ee.ee_errno == 0 {
+                    f(ee.ee_info, ee.ee_data, ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0);
+                }
+            }
+            // SAFETY: as for CMSG_FIRSTHDR above.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+    }
 }
