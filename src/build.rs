@@ -6,9 +6,9 @@ use anyhow::Context;
 use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::Registry;
-use polltgt_dataplane::server::{PortalConfig, Server};
+use polltgt_dataplane::server::{PortalConfig, Server, ServerOptions};
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
-use polltgt_mgmt::{Config, DeviceConfig, Handler};
+use polltgt_mgmt::{Config, DeviceConfig, Handler, IdlePolicy};
 use polltgt_scsi::LuConfig;
 
 /// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
@@ -37,10 +37,20 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
         count: cfg.reactors.reactor_count(),
         cpus: cfg.reactors.cpu_mask.as_ref().map(|m| m.cpus().to_vec()).unwrap_or_default(),
         pin: cfg.reactors.cpu_mask.is_some(),
-        idle: IdleMode::default(),
+        idle: match cfg.reactors.idle {
+            Some(IdlePolicy::Poll) => IdleMode::Poll,
+            Some(IdlePolicy::Interrupt) | None => IdleMode::interrupt(),
+        },
     };
-    let pool = BufPool::new(PoolConfig::default())?;
-    Ok(Server::start(registry, &portals, &reactor_cfg, pool)?)
+    let pool_cfg = PoolConfig {
+        max_bytes: cfg.reactors.buffer_pool_max.map(|s| s.bytes() as usize),
+        ..PoolConfig::default()
+    };
+    let pool = BufPool::new(pool_cfg)?;
+    let options = ServerOptions {
+        zerocopy_threshold: cfg.reactors.zerocopy_threshold.map(|s| s.bytes() as usize),
+    };
+    Ok(Server::start_with(registry, &portals, &reactor_cfg, pool, &options)?)
 }
 
 fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {

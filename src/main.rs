@@ -72,11 +72,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints the dataplane statistics as one machine-readable line: `polltgt-stats: {json}` (SIGUSR1 and shutdown;
+/// the management RPC will serve the same snapshot).
+fn print_stats(server: &polltgt_dataplane::server::Server) {
+    use std::io::Write;
+    let snap = server.snapshot(Duration::from_secs(1));
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "polltgt-stats: {}", snap.to_json());
+    let _ = out.flush();
+}
+
 fn serve(cfg: &Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    let report = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(libc::SIGUSR1, report.clone())?;
     let server = build::start(cfg)?;
     for p in server.portals() {
         // Tests and scripts read this line to learn the port when the configuration asks for port 0.
@@ -84,8 +96,12 @@ fn serve(cfg: &Config) -> anyhow::Result<()> {
     }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if report.swap(false, Ordering::Relaxed) {
+            print_stats(&server);
+        }
     }
     tracing::info!("shutting down");
+    print_stats(&server);
     server.shutdown();
     Ok(())
 }

@@ -47,9 +47,31 @@ pub struct DriverStats {
     pub read_bytes_by_reference: u64,
     /// Zero-copy receive of write data (see [`crate::rx`]).
     pub rx: RxCounters,
+    /// Transmit counters of the connections (closed ones accumulated; [`ReactorState::snapshot`] adds live ones).
+    pub tx: TxCounters,
     /// Commands that waited for pool buffers (back-pressure at the pool's cap), and those waiting now.
     pub buffer_waits: u64,
     pub buffer_waiting: u64,
+}
+
+/// Transmit counters summed over connections (from `polltgt_tcpstack::ConnStats`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxCounters {
+    pub bytes_zerocopy: u64,
+    pub bytes_copied: u64,
+    pub zerocopy_notifications: u64,
+    pub zerocopy_copied: u64,
+    pub zerocopy_fallbacks: u64,
+}
+
+impl TxCounters {
+    fn add(&mut self, s: &polltgt_tcpstack::ConnStats) {
+        self.bytes_zerocopy += s.bytes_zerocopy;
+        self.bytes_copied += s.bytes_copied;
+        self.zerocopy_notifications += s.zerocopy_notifications;
+        self.zerocopy_copied += s.zerocopy_copied;
+        self.zerocopy_fallbacks += s.zerocopy_fallbacks;
+    }
 }
 
 /// A command waiting for a pool buffer (back-pressure): it runs again when buffers come back.
@@ -121,6 +143,8 @@ pub struct ReactorState {
     stalled: std::collections::VecDeque<Stalled>,
     /// Set while a stalled command runs again (it may take a buffer although older ones... it is the oldest).
     retrying: bool,
+    /// Transmits of at least this many bytes use MSG_ZEROCOPY (None: never).
+    zerocopy_threshold: Option<usize>,
     pub stats: DriverStats,
 }
 
@@ -139,8 +163,24 @@ impl ReactorState {
             completions: Vec::new(),
             stalled: std::collections::VecDeque::new(),
             retrying: false,
+            zerocopy_threshold: None,
             stats: DriverStats::default(),
         }
+    }
+
+    /// Send transmits of at least `threshold` bytes with MSG_ZEROCOPY on connections adopted from now on.
+    pub fn set_zerocopy_threshold(&mut self, threshold: Option<usize>) {
+        self.zerocopy_threshold = threshold;
+    }
+
+    /// The counters, with the live connections' transmit counters added.
+    pub fn snapshot(&self) -> DriverStats {
+        let mut s = self.stats.clone();
+        for slot in self.slots.iter().flatten() {
+            s.tx.add(&slot.tcp.stats());
+        }
+        s.buffer_waiting = self.stalled.len() as u64;
+        s
     }
 
     /// Number of open connections on this reactor.
@@ -149,7 +189,10 @@ impl ReactorState {
     }
 
     /// Adopt a freshly accepted connection.
-    pub fn adopt(&mut self, tcp: KernelConn, local: std::net::SocketAddr, peer: std::net::SocketAddr, now: Instant) {
+    pub fn adopt(&mut self, mut tcp: KernelConn, local: std::net::SocketAddr, peer: std::net::SocketAddr, now: Instant) {
+        if self.zerocopy_threshold.is_some() {
+            tcp.set_zerocopy(self.zerocopy_threshold);
+        }
         let tpgt = self
             .registry
             .portals()
@@ -277,6 +320,7 @@ impl ReactorState {
             self.stats.buffer_waiting = self.stalled.len() as u64;
         }
         if let Some(mut slot) = self.slots[i].take() {
+            self.stats.tx.add(&slot.tcp.stats());
             slot.tcp.shutdown();
             if let Some(s) = &slot.session {
                 for lun in s.target.luns.values() {

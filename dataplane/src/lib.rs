@@ -8,3 +8,4 @@ pub mod driver;
 pub mod registry;
 pub mod rx;
 pub mod server;
+pub mod stats;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use polltgt_hugepages::BufPool;
 use polltgt_tcpstack::KernelListener;
@@ -16,6 +16,7 @@ const LISTENER_TOKEN: u64 = 1 << 62;
 /// Per size class, what a reactor's buffer cache may hold.
 const REACTOR_CACHE_BYTES: usize = 4 << 20;
 use crate::registry::{Portal, Registry};
+use crate::stats::{DataPathSnapshot, DataplaneSnapshot, PoolSnapshot, ReactorSnapshot};
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +104,19 @@ impl Poller<ReactorState> for AcceptPoller {
     }
 }
 
+/// Dataplane options beyond the reactor layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Transmits of at least this many bytes use MSG_ZEROCOPY (None: never).
+    pub zerocopy_threshold: Option<usize>,
+}
+
 /// The running target.
 pub struct Server {
     reactors: ReactorSet<ReactorState>,
     portals: Vec<Portal>,
     registry: Arc<Registry>,
+    pool: BufPool,
 }
 
 impl Server {
@@ -117,6 +126,17 @@ impl Server {
         portals: &[PortalConfig],
         reactor_cfg: &ReactorConfig,
         pool: BufPool,
+    ) -> Result<Server, ServerError> {
+        Server::start_with(registry, portals, reactor_cfg, pool, &ServerOptions::default())
+    }
+
+    /// [`Server::start`] with options.
+    pub fn start_with(
+        registry: Arc<Registry>,
+        portals: &[PortalConfig],
+        reactor_cfg: &ReactorConfig,
+        pool: BufPool,
+        options: &ServerOptions,
     ) -> Result<Server, ServerError> {
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
@@ -131,10 +151,13 @@ impl Server {
         let (atx, arx) = crossbeam_channel::bounded::<Acceptor>(1);
         let reg = registry.clone();
         let arx = std::sync::Mutex::new(Some(arx));
+        let zerocopy_threshold = options.zerocopy_threshold;
+        let reactor_pool = pool.clone();
         let reactors = ReactorSet::spawn(reactor_cfg, move |id| {
             // This runs on the reactor's thread: its buffer cache belongs to it.
-            pool.enable_thread_cache(REACTOR_CACHE_BYTES);
-            let state = ReactorState::new(id, reg.clone(), pool.clone());
+            reactor_pool.enable_thread_cache(REACTOR_CACHE_BYTES);
+            let mut state = ReactorState::new(id, reg.clone(), reactor_pool.clone());
+            state.set_zerocopy_threshold(zerocopy_threshold);
             let mut pollers: Vec<Box<dyn Poller<ReactorState>>> = Vec::new();
             if id == 0 {
                 if let Some(inbox) = arx.lock().ok().and_then(|mut g| g.take()) {
@@ -148,7 +171,7 @@ impl Server {
         let acceptor = Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0 };
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);
-        Ok(Server { reactors, portals: bound, registry })
+        Ok(Server { reactors, portals: bound, registry, pool })
     }
 
     /// The addresses actually bound.
@@ -162,6 +185,35 @@ impl Server {
 
     pub fn reactors(&self) -> &[ReactorHandle<ReactorState>] {
         self.reactors.handles()
+    }
+
+    /// A statistics snapshot: reactor counters read directly, data path counters asked of each reactor by message
+    /// (waiting at most `timeout` for the answers), pool statistics.
+    pub fn snapshot(&self, timeout: Duration) -> DataplaneSnapshot {
+        let handles = self.reactors.handles();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        for h in handles {
+            let tx = tx.clone();
+            if h.send(move |s: &mut ReactorState, _| {
+                let _ = tx.send(s.snapshot());
+            }) {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut datapath = DataPathSnapshot::default();
+        for _ in 0..asked {
+            match rx.recv_deadline(deadline) {
+                Ok(d) => datapath.add(&d),
+                Err(_) => break,
+            }
+        }
+        DataplaneSnapshot {
+            reactors: handles.iter().map(|h| ReactorSnapshot::of(h.stats())).collect(),
+            pool: PoolSnapshot::of(&self.pool.stats(), self.pool.config().max_bytes),
+            datapath,
+        }
     }
 
     /// Stop the reactors (connections are dropped).

@@ -125,6 +125,24 @@ pub struct ReactorsConfig {
     pub count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_mask: Option<CpuMask>,
+    /// What an idle reactor does: `interrupt` (default; it sleeps in epoll until a socket, a timer or a message
+    /// needs it) or `poll` (it spins like SPDK: lowest latency, one core busy per reactor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdlePolicy>,
+    /// Transmits of at least this size go out with MSG_ZEROCOPY (SPDK's `zerocopy_threshold`); unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zerocopy_threshold: Option<Size>,
+    /// Hard cap on the data buffer pool's memory; commands wait for buffers beyond it. Unset: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_pool_max: Option<Size>,
+}
+
+/// What an idle reactor does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdlePolicy {
+    Poll,
+    Interrupt,
 }
 
 impl Default for ReactorsConfig {
@@ -132,6 +150,9 @@ impl Default for ReactorsConfig {
         ReactorsConfig {
             count: Some(1),
             cpu_mask: None,
+            idle: None,
+            zerocopy_threshold: None,
+            buffer_pool_max: None,
         }
     }
 }

@@ -18,7 +18,7 @@ mod locate;
 pub mod values;
 
 pub use config::{
-    Config, DeviceConfig, Handler, IscsiConfig, LunConfig, PortalConfig, ReactorsConfig,
+    Config, DeviceConfig, Handler, IdlePolicy, IscsiConfig, LunConfig, PortalConfig, ReactorsConfig,
     TargetConfig, DEFAULT_PORTAL, DEFAULT_TARGET_NAME,
 };
 pub use error::{ConfigError, Diagnostic, FieldPath, Segment};

@@ -125,6 +125,11 @@ impl Target {
         format!("iscsi://{}/{IQN}/{lun}", self.addr)
     }
 
+    /// The process id (to send signals, e.g. SIGUSR1 for a statistics line).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

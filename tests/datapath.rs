@@ -1,0 +1,115 @@
+//! The data path against real initiators (libiscsi's iscsi-perf and the iscsi-rw load tool), read through the
+//! statistics line the binary prints on SIGUSR1 (`polltgt-stats: {json}`, the snapshot the management RPC serves):
+//! pool buffers all come back after a READ-heavy run, READ data goes out by reference, MSG_ZEROCOPY and the
+//! zero-copy receive of write data are used, and a pool capped far below what the queue depth needs makes commands
+//! wait (back-pressure) without any of them failing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{iscsi_rw, run_ok, Target, IQN};
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn start(reactors: &str) -> Target {
+    let yaml = format!(
+        "reactors:\n{reactors}portals:\n  - address: \"127.0.0.1:0\"\ndevices:\n  - name: ram0\n    handler: ram\n    size: 64M\n    blocksize: 512\ntargets:\n  - name: {IQN}\n    luns:\n      - {{ lun: 0, device: ram0 }}\n"
+    );
+    Target::start_with_yaml(tempfile::tempdir().expect("tempdir"), &yaml)
+}
+
+/// Asks the target for a statistics line and returns it parsed (the newest line after the request).
+fn stats(t: &Target) -> serde_json::Value {
+    let before = t.output().lines().filter(|l| l.starts_with("polltgt-stats: ")).count();
+    // kill(1) keeps the test free of unsafe code.
+    let status = std::process::Command::new("kill").args(["-USR1", &t.pid().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = t.output();
+        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("polltgt-stats: ")).collect();
+        if lines.len() > before {
+            let json = lines[lines.len() - 1].trim_start_matches("polltgt-stats: ");
+            return serde_json::from_str(json).expect("statistics line is JSON");
+        }
+        assert!(Instant::now() < deadline, "no statistics line after SIGUSR1:\n{out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls the statistics until `f` holds (connections close asynchronously after the tools exit).
+fn stats_until(t: &Target, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = stats(t);
+        if f(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} never held; last statistics:\n{s:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_u64().unwrap_or_else(|| panic!("{path:?} missing in {v:#}"))
+}
+
+#[test]
+fn buffers_return_to_the_pool_and_zero_copy_counters_move() {
+    let mut t = start("  count: 1\n  zerocopy_threshold: 64K\n");
+    let url = t.url(0);
+    let tool = iscsi_rw();
+    // Writes of 128 KiB (immediate data and Data-Out, received into claimed pool buffers), read back and verified.
+    let w = run_ok(&tool, &["-q", "8", "-b", "256", "-s", "3", &url, "write", "0", "32768"], MIN);
+    assert!(w.contains("OK"), "{w}");
+    let r = run_ok(&tool, &["-q", "8", "-b", "256", "-s", "3", &url, "verify", "0", "32768"], MIN);
+    assert!(r.contains("OK"), "{r}");
+    // READ-heavy: 4 KiB random reads at queue depth 32.
+    let out = run_ok("iscsi-perf", &["-m", "32", "-r", "-t", "2", &url], Duration::from_secs(30));
+    assert!(out.contains("finished"), "{out}");
+    assert!(t.alive(), "target died:\n{}", t.output());
+    let s = stats_until(&t, "all connections closed", |s| {
+        u(s, &["datapath", "connections_closed"]) == u(s, &["datapath", "connections_accepted"])
+    });
+    assert_eq!(u(&s, &["pool", "bytes_in_use"]), 0, "every buffer is back in the pool: {s:#}");
+    assert!(u(&s, &["pool", "allocations"]) > 1000, "{s:#}");
+    assert_eq!(u(&s, &["pool", "allocations"]), u(&s, &["pool", "frees"]), "{s:#}");
+    assert!(u(&s, &["pool", "high_water"]) > 0);
+    let dp = |k: &str| u(&s, &["datapath", k]);
+    assert_eq!(dp("read_bytes_by_reference"), dp("bytes_read"), "READ data is never copied: {s:#}");
+    assert!(dp("bytes_read") >= 16 << 20, "{s:#}");
+    assert!(dp("tx_bytes_zerocopy") > 0, "large Data-In went out with MSG_ZEROCOPY: {s:#}");
+    assert!(dp("tx_bytes_copied") > 0, "small PDUs are copied: {s:#}");
+    assert!(dp("tx_zerocopy_notifications") > 0, "{s:#}");
+    assert!(dp("rx_write_claims") >= 128, "{s:#}");
+    assert!(dp("rx_bytes_placed") > 0, "write data read straight into pool buffers: {s:#}");
+    assert_eq!(dp("rx_bytes_placed") + dp("rx_bytes_copied"), 16 << 20, "{s:#}");
+    let r0 = &s["reactors"][0];
+    assert!(u(r0, &["busy_tsc"]) > 0 && u(r0, &["tick_rate"]) > 0, "{s:#}");
+}
+
+#[test]
+fn a_capped_pool_makes_commands_wait_and_none_fails() {
+    // 1 MiB of buffers for 32 commands of 128 KiB in flight in each direction.
+    let mut t = start("  count: 1\n  buffer_pool_max: 1M\n");
+    let url = t.url(0);
+    let tool = iscsi_rw();
+    let w = run_ok(&tool, &["-q", "32", "-b", "256", "-s", "5", &url, "write", "0", "32768"], MIN);
+    assert!(w.contains("OK"), "{w}");
+    let r = run_ok(&tool, &["-q", "32", "-b", "256", "-s", "5", &url, "verify", "0", "32768"], MIN);
+    assert!(r.contains("OK"), "{r}");
+    assert!(t.alive(), "target died:\n{}", t.output());
+    let s = stats_until(&t, "all connections closed", |s| {
+        u(s, &["datapath", "connections_closed"]) == u(s, &["datapath", "connections_accepted"])
+    });
+    assert!(u(&s, &["datapath", "buffer_waits"]) > 0, "commands waited for buffers: {s:#}");
+    assert_eq!(u(&s, &["datapath", "buffer_waiting"]), 0, "{s:#}");
+    assert!(u(&s, &["pool", "exhausted"]) > 0, "{s:#}");
+    assert!(u(&s, &["pool", "bytes_mapped"]) <= 1 << 20, "the cap holds: {s:#}");
+    assert_eq!(u(&s, &["pool", "bytes_in_use"]), 0, "{s:#}");
+}
