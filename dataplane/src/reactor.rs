@@ -214,11 +214,14 @@ struct Totals {
     sleeps: u64,
 }
 
+/// A poller with its shared counters and the reactor's local copies of them (runs, busy runs).
+type PollerEntry<S> = (Box<dyn Poller<S>>, Arc<PollerCounters>, u64, u64);
+
 /// One reactor: its state, pollers and inbox. Runs on its own thread via [`ReactorSet::spawn`], or inline in tests
 /// via [`Reactor::run_once`].
 pub struct Reactor<S> {
     state: S,
-    pollers: Vec<(Box<dyn Poller<S>>, Arc<PollerCounters>, u64, u64)>,
+    pollers: Vec<PollerEntry<S>>,
     inbox: Receiver<Message<S>>,
     stats: Arc<ReactorStats>,
     waker: Arc<Waker>,
