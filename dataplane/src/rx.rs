@@ -147,7 +147,11 @@ impl RxPath {
                     }
                 };
                 if let Some((itt, at)) = target {
-                    let header = self.rbuf.split_to(p.header_len).freeze();
+                    // Copied (48 bytes or so) rather than split off: a split shares the receive buffer's
+                    // allocation, and while a landing holds it the next read could not reuse the buffer in place
+                    // (BytesMut::reserve would allocate and fault in a fresh 256 KiB).
+                    let header = Bytes::copy_from_slice(&self.rbuf[..p.header_len]);
+                    self.rbuf.advance(p.header_len);
                     self.landing =
                         Some(Landing { header, itt, at, end: at + p.data_len, data_len: p.data_len, pad: p.pad_len });
                     progress = true;
