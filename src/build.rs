@@ -67,7 +67,12 @@ fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
         }
         Handler::VdiskFileio | Handler::VdiskBlockio => {
             let path = d.filename.as_ref().context("filename is required")?;
-            let opts = FileOptions { o_direct: d.o_direct, rotational: Some(d.rotational), ..FileOptions::default() };
+            let opts = FileOptions {
+                o_direct: d.o_direct || d.iopoll,
+                iopoll: d.iopoll,
+                rotational: Some(d.rotational),
+                ..FileOptions::default()
+            };
             Arc::new(
                 FileBdev::open(&d.name, path, block_size, d.read_only, opts)
                     .with_context(|| format!("cannot open {}", path.display()))?,

@@ -260,6 +260,10 @@ pub struct DeviceConfig {
     /// Open the file with O_DIRECT (`vdisk_fileio` only). Default false.
     #[serde(default, deserialize_with = "values::flag")]
     pub o_direct: bool,
+    /// Polled completions (io_uring `IORING_SETUP_IOPOLL`) for NVMe block devices with poll queues
+    /// (`vdisk_blockio`, which then opens with O_DIRECT; or `vdisk_fileio` with `o_direct`). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "values::flag")]
+    pub iopoll: bool,
     /// Report a rotating medium in the Block Device Characteristics VPD page (SBC-3 §6.6.2). Default true, as SCST.
     #[serde(default = "yes", deserialize_with = "values::flag")]
     pub rotational: bool,
@@ -319,6 +323,7 @@ impl DeviceConfig {
             read_only: false,
             nv_cache: false,
             o_direct: false,
+            iopoll: false,
             rotational: true,
             write_through: false,
             removable: false,
@@ -880,6 +885,14 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
         return Err(finding(
             at.key("o_direct"),
             format!("o_direct applies to vdisk_fileio, not {handler}"),
+        ));
+    }
+    if d.iopoll
+        && !(d.handler == Handler::VdiskBlockio || (d.handler == Handler::VdiskFileio && d.o_direct))
+    {
+        return Err(finding(
+            at.key("iopoll"),
+            format!("iopoll applies to vdisk_blockio, or vdisk_fileio with o_direct, not {handler} without it"),
         ));
     }
     if let Some(bytes) = d.size_bytes() {
