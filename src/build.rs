@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
-use polltgt_dataplane::registry::Registry;
+use polltgt_dataplane::registry::{ReactorPolicy, Registry};
 use polltgt_dataplane::server::{PortalConfig, Server, ServerOptions};
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
 use polltgt_mgmt::{Config, DeviceConfig, Handler, IdlePolicy};
@@ -26,6 +26,13 @@ pub fn start(cfg: &Config) -> anyhow::Result<Server> {
     for t in &cfg.targets {
         registry.add_target(t.name.as_str(), None, t.target_params(), t.enabled)?;
         registry.set_credentials(t.name.as_str(), t.credentials())?;
+        registry.set_reactor_policy(
+            t.name.as_str(),
+            ReactorPolicy {
+                cpus: t.cpu_mask.as_ref().map(|m| m.cpus().to_vec()),
+                dedicated: t.per_sess_dedicated_tgt_threads,
+            },
+        )?;
         for l in &t.luns {
             registry.add_lun(t.name.as_str(), u64::from(l.lun), &l.device)?;
         }

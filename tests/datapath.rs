@@ -113,3 +113,72 @@ fn a_capped_pool_makes_commands_wait_and_none_fails() {
     assert!(u(&s, &["pool", "bytes_mapped"]) <= 1 << 20, "the cap holds: {s:#}");
     assert_eq!(u(&s, &["pool", "bytes_in_use"]), 0, "{s:#}");
 }
+
+fn start_two_reactors(target_extra: &str) -> Target {
+    let yaml = format!(
+        "reactors:\n  cpu_mask: \"0x3\"\nportals:\n  - address: \"127.0.0.1:0\"\ndevices:\n  - name: ram0\n    handler: ram\n    size: 16M\n    blocksize: 512\ntargets:\n  - name: {IQN}\n    luns:\n      - {{ lun: 0, device: ram0 }}\n{target_extra}"
+    );
+    Target::start_with_yaml(tempfile::tempdir().expect("tempdir"), &yaml)
+}
+
+fn reactor_on_core<'a>(s: &'a serde_json::Value, core: u64) -> &'a serde_json::Value {
+    s["reactors"].as_array().and_then(|a| a.iter().find(|r| r["core"].as_u64() == Some(core))).expect("reactor")
+}
+
+#[test]
+fn a_target_cpu_mask_moves_its_sessions_to_those_reactors() {
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("one CPU: nothing to test");
+        return;
+    }
+    let t = start_two_reactors("    cpu_mask: \"0x2\"\n");
+    for _ in 0..4 {
+        run_ok("iscsi-inq", &[&t.url(0)], MIN);
+    }
+    let s = stats_until(&t, "all connections closed", |s| {
+        u(s, &["datapath", "connections_closed"]) == u(s, &["datapath", "connections_accepted"])
+    });
+    let (r0, r1) = (reactor_on_core(&s, 0), reactor_on_core(&s, 1));
+    assert_eq!(u(r1, &["sessions_total"]), 4, "every session ran on the reactor of CPU 1: {s:#}");
+    assert_eq!(u(r0, &["sessions_total"]), 0, "{s:#}");
+    assert!(u(r1, &["sessions_moved_in"]) >= 1, "connections accepted on reactor 0 moved: {s:#}");
+    assert_eq!(u(r1, &["sessions"]), 0, "{s:#}");
+}
+
+#[test]
+fn a_dedicated_session_keeps_its_reactor_to_itself() {
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("one CPU: nothing to test");
+        return;
+    }
+    // Target 1 (IQN) plain, target 2 with dedicated reactors.
+    let iqn2 = "iqn.2026-11.io.polltgt:dedicated";
+    let t = start_two_reactors(&format!(
+        "  - name: {iqn2}\n    per_sess_dedicated_tgt_threads: true\n    luns:\n      - {{ lun: 0, device: ram0 }}\n"
+    ));
+    let url1 = t.url(0);
+    let url2 = format!("iscsi://{}/{iqn2}/0", t.addr);
+    let long = |url: String| {
+        std::thread::spawn(move || run_ok("iscsi-perf", &["-m", "2", "-r", "-t", "4", &url], Duration::from_secs(30)))
+    };
+    // Connections are accepted round robin: the plain session on reactor 0, the dedicated one on reactor 1.
+    let a = long(url1.clone());
+    stats_until(&t, "the first session", |s| u(s, &["datapath", "connections_accepted"]) >= 1);
+    let b = long(url2);
+    let s = stats_until(&t, "the dedicated session", |s| reactor_on_core(s, 1)["dedicated"] == true);
+    assert_eq!(u(reactor_on_core(&s, 1), &["sessions"]), 1, "{s:#}");
+    // Two short plain sessions: one is accepted on reactor 1, which is taken, so it moves to reactor 0.
+    run_ok("iscsi-inq", &[&url1], MIN);
+    run_ok("iscsi-inq", &[&url1], MIN);
+    let s = stats(&t);
+    let (r0, r1) = (reactor_on_core(&s, 0), reactor_on_core(&s, 1));
+    assert_eq!(u(r1, &["sessions_total"]), 1, "only the dedicated session ran on reactor 1: {s:#}");
+    assert_eq!(u(r0, &["sessions_total"]), 3, "{s:#}");
+    assert!(u(r0, &["sessions_moved_in"]) >= 1, "{s:#}");
+    assert!(a.join().expect("iscsi-perf").contains("finished"));
+    assert!(b.join().expect("iscsi-perf").contains("finished"));
+    let s = stats_until(&t, "all connections closed", |s| {
+        u(s, &["datapath", "connections_closed"]) == u(s, &["datapath", "connections_accepted"])
+    });
+    assert_eq!(reactor_on_core(&s, 1)["dedicated"], false, "the claim ends with the session: {s:#}");
+}

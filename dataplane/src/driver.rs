@@ -23,6 +23,7 @@ use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
 use polltgt_scsi::{Action, Command, IoResult, NexusId, Response};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
 
+use crate::placement::{Choice, SharedDirectory};
 use crate::reactor::{PollStatus, Poller, WakeSet};
 use crate::rx::{RxCounters, RxPath};
 use crate::registry::{Device, Registry, TargetEntry};
@@ -47,6 +48,8 @@ pub struct DriverStats {
     pub read_bytes_by_reference: u64,
     /// Zero-copy receive of write data (see [`crate::rx`]).
     pub rx: RxCounters,
+    /// Connections moved here after login (target cpu_mask, dedicated reactors).
+    pub connections_moved_in: u64,
     /// Transmit counters of the connections (closed ones accumulated; [`ReactorState::snapshot`] adds live ones).
     pub tx: TxCounters,
     /// Commands that waited for pool buffers (back-pressure at the pool's cap), and those waiting now.
@@ -125,6 +128,8 @@ struct ConnSlot {
     tmfs: Vec<PendingTmf>,
     closing: bool,
     peer_closed: bool,
+    /// The reactor placement of its normal session (counted in the directory until the connection ends).
+    placed: Option<Choice>,
 }
 
 /// Everything one reactor owns.
@@ -145,6 +150,8 @@ pub struct ReactorState {
     retrying: bool,
     /// Transmits of at least this many bytes use MSG_ZEROCOPY (None: never).
     zerocopy_threshold: Option<usize>,
+    /// All reactors, for moving sessions after login (see [`crate::placement`]).
+    directory: SharedDirectory,
     pub stats: DriverStats,
 }
 
@@ -164,6 +171,7 @@ impl ReactorState {
             stalled: std::collections::VecDeque::new(),
             retrying: false,
             zerocopy_threshold: None,
+            directory: SharedDirectory::default(),
             stats: DriverStats::default(),
         }
     }
@@ -171,6 +179,35 @@ impl ReactorState {
     /// Send transmits of at least `threshold` bytes with MSG_ZEROCOPY on connections adopted from now on.
     pub fn set_zerocopy_threshold(&mut self, threshold: Option<usize>) {
         self.zerocopy_threshold = threshold;
+    }
+
+    /// The reactor directory (set by the server once all reactors run).
+    pub fn set_directory(&mut self, directory: SharedDirectory) {
+        self.directory = directory;
+    }
+
+    /// Takes in a connection another reactor moved here after its login.
+    fn adopt_moved(&mut self, mut slot: ConnSlot) {
+        self.generation += 1;
+        slot.generation = self.generation;
+        match self.free_slots.pop() {
+            Some(i) => self.slots[i] = Some(slot),
+            None => self.slots.push(Some(slot)),
+        }
+        self.stats.connections_moved_in += 1;
+    }
+
+    /// Moves connection `i` to reactor `to` (right after login: nothing is in flight).
+    fn move_connection(&mut self, i: usize, to: usize) {
+        let Some(dir) = self.directory.get() else { return };
+        let Some(target) = dir.get(to) else { return };
+        let Some(slot) = self.slots[i].take() else { return };
+        self.free_slots.push(i);
+        target.migrations_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(from = self.id, to, "session moves to its target's reactor");
+        if !target.handle.send(move |s: &mut ReactorState, _now| s.adopt_moved(slot)) {
+            tracing::warn!(to, "reactor stopped; connection dropped");
+        }
     }
 
     /// The counters, with the live connections' transmit counters added.
@@ -214,6 +251,7 @@ impl ReactorState {
             tmfs: Vec::new(),
             closing: false,
             peer_closed: false,
+            placed: None,
         };
         match self.free_slots.pop() {
             Some(i) => self.slots[i] = Some(slot),
@@ -320,6 +358,9 @@ impl ReactorState {
             self.stats.buffer_waiting = self.stalled.len() as u64;
         }
         if let Some(mut slot) = self.slots[i].take() {
+            if let (Some(c), Some(dir)) = (slot.placed, self.directory.get()) {
+                dir.session_ended(c.reactor, c.dedicated);
+            }
             self.stats.tx.add(&slot.tcp.stats());
             slot.tcp.shutdown();
             if let Some(s) = &slot.session {
@@ -341,7 +382,13 @@ impl ReactorState {
                     let entry = target.as_ref().and_then(|t| self.registry.target(&t.name));
                     match entry {
                         Some(t) => {
-                            slot.session = Some(SessionCtx { target: t, nexus: NexusId(self.registry.new_nexus()) })
+                            let choice = self.directory.get().map(|d| d.choose(self.id, &t.reactors));
+                            slot.placed = choice;
+                            slot.session = Some(SessionCtx { target: t, nexus: NexusId(self.registry.new_nexus()) });
+                            if let Some(c) = choice.filter(|c| c.reactor != self.id) {
+                                self.move_connection(i, c.reactor);
+                                return;
+                            }
                         }
                         None => slot.iscsi.close(),
                     }

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod reactor;
 mod sys;
 pub mod driver;
+pub mod placement;
 pub mod registry;
 pub mod rx;
 pub mod server;

@@ -39,6 +39,17 @@ pub struct TargetEntry {
     pub luns: BTreeMap<u64, LunEntry>,
     /// CHAP accounts (IncomingUser*, OutgoingUser); none = no authentication.
     pub credentials: Credentials,
+    /// Which reactors this target's sessions run on.
+    pub reactors: ReactorPolicy,
+}
+
+/// Where a target's sessions run (after login; connections are accepted round robin before the target is known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReactorPolicy {
+    /// Only reactors pinned to these CPUs (SPDK's per-target cpumask); `None`: any reactor.
+    pub cpus: Option<Vec<usize>>,
+    /// Each session gets a reactor of its own while one is free (SCST's per_sess_dedicated_tgt_threads).
+    pub dedicated: bool,
 }
 
 impl TargetEntry {
@@ -160,6 +171,7 @@ impl Registry {
             params,
             luns: BTreeMap::new(),
             credentials: Credentials::none(),
+            reactors: ReactorPolicy::default(),
         };
         inner.targets.insert(name.to_string(), Arc::new(t));
         Ok(())
@@ -182,6 +194,7 @@ impl Registry {
             params: t.params.clone(),
             luns,
             credentials: t.credentials.clone(),
+            reactors: t.reactors.clone(),
         };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
@@ -198,6 +211,24 @@ impl Registry {
             params: t.params.clone(),
             luns: t.luns.clone(),
             credentials,
+            reactors: t.reactors.clone(),
+        };
+        inner.targets.insert(target.to_string(), Arc::new(new));
+        Ok(())
+    }
+
+    /// Set where a target's sessions run.
+    pub fn set_reactor_policy(&self, target: &str, reactors: ReactorPolicy) -> Result<(), RegistryError> {
+        let mut inner = self.write();
+        let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
+        let new = TargetEntry {
+            name: t.name.clone(),
+            alias: t.alias.clone(),
+            enabled: t.enabled,
+            params: t.params.clone(),
+            luns: t.luns.clone(),
+            credentials: t.credentials.clone(),
+            reactors,
         };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())

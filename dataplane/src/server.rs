@@ -15,6 +15,7 @@ use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHan
 const LISTENER_TOKEN: u64 = 1 << 62;
 /// Per size class, what a reactor's buffer cache may hold.
 const REACTOR_CACHE_BYTES: usize = 4 << 20;
+use crate::placement::{Directory, SharedDirectory};
 use crate::registry::{Portal, Registry};
 use crate::stats::{DataPathSnapshot, DataplaneSnapshot, PoolSnapshot, ReactorSnapshot};
 
@@ -117,6 +118,7 @@ pub struct Server {
     portals: Vec<Portal>,
     registry: Arc<Registry>,
     pool: BufPool,
+    directory: SharedDirectory,
 }
 
 impl Server {
@@ -153,11 +155,14 @@ impl Server {
         let arx = std::sync::Mutex::new(Some(arx));
         let zerocopy_threshold = options.zerocopy_threshold;
         let reactor_pool = pool.clone();
+        let directory = SharedDirectory::default();
+        let reactor_directory = directory.clone();
         let reactors = ReactorSet::spawn(reactor_cfg, move |id| {
             // This runs on the reactor's thread: its buffer cache belongs to it.
             reactor_pool.enable_thread_cache(REACTOR_CACHE_BYTES);
             let mut state = ReactorState::new(id, reg.clone(), reactor_pool.clone());
             state.set_zerocopy_threshold(zerocopy_threshold);
+            state.set_directory(reactor_directory.clone());
             let mut pollers: Vec<Box<dyn Poller<ReactorState>>> = Vec::new();
             if id == 0 {
                 if let Some(inbox) = arx.lock().ok().and_then(|mut g| g.take()) {
@@ -168,10 +173,13 @@ impl Server {
             pollers.push(Box::new(BdevPoller));
             (state, pollers)
         })?;
+        let _ = directory.set(Directory::new(
+            reactors.handles().iter().map(|h| (h.stats().id, h.stats().core, h.clone())).collect(),
+        ));
         let acceptor = Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0 };
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);
-        Ok(Server { reactors, portals: bound, registry, pool })
+        Ok(Server { reactors, portals: bound, registry, pool, directory })
     }
 
     /// The addresses actually bound.
@@ -210,7 +218,19 @@ impl Server {
             }
         }
         DataplaneSnapshot {
-            reactors: handles.iter().map(|h| ReactorSnapshot::of(h.stats())).collect(),
+            reactors: handles
+                .iter()
+                .map(|h| {
+                    let mut r = ReactorSnapshot::of(h.stats());
+                    if let Some(slot) = self.directory.get().and_then(|d| d.get(r.id)) {
+                        r.sessions = slot.sessions.load(std::sync::atomic::Ordering::Relaxed) as u64;
+                        r.sessions_total = slot.sessions_total.load(std::sync::atomic::Ordering::Relaxed);
+                        r.dedicated = slot.dedicated.load(std::sync::atomic::Ordering::Relaxed);
+                        r.sessions_moved_in = slot.migrations_in.load(std::sync::atomic::Ordering::Relaxed);
+                    }
+                    r
+                })
+                .collect(),
             pool: PoolSnapshot::of(&self.pool.stats(), self.pool.config().max_bytes),
             datapath,
         }

@@ -33,6 +33,12 @@ pub struct ReactorSnapshot {
     pub messages: u64,
     pub sleeps: u64,
     pub pollers: Vec<PollerSnapshot>,
+    /// Normal sessions running here now and since start, whether a dedicated session holds the reactor, and
+    /// sessions moved here after login (see [`crate::placement`]).
+    pub sessions: u64,
+    pub sessions_total: u64,
+    pub dedicated: bool,
+    pub sessions_moved_in: u64,
 }
 
 impl ReactorSnapshot {
@@ -62,6 +68,7 @@ impl ReactorSnapshot {
             messages: s.messages.load(Ordering::Relaxed),
             sleeps: s.sleeps.load(Ordering::Relaxed),
             pollers,
+            ..Default::default()
         }
     }
 }

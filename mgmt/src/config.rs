@@ -480,6 +480,13 @@ pub struct TargetConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub outgoing_user: Option<ChapAccount>,
+    /// Run this target's sessions only on reactors pinned to these CPUs (SPDK's per-target cpumask). Default: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mask: Option<CpuMask>,
+    /// Give each session a reactor of its own while one is free (SCST's per_sess_dedicated_tgt_threads). Default
+    /// false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "values::flag")]
+    pub per_sess_dedicated_tgt_threads: bool,
 }
 
 /// Defaults of the target attributes: the iSCSI core's [`TargetParams::default`] (SCST's defaults).
@@ -530,6 +537,8 @@ impl TargetConfig {
             name,
             enabled: true,
             luns: Vec::new(),
+            cpu_mask: None,
+            per_sess_dedicated_tgt_threads: false,
             initial_r2t: defaults::initial_r2t(),
             immediate_data: defaults::immediate_data(),
             max_recv_data_segment_length: defaults::max_recv_data_segment_length(),

@@ -322,7 +322,7 @@ fn error_unknown_key() {
         "polltgt.yaml:7:5: targets[0].MaxBurstLenght: unknown field `MaxBurstLenght`, expected one of `name`, \
          `enabled`, `luns`, `InitialR2T`, `ImmediateData`, `MaxRecvDataSegmentLength`, `MaxXmitDataSegmentLength`, \
          `MaxBurstLength`, `FirstBurstLength`, `MaxOutstandingR2T`, `HeaderDigest`, `DataDigest`, `QueuedCommands`, \
-         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`"
+         `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`, `cpu_mask`, `per_sess_dedicated_tgt_threads`"
     );
     assert_eq!(
         err("portal:\n  - address: 1.2.3.4\n"),
