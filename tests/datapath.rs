@@ -121,7 +121,7 @@ fn start_two_reactors(target_extra: &str) -> Target {
     Target::start_with_yaml(tempfile::tempdir().expect("tempdir"), &yaml)
 }
 
-fn reactor_on_core<'a>(s: &'a serde_json::Value, core: u64) -> &'a serde_json::Value {
+fn reactor_on_core(s: &serde_json::Value, core: u64) -> &serde_json::Value {
     s["reactors"].as_array().and_then(|a| a.iter().find(|r| r["core"].as_u64() == Some(core))).expect("reactor")
 }
 
