@@ -7,9 +7,9 @@ use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::isns::IsnsConfig;
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::{Portal, Registry};
-use polltgt_dataplane::server::{PortalConfig, Server};
+use polltgt_dataplane::server::{PortalConfig, Server, ServerOptions};
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
-use polltgt_mgmt::{Config, DeviceConfig, Handler};
+use polltgt_mgmt::{Config, DeviceConfig, Handler, IdlePolicy};
 use polltgt_scsi::LuConfig;
 
 /// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
@@ -39,10 +39,20 @@ pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
         count: cfg.reactors.reactor_count(),
         cpus: cfg.reactors.cpu_mask.as_ref().map(|m| m.cpus().to_vec()).unwrap_or_default(),
         pin: true,
-        idle: IdleMode::default(),
+        idle: match cfg.reactors.idle {
+            Some(IdlePolicy::Poll) => IdleMode::Poll,
+            Some(IdlePolicy::Interrupt) | None => IdleMode::interrupt(),
+        },
     };
-    let pool = BufPool::new(PoolConfig::default())?;
-    let server = Server::start(registry, &portals, &reactor_cfg, pool.clone())?;
+    let pool_cfg = PoolConfig {
+        max_bytes: cfg.reactors.buffer_pool_max.map(|s| s.bytes() as usize),
+        ..PoolConfig::default()
+    };
+    let pool = BufPool::new(pool_cfg)?;
+    let options = ServerOptions {
+        zerocopy_threshold: cfg.reactors.zerocopy_threshold.map(|s| s.bytes() as usize),
+    };
+    let server = Server::start_with(registry, &portals, &reactor_cfg, pool.clone(), &options)?;
     if let Some(isns) = &cfg.iscsi.isns_server {
         server.start_isns(isns_config(isns, server.portals())).context("starting the iSNS client")?;
     }
@@ -92,7 +102,12 @@ pub(crate) fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
         }
         Handler::VdiskFileio | Handler::VdiskBlockio => {
             let path = d.filename.as_ref().context("filename is required")?;
-            let opts = FileOptions { o_direct: d.o_direct, rotational: Some(d.rotational), ..FileOptions::default() };
+            let opts = FileOptions {
+                o_direct: d.o_direct || d.iopoll,
+                iopoll: d.iopoll,
+                rotational: Some(d.rotational),
+                ..FileOptions::default()
+            };
             Arc::new(
                 FileBdev::open(&d.name, path, block_size, d.read_only, opts)
                     .with_context(|| format!("cannot open {}", path.display()))?,

@@ -87,3 +87,30 @@ fn compare_and_write_is_atomic_across_reactors_on_ram() {
 fn compare_and_write_is_atomic_across_reactors_on_a_file() {
     concurrent_increments("  - name: d0\n    handler: vdisk_fileio\n    filename: DIR/disk.img\n");
 }
+
+/// Interrupt mode (the default): a reactor that wrote to the device and then went to sleep must not hold up a
+/// COMPARE AND WRITE from another reactor. Before it sleeps it marks its range-lock slot idle; without that the
+/// exclusive request would wait for its acknowledgment until something woke it (here nothing would: no NOP-Ins).
+#[test]
+fn a_sleeping_reactor_does_not_hold_up_compare_and_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "reactors:\n  count: 2\nportals:\n  - address: \"127.0.0.1:0\"\ndevices:\n  - name: d0\n    handler: ram\n    size: 16M\n    blocksize: 512\ntargets:\n  - name: {IQN}\n    NopInInterval: 0\n    luns:\n      - {{ lun: 0, device: d0 }}\n"
+    );
+    let mut t = Target::start_with_yaml(dir, &yaml);
+    let url = t.url(0);
+    // Accepted first: reactor 0. One write registers reactor 0 in the device's range lock; then it idles.
+    let mut s = common::mgmt::Session::open(&url, "iqn.2026-11.io.polltgt:idle-writer");
+    s.cmd("tur 0");
+    assert_eq!(s.cmd("tur 0"), "GOOD");
+    assert_eq!(s.cmd("write 0 7"), "GOOD");
+    // The next connections alternate between reactor 1 and reactor 0; the first COMPARE AND WRITE runs on
+    // reactor 1 while reactor 0 sleeps.
+    let tool = iscsi_caw();
+    for _ in 0..2 {
+        let out = run_ok(&tool, &[&url, "7", "1"], Duration::from_secs(30));
+        assert!(counter(&out) > 0, "{out}");
+    }
+    assert_eq!(s.cmd("tur 0"), "GOOD", "the idle session goes on");
+    assert!(t.alive(), "target died:\n{}", t.output());
+}

@@ -15,17 +15,17 @@
 //! table, which closes exactly one session.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polltgt_hugepages::{BufPool, PoolStats};
+use polltgt_hugepages::BufPool;
 use polltgt_iscsi::params::SessionParams;
 use polltgt_scsi::{Sense, SenseKey};
 
-use crate::driver::{DriverStats, ReactorState, SessionCounters, REPORTED_LUNS_CHANGED};
+use crate::driver::{ReactorState, SessionCounters, REPORTED_LUNS_CHANGED};
 use crate::reactor::ReactorHandle;
 use crate::registry::{Registry, TargetEntry};
+use crate::stats::{DataplaneSnapshot, PoolSnapshot};
 pub use crate::sessions::session_id;
 use crate::sessions::SessionsError;
 
@@ -81,21 +81,6 @@ pub struct SessionSnapshot {
     /// Commands the session has received and not yet answered.
     pub active_commands: usize,
     pub connection: ConnSnapshot,
-}
-
-/// Counters of one reactor (SPDK `framework_get_reactors` / `thread_get_stats`).
-#[derive(Debug, Clone)]
-pub struct ReactorSnapshot {
-    pub id: usize,
-    pub core: Option<usize>,
-    pub busy_ns: u64,
-    pub idle_ns: u64,
-    pub iterations: u64,
-    pub messages: u64,
-    /// (name, runs, busy runs) per poller.
-    pub pollers: Vec<(String, u64, u64)>,
-    pub connections: usize,
-    pub driver: DriverStats,
 }
 
 /// The control plane's handle on the running dataplane.
@@ -170,11 +155,13 @@ impl Control {
 
     /// Every normal session the session table lists, with the run-time details its reactor keeps.
     pub fn sessions(&self) -> Result<Vec<SessionSnapshot>, ControlError> {
-        let mut runtime: std::collections::HashMap<(usize, u16), SessionSnapshot> = self
+        // Joined by TSIH (unique among live sessions), not by reactor: a session may have moved to another reactor
+        // right after its login (crate::placement).
+        let mut runtime: std::collections::HashMap<u16, SessionSnapshot> = self
             .ask(|s| s.session_snapshots())?
             .into_iter()
             .flatten()
-            .map(|s| ((s.connection.reactor, s.params.tsih), s))
+            .map(|s| (s.params.tsih, s))
             .collect();
         let mut all: Vec<SessionSnapshot> = self
             .registry
@@ -183,9 +170,8 @@ impl Control {
             .into_iter()
             .filter(|info| info.target_name.is_some())
             .filter_map(|info| {
-                let reactor = info.connections.first()?.reactor;
-                // A session that left its reactor since the table was read is gone.
-                let mut snap = runtime.remove(&(reactor, info.tsih))?;
+                // A session whose connection was released since the table was read is gone.
+                let mut snap = runtime.remove(&info.tsih)?;
                 snap.reinstating = info.reinstating;
                 Some(snap)
             })
@@ -201,48 +187,21 @@ impl Control {
         Ok(self.ask(|s| s.connection_snapshots())?.into_iter().flatten().collect())
     }
 
-    /// Busy/idle time, per-poller counters and driver counters of every reactor.
-    pub fn reactors(&self) -> Result<Vec<ReactorSnapshot>, ControlError> {
-        let per: Vec<(usize, DriverStats)> = self.ask(|s| (s.connections(), s.stats.clone()))?;
-        Ok(self
-            .reactors
-            .iter()
-            .zip(per)
-            .map(|(h, (connections, driver))| {
-                let st = h.stats();
-                let pollers = st
-                    .pollers
-                    .lock()
-                    .map(|l| {
-                        l.iter()
-                            .map(|p| {
-                                (
-                                    p.name.clone(),
-                                    p.runs.load(Ordering::Relaxed),
-                                    p.busy_runs.load(Ordering::Relaxed),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                ReactorSnapshot {
-                    id: st.id,
-                    core: st.core,
-                    busy_ns: st.busy_ns.load(Ordering::Relaxed),
-                    idle_ns: st.idle_ns.load(Ordering::Relaxed),
-                    iterations: st.iterations.load(Ordering::Relaxed),
-                    messages: st.messages.load(Ordering::Relaxed),
-                    pollers,
-                    connections,
-                    driver,
-                }
-            })
-            .collect())
+    /// The dataplane's statistics: reactors (TSC busy/idle, pollers, placement, per-reactor data path), the pool
+    /// (with its per-reactor caches), zero-copy and back-pressure counters. The one collector,
+    /// [`crate::stats::collect`], which the binary's SIGUSR1 line uses too. An error when a reactor does not answer
+    /// within the reply timeout.
+    pub fn snapshot(&self) -> Result<DataplaneSnapshot, ControlError> {
+        let snap = crate::stats::collect(&self.registry, &self.pool, REPLY_TIMEOUT);
+        match snap.reactors.iter().find(|r| r.datapath.is_none()) {
+            Some(r) => Err(ControlError::Timeout(r.id)),
+            None => Ok(snap),
+        }
     }
 
-    /// The data buffer pool's statistics (SCST's sgv `global_stats`).
-    pub fn pool_stats(&self) -> PoolStats {
-        self.pool.stats()
+    /// The data buffer pool's statistics alone (no reactor is asked).
+    pub fn pool_snapshot(&self) -> PoolSnapshot {
+        PoolSnapshot::of(&self.pool.stats(), self.pool.config().max_bytes)
     }
 }
 

@@ -26,6 +26,9 @@ pub const MAX_SLOTS: usize = 256;
 
 /// Marks an unused slot.
 const UNUSED: u64 = u64::MAX;
+/// Marks the slot of a reactor that sleeps (interrupt mode) with no fast-path I/O on the device: it acknowledges
+/// every generation until it calls [`RangeLock::resume`].
+const IDLE: u64 = u64::MAX - 1;
 
 /// A holding registered under the mutex (slow-path shared holder or exclusive request), released by
 /// [`RangeLock::release`].
@@ -145,6 +148,32 @@ impl RangeLock {
                 self.epoch.fetch_add(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// Reactor `slot` goes to sleep with no fast-path I/O on the device in flight: until [`RangeLock::resume`] it
+    /// counts as having acknowledged every generation, so exclusive requests need not wait for it to wake up.
+    pub fn idle(&self, slot: usize) {
+        if let Some(a) = self.acks.get(slot) {
+            if a.load(Ordering::Acquire) != UNUSED {
+                a.store(IDLE, Ordering::Release);
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Reactor `slot` is awake again and about to do I/O on the device: it acknowledges the current generation,
+    /// which it returns. Under the mutex, so that an exclusive request either saw the reactor idle before this
+    /// (and its generation bump, made under the same mutex, is visible here: the reactor then sees the gate up
+    /// and takes the slow path), or sees the acknowledgment after it (and waits for the next one).
+    pub fn resume(&self, slot: usize) -> u64 {
+        let _inner = self.lock();
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(a) = self.acks.get(slot) {
+            if a.load(Ordering::Acquire) != UNUSED {
+                a.store(generation, Ordering::Release);
+            }
+        }
+        generation
     }
 
     /// Slow path of a shared access to `start..end`: registered unless an exclusive request overlaps it.
@@ -279,6 +308,30 @@ mod tests {
         l.release(b);
         l.release(c);
         assert!(l.quiet());
+    }
+
+    #[test]
+    fn an_idle_reactor_does_not_hold_up_exclusive_requests() {
+        let l = RangeLock::new();
+        let busy = l.register().expect("slot");
+        let sleeper = l.register().expect("slot");
+        l.idle(sleeper);
+        let x = l.request_exclusive(0, 512);
+        l.acknowledge(busy, l.generation());
+        assert!(l.try_grant(x), "the sleeping reactor counts as acknowledged");
+        // Waking up while the range is held: the reactor acknowledges the current generation and sees the gate.
+        let g = l.resume(sleeper);
+        assert_eq!(g, l.generation());
+        assert!(!l.quiet(), "a resumed reactor takes the slow path while the exclusive request is there");
+        assert!(l.try_shared(0, 512).is_none());
+        l.release(x);
+        // A request made after the reactor resumed waits for its acknowledgment again.
+        let y = l.request_exclusive(0, 512);
+        l.acknowledge(busy, l.generation());
+        assert!(!l.try_grant(y));
+        l.acknowledge(sleeper, l.generation());
+        assert!(l.try_grant(y));
+        l.release(y);
     }
 
     #[test]

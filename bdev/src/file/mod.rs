@@ -67,6 +67,12 @@ pub struct FileOptions {
     pub threads: usize,
     /// Override of the rotational flag (default: the device's `queue/rotational` in sysfs, false if unknown).
     pub rotational: Option<bool>,
+    /// io_uring polled completions (`IORING_SETUP_IOPOLL`): the reactor polls the device's completion queue
+    /// instead of taking an interrupt, for NVMe block devices with poll queues (`nvme.poll_queues=N`). Needs
+    /// `o_direct` and the io_uring engine; reads and writes go to the polled ring, flush and fallocate to a second,
+    /// ordinary ring of the channel. On devices without poll queues the kernel completes the I/O anyway (Linux
+    /// falls back to interrupt completion) but polling then only costs CPU.
+    pub iopoll: bool,
 }
 
 impl Default for FileOptions {
@@ -77,6 +83,7 @@ impl Default for FileOptions {
             queue_depth: 128,
             threads: 4,
             rotational: None,
+            iopoll: false,
         }
     }
 }
@@ -160,6 +167,7 @@ pub struct FileBdev {
     choice: EngineChoice,
     queue_depth: u32,
     threads: usize,
+    iopoll: bool,
     /// The thread pool: the engine of thread channels, and where io_uring channels send Allocation queries.
     workers: Arc<Mutex<Option<threads::Workers>>>,
 }
@@ -184,6 +192,12 @@ impl FileBdev {
     ) -> Result<FileBdev, BdevError> {
         let path = path.as_ref();
         check_geometry(block_size, 1)?;
+        if opts.iopoll && !opts.o_direct {
+            return Err(BdevError::InvalidConfig("iopoll needs o_direct (polled I/O bypasses the page cache)".into()));
+        }
+        if opts.iopoll && opts.engine == EngineChoice::Threads {
+            return Err(BdevError::InvalidConfig("iopoll needs the io_uring engine".into()));
+        }
         if opts.queue_depth == 0 || opts.threads == 0 {
             return Err(BdevError::InvalidConfig(
                 "queue_depth and threads must be at least 1".into(),
@@ -234,6 +248,10 @@ impl FileBdev {
                 sys::uring::probe(opts.queue_depth).map_err(BdevError::Io)?;
                 FileEngine::IoUring
             }
+            EngineChoice::Auto if opts.iopoll => {
+                sys::uring::probe(opts.queue_depth).map_err(BdevError::Io)?;
+                FileEngine::IoUring
+            }
             EngineChoice::Auto => match sys::uring::probe(opts.queue_depth) {
                 Ok(()) => FileEngine::IoUring,
                 Err(e) => {
@@ -276,6 +294,7 @@ impl FileBdev {
             choice: opts.engine,
             queue_depth: opts.queue_depth,
             threads: opts.threads,
+            iopoll: opts.iopoll,
             workers: Arc::new(Mutex::new(None)),
         })
     }
@@ -351,9 +370,9 @@ impl Bdev for FileBdev {
                     name: self.info.name.clone(),
                     threads: self.threads,
                 };
-                match uring::UringChannel::new(Arc::clone(&self.ctx), self.queue_depth, side) {
+                match uring::UringChannel::new(Arc::clone(&self.ctx), self.queue_depth, self.iopoll, side) {
                     Ok(ch) => Ok(Box::new(ch)),
-                    Err(e) if self.choice == EngineChoice::Auto => {
+                    Err(e) if self.choice == EngineChoice::Auto && !self.iopoll => {
                         tracing::info!(error = %e, bdev = %self.info.name, "io_uring setup failed; channel uses I/O threads");
                         self.thread_channel()
                     }

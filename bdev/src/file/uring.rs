@@ -63,6 +63,8 @@ pub(crate) struct UringChannel {
     side: Side,
     side_channel: Option<ThreadChannel>,
     ring: Ring,
+    /// With IOPOLL: an ordinary ring for the operations a polled ring cannot run (fsync, fallocate).
+    aux: Option<Ring>,
     reqs: Vec<Option<Req>>,
     free_ids: Vec<usize>,
     /// Operations waiting for room in the ring, in order.
@@ -75,13 +77,15 @@ pub(crate) struct UringChannel {
 }
 
 impl UringChannel {
-    pub(crate) fn new(ctx: Arc<FileCtx>, depth: u32, side: Side) -> io::Result<UringChannel> {
-        let ring = Ring::new(Arc::clone(&ctx.file), depth)?;
+    pub(crate) fn new(ctx: Arc<FileCtx>, depth: u32, iopoll: bool, side: Side) -> io::Result<UringChannel> {
+        let ring = Ring::new(Arc::clone(&ctx.file), depth, iopoll)?;
+        let aux = if iopoll { Some(Ring::new(Arc::clone(&ctx.file), depth.min(32), false)?) } else { None };
         Ok(UringChannel {
             ctx,
             side,
             side_channel: None,
             ring,
+            aux,
             reqs: Vec::new(),
             free_ids: Vec::new(),
             backlog: VecDeque::new(),
@@ -130,14 +134,22 @@ impl UringChannel {
             self.backlog.push_back((id, op));
             return;
         }
-        if let Err(op) = self.ring.push(id, op) {
+        if let Err(op) = self.ring_for(&op).push(id, op) {
             self.backlog.push_back((id, op));
+        }
+    }
+
+    /// The ring an operation goes to: reads and writes to the main ring, the rest to the auxiliary ring if any.
+    fn ring_for(&mut self, op: &RingOp) -> &mut Ring {
+        match (op, self.aux.as_mut()) {
+            (RingOp::Fsync | RingOp::Fallocate { .. }, Some(aux)) => aux,
+            _ => &mut self.ring,
         }
     }
 
     fn drain_backlog(&mut self) {
         while let Some((id, op)) = self.backlog.pop_front() {
-            if let Err(op) = self.ring.push(id, op) {
+            if let Err(op) = self.ring_for(&op).push(id, op) {
                 self.backlog.push_front((id, op));
                 break;
             }
@@ -349,6 +361,11 @@ impl UringChannel {
         if let Err(e) = self.ring.submit() {
             tracing::warn!(error = %e, "io_uring submit failed");
         }
+        if let Some(aux) = self.aux.as_mut() {
+            if let Err(e) = aux.submit() {
+                tracing::warn!(error = %e, "io_uring submit failed");
+            }
+        }
     }
 }
 
@@ -446,7 +463,11 @@ impl Channel for UringChannel {
         let mut reaped = std::mem::take(&mut self.reaped);
         // Reaping frees ring slots, which lets the backlog in; repeat while that yields more work done.
         loop {
-            if self.ring.reap(&mut reaped) == 0 {
+            let mut n = self.ring.reap(&mut reaped);
+            if let Some(aux) = self.aux.as_mut() {
+                n += aux.reap(&mut reaped);
+            }
+            if n == 0 {
                 break;
             }
             for r in reaped.drain(..) {

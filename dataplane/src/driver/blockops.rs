@@ -31,7 +31,7 @@ use crate::registry::Device;
 /// Largest buffer one step of WRITE SAME or SANITIZE writes.
 const CHUNK: u64 = 1 << 20;
 /// SCSI status TASK ABORTED (SAM-5 §5.3.1), for parked commands a task management function took away.
-const TASK_ABORTED: u8 = 0x40;
+pub(super) const TASK_ABORTED: u8 = 0x40;
 
 /// This reactor's view of one device's range lock.
 pub(super) struct LocalLock {
@@ -42,6 +42,8 @@ pub(super) struct LocalLock {
     fast: usize,
     /// The last generation acknowledged.
     acked: u64,
+    /// The slot is marked idle in the lock (the reactor went to sleep with nothing in flight on the device).
+    idle: bool,
 }
 
 /// What a block operation holds in the range lock.
@@ -62,6 +64,8 @@ pub(super) struct Parked {
     device: Arc<Device>,
     lun: u64,
     action: Action,
+    /// The buffer a placed WRITE's data is in.
+    claimed: Option<Buf>,
     /// The queued exclusive request, if any.
     ticket: Option<Ticket>,
     /// The lock's epoch when it was last tried.
@@ -450,13 +454,24 @@ impl ReactorState {
     }
 
     /// Takes the range `action` needs (or parks the command until it can), then starts it.
-    pub(super) fn begin(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, action: Action, now: Instant) {
+    /// `claimed`: the pool buffer a plain WRITE's data was received into (zero-copy receive, `crate::rx`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn begin(
+        &mut self,
+        i: usize,
+        task: ScsiTask,
+        device: Arc<Device>,
+        lun: u64,
+        action: Action,
+        claimed: Option<Buf>,
+        now: Instant,
+    ) {
         let Some((start, end, exclusive)) = lock_need(&action) else {
-            return self.start(i, task, device, lun, action, Hold::Nothing, now);
+            return self.start(i, task, device, lun, action, claimed, Hold::Nothing, now);
         };
         let epoch = device.range_lock.epoch();
         match self.acquire(&device, start, end, exclusive, None) {
-            Ok(hold) => self.start(i, task, device, lun, action, hold, now),
+            Ok(hold) => self.start(i, task, device, lun, action, claimed, hold, now),
             Err(ticket) => {
                 let Some(slot) = self.slots.get(i).and_then(|s| s.as_ref()) else {
                     if let Some(t) = ticket {
@@ -465,7 +480,7 @@ impl ReactorState {
                     return;
                 };
                 let generation = slot.generation;
-                self.parked.push(Parked { slot: i, generation, task, device, lun, action, ticket, epoch });
+                self.parked.push(Parked { slot: i, generation, task, device, lun, action, claimed, ticket, epoch });
             }
         }
     }
@@ -473,7 +488,7 @@ impl ReactorState {
     fn local_lock(&mut self, device: &Arc<Device>) -> &mut LocalLock {
         self.locks.entry(device.id).or_insert_with(|| {
             let slot = device.range_lock.register();
-            LocalLock { device: device.clone(), slot, fast: 0, acked: device.range_lock.generation() }
+            LocalLock { device: device.clone(), slot, fast: 0, acked: device.range_lock.generation(), idle: false }
         })
     }
 
@@ -488,6 +503,12 @@ impl ReactorState {
     ) -> Result<Hold, Option<Ticket>> {
         let local = self.local_lock(device);
         let lock = &device.range_lock;
+        if local.idle {
+            if let Some(slot) = local.slot {
+                local.acked = lock.resume(slot);
+            }
+            local.idle = false;
+        }
         if exclusive {
             let t = ticket.unwrap_or_else(|| lock.request_exclusive(start, end));
             if local.fast == 0 {
@@ -524,7 +545,7 @@ impl ReactorState {
     /// parked commands whose lock moved.
     pub(super) fn poll_locks(&mut self, now: Instant) -> PollStatus {
         for local in self.locks.values_mut() {
-            if local.fast == 0 {
+            if local.fast == 0 && !local.idle {
                 let g = local.device.range_lock.generation();
                 if g != local.acked {
                     if let Some(slot) = local.slot {
@@ -553,13 +574,13 @@ impl ReactorState {
                 continue;
             }
             let Some((start, end, exclusive)) = lock_need(&p.action) else {
-                self.start(p.slot, p.task, p.device, p.lun, p.action, Hold::Nothing, now);
+                self.start(p.slot, p.task, p.device, p.lun, p.action, p.claimed, Hold::Nothing, now);
                 continue;
             };
             match self.acquire(&p.device, start, end, exclusive, p.ticket) {
                 Ok(hold) => {
                     busy = PollStatus::Busy;
-                    self.start(p.slot, p.task, p.device, p.lun, p.action, hold, now);
+                    self.start(p.slot, p.task, p.device, p.lun, p.action, p.claimed, hold, now);
                 }
                 Err(ticket) => {
                     p.ticket = ticket;
@@ -569,6 +590,24 @@ impl ReactorState {
             }
         }
         busy
+    }
+
+    /// Interrupt mode, before the reactor sleeps: whether it may (no command waits for a range; waiting commands
+    /// are retried from the bdev poller), and if so its slots in the range locks it holds nothing in are marked
+    /// idle, so that an exclusive request on another reactor does not wait for this one to wake up.
+    pub(super) fn locks_may_sleep(&mut self) -> bool {
+        if !self.parked.is_empty() {
+            return false;
+        }
+        for local in self.locks.values_mut() {
+            if local.fast == 0 && !local.idle {
+                if let Some(slot) = local.slot {
+                    local.device.range_lock.idle(slot);
+                }
+                local.idle = true;
+            }
+        }
+        true
     }
 
     /// Forgets this reactor's range-lock state of devices that are gone (not in `live`) once none of its commands
