@@ -7,14 +7,14 @@ use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::isns::IsnsConfig;
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::{Portal, Registry};
-use polltgt_dataplane::server::{PortalConfig, Server};
+use polltgt_dataplane::server::{PortalConfig, Server, ServerOptions};
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
-use polltgt_mgmt::{Config, DeviceConfig, Handler};
+use polltgt_mgmt::{Config, DeviceConfig, Handler, IdlePolicy};
 use polltgt_scsi::LuConfig;
 
 /// Largest READ/WRITE a command may transfer (Block Limits VPD MAXIMUM TRANSFER LENGTH): bounds the buffer one
-/// command can take from the pool.
-const MAX_TRANSFER_BYTES: u32 = 16 << 20;
+/// command can take from the pool. The iSCSI layer refuses longer writes before buffering them: one limit.
+const MAX_TRANSFER_BYTES: u32 = polltgt_iscsi::params::MAX_TRANSFER_LENGTH;
 
 /// Build every device and target of `cfg` and start serving. Returns the server and its data buffer pool.
 pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
@@ -39,10 +39,20 @@ pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
         count: cfg.reactors.reactor_count(),
         cpus: cfg.reactors.cpu_mask.as_ref().map(|m| m.cpus().to_vec()).unwrap_or_default(),
         pin: true,
-        idle: IdleMode::default(),
+        idle: match cfg.reactors.idle {
+            Some(IdlePolicy::Poll) => IdleMode::Poll,
+            Some(IdlePolicy::Interrupt) | None => IdleMode::interrupt(),
+        },
     };
-    let pool = BufPool::new(PoolConfig::default())?;
-    let server = Server::start(registry, &portals, &reactor_cfg, pool.clone())?;
+    let pool_cfg = PoolConfig {
+        max_bytes: cfg.reactors.buffer_pool_max.map(|s| s.bytes() as usize),
+        ..PoolConfig::default()
+    };
+    let pool = BufPool::new(pool_cfg)?;
+    let options = ServerOptions {
+        zerocopy_threshold: cfg.reactors.zerocopy_threshold.map(|s| s.bytes() as usize),
+    };
+    let server = Server::start_with(registry, &portals, &reactor_cfg, pool.clone(), &options)?;
     if let Some(isns) = &cfg.iscsi.isns_server {
         server.start_isns(isns_config(isns, server.portals())).context("starting the iSNS client")?;
     }
@@ -92,7 +102,12 @@ pub(crate) fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
         }
         Handler::VdiskFileio | Handler::VdiskBlockio => {
             let path = d.filename.as_ref().context("filename is required")?;
-            let opts = FileOptions { o_direct: d.o_direct, rotational: Some(d.rotational), ..FileOptions::default() };
+            let opts = FileOptions {
+                o_direct: d.o_direct || d.iopoll,
+                iopoll: d.iopoll,
+                rotational: Some(d.rotational),
+                ..FileOptions::default()
+            };
             Arc::new(
                 FileBdev::open(&d.name, path, block_size, d.read_only, opts)
                     .with_context(|| format!("cannot open {}", path.display()))?,
@@ -114,6 +129,7 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         removable: d.removable,
         rotational: d.rotational,
         write_cache: !d.write_through,
+        thin_provisioned: d.thin_provisioned,
         vendor: d.t10_vend_id.clone().unwrap_or_else(|| "POLLTGT".to_string()),
         product: d.prod_id.clone().unwrap_or_else(|| d.name.chars().take(16).collect()),
         revision: d.prod_rev_lvl.clone().unwrap_or_else(|| "0100".to_string()),

@@ -7,15 +7,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use polltgt_bdev::{Bdev, BdevKind, NullBdev};
+use polltgt_bdev::{BdevError, BdevKind};
 use polltgt_dataplane::isns::IsnsSlot;
+use polltgt_dataplane::lifecycle::ResizeError;
 use polltgt_dataplane::live::{ConnSnapshot, Control, ControlError, SessionSnapshot};
-use polltgt_dataplane::registry::{IniGroup, LunEntry, Registry, RegistryError, TargetEntry};
+use polltgt_dataplane::registry::{IniGroup, LunEntry, ReactorPolicy, Registry, RegistryError, TargetEntry};
 use polltgt_dataplane::sessions::SessionsError;
 use polltgt_iscsi::params::SessionParams;
+use polltgt_dataplane::stats::{DataPathSnapshot, PoolSnapshot};
 use polltgt_mgmt::backend::{
-    Backend, BackendError, ConnectionInfo, DeviceState, ErrorKind, LunStatsInfo, PollerInfo, PoolClassInfo, PoolInfo,
-    ReactorInfo, SessionInfo,
+    Backend, BackendError, ConnectionInfo, DataPathInfo, DataplaneStats, DeviceState, ErrorKind, LunStatsInfo,
+    PollerInfo, PoolClassInfo, PoolInfo, ReactorInfo, SessionInfo,
 };
 use polltgt_mgmt::protocol::IsnsServer;
 use polltgt_mgmt::{DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig};
@@ -101,6 +103,11 @@ pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<Targ
     e.redirect = t.redirect.clone();
     e.max_sessions = t.max_sessions;
     e.rel_tgt_id = t.rel_tgt_id.unwrap_or(0);
+    // Where its sessions run (crate::placement in the dataplane); sessions logging in from now on.
+    e.reactors = ReactorPolicy {
+        cpus: t.cpu_mask.as_ref().map(|m| m.cpus().to_vec()),
+        dedicated: t.per_sess_dedicated_tgt_threads,
+    };
     Ok(e)
 }
 
@@ -247,17 +254,16 @@ impl Backend for LiveBackend {
             .ok_or_else(|| err(ErrorKind::NotFound, "no such device"))?;
         let info = dev.bdev.info();
         let bs = u64::from(info.block_size);
-        let new: Arc<dyn Bdev> = match (d.handler, size) {
+        // The bdev changes its size in place (`Registry::resize_device`): sessions keep their views, channels and
+        // the device's range lock; the logical unit then raises CAPACITY DATA HAS CHANGED (SBC-3 §4.6).
+        let blocks = match (d.handler, size) {
             (Handler::Ram, _) => {
                 return Err(err(
                     ErrorKind::Unsupported,
                     "a RAM disk keeps the size it was created with",
                 ));
             }
-            (Handler::VdiskNullio, Some(bytes)) => Arc::new(
-                NullBdev::new(&d.name, info.block_size, bytes / bs)
-                    .map_err(|e| err(ErrorKind::Invalid, e.to_string()))?,
-            ),
+            (Handler::VdiskNullio, Some(bytes)) => Some(bytes / bs),
             (Handler::VdiskNullio, None) => {
                 return Err(err(
                     ErrorKind::Unsupported,
@@ -288,16 +294,20 @@ impl Backend for LiveBackend {
                         .and_then(|f| f.set_len(bytes))
                         .map_err(|e| err(ErrorKind::Io, format!("cannot extend {}: {e}", path.display())))?;
                 }
-                open_bdev(d).map_err(|e| err(ErrorKind::Io, format!("{e:#}")))?
+                None
             }
         };
-        let new_info = new.info();
-        let (_, touched) = registry.replace_bdev(&d.name, new).map_err(registry_err)?;
-        self.refresh(&touched)?;
-        // Only now that every session uses the new bdev: CAPACITY DATA HAS CHANGED (SBC-3 §4.6) for every nexus.
-        dev.lu.set_capacity(new_info.num_blocks);
-        tracing::info!(device = %d.name, bytes = new_info.size_bytes(), "device resized");
-        Ok(new_info.size_bytes())
+        let blocks = registry.resize_device(&d.name, blocks).map_err(|e| {
+            let kind = match &e {
+                ResizeError::NoSuchDevice(_) => ErrorKind::NotFound,
+                ResizeError::Bdev { source: BdevError::InvalidConfig(_), .. } => ErrorKind::Invalid,
+                ResizeError::Bdev { .. } => ErrorKind::Io,
+            };
+            err(kind, e.to_string())
+        })?;
+        let bytes = blocks * bs;
+        tracing::info!(device = %d.name, bytes, "device resized");
+        Ok(bytes)
     }
 
     fn device_state(&self, d: &DeviceConfig) -> Option<DeviceState> {
@@ -363,57 +373,43 @@ impl Backend for LiveBackend {
         self.control.force_close(sid).map_err(control_err)
     }
 
-    fn reactors(&self) -> Result<Vec<ReactorInfo>, BackendError> {
-        Ok(self
-            .control
-            .reactors()
-            .map_err(control_err)?
-            .into_iter()
-            .map(|r| ReactorInfo {
-                id: r.id,
-                core: r.core,
-                busy_ns: r.busy_ns,
-                idle_ns: r.idle_ns,
-                iterations: r.iterations,
-                messages: r.messages,
-                connections: r.connections,
-                commands: r.driver.commands,
-                bytes_read: r.driver.bytes_read,
-                bytes_written: r.driver.bytes_written,
-                connections_accepted: r.driver.connections_accepted,
-                connections_closed: r.driver.connections_closed,
-                pollers: r
-                    .pollers
-                    .into_iter()
-                    .map(|(name, runs, busy_runs)| PollerInfo { name, runs, busy_runs })
-                    .collect(),
-            })
-            .collect())
+    fn dataplane_stats(&self) -> Result<DataplaneStats, BackendError> {
+        let snap = self.control.snapshot().map_err(control_err)?;
+        Ok(DataplaneStats {
+            reactors: snap
+                .reactors
+                .into_iter()
+                .map(|r| ReactorInfo {
+                    id: r.id,
+                    core: r.core,
+                    tick_rate: r.tick_rate,
+                    busy_tsc: r.busy_tsc,
+                    idle_tsc: r.idle_tsc,
+                    busy_ns: r.busy_ns,
+                    idle_ns: r.idle_ns,
+                    iterations: r.iterations,
+                    messages: r.messages,
+                    sleeps: r.sleeps,
+                    connections: r.connections,
+                    sessions: r.sessions,
+                    sessions_total: r.sessions_total,
+                    dedicated: r.dedicated,
+                    sessions_moved_in: r.sessions_moved_in,
+                    pollers: r
+                        .pollers
+                        .into_iter()
+                        .map(|p| PollerInfo { name: p.name, runs: p.runs, busy_runs: p.busy_runs })
+                        .collect(),
+                    datapath: r.datapath.as_ref().map(datapath_info).unwrap_or_default(),
+                })
+                .collect(),
+            pool: pool_info(snap.pool),
+            datapath: datapath_info(&snap.datapath),
+        })
     }
 
     fn pool(&self) -> PoolInfo {
-        let p = self.control.pool_stats();
-        PoolInfo {
-            allocations: p.allocations,
-            frees: p.frees,
-            cache_hits: p.cache_hits,
-            cache_misses: p.cache_misses,
-            large_allocations: p.large_allocations,
-            exhausted: p.exhausted,
-            bytes_in_use: p.bytes_in_use,
-            high_water: p.high_water,
-            bytes_mapped: p.bytes_mapped,
-            classes: p
-                .classes
-                .into_iter()
-                .map(|c| PoolClassInfo {
-                    size: c.size,
-                    slabs: c.slabs,
-                    free: c.free,
-                    in_use: c.in_use,
-                })
-                .collect(),
-        }
+        pool_info(self.control.pool_snapshot())
     }
 
     fn lun_stats(&self) -> Vec<LunStatsInfo> {
@@ -463,5 +459,51 @@ impl Backend for LiveBackend {
         *self.trace_level.lock().unwrap_or_else(PoisonError::into_inner) = level.to_string();
         tracing::info!(level, "trace level changed");
         Ok(())
+    }
+}
+
+/// The management view of the dataplane's pool statistics (`polltgt_dataplane::stats`).
+fn pool_info(p: PoolSnapshot) -> PoolInfo {
+    PoolInfo {
+        allocations: p.allocations,
+        frees: p.frees,
+        cache_hits: p.cache_hits,
+        cache_misses: p.cache_misses,
+        large_allocations: p.large_allocations,
+        exhausted: p.exhausted,
+        bytes_in_use: p.bytes_in_use,
+        high_water: p.high_water,
+        bytes_mapped: p.bytes_mapped,
+        bytes_cached: p.bytes_cached,
+        thread_caches: p.thread_caches,
+        max_bytes: p.max_bytes,
+        classes: p
+            .classes
+            .into_iter()
+            .map(|c| PoolClassInfo { size: c.size, slabs: c.slabs, free: c.free, in_use: c.in_use, cached: c.cached })
+            .collect(),
+    }
+}
+
+/// The management view of data path counters.
+fn datapath_info(d: &DataPathSnapshot) -> DataPathInfo {
+    DataPathInfo {
+        connections_accepted: d.connections_accepted,
+        connections_closed: d.connections_closed,
+        commands: d.commands,
+        bytes_read: d.bytes_read,
+        bytes_written: d.bytes_written,
+        read_bytes_by_reference: d.read_bytes_by_reference,
+        tx_bytes_zerocopy: d.tx_bytes_zerocopy,
+        tx_bytes_copied: d.tx_bytes_copied,
+        tx_zerocopy_notifications: d.tx_zerocopy_notifications,
+        tx_zerocopy_copied: d.tx_zerocopy_copied,
+        tx_zerocopy_fallbacks: d.tx_zerocopy_fallbacks,
+        rx_bytes_placed: d.rx_bytes_placed,
+        rx_bytes_copied: d.rx_bytes_copied,
+        rx_write_claims: d.rx_write_claims,
+        rx_claim_failures: d.rx_claim_failures,
+        buffer_waits: d.buffer_waits,
+        buffer_waiting: d.buffer_waiting,
     }
 }

@@ -110,6 +110,16 @@ fn main() -> ExitCode {
 /// How long initiators get to log out when the target shuts down (RFC 7143 §11.9.1 AsyncEvent 1, Parameter3).
 const LOGOUT_ON_SHUTDOWN: Duration = Duration::from_secs(3);
 
+/// Prints the dataplane statistics as one machine-readable line, `polltgt-stats: {json}` (SIGUSR1 and shutdown):
+/// the snapshot `dataplane_get_stats` serves over RPC, from the same collector.
+fn print_stats(server: &polltgt_dataplane::server::Server) {
+    use std::io::Write;
+    let snap = server.snapshot(Duration::from_secs(1));
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "polltgt-stats: {}", snap.to_json());
+    let _ = out.flush();
+}
+
 fn serve(
     cfg: &Config,
     config_path: Option<PathBuf>,
@@ -121,6 +131,8 @@ fn serve(
     for sig in [libc::SIGINT, libc::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    let report = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(libc::SIGUSR1, report.clone())?;
     let (server, pool) = build::start(cfg)?;
     let portals = server.portals().iter().map(|p| (p.addr, p.tpgt)).collect();
     let control = Control::new(server.registry().clone(), server.reactors().to_vec(), pool);
@@ -146,8 +158,12 @@ fn serve(
     }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if report.swap(false, Ordering::Relaxed) {
+            print_stats(&server);
+        }
     }
     tracing::info!("shutting down");
+    print_stats(&server);
     drop(rpc);
     drop(metrics);
     server.shutdown_gracefully(LOGOUT_ON_SHUTDOWN);

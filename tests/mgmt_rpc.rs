@@ -186,9 +186,10 @@ fn reactors_pollers_pool_and_prometheus_report_the_same_io() {
     let reactors = t.rpc_ok("framework_get_reactors", json!({}));
     let r0 = &reactors["reactors"][0];
     assert!(
-        r0["busy_ns"].as_u64() > Some(0) && r0["commands"].as_u64() >= Some(64),
+        r0["busy_ns"].as_u64() > Some(0) && r0["datapath"]["commands"].as_u64() >= Some(64),
         "{reactors}"
     );
+    assert!(r0["busy_tsc"].as_u64() > Some(0) && r0["tick_rate"].as_u64() > Some(0), "TSC accounting: {reactors}");
     let pollers = r0["pollers"].as_array().unwrap();
     assert!(
         pollers
@@ -198,11 +199,19 @@ fn reactors_pollers_pool_and_prometheus_report_the_same_io() {
     );
     let threads = t.rpc_ok("thread_get_stats", json!({}));
     assert_eq!(threads["threads"][0]["name"], "reactor_0");
+    assert_eq!(threads["tick_rate"], r0["tick_rate"], "busy/idle in the reactors' ticks: {threads}");
+    assert!(threads["threads"][0]["busy"].as_u64() > Some(0), "{threads}");
     let pool = t.rpc_ok("iobuf_get_stats", json!({}));
     assert!(
         pool["allocations"].as_u64() >= Some(64) && pool["frees"].as_u64() >= Some(64),
         "{pool}"
     );
+    assert!(pool["thread_caches"].as_u64() >= Some(1) && pool["bytes_cached"].is_u64(), "reactor caches: {pool}");
+    // The whole snapshot (the SIGUSR1 line's): the totals are the sum of the reactors'.
+    let all = t.rpc_ok("dataplane_get_stats", json!({}));
+    let sum: u64 = all["reactors"].as_array().unwrap().iter().map(|r| r["datapath"]["commands"].as_u64().unwrap()).sum();
+    assert_eq!(all["datapath"]["commands"].as_u64(), Some(sum), "{all}");
+    assert!(all["datapath"]["read_bytes_by_reference"].as_u64() >= Some(256 * 512), "{all}");
     let tree = t.cli_ok(&["show", "sgv"]);
     assert!(tree.contains("global_stats") && tree.contains("allocations"), "{tree}");
     let table = t.cli_ok(&["list", "reactors"]);
@@ -220,6 +229,12 @@ fn reactors_pollers_pool_and_prometheus_report_the_same_io() {
         "polltgt_reactor_busy_seconds_total{reactor=\"0\"}",
         "polltgt_poller_busy_runs_total{reactor=\"0\",poller=\"bdev_completions\"}",
         "polltgt_pool_allocations_total",
+        "polltgt_pool_cached_bytes",
+        "polltgt_reactor_sleeps_total{reactor=\"0\"}",
+        "polltgt_read_bytes_by_reference_total",
+        "polltgt_tx_zerocopy_bytes_total",
+        "polltgt_rx_placed_bytes_total",
+        "polltgt_buffer_waits_total",
         "polltgt_auth_failures_total 0",
     ] {
         assert!(body.contains(family), "{family} missing:\n{body}");

@@ -135,6 +135,34 @@ fn damaged_reservation_state_stops_the_start() {
 fn preempt_and_abort_across_reactors() {
     let (_keep, state, disk) = workdir();
     let t = Target::start_with_yaml(tempfile::tempdir().unwrap(), &yaml(&state, &disk, 2));
+    preempt_and_abort(&t);
+    let log = strip_ansi(&t.output());
+    let logins = |r: &str| log.lines().any(|l| l.contains("login complete") && l.contains(&format!("reactor={r}")));
+    assert!(logins("0") && logins("1"), "the two initiators were not on different reactors:\n{log}");
+}
+
+/// The same with the target's sessions placed on the reactor of CPU 1 (target `cpu_mask`): the session accepted
+/// on reactor 0 moves there after login, and PREEMPT AND ABORT still finds B's session where it runs.
+#[test]
+fn preempt_and_abort_reaches_sessions_moved_after_login() {
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("one CPU: no second reactor to move to");
+        return;
+    }
+    let (_keep, state, disk) = workdir();
+    let cfg = yaml(&state, &disk, 2).replace("reactors: { count: 2 }", "reactors: { cpu_mask: \"0x3\" }")
+        + "    cpu_mask: \"0x2\"\n";
+    let t = Target::start_with_yaml(tempfile::tempdir().unwrap(), &cfg);
+    preempt_and_abort(&t);
+    let log = strip_ansi(&t.output());
+    assert!(log.contains("session moves to its target's reactor"), "no session moved:\n{log}");
+    assert!(
+        log.lines().filter(|l| l.contains("login complete") && l.contains("reactor=")).all(|l| l.contains("reactor=1")),
+        "every session runs on the reactor of CPU 1:\n{log}"
+    );
+}
+
+fn preempt_and_abort(t: &Target) {
     let tool = c_tool("iscsi-pr");
     let url = t.url(0);
     let mut b = Command::new(&tool)
@@ -149,7 +177,7 @@ fn preempt_and_abort_across_reactors() {
     assert_eq!(next(), "reserve GOOD");
     assert_eq!(next(), "waiting");
     assert_eq!(
-        pr(&t, INIT_A, 1, &["read", "register", "a1", "preempt-abort", "a1", "b1", "1", "write", "reservation"]),
+        pr(t, INIT_A, 1, &["read", "register", "a1", "preempt-abort", "a1", "b1", "1", "write", "reservation"]),
         ["read RESERVATION_CONFLICT", "register GOOD", "preempt-abort GOOD", "write GOOD", "reservation a1 1"]
     );
     b.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -157,9 +185,6 @@ fn preempt_and_abort_across_reactors() {
     assert_eq!(next(), "tur GOOD");
     assert_eq!(next(), "write RESERVATION_CONFLICT");
     assert!(b.wait().unwrap().success());
-    let log = strip_ansi(&t.output());
-    let logins = |r: &str| log.lines().any(|l| l.contains("login complete") && l.contains(&format!("reactor={r}")));
-    assert!(logins("0") && logins("1"), "the two initiators were not on different reactors:\n{log}");
 }
 
 /// The log without terminal colour sequences (ESC [ ... m).

@@ -127,6 +127,14 @@ pub trait Bdev: Send + Sync {
     fn info(&self) -> BdevInfo;
     /// One channel per reactor (SPDK's io_channel); never shared between threads.
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError>;
+    /// Changes the capacity (SCST's `resync_size`): `None` re-reads the size of the backing file or device, `Some`
+    /// sets a new number of blocks where the backend has no backing store of its own. Returns the new number of
+    /// blocks; I/Os beyond it complete with [`BdevError::OutOfRange`] from then on. Backends whose size is fixed
+    /// answer [`BdevError::InvalidConfig`].
+    fn resize(&self, num_blocks: Option<u64>) -> Result<u64, BdevError> {
+        let _ = num_blocks;
+        Err(BdevError::InvalidConfig(format!("{} cannot be resized", self.info().name)))
+    }
 }
 
 /// A reactor's submission/completion queue pair on a bdev.
@@ -184,6 +192,106 @@ pub enum Op {
         /// Byte length.
         len: u64,
     },
+    /// Describe which blocks from byte `offset` on (at most `len` bytes) hold allocated storage (SBC-3 GET LBA
+    /// STATUS): the completion returns `buf` filled with [`Extent`] records (see [`Extent::decode_all`]), at most
+    /// `buf.len() / Extent::RECORD_LEN` of them, contiguous from `offset`, block aligned. A backend that cannot
+    /// tell reports everything allocated.
+    Allocation {
+        /// Byte offset.
+        offset: u64,
+        /// Most bytes to describe.
+        len: u64,
+        /// Receives the records.
+        buf: Buf,
+    },
+}
+
+/// A run of bytes with one allocation state, the answer of [`Op::Allocation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Byte offset.
+    pub offset: u64,
+    /// Byte length (non-zero).
+    pub len: u64,
+    /// Backed by storage (written, or never deallocated); `false` = deallocated (reads as zeros).
+    pub allocated: bool,
+}
+
+impl Extent {
+    /// Bytes per record in an [`Op::Allocation`] buffer: offset and length as little-endian `u64`, bit 63 of the
+    /// length set for a deallocated run. A record of length zero ends the list.
+    pub const RECORD_LEN: usize = 16;
+
+    /// Writes `extents` into `buf` (as many as fit, then a terminating zero record if there is room). Returns how
+    /// many were written.
+    pub fn encode_all(extents: &[Extent], buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        for (e, rec) in extents.iter().zip(buf.chunks_exact_mut(Self::RECORD_LEN)) {
+            let len = (e.len & !(1 << 63)) | if e.allocated { 0 } else { 1 << 63 };
+            rec[..8].copy_from_slice(&e.offset.to_le_bytes());
+            rec[8..].copy_from_slice(&len.to_le_bytes());
+            n += 1;
+        }
+        if let Some(rec) = buf.chunks_exact_mut(Self::RECORD_LEN).nth(n) {
+            rec.fill(0);
+        }
+        n
+    }
+
+    /// Reads the records of an [`Op::Allocation`] buffer up to the first zero-length one.
+    pub fn decode_all(buf: &[u8]) -> Vec<Extent> {
+        let mut out = Vec::new();
+        for rec in buf.chunks_exact(Self::RECORD_LEN) {
+            let mut o = [0u8; 8];
+            let mut l = [0u8; 8];
+            o.copy_from_slice(&rec[..8]);
+            l.copy_from_slice(&rec[8..]);
+            let raw = u64::from_le_bytes(l);
+            let len = raw & !(1 << 63);
+            if len == 0 {
+                break;
+            }
+            out.push(Extent { offset: u64::from_le_bytes(o), len, allocated: raw >> 63 == 0 });
+        }
+        out
+    }
+}
+
+/// Turns raw runs (in order, contiguous, any alignment) into block-aligned ones covering the same blocks: a block
+/// counts as deallocated only when all of it is. At most `max` runs are kept.
+pub(crate) fn align_extents(raw: &[Extent], block_size: u64, max: usize) -> Vec<Extent> {
+    let bs = block_size.max(1);
+    let (Some(first), Some(last)) = (raw.first(), raw.last()) else {
+        return Vec::new();
+    };
+    let begin = first.offset / bs * bs;
+    let finish = last.offset.saturating_add(last.len).div_ceil(bs).saturating_mul(bs);
+    let mut holes: Vec<(u64, u64)> = Vec::new();
+    for e in raw.iter().filter(|e| !e.allocated) {
+        let (a, b) = (e.offset, e.offset.saturating_add(e.len));
+        match holes.last_mut() {
+            Some(h) if h.1 == a => h.1 = b,
+            _ => holes.push((a, b)),
+        }
+    }
+    let mut out = Vec::new();
+    let mut pos = begin;
+    for (a, b) in holes {
+        let (a, b) = (a.div_ceil(bs).saturating_mul(bs), b / bs * bs);
+        if b <= a {
+            continue;
+        }
+        if a > pos {
+            out.push(Extent { offset: pos, len: a - pos, allocated: true });
+        }
+        out.push(Extent { offset: a, len: b - a, allocated: false });
+        pos = b;
+    }
+    if finish > pos {
+        out.push(Extent { offset: pos, len: finish - pos, allocated: true });
+    }
+    out.truncate(max);
+    out
 }
 
 impl Op {
@@ -194,6 +302,7 @@ impl Op {
                 Some((*offset, buf.len() as u64))
             }
             Op::WriteZeroes { offset, len } | Op::Unmap { offset, len } => Some((*offset, *len)),
+            Op::Allocation { offset, len, .. } => Some((*offset, *len)),
             Op::Flush => None,
         }
     }
@@ -209,7 +318,7 @@ impl Op {
     /// Takes the data buffer out of a Read or Write.
     pub fn into_buf(self) -> Option<Buf> {
         match self {
-            Op::Read { buf, .. } | Op::Write { buf, .. } => Some(buf),
+            Op::Read { buf, .. } | Op::Write { buf, .. } | Op::Allocation { buf, .. } => Some(buf),
             _ => None,
         }
     }
@@ -222,7 +331,8 @@ pub struct Completion {
     pub tag: u64,
     /// Outcome.
     pub result: Result<(), BdevError>,
-    /// The Read/Write buffer, returned whatever the outcome (filled on a successful Read).
+    /// The Read/Write/Allocation buffer, returned whatever the outcome (filled on a successful Read or
+    /// Allocation).
     pub buf: Option<Buf>,
 }
 
@@ -438,5 +548,38 @@ mod tests {
         assert!(check_geometry(1 << 17, 2).is_err());
         assert!(check_geometry(512, 0).is_err());
         assert!(check_geometry(4096, u64::MAX / 1024).is_err());
+    }
+
+    #[test]
+    fn extent_records_round_trip() {
+        let ext = [
+            Extent { offset: 0, len: 4096, allocated: true },
+            Extent { offset: 4096, len: 1 << 40, allocated: false },
+        ];
+        let mut buf = vec![0xFFu8; 4 * Extent::RECORD_LEN];
+        assert_eq!(Extent::encode_all(&ext, &mut buf), 2);
+        assert_eq!(Extent::decode_all(&buf), ext);
+        let mut small = vec![0u8; Extent::RECORD_LEN];
+        assert_eq!(Extent::encode_all(&ext, &mut small), 1);
+        assert_eq!(Extent::decode_all(&small), ext[..1]);
+        assert_eq!(Extent::decode_all(&[]), []);
+    }
+
+    #[test]
+    fn extents_align_to_blocks() {
+        let e = |offset, len, allocated| Extent { offset, len, allocated };
+        // A hole that does not cover whole blocks leaves them allocated.
+        assert_eq!(
+            align_extents(&[e(0, 1000, true), e(1000, 3000, false), e(4000, 96, true)], 1024, 8),
+            [e(0, 1024, true), e(1024, 2048, false), e(3072, 1024, true)]
+        );
+        // Neighbouring holes together cover a block.
+        assert_eq!(
+            align_extents(&[e(0, 300, false), e(300, 724, false), e(1024, 1024, true)], 1024, 8),
+            [e(0, 1024, false), e(1024, 1024, true)]
+        );
+        assert_eq!(align_extents(&[e(0, 500, false)], 1024, 8), [e(0, 1024, true)]);
+        assert_eq!(align_extents(&[e(0, 4096, false), e(4096, 4096, true)], 512, 1), [e(0, 4096, false)]);
+        assert_eq!(align_extents(&[], 512, 8), []);
     }
 }

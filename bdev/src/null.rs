@@ -1,15 +1,21 @@
 //! `NullBdev`: reads return zeros, writes are discarded (SPDK's null bdev); for benchmarks and tests.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::{
-    check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Geometry, Io, Op,
+    check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Extent, Geometry, Io,
+    Op,
 };
 
-/// A device of a configured size that stores nothing.
+/// A device of a configured size that stores nothing. Its size can change in place ([`Bdev::resize`] with a
+/// number of blocks): every channel sees the new size from its next I/O on.
 #[derive(Debug, Clone)]
 pub struct NullBdev {
     info: BdevInfo,
+    /// Size in bytes, shared with the channels.
+    size: Arc<AtomicU64>,
 }
 
 impl NullBdev {
@@ -21,6 +27,7 @@ impl NullBdev {
     ) -> Result<NullBdev, BdevError> {
         check_geometry(block_size, num_blocks)?;
         Ok(NullBdev {
+            size: Arc::new(AtomicU64::new(num_blocks * u64::from(block_size))),
             info: BdevInfo {
                 name: name.into(),
                 block_size,
@@ -35,34 +42,59 @@ impl NullBdev {
 
 impl Bdev for NullBdev {
     fn info(&self) -> BdevInfo {
-        self.info.clone()
+        let mut info = self.info.clone();
+        info.num_blocks = self.size.load(Ordering::Acquire) / u64::from(info.block_size);
+        info
     }
 
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
         Ok(Box::new(NullChannel {
             geom: Geometry {
                 block_size: self.info.block_size,
-                size: self.info.size_bytes(),
+                size: self.size.load(Ordering::Acquire),
                 read_only: false,
                 buf_align: 1,
             },
+            size: self.size.clone(),
             done: VecDeque::new(),
         }))
+    }
+
+    /// A null device has no backing store: `Some(n)` sets `n` blocks; `None` (re-read the backing store) is
+    /// refused.
+    fn resize(&self, num_blocks: Option<u64>) -> Result<u64, BdevError> {
+        let Some(n) = num_blocks else {
+            return Err(BdevError::InvalidConfig(format!(
+                "{} has no backing store to re-read its size from",
+                self.info.name
+            )));
+        };
+        check_geometry(self.info.block_size, n)?;
+        self.size.store(n * u64::from(self.info.block_size), Ordering::Release);
+        Ok(n)
     }
 }
 
 struct NullChannel {
     geom: Geometry,
+    size: Arc<AtomicU64>,
     done: VecDeque<Completion>,
 }
 
 impl Channel for NullChannel {
     fn submit(&mut self, io: Io) {
         let Io { tag, mut op } = io;
+        self.geom.size = self.size.load(Ordering::Acquire);
         let result = self.geom.check(&op);
         if result.is_ok() {
-            if let Op::Read { buf, .. } = &mut op {
-                buf.fill(0);
+            match &mut op {
+                Op::Read { buf, .. } => buf.fill(0),
+                // Nothing is stored, but nothing is deallocated either: report every block mapped.
+                Op::Allocation { offset, len, buf } if *len > 0 => {
+                    let all = Extent { offset: *offset, len: *len, allocated: true };
+                    Extent::encode_all(&[all], buf);
+                }
+                _ => {}
             }
         }
         self.done.push_back(Completion::of(tag, op, result));
@@ -176,5 +208,26 @@ mod tests {
             .iter()
             .all(|c| c.result.is_ok() && c.buf.as_ref().is_some_and(|b| b[0] == 0)));
         assert!(NullBdev::new("bad", 4095, 1).is_err());
+    }
+
+    #[test]
+    fn resizes_in_place_for_every_channel() {
+        let dev = NullBdev::new("null2", 512, 8).expect("null");
+        let mut ch = dev.open_channel().expect("channel");
+        let read = |ch: &mut Box<dyn Channel>, offset| {
+            ch.submit(Io { tag: 0, op: Op::Read { offset, buf: Buf::from_vec(vec![1; 512]) } });
+            let mut done = Vec::new();
+            ch.poll(&mut done);
+            done.pop().expect("completion").result
+        };
+        assert!(matches!(read(&mut ch, 8 * 512), Err(BdevError::OutOfRange { .. })));
+        assert_eq!(dev.resize(Some(16)).expect("grow"), 16);
+        assert_eq!(dev.info().num_blocks, 16);
+        assert!(read(&mut ch, 8 * 512).is_ok(), "the open channel sees the new size");
+        assert_eq!(dev.resize(Some(4)).expect("shrink"), 4);
+        assert!(matches!(read(&mut ch, 4 * 512), Err(BdevError::OutOfRange { .. })));
+        assert!(dev.resize(None).is_err(), "nothing to re-read");
+        assert!(dev.resize(Some(0)).is_err());
+        assert_eq!(dev.info().num_blocks, 4, "a refused resize changes nothing");
     }
 }

@@ -6,21 +6,103 @@
 //! block contents that are a mix of the writers' data, as on a real disk (SBC-3 does not order concurrent
 //! commands). Unmap and WriteZeroes give whole pages back to the kernel (`madvise(MADV_DONTNEED)`) and zero the
 //! partial ones.
+//!
+//! A bitmap with one bit per page of the region records which pages hold data ([`Op::Allocation`]): a write sets
+//! the bits of its pages after copying (one atomic load per page when the bit is already set), a release clears
+//! them before giving the pages back. With that order a page never reads as deallocated while it holds non-zero
+//! data, whatever races with it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use polltgt_hugepages::{RegionOptions, SharedRegion};
 
 use crate::{
-    check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Geometry, Io, Op,
+    align_extents, check_geometry, Bdev, BdevError, BdevInfo, BdevKind, Channel, Completion, Extent,
+    Geometry, Io, Op,
 };
+
+/// One bit per page of the region: set = the page may hold data.
+#[derive(Debug)]
+struct PageMap {
+    page: usize,
+    bits: Box<[AtomicU64]>,
+}
+
+impl PageMap {
+    fn new(len: usize, page: usize) -> PageMap {
+        let page = page.max(1);
+        let pages = len.div_ceil(page);
+        PageMap {
+            page,
+            bits: (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn word_bit(&self, page: usize) -> Option<(&AtomicU64, u64)> {
+        self.bits.get(page / 64).map(|w| (w, 1u64 << (page % 64)))
+    }
+
+    fn is_set(&self, page: usize) -> bool {
+        self.word_bit(page)
+            .is_some_and(|(w, b)| w.load(Ordering::Acquire) & b != 0)
+    }
+
+    /// Marks the pages `offset..offset+len` touches as holding data.
+    fn set_range(&self, offset: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        for p in offset / self.page..=(offset + len - 1) / self.page {
+            if let Some((w, b)) = self.word_bit(p) {
+                if w.load(Ordering::Acquire) & b == 0 {
+                    w.fetch_or(b, Ordering::AcqRel);
+                }
+            }
+        }
+    }
+
+    /// Marks the pages lying wholly inside `offset..offset+len` as released.
+    fn clear_whole(&self, offset: usize, len: usize) {
+        let first = offset.div_ceil(self.page);
+        let end = (offset + len) / self.page;
+        for p in first..end {
+            if let Some((w, b)) = self.word_bit(p) {
+                w.fetch_and(!b, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Runs of pages from `offset` for at most `len` bytes, as raw (page-granular, clipped) extents.
+    fn runs(&self, offset: usize, len: usize, max: usize) -> Vec<Extent> {
+        let end = offset + len;
+        let mut out: Vec<Extent> = Vec::new();
+        let mut pos = offset;
+        while pos < end && out.len() <= max {
+            let page = pos / self.page;
+            let allocated = self.is_set(page);
+            let next = ((page + 1) * self.page).min(end);
+            match out.last_mut() {
+                Some(last) if last.allocated == allocated => last.len += (next - pos) as u64,
+                _ => out.push(Extent {
+                    offset: pos as u64,
+                    len: (next - pos) as u64,
+                    allocated,
+                }),
+            }
+            pos = next;
+        }
+        out
+    }
+}
 
 /// A RAM disk.
 #[derive(Debug)]
 pub struct RamBdev {
     info: BdevInfo,
     mem: Arc<SharedRegion>,
+    map: Arc<PageMap>,
 }
 
 impl RamBdev {
@@ -37,6 +119,7 @@ impl RamBdev {
         let len = usize::try_from(size)
             .map_err(|_| BdevError::InvalidConfig(format!("{size} bytes do not fit in memory")))?;
         let mem = Arc::new(SharedRegion::with_options(len, region)?);
+        let map = Arc::new(PageMap::new(len, mem.page_size()));
         let info = BdevInfo {
             name: name.into(),
             block_size,
@@ -45,7 +128,7 @@ impl RamBdev {
             kind: BdevKind::Ram,
             rotational: false,
         };
-        Ok(RamBdev { info, mem })
+        Ok(RamBdev { info, mem, map })
     }
 
     /// Whether the disk lives in hugepages.
@@ -62,6 +145,7 @@ impl Bdev for RamBdev {
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
         Ok(Box::new(RamChannel {
             mem: Arc::clone(&self.mem),
+            map: Arc::clone(&self.map),
             geom: Geometry {
                 block_size: self.info.block_size,
                 size: self.info.size_bytes(),
@@ -75,6 +159,7 @@ impl Bdev for RamBdev {
 
 struct RamChannel {
     mem: Arc<SharedRegion>,
+    map: Arc<PageMap>,
     geom: Geometry,
     done: VecDeque<Completion>,
 }
@@ -88,10 +173,22 @@ impl RamChannel {
         };
         match op {
             Op::Read { offset, buf } => self.mem.read_at(at(*offset)?, buf)?,
-            Op::Write { offset, buf, .. } => self.mem.write_at(at(*offset)?, buf)?,
+            Op::Write { offset, buf, .. } => {
+                let offset = at(*offset)?;
+                self.mem.write_at(offset, buf)?;
+                self.map.set_range(offset, buf.len());
+            }
             Op::Flush => {}
             Op::WriteZeroes { offset, len } | Op::Unmap { offset, len } => {
-                self.mem.zero_range(at(*offset)?, at(*len)?)?;
+                let (offset, len) = (at(*offset)?, at(*len)?);
+                self.map.clear_whole(offset, len);
+                self.mem.zero_range(offset, len)?;
+            }
+            Op::Allocation { offset, len, buf } => {
+                let max = buf.len() / Extent::RECORD_LEN;
+                let raw = self.map.runs(at(*offset)?, at(*len)?, max);
+                let aligned = align_extents(&raw, u64::from(self.geom.block_size), max);
+                Extent::encode_all(&aligned, buf);
             }
         }
         Ok(())
@@ -454,5 +551,43 @@ mod tests {
             RamBdev::new("bad", 512, 0, &RegionOptions::small_pages()),
             Err(BdevError::InvalidConfig(_))
         ));
+    }
+
+    #[test]
+    fn allocation_tracks_written_and_released_pages() {
+        use crate::Extent;
+        let dev = ram(512, 1024); // 512 KiB, 4 KiB pages
+        let mut ch = dev.open_channel().expect("channel");
+        let query = |ch: &mut dyn Channel, offset: u64, len: u64| {
+            let c = run(ch, Op::Allocation { offset, len, buf: Buf::zeroed(8 * Extent::RECORD_LEN) });
+            assert!(c.result.is_ok());
+            Extent::decode_all(&c.buf.expect("buf"))
+        };
+        assert_eq!(
+            query(ch.as_mut(), 0, 512 * 1024),
+            [Extent { offset: 0, len: 512 * 1024, allocated: false }],
+            "a new RAM disk holds nothing"
+        );
+        // One 512-byte block written: its whole page is allocated.
+        assert!(run(ch.as_mut(), Op::Write { offset: 8192 + 512, buf: Buf::from_vec(vec![1; 512]), fua: false })
+            .result
+            .is_ok());
+        assert_eq!(
+            query(ch.as_mut(), 0, 512 * 1024),
+            [
+                Extent { offset: 0, len: 8192, allocated: false },
+                Extent { offset: 8192, len: 4096, allocated: true },
+                Extent { offset: 12288, len: 512 * 1024 - 12288, allocated: false },
+            ]
+        );
+        // Releasing part of the page keeps it; releasing all of it frees it.
+        assert!(run(ch.as_mut(), Op::Unmap { offset: 8192, len: 1024 }).result.is_ok());
+        assert!(query(ch.as_mut(), 8192, 512)[0].allocated);
+        assert!(run(ch.as_mut(), Op::Unmap { offset: 8192, len: 4096 }).result.is_ok());
+        assert_eq!(query(ch.as_mut(), 0, 512 * 1024).len(), 1);
+        // Reads do not allocate.
+        let c = run(ch.as_mut(), Op::Read { offset: 0, buf: Buf::zeroed(4096) });
+        assert!(c.result.is_ok());
+        assert!(!query(ch.as_mut(), 0, 4096)[0].allocated);
     }
 }

@@ -9,12 +9,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use polltgt_bdev::{Channel, Completion, Io, Op};
-use polltgt_hugepages::BufPool;
+use polltgt_hugepages::{BufPool, PoolError};
 use polltgt_iscsi::conn::{ConnEvent, Connection};
 use polltgt_iscsi::login::PortalInfo;
 use polltgt_iscsi::params::{SessionParams, SessionType};
@@ -23,14 +24,18 @@ use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
 use polltgt_scsi::{Action, Command, IoResult, NexusId, Response, Sense};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
 
-use crate::reactor::{PollStatus, Poller};
+use crate::placement::Choice;
+use crate::reactor::{PollStatus, Poller, WakeSet};
+use crate::rx::{RxCounters, RxPath};
 use crate::registry::{Device, Registry, TargetEntry};
 use crate::sessions::{ConnRef, ConnectionInfo, SessionInfo};
 
 mod reservations;
 
-/// Bytes read from a socket per `recv` call.
-const RECV_CHUNK: usize = 256 * 1024;
+mod blockops;
+
+use blockops::{BlockOp, Hold, LocalLock, Parked};
+
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
 const SEND_HIGH_WATER: usize = 8 << 20;
 /// Receive calls per connection per poll, so one busy connection cannot starve the others.
@@ -52,6 +57,44 @@ pub struct DriverStats {
     pub commands: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// READ data handed to the transport as references to the pool buffers the bdev filled (never copied).
+    pub read_bytes_by_reference: u64,
+    /// Zero-copy receive of write data (see [`crate::rx`]).
+    pub rx: RxCounters,
+    /// Connections moved here after login (target cpu_mask, dedicated reactors).
+    pub connections_moved_in: u64,
+    /// Transmit counters of the connections (closed ones accumulated; [`ReactorState::snapshot`] adds live ones).
+    pub tx: TxCounters,
+    /// Commands that waited for pool buffers (back-pressure at the pool's cap), and those waiting now.
+    pub buffer_waits: u64,
+    pub buffer_waiting: u64,
+}
+
+/// Transmit counters summed over connections (from `polltgt_tcpstack::ConnStats`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxCounters {
+    pub bytes_zerocopy: u64,
+    pub bytes_copied: u64,
+    pub zerocopy_notifications: u64,
+    pub zerocopy_copied: u64,
+    pub zerocopy_fallbacks: u64,
+}
+
+impl TxCounters {
+    fn add(&mut self, s: &polltgt_tcpstack::ConnStats) {
+        self.bytes_zerocopy += s.bytes_zerocopy;
+        self.bytes_copied += s.bytes_copied;
+        self.zerocopy_notifications += s.zerocopy_notifications;
+        self.zerocopy_copied += s.zerocopy_copied;
+        self.zerocopy_fallbacks += s.zerocopy_fallbacks;
+    }
+}
+
+/// A command waiting for a pool buffer (back-pressure): it runs again when buffers come back.
+struct Stalled {
+    slot: usize,
+    generation: u64,
+    task: ScsiTask,
 }
 
 /// I/O counters of one session (SCST's session `commands`, read/write command and byte counts).
@@ -88,6 +131,11 @@ struct Pending {
     cdb: Vec<u8>,
     edtl: u32,
     kind: PendingKind,
+    /// What the command holds in the device's range lock.
+    hold: Hold,
+    /// The task was aborted on behalf of another I_T nexus (PREEMPT AND ABORT, a reset): a multi-step operation
+    /// stops after its current step.
+    aborted: bool,
 }
 
 /// What a finished block command counts as.
@@ -102,7 +150,8 @@ enum PendingKind {
     Read { transfer_len: u64, send: usize },
     Write { transfer_len: u64 },
     Flush,
-    Verify { transfer_len: u64, compare: Option<Vec<Bytes>> },
+    /// A multi-step operation (blockops).
+    Ops(Box<BlockOp>),
 }
 
 /// A task management request waiting for the tasks it affects to finish.
@@ -117,7 +166,7 @@ pub(crate) struct ConnSlot {
     generation: u64,
     tcp: KernelConn,
     pub(crate) iscsi: Connection,
-    rbuf: BytesMut,
+    rx: RxPath,
     pub(crate) session: Option<SessionCtx>,
     /// The portal address the connection arrived on, and the initiator's address.
     pub(crate) local: SocketAddr,
@@ -131,6 +180,8 @@ pub(crate) struct ConnSlot {
     tpgt: u16,
     /// TSIH under which the session is registered in the session table.
     tsih: Option<u16>,
+    /// The reactor placement of its normal session (counted in the directory until the connection ends).
+    placed: Option<Choice>,
 }
 
 /// Everything one reactor owns.
@@ -147,6 +198,16 @@ pub struct ReactorState {
     completions: Vec<Completion>,
     /// PREEMPT AND ABORTs waiting for aborted tasks' bdev I/O (reservations.rs).
     preempt_waits: Vec<reservations::PreemptWait>,
+    /// This reactor's state in the range locks of the devices it did I/O on.
+    locks: HashMap<u64, LocalLock>,
+    /// Commands waiting for their range.
+    parked: Vec<Parked>,
+    /// Commands waiting for buffers, oldest first.
+    stalled: VecDeque<Stalled>,
+    /// Set while a stalled command runs again (it may take a buffer although older ones... it is the oldest).
+    retrying: bool,
+    /// Transmits of at least this many bytes use MSG_ZEROCOPY (None: never).
+    zerocopy_threshold: Option<usize>,
     pub stats: DriverStats,
 }
 
@@ -164,8 +225,71 @@ impl ReactorState {
             next_tag: 1,
             completions: Vec::new(),
             preempt_waits: Vec::new(),
+            locks: HashMap::new(),
+            parked: Vec::new(),
+            stalled: VecDeque::new(),
+            retrying: false,
+            zerocopy_threshold: None,
             stats: DriverStats::default(),
         }
+    }
+
+    /// Send transmits of at least `threshold` bytes with MSG_ZEROCOPY on connections adopted from now on.
+    pub fn set_zerocopy_threshold(&mut self, threshold: Option<usize>) {
+        self.zerocopy_threshold = threshold;
+    }
+
+    /// Takes in a connection another reactor moved here right after its login, and sets its session up here.
+    fn adopt_moved(
+        &mut self,
+        mut slot: ConnSlot,
+        params: Box<SessionParams>,
+        target: Option<Box<polltgt_iscsi::login::TargetInfo>>,
+    ) {
+        self.generation += 1;
+        slot.generation = self.generation;
+        let i = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.stats.connections_moved_in += 1;
+        self.logged_in(i, &params, target.as_deref());
+    }
+
+    /// Moves connection `i` to reactor `to` right after its login (nothing is in flight, no command can have
+    /// arrived: the login response has not been sent yet). The session is set up by the reactor it moves to.
+    fn move_connection(
+        &mut self,
+        i: usize,
+        to: usize,
+        params: Box<SessionParams>,
+        target: Option<Box<polltgt_iscsi::login::TargetInfo>>,
+    ) {
+        let Some(dir) = self.registry.placement() else { return };
+        let Some(dest) = dir.get(to) else { return };
+        let Some(slot) = self.slots[i].take() else { return };
+        self.free_slots.push(i);
+        dest.migrations_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(from = self.id, to, "session moves to its target's reactor");
+        if !dest.handle.send(move |s: &mut ReactorState, _now| s.adopt_moved(slot, params, target)) {
+            tracing::warn!(to, "reactor stopped; connection dropped");
+        }
+    }
+
+    /// The counters, with the live connections' transmit counters added.
+    pub fn snapshot(&self) -> DriverStats {
+        let mut s = self.stats.clone();
+        for slot in self.slots.iter().flatten() {
+            s.tx.add(&slot.tcp.stats());
+        }
+        s.buffer_waiting = self.stalled.len() as u64;
+        s
     }
 
     /// Number of open connections on this reactor.
@@ -174,7 +298,10 @@ impl ReactorState {
     }
 
     /// Adopt a freshly accepted connection.
-    pub fn adopt(&mut self, tcp: KernelConn, local: std::net::SocketAddr, peer: std::net::SocketAddr, now: Instant) {
+    pub fn adopt(&mut self, mut tcp: KernelConn, local: std::net::SocketAddr, peer: std::net::SocketAddr, now: Instant) {
+        if self.zerocopy_threshold.is_some() {
+            tcp.set_zerocopy(self.zerocopy_threshold);
+        }
         let tpgt = self
             .registry
             .portals()
@@ -191,7 +318,7 @@ impl ReactorState {
             generation: self.generation,
             tcp,
             iscsi,
-            rbuf: BytesMut::with_capacity(RECV_CHUNK),
+            rx: RxPath::new(),
             session: None,
             local,
             peer,
@@ -201,6 +328,7 @@ impl ReactorState {
             peer_closed: false,
             tpgt,
             tsih: None,
+            placed: None,
         };
         match self.free_slots.pop() {
             Some(i) => self.slots[i] = Some(slot),
@@ -229,28 +357,22 @@ impl ReactorState {
         // Receive.
         if let Some(slot) = self.slots[i].as_mut() {
             if !slot.closing && !slot.peer_closed {
+                let rxc = &mut self.stats.rx;
                 for _ in 0..RECV_BUDGET {
                     if slot.tcp.queued_bytes() > SEND_HIGH_WATER {
                         break;
                     }
-                    let old = slot.rbuf.len();
-                    slot.rbuf.resize(old + RECV_CHUNK, 0);
-                    let r = slot.tcp.recv(&mut slot.rbuf[old..]);
+                    let (r, full) = slot.rx.read(&mut slot.tcp, rxc);
                     match r {
-                        Ok(RecvStatus::Data(n)) => {
-                            slot.rbuf.truncate(old + n);
+                        Ok(RecvStatus::Data(_)) => {
                             busy = true;
-                            slot.iscsi.handle_input(&mut slot.rbuf, now);
-                            if n < RECV_CHUNK {
+                            slot.rx.process(&mut slot.iscsi, &self.pool, rxc, now);
+                            if !full {
                                 break;
                             }
                         }
-                        Ok(RecvStatus::WouldBlock) => {
-                            slot.rbuf.truncate(old);
-                            break;
-                        }
+                        Ok(RecvStatus::WouldBlock) => break,
                         Ok(RecvStatus::Closed) | Err(_) => {
-                            slot.rbuf.truncate(old);
                             slot.peer_closed = true;
                             busy = true;
                             break;
@@ -308,7 +430,15 @@ impl ReactorState {
     }
 
     fn release(&mut self, i: usize) {
+        if self.slots[i].is_some() {
+            self.stalled.retain(|st| st.slot != i);
+            self.stats.buffer_waiting = self.stalled.len() as u64;
+        }
         if let Some(mut slot) = self.slots[i].take() {
+            if let (Some(c), Some(dir)) = (slot.placed, self.registry.placement()) {
+                dir.session_ended(c.reactor, c.dedicated);
+            }
+            self.stats.tx.add(&slot.tcp.stats());
             slot.tcp.shutdown();
             if let Some(tsih) = slot.tsih {
                 let conn = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
@@ -329,33 +459,23 @@ impl ReactorState {
     fn handle_event(&mut self, i: usize, ev: ConnEvent, now: Instant) {
         match ev {
             ConnEvent::LoggedIn { params, target } => {
-                let Some(slot) = self.slots[i].as_mut() else { return };
+                // Session placement (crate::placement): a normal session may belong on another reactor. The whole
+                // connection moves there before anything else happens (its login response is still queued in it),
+                // and the reactor that keeps it sets the session up: nexus, session table entry, LUN view.
                 if params.session_type == SessionType::Normal {
-                    let entry = target
-                        .as_ref()
-                        .and_then(|t| self.registry.session_view(&t.name, &params.initiator_name, slot.local.ip()));
-                    match entry {
-                        Some(t) => {
-                            let tpgt = slot.tpgt;
-                            let ctx = self.nexus_login(&params, t, tpgt);
-                            if let Some(slot) = self.slots[i].as_mut() {
-                                slot.session = Some(ctx);
-                            }
+                    let policy = target.as_ref().and_then(|t| self.registry.target(&t.name)).map(|t| t.reactors.clone());
+                    if let (Some(policy), Some(dir)) = (policy, self.registry.placement()) {
+                        let choice = dir.choose(self.id, &policy);
+                        if let Some(slot) = self.slots[i].as_mut() {
+                            slot.placed = Some(choice);
                         }
-                        None => slot.iscsi.close(),
+                        if choice.reactor != self.id {
+                            self.move_connection(i, choice.reactor, params, target);
+                            return;
+                        }
                     }
                 }
-                tracing::info!(
-                    reactor = self.id,
-                    initiator = %params.initiator_name,
-                    target = %params.target_name,
-                    session_type = ?params.session_type,
-                    tsih = params.tsih,
-                    header_digest = ?params.header_digest,
-                    data_digest = ?params.data_digest,
-                    "login complete"
-                );
-                self.register_session(i, &params);
+                self.logged_in(i, &params, target.as_deref());
             }
             ConnEvent::Command(task) => {
                 self.stats.commands += 1;
@@ -371,6 +491,37 @@ impl ReactorState {
                 }
             }
         }
+    }
+
+    /// A session completed its login on slot `i` and stays on this reactor: name its I_T nexus, take its view of
+    /// the target, enter it in the session table.
+    fn logged_in(&mut self, i: usize, params: &SessionParams, target: Option<&polltgt_iscsi::login::TargetInfo>) {
+        let Some(slot) = self.slots[i].as_mut() else { return };
+        if params.session_type == SessionType::Normal {
+            let entry =
+                target.and_then(|t| self.registry.session_view(&t.name, &params.initiator_name, slot.local.ip()));
+            match entry {
+                Some(t) => {
+                    let tpgt = slot.tpgt;
+                    let ctx = self.nexus_login(params, t, tpgt);
+                    if let Some(slot) = self.slots[i].as_mut() {
+                        slot.session = Some(ctx);
+                    }
+                }
+                None => slot.iscsi.close(),
+            }
+        }
+        tracing::info!(
+            reactor = self.id,
+            initiator = %params.initiator_name,
+            target = %params.target_name,
+            session_type = ?params.session_type,
+            tsih = params.tsih,
+            header_digest = ?params.header_digest,
+            data_digest = ?params.data_digest,
+            "login complete"
+        );
+        self.register_session(i, params);
     }
 
     /// Enters a freshly logged-in session in the session table and closes the sessions it reinstates (RFC 7143
@@ -442,7 +593,10 @@ impl ReactorState {
         self.complete(i, task, result, now);
     }
 
-    fn execute(&mut self, i: usize, task: ScsiTask, now: Instant) {
+    fn execute(&mut self, i: usize, mut task: ScsiTask, now: Instant) {
+        // A placed write's data sits in the buffer claimed for it at arrival (crate::rx); take it now so that
+        // whatever the command ends with, the buffer leaves the connection's claims with it.
+        let claimed = if task.placed { self.slots[i].as_mut().and_then(|s| s.rx.take_claimed(task.itt)) } else { None };
         let Some(slot) = self.slots[i].as_ref() else { return };
         let Some(session) = slot.session.as_ref() else {
             // Commands before a normal-session login never reach here; discovery sessions carry no LUNs.
@@ -487,13 +641,52 @@ impl ReactorState {
         };
         let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out };
         let action = device.lu.execute(&cmd);
-        let (op, kind) = match action {
-            Action::Respond(r) if opcode == reservations::PERSISTENT_RESERVE_OUT => {
-                self.prout_done(i, task.id, &device, nexus, r, now);
-                return;
+        // A plain WRITE hands the claimed buffer itself to the bdev; every other command that reads its Data-Out
+        // (WRITE AND VERIFY with BYTCHK, ...) gets the placed data as its Data-Out segment, by reference.
+        let claimed = match (claimed, &action) {
+            (Some(b), Action::Write { .. }) => Some(b),
+            (Some(mut b), _) => {
+                b.truncate(task.edtl as usize);
+                task.data_out = vec![b.freeze()];
+                task.placed = false;
+                None
             }
+            (None, _) => None,
+        };
+        match action {
+            Action::Respond(r) if opcode == reservations::PERSISTENT_RESERVE_OUT => {
+                let result = command_result(&device, &task.cdb, r);
+                self.prout_done(i, task.id, &device, nexus, result, now);
+            }
+            // A LUN mapped read-only (SCST's per-LUN read_only): nothing reaches the medium.
+            a if lun_read_only && a.writes_medium() => {
+                blockops::abandon(&device, lun, &task.cdb);
+                self.respond(i, task.id, Response::check_condition(&Sense::write_protected()), now);
+            }
+            a => self.begin(i, task, device, lun, a, claimed, now),
+        }
+    }
+
+    /// Runs the action of a command once it holds its range (`hold`, see blockops).
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        i: usize,
+        task: ScsiTask,
+        device: Arc<Device>,
+        lun: u64,
+        action: Action,
+        claimed: Option<polltgt_hugepages::Buf>,
+        hold: Hold,
+        now: Instant,
+    ) {
+        let nexus = self.slots[i].as_ref().and_then(|s| s.session.as_ref()).map(|s| s.nexus).unwrap_or(NexusId(0));
+        let cmd = Command { nexus, lun, cdb: &task.cdb, expected_len: task.edtl, data_out: None };
+        let (op, kind) = match action {
             Action::Respond(r) => {
-                self.respond(i, task.id, r, now);
+                self.release_hold(&device, hold);
+                let result = command_result(&device, &task.cdb, r);
+                self.complete(i, task.id, result, now);
                 return;
             }
             Action::Read { offset, len, .. } => {
@@ -503,15 +696,23 @@ impl ReactorState {
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = send.div_ceil(block).saturating_mul(block).min(len);
                 if xfer == 0 {
+                    self.release_hold(&device, hold);
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
                     self.complete(i, task.id, result, now);
                     return;
                 }
-                let buf = match self.pool.alloc(xfer as usize) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "buffer pool exhausted");
+                let buf = match self.alloc_for(xfer as usize) {
+                    Alloc::Buf(b) => b,
+                    Alloc::Wait => {
+                        // Back-pressure: the command runs again from the start when buffers come back.
+                        self.release_hold(&device, hold);
+                        self.stall(i, task);
+                        return;
+                    }
+                    Alloc::Failed(e) => {
+                        tracing::warn!(error = %e, "no buffer for a READ");
+                        self.release_hold(&device, hold);
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
@@ -519,56 +720,119 @@ impl ReactorState {
                 };
                 (Op::Read { offset, buf }, PendingKind::Read { transfer_len: len, send: send as usize })
             }
-            Action::Write { .. } if lun_read_only => {
-                self.respond(i, task.id, Response::check_condition(&Sense::write_protected()), now);
-                return;
-            }
             Action::Write { offset, len, fua } => {
-                let have = total_len(&task.data_out) as u64;
+                let have = if task.placed { u64::from(task.edtl) } else { total_len(&task.data_out) as u64 };
                 let block = u64::from(device.bdev.info().block_size.max(1));
                 let xfer = len.min(have) / block * block;
                 if xfer == 0 {
+                    self.release_hold(&device, hold);
                     let result =
                         CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: clamp32(len) };
                     self.complete(i, task.id, result, now);
                     return;
                 }
-                let mut buf = match self.pool.alloc(xfer as usize) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "buffer pool exhausted");
+                let buf = match claimed {
+                    Some(mut b) => {
+                        b.truncate(xfer as usize);
+                        b
+                    }
+                    None if task.placed => {
+                        tracing::error!(itt = task.itt, "placed write without its claimed buffer");
+                        self.release_hold(&device, hold);
                         let r = device.lu.io_done(&cmd, IoResult::Other);
                         self.respond(i, task.id, r, now);
                         return;
                     }
+                    None => match self.alloc_for(xfer as usize) {
+                        Alloc::Buf(mut b) => {
+                            copy_into(&mut b, &task.data_out);
+                            b
+                        }
+                        Alloc::Wait => {
+                            self.release_hold(&device, hold);
+                            self.stall(i, task);
+                            return;
+                        }
+                        Alloc::Failed(e) => {
+                            tracing::warn!(error = %e, "no buffer for a WRITE");
+                            self.release_hold(&device, hold);
+                            let r = device.lu.io_done(&cmd, IoResult::Other);
+                            self.respond(i, task.id, r, now);
+                            return;
+                        }
+                    },
                 };
-                copy_into(&mut buf, &task.data_out);
                 (Op::Write { offset, buf, fua }, PendingKind::Write { transfer_len: len })
             }
-            Action::Verify { offset, len, byte_check } => {
-                if len == 0 {
-                    let result = CommandResult { status: 0, sense: None, data_in: Vec::new(), transfer_len: 0 };
-                    self.complete(i, task.id, result, now);
-                    return;
-                }
-                let buf = match self.pool.alloc(len as usize) {
-                    Ok(b) => b,
-                    Err(_) => {
-                        let r = device.lu.io_done(&cmd, IoResult::Other);
-                        self.respond(i, task.id, r, now);
-                        return;
-                    }
-                };
-                let compare = if byte_check { Some(task.data_out.clone()) } else { None };
-                let transfer_len = if byte_check { len } else { 0 };
-                (Op::Read { offset, buf }, PendingKind::Verify { transfer_len, compare })
-            }
             Action::Flush => (Op::Flush, PendingKind::Flush),
+            other => return self.start_ops(i, task, device, lun, other, hold, now),
         };
-        self.submit(i, task, device, lun, op, kind);
+        self.submit(i, task, device, lun, op, kind, hold);
     }
 
-    fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind) {
+    /// A pool buffer for a command, or `Wait` (back-pressure) when the pool is at its cap or older commands are
+    /// already waiting: the command waits in the driver and runs again when buffers come back; nothing fails.
+    /// Only a request larger than the whole cap fails.
+    fn alloc_for(&mut self, len: usize) -> Alloc {
+        if !self.retrying && !self.stalled.is_empty() {
+            return Alloc::Wait;
+        }
+        match self.pool.alloc(len) {
+            Ok(b) => Alloc::Buf(b),
+            Err(e @ PoolError::Exhausted { .. }) => {
+                let class = self.pool.class_sizes().iter().copied().find(|&c| c >= len).unwrap_or(len);
+                if self.pool.config().max_bytes.is_some_and(|cap| class > cap) {
+                    Alloc::Failed(e)
+                } else {
+                    Alloc::Wait
+                }
+            }
+            Err(e) => Alloc::Failed(e),
+        }
+    }
+
+    fn stall(&mut self, i: usize, task: ScsiTask) {
+        let Some(slot) = self.slots[i].as_ref() else { return };
+        if !self.retrying {
+            self.stats.buffer_waits += 1;
+            tracing::debug!(reactor = self.id, itt = task.itt, "command waits for pool buffers");
+        }
+        self.stalled.push_back(Stalled { slot: i, generation: slot.generation, task });
+        self.stats.buffer_waiting = self.stalled.len() as u64;
+    }
+
+    /// Run waiting commands again, oldest first, until one has to wait again.
+    pub fn poll_stalled(&mut self, now: Instant) -> PollStatus {
+        let mut status = PollStatus::Idle;
+        while let Some(st) = self.stalled.pop_front() {
+            let live = matches!(self.slots.get(st.slot), Some(Some(s)) if s.generation == st.generation);
+            if !live {
+                continue;
+            }
+            let before = self.stalled.len();
+            self.retrying = true;
+            self.execute(st.slot, st.task, now);
+            self.retrying = false;
+            if self.stalled.len() > before {
+                // It had to wait again: back to the head of the queue.
+                if let Some(again) = self.stalled.pop_back() {
+                    self.stalled.push_front(again);
+                }
+                break;
+            }
+            status = PollStatus::Busy;
+        }
+        self.stats.buffer_waiting = self.stalled.len() as u64;
+        status
+    }
+
+    /// Commands waiting for buffers now.
+    pub fn stalled(&self) -> usize {
+        self.stalled.len()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn submit(&mut self, i: usize, task: ScsiTask, device: Arc<Device>, lun: u64, op: Op, kind: PendingKind, hold: Hold) {
         let tag = self.next_tag;
         self.next_tag += 1;
         let Some(slot) = self.slots[i].as_mut() else { return };
@@ -584,7 +848,18 @@ impl ReactorState {
                     // Complete as a device failure without touching the device.
                     self.pending.insert(
                         tag,
-                        Pending { slot: i, generation, task: task.id, device, lun, cdb: task.cdb, edtl: task.edtl, kind },
+                        Pending {
+                            slot: i,
+                            generation,
+                            task: task.id,
+                            device,
+                            lun,
+                            cdb: task.cdb,
+                            edtl: task.edtl,
+                            kind,
+                            hold,
+                            aborted: false,
+                        },
                     );
                     self.completions.push(Completion { tag, result: Err(err), buf: None });
                     return;
@@ -593,7 +868,18 @@ impl ReactorState {
         }
         self.pending.insert(
             tag,
-            Pending { slot: i, generation, task: task.id, device: device.clone(), lun, cdb: task.cdb, edtl: task.edtl, kind },
+            Pending {
+                slot: i,
+                generation,
+                task: task.id,
+                device: device.clone(),
+                lun,
+                cdb: task.cdb,
+                edtl: task.edtl,
+                kind,
+                hold,
+                aborted: false,
+            },
         );
         if let Some(ch) = self.channels.get_mut(&device.id) {
             ch.submit(Io { tag, op });
@@ -602,28 +888,38 @@ impl ReactorState {
 
     /// Poll this reactor's bdev channels and finish the commands whose I/O completed.
     pub fn poll_bdevs(&mut self, now: Instant) -> PollStatus {
+        self.pool.maintain_thread_cache();
         let mut done = std::mem::take(&mut self.completions);
         for ch in self.channels.values_mut() {
             ch.poll(&mut done);
         }
         if done.is_empty() {
             self.completions = done;
-            return PollStatus::Idle;
+            return self.poll_locks(now);
         }
         for c in done.drain(..) {
             self.finish_io(c, now);
         }
         self.completions = done;
+        self.poll_locks(now);
         PollStatus::Busy
     }
 
     fn finish_io(&mut self, c: Completion, now: Instant) {
         let Some(p) = self.pending.remove(&c.tag) else { return };
-        self.preempt_io_done(c.tag, now);
         let live = matches!(self.slots.get(p.slot), Some(Some(s)) if s.generation == p.generation);
         if !live {
+            self.release_hold(&p.device, p.hold);
+            blockops::abandon(&p.device, p.lun, &p.cdb);
+            self.preempt_io_done(c.tag, now);
             return;
         }
+        if matches!(p.kind, PendingKind::Ops(_)) {
+            // A multi-step operation is finished (for PREEMPT AND ABORT too) only after its last step.
+            return self.step_ops(c.tag, p, c, now);
+        }
+        self.preempt_io_done(c.tag, now);
+        self.release_hold(&p.device, p.hold);
         if let Some(Some(slot)) = self.slots.get_mut(p.slot) {
             slot.in_flight.retain(|t| *t != c.tag);
         }
@@ -640,6 +936,7 @@ impl ReactorState {
         };
         let result = match (p.kind, io) {
             (PendingKind::Read { transfer_len, send }, IoResult::Ok) => {
+                let by_ref = c.buf.as_ref().is_some_and(|b| b.is_pooled());
                 let data = c
                     .buf
                     .map(|b| {
@@ -653,6 +950,9 @@ impl ReactorState {
                     .into_iter()
                     .collect::<Vec<_>>();
                 self.stats.bytes_read += total_len(&data) as u64;
+                if by_ref {
+                    self.stats.read_bytes_by_reference += total_len(&data) as u64;
+                }
                 let r = p.device.lu.io_done(&cmd, IoResult::Ok);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: data, transfer_len: clamp32(transfer_len) }
             }
@@ -661,20 +961,10 @@ impl ReactorState {
                 let r = p.device.lu.io_done(&cmd, IoResult::Ok);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
             }
-            (PendingKind::Verify { transfer_len, compare: Some(expected) }, IoResult::Ok) => {
-                let read = c.buf.as_deref().unwrap_or(&[]);
-                let outcome = match first_difference(read, &expected) {
-                    Some(offset) => IoResult::Miscompare { offset },
-                    None => IoResult::Ok,
-                };
-                let r = p.device.lu.io_done(&cmd, outcome);
-                CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
-            }
             (kind, io) => {
                 let transfer_len = match kind {
                     PendingKind::Read { transfer_len, .. } | PendingKind::Write { transfer_len } => transfer_len,
-                    PendingKind::Verify { transfer_len, .. } => transfer_len,
-                    PendingKind::Flush => 0,
+                    PendingKind::Flush | PendingKind::Ops(_) => 0,
                 };
                 let r = p.device.lu.io_done(&cmd, io);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }
@@ -745,8 +1035,18 @@ impl ReactorState {
     /// Task management (RFC 7143 §11.5). Tasks that already reached a device cannot be recalled: the response waits
     /// until they finish (their results are suppressed by the iSCSI core), so nothing answers after the TMF response.
     fn task_mgmt(&mut self, i: usize, itt: u32, function: u8, lun: u64, aborted: &[TaskId], now: Instant) {
-        let Some(slot) = self.slots[i].as_mut() else { return };
         let lun_no = polltgt_iscsi::wire::decode_lun(lun);
+        // Commands still waiting for their range or for pool buffers never reached a device: they are simply
+        // taken away.
+        match TmfFunction::from_u8(function) {
+            Some(TmfFunction::AbortTask) => self.abort_waiting(i, now, |t, _| aborted.contains(&t.id)),
+            Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet | TmfFunction::LogicalUnitReset) => {
+                self.abort_waiting(i, now, |_, l| l.is_some() && l == lun_no)
+            }
+            Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => self.abort_waiting(i, now, |_, _| true),
+            _ => {}
+        }
+        let Some(slot) = self.slots[i].as_mut() else { return };
         let affected: Vec<u64> = match TmfFunction::from_u8(function) {
             Some(TmfFunction::AbortTask) => self
                 .pending
@@ -783,7 +1083,8 @@ impl ReactorState {
 
     /// Silently aborts the tasks every other session of this reactor has on `devices` (a reset through another I_T
     /// nexus).
-    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef) {
+    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef, now: Instant) {
+        let mut held_by_slot = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot.as_mut() else { continue };
             if self.id == except.reactor && i == except.slot && slot.generation == except.generation {
@@ -802,6 +1103,50 @@ impl ReactorState {
             if aborted > 0 {
                 tracing::info!(reactor = self.id, tasks = aborted, at_devices = held.len(), "tasks aborted by a reset from another nexus");
             }
+            if !held.is_empty() {
+                held_by_slot.push((i, slot.generation, held));
+            }
+        }
+        for (i, generation, held) in held_by_slot {
+            self.mark_aborted(i, generation, &held, now);
+        }
+    }
+
+    /// Tasks `held` of connection `i` were aborted on behalf of another I_T nexus: those still waiting for their
+    /// range are taken away, multi-step operations stop after their current step. Returns the bdev tags still in
+    /// flight for them.
+    pub(super) fn mark_aborted(&mut self, i: usize, generation: u64, held: &[TaskId], now: Instant) -> Vec<u64> {
+        self.abort_waiting(i, now, |t, _| held.contains(&t.id));
+        let mut tags = Vec::new();
+        for (tag, p) in self.pending.iter_mut() {
+            if p.slot == i && p.generation == generation && held.contains(&p.task) {
+                p.aborted = true;
+                tags.push(*tag);
+            }
+        }
+        tags
+    }
+
+    /// Commands of connection `i` that never reached a device (waiting for their range in a lock, or for pool
+    /// buffers) and that `pred(task, lun)` selects are taken away: they end with TASK ABORTED, which the iSCSI
+    /// layer drops for an aborted task.
+    fn abort_waiting(&mut self, i: usize, now: Instant, pred: impl Fn(&ScsiTask, Option<u64>) -> bool) {
+        self.abort_parked(i, now, |t, l| pred(t, Some(l)));
+        let Some(generation) = self.slots[i].as_ref().map(|s| s.generation) else { return };
+        let mut ended = Vec::new();
+        self.stalled.retain(|st| {
+            let hit = st.slot == i
+                && st.generation == generation
+                && pred(&st.task, polltgt_iscsi::wire::decode_lun(st.task.lun));
+            if hit {
+                ended.push(st.task.id);
+            }
+            !hit
+        });
+        self.stats.buffer_waiting = self.stalled.len() as u64;
+        for id in ended {
+            let result = CommandResult { status: blockops::TASK_ABORTED, sense: None, data_in: Vec::new(), transfer_len: 0 };
+            self.complete(i, id, result, now);
         }
     }
 
@@ -852,6 +1197,26 @@ impl ReactorState {
     }
 }
 
+/// The command result of an emulated command's response. A data-out command that succeeded transferred what its
+/// CDB asked for (residuals, RFC 7143 §11.4.5).
+fn command_result(device: &Device, cdb: &[u8], r: Response) -> CommandResult {
+    let out = if r.status == polltgt_scsi::Status::Good && r.data.is_empty() { device.lu.data_out_len(cdb) } else { None };
+    let transfer_len = out.map_or(r.data.len() as u32, clamp32);
+    CommandResult {
+        status: r.status as u8,
+        sense: r.sense,
+        data_in: if r.data.is_empty() { Vec::new() } else { vec![Bytes::from(r.data)] },
+        transfer_len,
+    }
+}
+
+/// What [`ReactorState::alloc_for`] found.
+enum Alloc {
+    Buf(polltgt_hugepages::Buf),
+    Wait,
+    Failed(PoolError),
+}
+
 fn total_len(segs: &[Bytes]) -> usize {
     segs.iter().map(|b| b.len()).sum()
 }
@@ -872,28 +1237,42 @@ fn copy_into(buf: &mut [u8], segs: &[Bytes]) {
     }
 }
 
-/// Offset of the first byte where `read` and the concatenation of `expected` differ.
-fn first_difference(read: &[u8], expected: &[Bytes]) -> Option<u64> {
-    let mut off = 0usize;
-    for seg in expected {
-        let end = (off + seg.len()).min(read.len());
-        if let Some(p) = read[off..end].iter().zip(seg.iter()).position(|(a, b)| a != b) {
-            return Some((off + p) as u64);
-        }
-        off = end;
-        if off == read.len() {
-            break;
-        }
-    }
-    None
-}
-
 fn bdev_error_to_io_result(e: &polltgt_bdev::BdevError) -> IoResult {
     match e {
         polltgt_bdev::BdevError::OutOfRange { .. } => IoResult::OutOfRange,
+        // A sparse file or thin device that cannot allocate (SBC-3 §4.7.3.7: SPACE ALLOCATION FAILED WRITE PROTECT).
+        polltgt_bdev::BdevError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => IoResult::NoSpace,
         polltgt_bdev::BdevError::Io(_) => IoResult::MediumError,
         polltgt_bdev::BdevError::ReadOnly => IoResult::WriteProtected,
         _ => IoResult::Other,
+    }
+}
+
+impl ReactorState {
+    /// Interrupt mode: each connection's socket (readable while it may receive, writable while bytes wait to be
+    /// sent) and its earliest iSCSI timer. A connection that is closing keeps the reactor awake until released.
+    fn prepare_sleep(&mut self, wake: &mut WakeSet) -> bool {
+        for slot in self.slots.iter().flatten() {
+            if slot.closing {
+                return false;
+            }
+            let queued = slot.tcp.queued_bytes();
+            let readable = !slot.peer_closed && queued <= SEND_HIGH_WATER;
+            wake.add_fd(slot.tcp.as_raw_fd(), slot.generation, readable, queued > 0);
+            if let Some(t) = slot.iscsi.poll_timeout() {
+                wake.wake_at(t);
+            }
+        }
+        true
+    }
+
+    /// Interrupt mode: I/O in flight on a bdev channel keeps the reactor polling (completions raise no event), so
+    /// do commands waiting for buffers or for a range lock.
+    fn bdevs_idle(&mut self) -> bool {
+        self.completions.is_empty()
+            && self.stalled.is_empty()
+            && self.channels.values().all(|c| c.in_flight() == 0)
+            && self.locks_may_sleep()
     }
 }
 
@@ -907,6 +1286,9 @@ impl Poller<ReactorState> for ConnPoller {
     fn poll(&mut self, state: &mut ReactorState, now: Instant) -> PollStatus {
         state.poll_connections(now)
     }
+    fn prepare_sleep(&mut self, state: &mut ReactorState, _now: Instant, wake: &mut WakeSet) -> bool {
+        state.prepare_sleep(wake)
+    }
 }
 
 /// Poller: bdev completions.
@@ -917,7 +1299,15 @@ impl Poller<ReactorState> for BdevPoller {
         "bdev_completions"
     }
     fn poll(&mut self, state: &mut ReactorState, now: Instant) -> PollStatus {
-        state.poll_bdevs(now)
+        let done = state.poll_bdevs(now);
+        if state.stalled.is_empty() {
+            done
+        } else {
+            done.or(state.poll_stalled(now))
+        }
+    }
+    fn prepare_sleep(&mut self, state: &mut ReactorState, _now: Instant, _wake: &mut WakeSet) -> bool {
+        state.bdevs_idle()
     }
 }
 
@@ -926,11 +1316,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_difference_across_segments() {
-        let exp = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"def")];
-        assert_eq!(first_difference(b"abcdef", &exp), None);
-        assert_eq!(first_difference(b"abcdXf", &exp), Some(4));
-        assert_eq!(first_difference(b"Xbcdef", &exp), Some(0));
+    fn bdev_errors_map_to_scsi_outcomes() {
+        use polltgt_bdev::BdevError;
+        let io = |errno| BdevError::Io(std::io::Error::from_raw_os_error(errno));
+        assert_eq!(bdev_error_to_io_result(&io(libc::ENOSPC)), IoResult::NoSpace);
+        assert_eq!(bdev_error_to_io_result(&io(libc::EIO)), IoResult::MediumError);
+        assert_eq!(bdev_error_to_io_result(&BdevError::ReadOnly), IoResult::WriteProtected);
+        assert_eq!(bdev_error_to_io_result(&BdevError::OutOfRange { offset: 0, len: 1, size: 0 }), IoResult::OutOfRange);
     }
 
     #[test]

@@ -2,12 +2,19 @@
 //! iSCSI and SCSI cores, and block devices.
 
 pub mod acl;
+pub mod clock;
 pub mod reactor;
+mod sys;
 pub mod driver;
 pub mod live;
 pub mod nexus;
+pub mod placement;
 pub mod pr_store;
+pub mod rangelock;
 pub mod registry;
+pub mod lifecycle;
+pub mod rx;
 pub mod server;
 pub mod isns;
 pub mod sessions;
+pub mod stats;

@@ -2,19 +2,26 @@
 //!
 //! A reactor owns a state value `S` (its connections, bdev channels, buffer caches) and a list of pollers that get
 //! `&mut S` in turn. Each poller reports whether it did work ([`PollStatus::Busy`]) or not, and the reactor accounts
-//! busy and idle time like SPDK's thread statistics. Other threads talk to a reactor only by message: a closure that
-//! runs on the reactor with `&mut S` ([`ReactorHandle::send`]). The reactor is the only place that reads the clock:
-//! it reads `Instant::now()` once per loop iteration and hands it to every poller.
+//! busy and idle time in ticks like SPDK's thread statistics (`busy_tsc`/`idle_tsc`, see [`crate::clock`]): one
+//! tick-counter read per loop iteration, no clock_gettime on the fast path. Other threads talk to a reactor only by
+//! message: a closure that runs on the reactor with `&mut S` ([`ReactorHandle::send`]). The reactor is the only place
+//! that reads the clock; pollers get the iteration's `now`.
 //!
-//! Idle handling: [`IdleMode::Poll`] spins like SPDK; [`IdleMode::Sleep`] lets an idle reactor nap (a poor man's
-//! interrupt mode) so a laptop or a 2-core CI box running the initiator on the same machine is not starved.
+//! Idle handling ([`IdleMode`]): `Poll` spins like SPDK; `Interrupt` puts an idle reactor to sleep in epoll_wait on
+//! the file descriptors its pollers name (sockets, listeners) and on an eventfd that [`ReactorHandle::send`] signals,
+//! with the earliest timer of its pollers as the timeout (SPDK's interrupt mode); `Sleep` naps a fixed time.
 
+use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use crate::clock::ReactorClock;
+use crate::sys::{Ctl, Epoll, EventFd};
 
 /// What one call of a poller did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +43,55 @@ impl PollStatus {
     }
 }
 
+/// What wakes a sleeping reactor (interrupt mode): file descriptors and the earliest deadline of its pollers.
+#[derive(Debug, Default)]
+pub struct WakeSet {
+    fds: Vec<WakeFd>,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WakeFd {
+    fd: RawFd,
+    /// Distinguishes successive owners of a reused descriptor number (e.g. a connection generation).
+    token: u64,
+    readable: bool,
+    writable: bool,
+}
+
+impl WakeSet {
+    /// Wake when `fd` becomes readable and/or writable. `token` must change when the descriptor number is reused
+    /// for another file (the reactor then registers it again).
+    pub fn add_fd(&mut self, fd: RawFd, token: u64, readable: bool, writable: bool) {
+        if readable || writable {
+            self.fds.push(WakeFd { fd, token, readable, writable });
+        }
+    }
+
+    /// Wake no later than `at`.
+    pub fn wake_at(&mut self, at: Instant) {
+        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
+    }
+
+    fn clear(&mut self) {
+        self.fds.clear();
+        self.deadline = None;
+    }
+}
+
 /// A unit of work a reactor calls on every loop iteration.
 pub trait Poller<S>: Send {
     /// Name shown in statistics (`thread_get_stats`).
     fn name(&self) -> &str;
     /// Do a bounded amount of work and say whether there was any.
     fn poll(&mut self, state: &mut S, now: Instant) -> PollStatus;
+    /// Interrupt mode: the reactor is about to sleep. Name what should wake it (fds, a deadline) in `wake`, or
+    /// return false to keep it awake (work pending that no descriptor signals, such as I/O in flight on a polled
+    /// device). The default names nothing: the reactor then wakes on messages and after its `max_sleep` only.
+    fn prepare_sleep(&mut self, state: &mut S, now: Instant, wake: &mut WakeSet) -> bool {
+        let _ = (state, now, wake);
+        true
+    }
 }
 
 /// A message: a closure run on the reactor thread with its state.
@@ -54,15 +104,25 @@ pub enum IdleMode {
     Poll,
     /// After `after_idle_loops` consecutive idle iterations, sleep `nap` per iteration until work appears.
     Sleep { after_idle_loops: u32, nap: Duration },
+    /// After `after_idle_loops` consecutive idle iterations, sleep in epoll_wait on the pollers' descriptors and
+    /// the message eventfd until one is ready, the earliest poller deadline passes, or `max_sleep` elapses.
+    Interrupt { after_idle_loops: u32, max_sleep: Duration },
+}
+
+impl IdleMode {
+    /// Interrupt mode with the defaults: sleep after 1000 idle iterations, at most 100 ms at a time.
+    pub const fn interrupt() -> IdleMode {
+        IdleMode::Interrupt { after_idle_loops: 1000, max_sleep: Duration::from_millis(100) }
+    }
 }
 
 impl Default for IdleMode {
     fn default() -> Self {
-        IdleMode::Sleep { after_idle_loops: 2000, nap: Duration::from_micros(50) }
+        IdleMode::interrupt()
     }
 }
 
-/// Counters of one poller, readable from any thread.
+/// Counters of one poller, readable from any thread (written only by its reactor).
 #[derive(Debug, Default)]
 pub struct PollerCounters {
     pub name: String,
@@ -70,61 +130,149 @@ pub struct PollerCounters {
     pub busy_runs: AtomicU64,
 }
 
-/// Counters of one reactor, readable from any thread (SPDK `framework_get_reactors` / `thread_get_stats`).
+/// Counters of one reactor, readable from any thread (SPDK `framework_get_reactors` / `thread_get_stats`). Written
+/// only by the reactor thread (plain stores of its running totals, no read-modify-write on the fast path).
 #[derive(Debug, Default)]
 pub struct ReactorStats {
     pub id: usize,
     pub core: Option<usize>,
-    /// Nanoseconds spent in iterations where some poller was busy.
+    /// Ticks per second of `busy_tsc`/`idle_tsc` (TSC frequency, or 1e9 for the monotonic clock fallback).
+    pub tick_rate: AtomicU64,
+    /// Ticks spent in iterations where some poller or message was busy.
+    pub busy_tsc: AtomicU64,
+    /// Ticks spent in idle iterations (including sleeps).
+    pub idle_tsc: AtomicU64,
+    /// `busy_tsc` in nanoseconds (updated with it).
     pub busy_ns: AtomicU64,
-    /// Nanoseconds spent in idle iterations (including naps).
+    /// `idle_tsc` in nanoseconds (updated with it).
     pub idle_ns: AtomicU64,
     pub iterations: AtomicU64,
     pub messages: AtomicU64,
+    /// Times the reactor went to sleep (interrupt or sleep mode).
+    pub sleeps: AtomicU64,
     pub pollers: std::sync::Mutex<Vec<Arc<PollerCounters>>>,
+}
+
+/// Shared between a reactor and its handles: how to wake it.
+#[derive(Debug)]
+struct Waker {
+    sleeping: AtomicBool,
+    event: Option<EventFd>,
+}
+
+impl Waker {
+    fn wake(&self) {
+        // SeqCst pairs with the reactor's store of `sleeping` followed by its inbox check: either the reactor sees
+        // the message, or this load sees `sleeping` and the eventfd wakes it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(e) = &self.event {
+                e.signal();
+            }
+        }
+    }
 }
 
 /// A handle to send messages to a reactor and read its statistics.
 pub struct ReactorHandle<S> {
     tx: Sender<Message<S>>,
     stats: Arc<ReactorStats>,
+    waker: Arc<Waker>,
 }
 
 impl<S> Clone for ReactorHandle<S> {
     fn clone(&self) -> Self {
-        ReactorHandle { tx: self.tx.clone(), stats: self.stats.clone() }
+        ReactorHandle { tx: self.tx.clone(), stats: self.stats.clone(), waker: self.waker.clone() }
     }
 }
 
 impl<S> ReactorHandle<S> {
-    /// Queue a closure to run on the reactor. Returns false when the reactor has stopped.
+    /// Queue a closure to run on the reactor (waking it if it sleeps). Returns false when the reactor has stopped.
     pub fn send(&self, msg: impl FnOnce(&mut S, Instant) + Send + 'static) -> bool {
-        self.tx.send(Box::new(msg)).is_ok()
+        let ok = self.tx.send(Box::new(msg)).is_ok();
+        self.waker.wake();
+        ok
     }
 
     pub fn stats(&self) -> &Arc<ReactorStats> {
         &self.stats
     }
+
+    /// Wake the reactor if it sleeps (used by [`ReactorSet`] on shutdown).
+    pub fn wake(&self) {
+        self.waker.wake();
+    }
 }
+
+/// Local (thread-owned) running totals, published to [`ReactorStats`] with plain stores.
+#[derive(Debug, Default)]
+struct Totals {
+    busy: u64,
+    idle: u64,
+    iterations: u64,
+    messages: u64,
+    sleeps: u64,
+}
+
+/// A poller with its shared counters and the reactor's local copies of them (runs, busy runs).
+type PollerEntry<S> = (Box<dyn Poller<S>>, Arc<PollerCounters>, u64, u64);
 
 /// One reactor: its state, pollers and inbox. Runs on its own thread via [`ReactorSet::spawn`], or inline in tests
 /// via [`Reactor::run_once`].
 pub struct Reactor<S> {
     state: S,
-    pollers: Vec<(Box<dyn Poller<S>>, Arc<PollerCounters>)>,
+    pollers: Vec<PollerEntry<S>>,
     inbox: Receiver<Message<S>>,
     stats: Arc<ReactorStats>,
+    waker: Arc<Waker>,
     idle: IdleMode,
     idle_loops: u32,
+    totals: Totals,
+    epoll: Option<Epoll>,
+    registered: HashMap<RawFd, WakeFd>,
+    wake: WakeSet,
 }
+
+/// Token of the message eventfd in the epoll set.
+const EVENTFD_TOKEN: u64 = u64::MAX;
 
 impl<S> Reactor<S> {
     /// A reactor with no pollers yet, and the handle to reach it.
     pub fn new(id: usize, core: Option<usize>, state: S, idle: IdleMode) -> (Reactor<S>, ReactorHandle<S>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(ReactorStats { id, core, ..Default::default() });
-        let handle = ReactorHandle { tx, stats: stats.clone() };
-        (Reactor { state, pollers: Vec::new(), inbox: rx, stats, idle, idle_loops: 0 }, handle)
+        let mut epoll = None;
+        let mut event = None;
+        if let IdleMode::Interrupt { .. } = idle {
+            match (Epoll::new(), EventFd::new()) {
+                (Ok(ep), Ok(ev)) => match ep.ctl(Ctl::Add, ev.raw(), true, false, EVENTFD_TOKEN) {
+                    Ok(()) => {
+                        epoll = Some(ep);
+                        event = Some(ev);
+                    }
+                    Err(e) => tracing::warn!(reactor = id, error = %e, "epoll_ctl failed; interrupt mode off"),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(reactor = id, error = %e, "no epoll/eventfd; interrupt mode off")
+                }
+            }
+        }
+        let waker = Arc::new(Waker { sleeping: AtomicBool::new(false), event });
+        let handle = ReactorHandle { tx, stats: stats.clone(), waker: waker.clone() };
+        let reactor = Reactor {
+            state,
+            pollers: Vec::new(),
+            inbox: rx,
+            stats,
+            waker,
+            idle,
+            idle_loops: 0,
+            totals: Totals::default(),
+            epoll,
+            registered: HashMap::new(),
+            wake: WakeSet::default(),
+        };
+        (reactor, handle)
     }
 
     pub fn add_poller(&mut self, poller: Box<dyn Poller<S>>) {
@@ -132,7 +280,7 @@ impl<S> Reactor<S> {
         if let Ok(mut list) = self.stats.pollers.lock() {
             list.push(counters.clone());
         }
-        self.pollers.push((poller, counters));
+        self.pollers.push((poller, counters, 0, 0));
     }
 
     pub fn state(&self) -> &S {
@@ -151,46 +299,159 @@ impl<S> Reactor<S> {
             match self.inbox.try_recv() {
                 Ok(msg) => {
                     msg(&mut self.state, now);
-                    self.stats.messages.fetch_add(1, Ordering::Relaxed);
+                    self.totals.messages += 1;
                     status = PollStatus::Busy;
                 }
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }
-        for (poller, counters) in &mut self.pollers {
+        for (poller, counters, runs, busy_runs) in &mut self.pollers {
             let s = poller.poll(&mut self.state, now);
-            counters.runs.fetch_add(1, Ordering::Relaxed);
+            *runs += 1;
+            counters.runs.store(*runs, Ordering::Relaxed);
             if s == PollStatus::Busy {
-                counters.busy_runs.fetch_add(1, Ordering::Relaxed);
+                *busy_runs += 1;
+                counters.busy_runs.store(*busy_runs, Ordering::Relaxed);
             }
             status = status.or(s);
         }
+        self.stats.messages.store(self.totals.messages, Ordering::Relaxed);
         status
     }
 
-    /// Run until `stop` is set. Reads the clock once per iteration and accounts busy/idle time.
+    /// Run until `stop` is set. Reads the tick counter once per iteration and accounts busy/idle ticks.
     pub fn run(&mut self, stop: &AtomicBool) {
-        let mut last = Instant::now();
+        let mut clock = ReactorClock::new();
+        let cal = clock.calibration();
+        self.stats.tick_rate.store(cal.rate, Ordering::Relaxed);
+        let mut tick = clock.ticks();
+        let mut now = clock.now_at(tick);
         while !stop.load(Ordering::Relaxed) {
-            let status = self.run_once(last);
+            let status = self.run_once(now);
             if status == PollStatus::Idle {
                 self.idle_loops = self.idle_loops.saturating_add(1);
-                if let IdleMode::Sleep { after_idle_loops, nap } = self.idle {
-                    if self.idle_loops >= after_idle_loops {
-                        std::thread::sleep(nap);
-                    }
-                }
+                self.idle(now);
             } else {
                 self.idle_loops = 0;
             }
-            let now = Instant::now();
-            let ns = now.saturating_duration_since(last).as_nanos() as u64;
+            let t = clock.ticks();
+            let d = t.wrapping_sub(tick);
             match status {
-                PollStatus::Busy => self.stats.busy_ns.fetch_add(ns, Ordering::Relaxed),
-                PollStatus::Idle => self.stats.idle_ns.fetch_add(ns, Ordering::Relaxed),
-            };
-            self.stats.iterations.fetch_add(1, Ordering::Relaxed);
-            last = now;
+                PollStatus::Busy => {
+                    self.totals.busy += d;
+                    self.stats.busy_tsc.store(self.totals.busy, Ordering::Relaxed);
+                    self.stats.busy_ns.store(cal.to_ns(self.totals.busy), Ordering::Relaxed);
+                }
+                PollStatus::Idle => {
+                    self.totals.idle += d;
+                    self.stats.idle_tsc.store(self.totals.idle, Ordering::Relaxed);
+                    self.stats.idle_ns.store(cal.to_ns(self.totals.idle), Ordering::Relaxed);
+                }
+            }
+            self.totals.iterations += 1;
+            self.stats.iterations.store(self.totals.iterations, Ordering::Relaxed);
+            tick = t;
+            now = clock.now_at(t);
+        }
+    }
+
+    fn idle(&mut self, now: Instant) {
+        match self.idle {
+            IdleMode::Poll => {}
+            IdleMode::Sleep { after_idle_loops, nap } => {
+                if self.idle_loops >= after_idle_loops {
+                    self.count_sleep();
+                    std::thread::sleep(nap);
+                }
+            }
+            IdleMode::Interrupt { after_idle_loops, max_sleep } => {
+                if self.idle_loops >= after_idle_loops {
+                    self.sleep_on_events(now, max_sleep);
+                }
+            }
+        }
+    }
+
+    fn count_sleep(&mut self) {
+        self.totals.sleeps += 1;
+        self.stats.sleeps.store(self.totals.sleeps, Ordering::Relaxed);
+    }
+
+    /// Interrupt mode: collect what wakes each poller, bring the epoll set up to date, and sleep.
+    fn sleep_on_events(&mut self, now: Instant, max_sleep: Duration) {
+        if self.epoll.is_none() {
+            // No epoll: fall back to a short nap so the reactor still yields the core.
+            self.count_sleep();
+            std::thread::sleep(Duration::from_micros(50));
+            return;
+        }
+        self.wake.clear();
+        let mut can_sleep = true;
+        for (poller, ..) in &mut self.pollers {
+            can_sleep &= poller.prepare_sleep(&mut self.state, now, &mut self.wake);
+        }
+        if !can_sleep {
+            return;
+        }
+        let timeout = match self.wake.deadline {
+            Some(d) if d <= now => return,
+            Some(d) => (d - now).min(max_sleep),
+            None => max_sleep,
+        };
+        self.sync_epoll();
+        self.waker.sleeping.store(true, Ordering::SeqCst);
+        if self.inbox.is_empty() {
+            // Round up so a deadline 0.3 ms away does not become a busy loop of 0 ms waits.
+            let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            self.count_sleep();
+            if let Some(ep) = self.epoll.as_mut() {
+                if let Err(e) = ep.wait(ms) {
+                    tracing::warn!(reactor = self.stats.id, error = %e, "epoll_wait failed");
+                }
+            }
+        }
+        self.waker.sleeping.store(false, Ordering::SeqCst);
+        if let Some(e) = &self.waker.event {
+            e.drain();
+        }
+    }
+
+    /// Registers the wake set's descriptors with epoll, changing only what differs from the previous sleep.
+    fn sync_epoll(&mut self) {
+        let Some(ep) = self.epoll.as_ref() else { return };
+        let mut wanted: HashMap<RawFd, WakeFd> = HashMap::with_capacity(self.wake.fds.len());
+        for w in &self.wake.fds {
+            let e = wanted.entry(w.fd).or_insert(*w);
+            e.readable |= w.readable;
+            e.writable |= w.writable;
+        }
+        self.registered.retain(|fd, old| {
+            if wanted.contains_key(fd) {
+                true
+            } else {
+                // ENOENT/EBADF when the descriptor was closed meanwhile (the kernel dropped it then): fine.
+                let _ = (ep.ctl(Ctl::Delete, *fd, false, false, 0), old);
+                false
+            }
+        });
+        for (fd, w) in wanted {
+            match self.registered.get(&fd) {
+                Some(old) if *old == w => continue,
+                Some(old) if old.token == w.token => {
+                    if ep.ctl(Ctl::Modify, fd, w.readable, w.writable, w.token).is_err() {
+                        let _ = ep.ctl(Ctl::Add, fd, w.readable, w.writable, w.token);
+                    }
+                }
+                _ => {
+                    // New, or the number now belongs to another file: start over.
+                    let _ = ep.ctl(Ctl::Delete, fd, false, false, 0);
+                    if let Err(e) = ep.ctl(Ctl::Add, fd, w.readable, w.writable, w.token) {
+                        tracing::debug!(fd, error = %e, "cannot watch descriptor");
+                        continue;
+                    }
+                }
+            }
+            self.registered.insert(fd, w);
         }
     }
 }
@@ -310,6 +571,9 @@ impl<S: 'static> ReactorSet<S> {
 
     fn stop_and_join(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for h in &self.handles {
+            h.wake();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -319,6 +583,9 @@ impl<S: 'static> ReactorSet<S> {
 impl<S> Drop for ReactorSet<S> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for h in &self.handles {
+            h.wake();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -388,6 +655,137 @@ mod tests {
         let stats = set.handles()[0].stats().clone();
         set.shutdown();
         assert!(stats.iterations.load(Ordering::Relaxed) > 0);
+    }
+
+    /// Reads one byte per poll from a Unix socket, names the socket as its wake source.
+    struct SockPoller {
+        sock: std::os::unix::net::UnixStream,
+    }
+
+    impl Poller<Vec<u32>> for SockPoller {
+        fn name(&self) -> &str {
+            "sock"
+        }
+        fn poll(&mut self, state: &mut Vec<u32>, _now: Instant) -> PollStatus {
+            use std::io::Read;
+            let mut b = [0u8; 1];
+            match self.sock.read(&mut b) {
+                Ok(1) => {
+                    state.push(u32::from(b[0]));
+                    PollStatus::Busy
+                }
+                _ => PollStatus::Idle,
+            }
+        }
+        fn prepare_sleep(&mut self, _s: &mut Vec<u32>, _now: Instant, wake: &mut WakeSet) -> bool {
+            use std::os::fd::AsRawFd;
+            wake.add_fd(self.sock.as_raw_fd(), 1, true, false);
+            true
+        }
+    }
+
+    fn spawn_interrupt_reactor(
+        sock: std::os::unix::net::UnixStream,
+        max_sleep: Duration,
+    ) -> (ReactorHandle<Vec<u32>>, Arc<AtomicBool>, JoinHandle<Vec<u32>>) {
+        let (htx, hrx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            let mode = IdleMode::Interrupt { after_idle_loops: 10, max_sleep };
+            let (mut r, h) = Reactor::new(0, None, Vec::new(), mode);
+            r.add_poller(Box::new(SockPoller { sock }));
+            htx.send(h).unwrap();
+            r.run(&stop2);
+            std::mem::take(r.state_mut())
+        });
+        (hrx.recv().unwrap(), stop, t)
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn interrupt_mode_sleeps_and_wakes_on_messages_and_descriptors() {
+        use std::io::Write;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        // A long max_sleep: only the eventfd or the socket can wake the reactor within the test's time limits.
+        let (h, stop, t) = spawn_interrupt_reactor(a, Duration::from_secs(3600));
+        let stats = h.stats().clone();
+        wait_for("the reactor to sleep", || stats.sleeps.load(Ordering::Relaxed) > 0);
+        let sleeps = stats.sleeps.load(Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        assert!(h.send(move |s: &mut Vec<u32>, _| {
+            s.push(1);
+            let _ = tx.send(());
+        }));
+        rx.recv_timeout(Duration::from_secs(10)).expect("message woke the sleeping reactor");
+        wait_for("the reactor to sleep again", || stats.sleeps.load(Ordering::Relaxed) > sleeps);
+        b.write_all(&[9]).unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        wait_for("the socket byte to be read", || {
+            let tx = tx.clone();
+            h.send(move |s: &mut Vec<u32>, _| {
+                let _ = tx.send(s.contains(&9));
+            });
+            rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false)
+        });
+        stop.store(true, Ordering::Relaxed);
+        h.wake();
+        let state = t.join().unwrap();
+        assert_eq!(&state[..2], &[1, 9]);
+        assert!(stats.idle_tsc.load(Ordering::Relaxed) > 0);
+        assert!(stats.busy_tsc.load(Ordering::Relaxed) > 0);
+        assert!(stats.tick_rate.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn poll_mode_never_sleeps_and_accounts_busy_and_idle_ticks() {
+        let cfg = ReactorConfig { count: 1, idle: IdleMode::Poll, ..Default::default() };
+        let set = ReactorSet::spawn(&cfg, |_| (Vec::<u32>::new(), vec![Box::new(Counter { left: 1000 }) as _])).unwrap();
+        let stats = set.handles()[0].stats().clone();
+        wait_for("idle iterations", || stats.iterations.load(Ordering::Relaxed) > 5000);
+        set.shutdown();
+        assert_eq!(stats.sleeps.load(Ordering::Relaxed), 0);
+        let busy = stats.busy_tsc.load(Ordering::Relaxed);
+        let idle = stats.idle_tsc.load(Ordering::Relaxed);
+        assert!(busy > 0 && idle > 0, "busy {busy} idle {idle}");
+        let counters = stats.pollers.lock().unwrap()[0].clone();
+        assert_eq!(counters.busy_runs.load(Ordering::Relaxed), 1000);
+        assert!(counters.runs.load(Ordering::Relaxed) > 1000);
+        let ns = stats.busy_ns.load(Ordering::Relaxed) + stats.idle_ns.load(Ordering::Relaxed);
+        assert!(ns > 0);
+    }
+
+    #[test]
+    fn a_poller_can_keep_the_reactor_awake() {
+        struct Veto;
+        impl Poller<Vec<u32>> for Veto {
+            fn name(&self) -> &str {
+                "veto"
+            }
+            fn poll(&mut self, _s: &mut Vec<u32>, _now: Instant) -> PollStatus {
+                PollStatus::Idle
+            }
+            fn prepare_sleep(&mut self, _s: &mut Vec<u32>, _now: Instant, _w: &mut WakeSet) -> bool {
+                false
+            }
+        }
+        let (mut r, h) = Reactor::new(0, None, Vec::new(), IdleMode::Interrupt { after_idle_loops: 1, max_sleep: Duration::from_secs(60) });
+        r.add_poller(Box::new(Veto));
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| r.run(&stop));
+            wait_for("iterations", || h.stats().iterations.load(Ordering::Relaxed) > 1000);
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(h.stats().sleeps.load(Ordering::Relaxed), 0);
     }
 
     #[test]

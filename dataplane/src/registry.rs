@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use polltgt_bdev::Bdev;
 use polltgt_iscsi::chap::{Credentials, RandomSource, RandomUnavailable};
@@ -19,7 +19,9 @@ use crate::acl;
 use crate::driver::ReactorState;
 use crate::isns::IsnsAcl;
 use crate::nexus::NexusDirectory;
+use crate::placement::Directory;
 use crate::pr_store::PrStore;
+use crate::rangelock::RangeLock;
 use crate::reactor::ReactorHandle;
 use crate::sessions::SessionTable;
 
@@ -30,9 +32,9 @@ pub struct Device {
     pub id: u64,
     pub name: String,
     pub bdev: Arc<dyn Bdev>,
-    /// Shared with the device objects that replace this one when the bdev is reopened (resize): unit attentions
-    /// and per-nexus state survive.
     pub lu: Arc<LogicalUnit>,
+    /// Makes COMPARE AND WRITE, ORWRITE and WRITE ATOMIC atomic against every other command (all reactors).
+    pub range_lock: RangeLock,
 }
 
 /// I/O counters of one LUN mapping (SCST's per-LUN statistics), shared by every reactor; relaxed atomics.
@@ -102,6 +104,17 @@ pub struct TargetEntry {
     pub rel_tgt_id: u16,
     /// In a session view: the group whose LUN set the session uses (None: the default set).
     pub group: Option<String>,
+    /// Which reactors this target's sessions run on.
+    pub reactors: ReactorPolicy,
+}
+
+/// Where a target's sessions run (after login; connections are accepted round robin before the target is known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReactorPolicy {
+    /// Only reactors pinned to these CPUs (SPDK's per-target cpumask); `None`: any reactor.
+    pub cpus: Option<Vec<usize>>,
+    /// Each session gets a reactor of its own while one is free (SCST's per_sess_dedicated_tgt_threads).
+    pub dedicated: bool,
 }
 
 impl TargetEntry {
@@ -122,6 +135,7 @@ impl TargetEntry {
             tid: 0,
             rel_tgt_id: 0,
             group: None,
+            reactors: ReactorPolicy::default(),
         }
     }
 
@@ -213,6 +227,9 @@ pub struct Registry {
     /// The live sessions. It also holds the reactor handles (set once the reactors run) for work that spans
     /// reactors: force_close, reinstatement, resets and PREEMPT AND ABORT across nexuses, logout requests.
     sessions: SessionTable,
+    /// Every reactor with its core and session placement counters (crate::placement), set with the session
+    /// table's handles.
+    placement: OnceLock<Directory>,
     isns: IsnsAcl,
     digest_faults: RwLock<DigestFaults>,
 }
@@ -244,6 +261,7 @@ impl Default for Registry {
             next_tid: AtomicU32::new(1),
             driver_enabled: AtomicBool::new(true),
             sessions: SessionTable::default(),
+            placement: OnceLock::new(),
             isns: IsnsAcl::default(),
             digest_faults: RwLock::new(DigestFaults::NONE),
         }
@@ -270,7 +288,13 @@ impl Registry {
             return Err(RegistryError::DuplicateDevice(name.to_string()));
         }
         let id = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let dev = Arc::new(Device { id, name: name.to_string(), bdev, lu: Arc::new(LogicalUnit::new(lu)) });
+        let dev = Arc::new(Device {
+            id,
+            name: name.to_string(),
+            bdev,
+            lu: Arc::new(LogicalUnit::new(lu)),
+            range_lock: RangeLock::new(),
+        });
         inner.devices.insert(name.to_string(), dev.clone());
         Ok(dev)
     }
@@ -312,6 +336,15 @@ impl Registry {
         let mut inner = self.write();
         let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
         let new = TargetEntry { credentials, ..TargetEntry::clone(t) };
+        inner.targets.insert(target.to_string(), Arc::new(new));
+        Ok(())
+    }
+
+    /// Set where a target's sessions run (sessions logging in from now on).
+    pub fn set_reactor_policy(&self, target: &str, reactors: ReactorPolicy) -> Result<(), RegistryError> {
+        let mut inner = self.write();
+        let t = inner.targets.get(target).ok_or_else(|| RegistryError::NoSuchTarget(target.into()))?;
+        let new = TargetEntry { reactors, ..TargetEntry::clone(t) };
         inner.targets.insert(target.to_string(), Arc::new(new));
         Ok(())
     }
@@ -420,42 +453,6 @@ impl Registry {
         self.write().devices.remove(name).ok_or_else(|| RegistryError::NoSuchDevice(name.into()))
     }
 
-    /// Swap the bdev of a device (a reopened or resized backing store), keeping its logical unit, and re-point every
-    /// LUN that maps it. The new device object gets a new id, so reactors open channels on the new bdev while
-    /// commands in flight finish on the old one. Returns the new device and the targets whose entries changed.
-    pub fn replace_bdev(&self, name: &str, bdev: Arc<dyn Bdev>) -> Result<(Arc<Device>, Vec<String>), RegistryError> {
-        let mut inner = self.write();
-        let old = inner.devices.get(name).cloned().ok_or_else(|| RegistryError::NoSuchDevice(name.into()))?;
-        let id = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let dev = Arc::new(Device { id, name: old.name.clone(), bdev, lu: old.lu.clone() });
-        inner.devices.insert(name.to_string(), dev.clone());
-        let repoint = |luns: &mut BTreeMap<u64, LunEntry>| {
-            let mut changed = false;
-            for l in luns.values_mut() {
-                if l.device.id == old.id {
-                    l.device = dev.clone();
-                    changed = true;
-                }
-            }
-            changed
-        };
-        let mut touched = Vec::new();
-        let names: Vec<String> = inner.targets.keys().cloned().collect();
-        for tname in names {
-            let Some(t) = inner.targets.get(&tname) else { continue };
-            let mut new = TargetEntry::clone(t);
-            let mut changed = repoint(&mut new.luns);
-            for g in &mut new.ini_groups {
-                changed |= repoint(&mut g.luns);
-            }
-            if changed {
-                inner.targets.insert(tname.clone(), Arc::new(new));
-                touched.push(tname);
-            }
-        }
-        Ok((dev, touched))
-    }
-
     /// The iSCSI driver's `enabled` attribute (SCST `targets/iscsi/enabled`).
     pub fn set_driver_enabled(&self, enabled: bool) {
         self.driver_enabled.store(enabled, Ordering::Relaxed);
@@ -491,9 +488,19 @@ impl Registry {
         self.pr_store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Records the reactors (once, when they start); kept by the session table.
+    /// Records the reactors (once, when they start): the session table keeps their handles, the placement
+    /// directory their cores and session counts.
     pub fn set_reactors(&self, handles: Vec<ReactorHandle<ReactorState>>) {
+        let slots = handles.iter().map(|h| (h.stats().id, h.stats().core, h.clone())).collect();
+        if self.placement.set(Directory::new(slots)).is_err() {
+            tracing::warn!("reactors already recorded in the placement directory");
+        }
         self.sessions.attach_reactors(handles);
+    }
+
+    /// The reactors as session placement sees them; None until they run.
+    pub fn placement(&self) -> Option<&Directory> {
+        self.placement.get()
     }
 
     /// Every reactor, by id; empty until they run.

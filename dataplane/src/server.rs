@@ -1,6 +1,7 @@
 //! The running target: listening portals, the acceptor, and the reactors that own the connections.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +11,14 @@ use polltgt_tcpstack::KernelListener;
 
 use crate::driver::{BdevPoller, ConnPoller, ReactorState};
 use crate::isns::{IsnsConfig, IsnsSlot};
-use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet};
+use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHandle, ReactorSet, WakeSet};
+
+/// Wake-set tokens of listening sockets (connections use their generation numbers, far below).
+const LISTENER_TOKEN: u64 = 1 << 62;
+/// Per size class, what a reactor's buffer cache may hold.
+const REACTOR_CACHE_BYTES: usize = 4 << 20;
 use crate::registry::{Portal, Registry};
+use crate::stats::DataplaneSnapshot;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,23 @@ impl Poller<ReactorState> for AcceptPoller {
             None => PollStatus::Idle,
         }
     }
+    fn prepare_sleep(&mut self, _state: &mut ReactorState, _now: Instant, wake: &mut WakeSet) -> bool {
+        let Some(a) = self.acceptor.as_ref() else {
+            // The acceptor arrives by channel right after start-up: keep polling until it is there.
+            return false;
+        };
+        for (i, l) in a.listeners.iter().enumerate() {
+            wake.add_fd(l.as_raw_fd(), LISTENER_TOKEN + i as u64, true, false);
+        }
+        true
+    }
+}
+
+/// Dataplane options beyond the reactor layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Transmits of at least this many bytes use MSG_ZEROCOPY (None: never).
+    pub zerocopy_threshold: Option<usize>,
 }
 
 /// The running target.
@@ -102,6 +126,7 @@ pub struct Server {
     registry: Arc<Registry>,
     accepting: Arc<AtomicBool>,
     isns: IsnsSlot,
+    pool: BufPool,
 }
 
 impl Server {
@@ -111,6 +136,17 @@ impl Server {
         portals: &[PortalConfig],
         reactor_cfg: &ReactorConfig,
         pool: BufPool,
+    ) -> Result<Server, ServerError> {
+        Server::start_with(registry, portals, reactor_cfg, pool, &ServerOptions::default())
+    }
+
+    /// [`Server::start`] with options.
+    pub fn start_with(
+        registry: Arc<Registry>,
+        portals: &[PortalConfig],
+        reactor_cfg: &ReactorConfig,
+        pool: BufPool,
+        options: &ServerOptions,
     ) -> Result<Server, ServerError> {
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
@@ -125,8 +161,13 @@ impl Server {
         let (atx, arx) = crossbeam_channel::bounded::<Acceptor>(1);
         let reg = registry.clone();
         let arx = std::sync::Mutex::new(Some(arx));
+        let zerocopy_threshold = options.zerocopy_threshold;
+        let reactor_pool = pool.clone();
         let reactors = ReactorSet::spawn(reactor_cfg, move |id| {
-            let state = ReactorState::new(id, reg.clone(), pool.clone());
+            // This runs on the reactor's thread: its buffer cache belongs to it.
+            reactor_pool.enable_thread_cache(REACTOR_CACHE_BYTES);
+            let mut state = ReactorState::new(id, reg.clone(), reactor_pool.clone());
+            state.set_zerocopy_threshold(zerocopy_threshold);
             let mut pollers: Vec<Box<dyn Poller<ReactorState>>> = Vec::new();
             if id == 0 {
                 if let Some(inbox) = arx.lock().ok().and_then(|mut g| g.take()) {
@@ -137,6 +178,7 @@ impl Server {
             pollers.push(Box::new(BdevPoller));
             (state, pollers)
         })?;
+        // The session table's reactor handles and the placement directory (crate::placement).
         registry.set_reactors(reactors.handles().to_vec());
         let accepting = Arc::new(AtomicBool::new(true));
         let acceptor =
@@ -144,7 +186,7 @@ impl Server {
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);
         let isns = IsnsSlot::new(registry.clone());
-        Ok(Server { reactors, portals: bound, registry, accepting, isns })
+        Ok(Server { reactors, portals: bound, registry, accepting, isns, pool })
     }
 
     /// The addresses actually bound.
@@ -170,6 +212,11 @@ impl Server {
     /// starts, replaces and stops the client through it).
     pub fn isns(&self) -> &IsnsSlot {
         &self.isns
+    }
+
+    /// A statistics snapshot ([`crate::stats::collect`]: the one collector the management plane uses too).
+    pub fn snapshot(&self, timeout: Duration) -> DataplaneSnapshot {
+        crate::stats::collect(&self.registry, &self.pool, timeout)
     }
 
     /// Stop the reactors (connections are dropped).

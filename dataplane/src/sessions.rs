@@ -239,7 +239,7 @@ impl SessionTable {
         let devices = std::sync::Arc::new(devices);
         for r in reactors {
             let devices = devices.clone();
-            r.send(move |s: &mut ReactorState, _now| s.abort_device_tasks(&devices, except));
+            r.send(move |s: &mut ReactorState, now| s.abort_device_tasks(&devices, except, now));
         }
     }
 

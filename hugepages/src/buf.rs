@@ -142,8 +142,8 @@ impl Drop for Buf {
                 class,
                 slab,
                 index,
-                ..
-            } => pool.release(*class, *slab, *index),
+                ptr,
+            } => pool.release(*class, *slab, *index, *ptr),
             Backing::Large { pool, region } => pool.release_large(region.mapped_len()),
         }
     }

@@ -6,6 +6,7 @@
 //! See docs/design.md, "Data buffers".
 
 mod buf;
+mod cache;
 mod pool;
 mod region;
 mod shared;

@@ -6,14 +6,15 @@
 //! optional hard cap `max_bytes`; when a growth would exceed it, the pool first unmaps slabs that are entirely free
 //! (in any class) and then, if still short, answers [`PoolError::Exhausted`].
 //!
-//! Extension points kept open for back-pressure and per-reactor caches: allocation and release go through
-//! `PoolInner::{take, release}` per class, so a thread-local front cache can sit in front of them and an
-//! "exhausted" waiter list can hang off `release`.
+//! Per-reactor caches ([`crate::cache`], [`BufPool::enable_thread_cache`]) sit in front of the per-class free
+//! lists. Back-pressure is the caller's: an allocation at the cap answers [`PoolError::Exhausted`] at once (and asks
+//! every thread cache to hand its slots back); the dataplane parks the command and retries when buffers return.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::buf::{Backing, Buf};
+use crate::cache::{self, CacheCounters, Slot};
 use crate::region::{system_page_size, HugePolicy, Region, RegionError, RegionOptions};
 
 /// Pool configuration.
@@ -76,6 +77,8 @@ pub struct ClassStats {
     pub free: usize,
     /// Buffers handed out and not yet returned.
     pub in_use: usize,
+    /// Free buffers sitting in per-reactor caches.
+    pub cached: usize,
 }
 
 /// A snapshot of pool statistics.
@@ -99,6 +102,10 @@ pub struct PoolStats {
     pub high_water: usize,
     /// Bytes currently mapped by the pool (counted against the cap).
     pub bytes_mapped: usize,
+    /// Free bytes held in per-reactor caches.
+    pub bytes_cached: usize,
+    /// Threads with a cache of this pool.
+    pub thread_caches: usize,
     /// One entry per size class, smallest first.
     pub classes: Vec<ClassStats>,
 }
@@ -122,8 +129,13 @@ pub(crate) struct PoolInner {
     class_sizes: Box<[usize]>,
     classes: Box<[Mutex<ClassState>]>,
     mapped: AtomicUsize,
-    in_use: AtomicUsize,
+    /// Bytes in use through the shared path (signed: a buffer taken from a thread cache may be freed here).
+    in_use: AtomicI64,
     high_water: AtomicUsize,
+    /// Bumped when an allocation hits the cap: thread caches flush when they see a new value.
+    pressure: AtomicU64,
+    caches: Mutex<Vec<Arc<CacheCounters>>>,
+    cache_count: AtomicUsize,
     allocations: AtomicU64,
     frees: AtomicU64,
     hits: AtomicU64,
@@ -213,6 +225,23 @@ impl BufPool {
         }
     }
 
+    /// Gives the calling thread (a reactor) its own cache in front of the shared free lists, holding up to about
+    /// `budget_bytes` per size class (between 2 and 256 buffers). Idempotent; flushed when the thread exits.
+    pub fn enable_thread_cache(&self, budget_bytes: usize) -> bool {
+        cache::install(&self.inner, budget_bytes)
+    }
+
+    /// Hands the calling thread's cached buffers back if the pool asked for them (an allocation hit the cap).
+    /// Reactors call this once per iteration; it is one atomic load when there is nothing to do.
+    pub fn maintain_thread_cache(&self) {
+        cache::maintain(&self.inner, false);
+    }
+
+    /// Hands all of the calling thread's cached buffers back to the shared lists.
+    pub fn flush_thread_cache(&self) {
+        cache::maintain(&self.inner, true);
+    }
+
     /// Like [`BufPool::alloc`], with the contents zeroed.
     pub fn alloc_zeroed(&self, len: usize) -> Result<Buf, PoolError> {
         let mut b = self.alloc(len)?;
@@ -232,28 +261,48 @@ impl BufPool {
             .class_sizes
             .iter()
             .zip(i.classes.iter())
-            .map(|(&size, st)| {
+            .enumerate()
+            .map(|(class, (&size, st))| {
                 let st = lock(st);
                 let slabs = st.slabs.iter().flatten().count();
-                let in_use = st.slabs.iter().flatten().map(|s| s.in_use).sum();
+                let taken: usize = st.slabs.iter().flatten().map(|s| s.in_use).sum();
+                let cached: usize = lock(&i.caches)
+                    .iter()
+                    .map(|c| c.cached.get(class).map_or(0, |a| a.load(Ordering::Relaxed) as usize))
+                    .sum();
                 ClassStats {
                     size,
                     slabs,
                     free: st.free.len(),
-                    in_use,
+                    in_use: taken.saturating_sub(cached),
+                    cached,
                 }
             })
             .collect();
+        let caches = lock(&i.caches);
+        let sum = |f: fn(&CacheCounters) -> &AtomicU64| -> u64 {
+            caches.iter().map(|c| f(c).load(Ordering::Relaxed)).fold(0u64, u64::wrapping_add)
+        };
+        let cache_allocs = sum(|c| &c.allocations);
+        let cache_frees = sum(|c| &c.frees);
+        let cache_hits = sum(|c| &c.hits);
+        let bytes_cached = sum(|c| &c.cached_bytes) as usize;
+        let thread_caches = caches.len();
+        drop(caches);
+        let in_use = i.total_in_use().max(0) as usize;
+        i.high_water.fetch_max(in_use, Ordering::Relaxed);
         PoolStats {
-            allocations: i.allocations.load(Ordering::Relaxed),
-            frees: i.frees.load(Ordering::Relaxed),
-            cache_hits: i.hits.load(Ordering::Relaxed),
+            allocations: i.allocations.load(Ordering::Relaxed) + cache_allocs,
+            frees: i.frees.load(Ordering::Relaxed) + cache_frees,
+            cache_hits: i.hits.load(Ordering::Relaxed) + cache_hits,
             cache_misses: i.misses.load(Ordering::Relaxed),
             large_allocations: i.large.load(Ordering::Relaxed),
             exhausted: i.exhausted.load(Ordering::Relaxed),
-            bytes_in_use: i.in_use.load(Ordering::Relaxed),
+            bytes_in_use: in_use,
             high_water: i.high_water.load(Ordering::Relaxed),
             bytes_mapped: i.mapped.load(Ordering::Relaxed),
+            bytes_cached,
+            thread_caches,
             classes,
         }
     }
@@ -276,8 +325,11 @@ impl PoolInner {
             class_sizes: sizes.into_boxed_slice(),
             classes,
             mapped: AtomicUsize::new(0),
-            in_use: AtomicUsize::new(0),
+            in_use: AtomicI64::new(0),
             high_water: AtomicUsize::new(0),
+            pressure: AtomicU64::new(0),
+            caches: Mutex::new(Vec::new()),
+            cache_count: AtomicUsize::new(0),
             allocations: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -289,13 +341,68 @@ impl PoolInner {
 
     fn note_alloc(&self, bytes: usize) {
         self.allocations.fetch_add(1, Ordering::Relaxed);
-        let now = self.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.high_water.fetch_max(now, Ordering::Relaxed);
+        let now = self.in_use.fetch_add(bytes as i64, Ordering::Relaxed) + bytes as i64;
+        let total = if self.cache_count.load(Ordering::Relaxed) == 0 { now } else { self.total_in_use() };
+        self.high_water.fetch_max(total.max(0) as usize, Ordering::Relaxed);
     }
 
     fn note_free(&self, bytes: usize) {
         self.frees.fetch_add(1, Ordering::Relaxed);
-        self.in_use.fetch_sub(bytes, Ordering::Relaxed);
+        self.in_use.fetch_sub(bytes as i64, Ordering::Relaxed);
+    }
+
+    /// Bytes handed out, over the shared path and every thread cache.
+    fn total_in_use(&self) -> i64 {
+        let mut total = self.in_use.load(Ordering::Relaxed);
+        for c in lock(&self.caches).iter() {
+            let a = c.bytes_allocated.load(Ordering::Relaxed);
+            let f = c.bytes_freed.load(Ordering::Relaxed);
+            total = total.wrapping_add(a.wrapping_sub(f) as i64);
+        }
+        total
+    }
+
+    pub(crate) fn class_sizes(&self) -> &[usize] {
+        &self.class_sizes
+    }
+
+    pub(crate) fn pressure(&self) -> u64 {
+        self.pressure.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn register_cache(&self, counters: Arc<CacheCounters>) {
+        lock(&self.caches).push(counters);
+        self.cache_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns slots of `class` from a thread cache to the shared free list (one lock for the batch).
+    pub(crate) fn give_back(&self, class: usize, slots: &[Slot]) {
+        if let Some(m) = self.classes.get(class) {
+            let mut st = lock(m);
+            for s in slots {
+                if let Some(Some(slab)) = st.slabs.get_mut(s.slab as usize) {
+                    slab.in_use = slab.in_use.saturating_sub(1);
+                    st.free.push((s.slab, s.index));
+                }
+            }
+        }
+    }
+
+    /// Moves up to `n` free slots of `class` from the shared list into a thread cache (one lock for the batch).
+    pub(crate) fn take_batch(&self, class: usize, n: usize, out: &mut Vec<Slot>) {
+        let Some(&size) = self.class_sizes.get(class) else { return };
+        let Some(m) = self.classes.get(class) else { return };
+        let mut st = lock(m);
+        for _ in 0..n {
+            let Some((slab_id, index)) = st.free.pop() else { break };
+            let Some(Some(slab)) = st.slabs.get_mut(slab_id as usize) else { continue };
+            slab.in_use += 1;
+            let offset = index as usize * size;
+            // SAFETY: slots are carved so that `offset + size <= region.len()`, so the pointer stays inside the
+            // mapping; a mapping's base pointer is non-null and so is any in-bounds offset from it.
+            let ptr = unsafe { std::ptr::NonNull::new_unchecked(slab.region.as_ptr().add(offset)) };
+            out.push(Slot { slab: slab_id, index, ptr });
+        }
     }
 
     /// Adds `bytes` to the mapped total unless that would pass the cap.
@@ -314,6 +421,7 @@ impl PoolInner {
 
     fn exhausted(&self, requested: usize) -> PoolError {
         self.exhausted.fetch_add(1, Ordering::Relaxed);
+        self.pressure.fetch_add(1, Ordering::Relaxed);
         PoolError::Exhausted {
             requested,
             mapped: self.mapped.load(Ordering::Relaxed),
@@ -386,6 +494,12 @@ impl PoolInner {
         class: usize,
         len: usize,
     ) -> Result<Buf, PoolError> {
+        if let Some(slot) = cache::take(self, class) {
+            return Ok(Buf::from_backing(
+                len,
+                Backing::Pool { pool: Arc::clone(pool), ptr: slot.ptr, class, slab: slot.slab, index: slot.index },
+            ));
+        }
         if let Some(b) = self.take(pool, class, len) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(b);
@@ -401,6 +515,14 @@ impl PoolInner {
         let mut region = self.map_accounted(slab_bytes)?;
         if region.is_none() && slab_bytes > size {
             region = self.map_accounted(size)?;
+        }
+        if region.is_none() {
+            // At the cap: this thread's cached slots go back now, the other threads' at their next pool call.
+            self.pressure.fetch_add(1, Ordering::Relaxed);
+            cache::maintain(self, true);
+            if let Some(b) = self.take(pool, class, len) {
+                return Ok(b);
+            }
         }
         if region.is_none() && self.shrink() > 0 {
             region = self.map_accounted(size)?;
@@ -456,8 +578,11 @@ impl PoolInner {
         ))
     }
 
-    /// Returns a class slot (called by `Buf::drop`).
-    pub(crate) fn release(&self, class: usize, slab_id: u32, index: u32) {
+    /// Returns a class slot (called by `Buf::drop`): into this thread's cache when it has one.
+    pub(crate) fn release(&self, class: usize, slab_id: u32, index: u32, ptr: std::ptr::NonNull<u8>) {
+        if cache::put(self, class, Slot { slab: slab_id, index, ptr }) {
+            return;
+        }
         let size = self.class_sizes.get(class).copied().unwrap_or(0);
         if let Some(m) = self.classes.get(class) {
             let mut st = lock(m);
@@ -705,6 +830,89 @@ mod tests {
         let big = p.alloc(1 << 20).expect("after shrink");
         assert_eq!(big.len(), 1 << 20);
         assert_eq!(p.stats().bytes_mapped, 1 << 20);
+    }
+
+    #[test]
+    fn thread_cache_serves_frees_and_counts() {
+        let p = small_pool(None);
+        let t = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                assert!(p.enable_thread_cache(1 << 20));
+                let a = p.alloc(4096).expect("alloc");
+                let addr = a.as_ptr() as usize;
+                drop(a);
+                let s = p.stats();
+                assert_eq!(s.bytes_in_use, 0);
+                assert_eq!(s.bytes_cached, s.classes[0].cached * 4096);
+                assert!(s.classes[0].cached >= 1, "the freed buffer stays in the thread's cache");
+                let b = p.alloc(4096).expect("alloc");
+                assert_eq!(b.as_ptr() as usize, addr, "LIFO from the cache");
+                // A buffer allocated here and freed on another thread (without a cache) is accounted once.
+                std::thread::spawn(move || drop(b)).join().expect("join");
+                let s = p.stats();
+                assert_eq!(s.bytes_in_use, 0);
+                assert_eq!(s.allocations, s.frees);
+                assert!(s.cache_hits >= 1);
+                assert_eq!(s.thread_caches, 1);
+            })
+        };
+        t.join().expect("thread");
+        // The thread's exit flushed its cache.
+        let s = p.stats();
+        assert_eq!(s.bytes_cached, 0);
+        assert!(s.classes.iter().all(|c| c.cached == 0 && c.in_use == 0));
+    }
+
+    #[test]
+    fn cap_pressure_makes_other_threads_hand_back_cached_buffers() {
+        // Cap of two 64 KiB buffers, grown buffer by buffer.
+        let p = small_pool(Some(128 << 10));
+        let (to_owner, owner_rx) = std::sync::mpsc::channel::<&'static str>();
+        let (to_main, main_rx) = std::sync::mpsc::channel::<()>();
+        let owner = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                p.enable_thread_cache(1 << 20);
+                let bufs: Vec<Buf> = (0..2).map(|_| p.alloc(65536).expect("fits")).collect();
+                drop(bufs); // both go to this thread's cache
+                to_main.send(()).expect("send");
+                while let Ok(cmd) = owner_rx.recv() {
+                    if cmd == "maintain" {
+                        p.maintain_thread_cache();
+                        to_main.send(()).expect("send");
+                    }
+                }
+            })
+        };
+        main_rx.recv().expect("owner ready");
+        assert_eq!(p.stats().bytes_cached, 128 << 10);
+        // The cap is reached and the free buffers sit in the other thread's cache: exhausted (back-pressure).
+        assert!(matches!(p.alloc(65536), Err(PoolError::Exhausted { .. })));
+        // The owner sees the pressure at its next pool call and hands its buffers back.
+        to_owner.send("maintain").expect("send");
+        main_rx.recv().expect("maintained");
+        assert_eq!(p.stats().bytes_cached, 0);
+        let b = p.alloc(65536).expect("served after the hand-back");
+        assert_eq!(b.len(), 65536);
+        drop(to_owner);
+        owner.join().expect("owner");
+    }
+
+    #[test]
+    fn exhaustion_then_release_of_frozen_clones_lets_allocation_resume() {
+        let p = small_pool(Some(64 << 10));
+        let b = p.alloc(65536).expect("fits");
+        let bytes = b.freeze();
+        let held_by_transport = bytes.slice(10..20);
+        drop(bytes);
+        assert!(matches!(p.alloc(4096), Err(PoolError::Exhausted { .. })));
+        assert!(matches!(p.alloc(65536), Err(PoolError::Exhausted { .. })));
+        // Transmit completion: the last reference goes, the buffer is back.
+        drop(held_by_transport);
+        assert_eq!(p.stats().bytes_in_use, 0);
+        assert!(p.alloc(65536).is_ok());
+        assert_eq!(p.stats().exhausted, 2);
     }
 
     #[test]

@@ -148,22 +148,59 @@ pub struct PollerInfo {
     pub busy_runs: u64,
 }
 
-/// One reactor (SPDK `framework_get_reactors`).
+/// One reactor (SPDK `framework_get_reactors`): time from the reactor's TSC accounting (ticks at `tick_rate` per
+/// second, and the same in nanoseconds), loop counters, pollers, session placement, and the data path counters of
+/// its connections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReactorInfo {
     pub id: usize,
     pub core: Option<usize>,
+    pub tick_rate: u64,
+    pub busy_tsc: u64,
+    pub idle_tsc: u64,
     pub busy_ns: u64,
     pub idle_ns: u64,
     pub iterations: u64,
     pub messages: u64,
+    /// Times the reactor slept in epoll (interrupt mode).
+    pub sleeps: u64,
     pub connections: usize,
+    /// Normal sessions running here now and since start, whether a dedicated session holds the reactor, and
+    /// sessions moved here after login (target `cpu_mask`, `per_sess_dedicated_tgt_threads`).
+    pub sessions: u64,
+    pub sessions_total: u64,
+    pub dedicated: bool,
+    pub sessions_moved_in: u64,
+    pub pollers: Vec<PollerInfo>,
+    pub datapath: DataPathInfo,
+}
+
+/// Data path counters (of one reactor, or summed over all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPathInfo {
+    pub connections_accepted: u64,
+    pub connections_closed: u64,
     pub commands: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
-    pub connections_accepted: u64,
-    pub connections_closed: u64,
-    pub pollers: Vec<PollerInfo>,
+    /// READ data handed to the transport as references to pool buffers.
+    pub read_bytes_by_reference: u64,
+    /// Transmit: bytes sent by reference (MSG_ZEROCOPY) vs copied into the socket; zero-copy completions, sends
+    /// the kernel copied anyway, fallbacks to copying.
+    pub tx_bytes_zerocopy: u64,
+    pub tx_bytes_copied: u64,
+    pub tx_zerocopy_notifications: u64,
+    pub tx_zerocopy_copied: u64,
+    pub tx_zerocopy_fallbacks: u64,
+    /// Receive: write data read straight into pool buffers vs copied from the receive buffer; write commands that
+    /// claimed a buffer, and those that could not.
+    pub rx_bytes_placed: u64,
+    pub rx_bytes_copied: u64,
+    pub rx_write_claims: u64,
+    pub rx_claim_failures: u64,
+    /// Back-pressure: commands that waited for pool buffers, and those waiting now.
+    pub buffer_waits: u64,
+    pub buffer_waiting: u64,
 }
 
 /// One size class of the buffer pool.
@@ -173,10 +210,12 @@ pub struct PoolClassInfo {
     pub slabs: usize,
     pub free: usize,
     pub in_use: usize,
+    /// Buffers of this class held in the reactors' caches.
+    pub cached: usize,
 }
 
-/// Buffer pool statistics (SCST `sgv/global_stats`; SPDK `iobuf_get_stats`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Buffer pool statistics (SCST `sgv/global_stats`; SPDK `iobuf_get_stats`), per-reactor caches included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolInfo {
     pub allocations: u64,
     pub frees: u64,
@@ -187,7 +226,22 @@ pub struct PoolInfo {
     pub bytes_in_use: usize,
     pub high_water: usize,
     pub bytes_mapped: usize,
+    /// Bytes held in the reactors' buffer caches, and how many caches there are.
+    pub bytes_cached: usize,
+    pub thread_caches: usize,
+    /// The pool's cap (`reactors.buffer_pool_max`); None: none.
+    pub max_bytes: Option<usize>,
     pub classes: Vec<PoolClassInfo>,
+}
+
+/// The dataplane's statistics at once (`dataplane_get_stats`): the same snapshot the binary prints as its
+/// `polltgt-stats:` line on SIGUSR1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStats {
+    pub reactors: Vec<ReactorInfo>,
+    pub pool: PoolInfo,
+    /// Summed over the reactors.
+    pub datapath: DataPathInfo,
 }
 
 /// I/O counters of one LUN mapping.
@@ -229,7 +283,9 @@ pub trait Backend: Send + Sync {
     fn connections(&self) -> Result<Vec<ConnectionInfo>, BackendError>;
     /// Close the session with this SCST sid.
     fn force_close(&self, sid: u64) -> Result<(), BackendError>;
-    fn reactors(&self) -> Result<Vec<ReactorInfo>, BackendError>;
+    /// Reactors, pool and data path counters (one snapshot).
+    fn dataplane_stats(&self) -> Result<DataplaneStats, BackendError>;
+    /// The buffer pool alone (asks no reactor).
     fn pool(&self) -> PoolInfo;
     fn lun_stats(&self) -> Vec<LunStatsInfo>;
     /// tid of a target (SCST `tid`).

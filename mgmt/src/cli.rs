@@ -404,7 +404,7 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                         r.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                         format!("{:.1}", 100.0 * r.busy_ns as f64 / total as f64),
                         r.connections.to_string(),
-                        r.commands.to_string(),
+                        r.datapath.commands.to_string(),
                         r.pollers
                             .iter()
                             .map(|p| format!("{}={}/{}", p.name, p.busy_runs, p.runs))

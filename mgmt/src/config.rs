@@ -288,6 +288,24 @@ pub struct ReactorsConfig {
     pub count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_mask: Option<CpuMask>,
+    /// What an idle reactor does: `interrupt` (default; it sleeps in epoll until a socket, a timer or a message
+    /// needs it) or `poll` (it spins like SPDK: lowest latency, one core busy per reactor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdlePolicy>,
+    /// Transmits of at least this size go out with MSG_ZEROCOPY (SPDK's `zerocopy_threshold`); unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zerocopy_threshold: Option<Size>,
+    /// Hard cap on the data buffer pool's memory; commands wait for buffers beyond it. Unset: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_pool_max: Option<Size>,
+}
+
+/// What an idle reactor does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdlePolicy {
+    Poll,
+    Interrupt,
 }
 
 impl Default for ReactorsConfig {
@@ -295,6 +313,9 @@ impl Default for ReactorsConfig {
         ReactorsConfig {
             count: Some(1),
             cpu_mask: None,
+            idle: None,
+            zerocopy_threshold: None,
+            buffer_pool_max: None,
         }
     }
 }
@@ -402,6 +423,10 @@ pub struct DeviceConfig {
     /// Open the file with O_DIRECT (`vdisk_fileio` only). Default false.
     #[serde(default, deserialize_with = "values::flag")]
     pub o_direct: bool,
+    /// Polled completions (io_uring `IORING_SETUP_IOPOLL`) for NVMe block devices with poll queues
+    /// (`vdisk_blockio`, which then opens with O_DIRECT; or `vdisk_fileio` with `o_direct`). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "values::flag")]
+    pub iopoll: bool,
     /// Report a rotating medium in the Block Device Characteristics VPD page (SBC-3 §6.6.2). Default true, as SCST.
     #[serde(default = "yes", deserialize_with = "values::flag")]
     pub rotational: bool,
@@ -411,6 +436,10 @@ pub struct DeviceConfig {
     /// Report removable media (INQUIRY RMB bit). Default false.
     #[serde(default, deserialize_with = "values::flag")]
     pub removable: bool,
+    /// Thin provisioning (SCST `thin_provisioned`, SBC-3 §4.7): LBPME/LBPRZ, UNMAP, WRITE SAME with the UNMAP bit
+    /// and GET LBA STATUS; files get holes punched, RAM disks give pages back. Default false.
+    #[serde(default, deserialize_with = "values::flag")]
+    pub thin_provisioned: bool,
     /// INQUIRY T10 VENDOR IDENTIFICATION, up to 8 characters (SPC-4 §6.6.1). Default `POLLTGT`.
     #[serde(
         default,
@@ -461,9 +490,11 @@ impl DeviceConfig {
             read_only: false,
             nv_cache: false,
             o_direct: false,
+            iopoll: false,
             rotational: true,
             write_through: false,
             removable: false,
+            thin_provisioned: false,
             t10_vend_id: None,
             prod_id: None,
             prod_rev_lvl: None,
@@ -685,6 +716,13 @@ pub struct TargetConfig {
     /// the group's LUNs instead of `luns`; an initiator whose LUN set is empty does not see the target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ini_groups: Vec<IniGroupConfig>,
+    /// Run this target's sessions only on reactors pinned to these CPUs (SPDK's per-target cpumask). Default: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mask: Option<CpuMask>,
+    /// Give each session a reactor of its own while one is free (SCST's per_sess_dedicated_tgt_threads). Default
+    /// false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "values::flag")]
+    pub per_sess_dedicated_tgt_threads: bool,
 }
 
 /// An initiator group of a target (SCST security group `ini_groups/<name>`).
@@ -768,6 +806,8 @@ impl TargetConfig {
             name,
             enabled: true,
             luns: Vec::new(),
+            cpu_mask: None,
+            per_sess_dedicated_tgt_threads: false,
             initial_r2t: defaults::initial_r2t(),
             immediate_data: defaults::immediate_data(),
             max_recv_data_segment_length: defaults::max_recv_data_segment_length(),
@@ -1240,6 +1280,14 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
         return Err(finding(
             at.key("o_direct"),
             format!("o_direct applies to vdisk_fileio, not {handler}"),
+        ));
+    }
+    if d.iopoll
+        && !(d.handler == Handler::VdiskBlockio || (d.handler == Handler::VdiskFileio && d.o_direct))
+    {
+        return Err(finding(
+            at.key("iopoll"),
+            format!("iopoll applies to vdisk_blockio, or vdisk_fileio with o_direct, not {handler} without it"),
         ));
     }
     if let Some(bytes) = d.size_bytes() {

@@ -33,7 +33,7 @@ pub mod tree;
 pub mod values;
 
 pub use config::{
-    Config, DeviceConfig, Handler, IniGroupConfig, IscsiConfig, LunConfig, MgmtConfig, PortalConfig,
+    Config, DeviceConfig, Handler, IdlePolicy, IniGroupConfig, IscsiConfig, LunConfig, MgmtConfig, PortalConfig,
     ReactorsConfig, TargetConfig, DEFAULT_PORTAL, DEFAULT_RPC_SOCKET, DEFAULT_STATE_DIR, DEFAULT_TARGET_NAME,
 };
 pub use error::{ConfigError, Diagnostic, FieldPath, Segment};

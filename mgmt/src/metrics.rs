@@ -39,65 +39,51 @@ impl Out {
 pub fn render(m: &Manager) -> String {
     let b = m.backend();
     let mut o = Out { text: String::new() };
-    if let Ok(reactors) = b.reactors() {
-        o.family(
-            "polltgt_reactor_busy_seconds_total",
-            "counter",
-            "Time reactors spent in iterations where a poller did work.",
-        );
-        for r in &reactors {
-            o.sample(
+    let stats = b.dataplane_stats().ok();
+    if let Some(st) = &stats {
+        let reactors = &st.reactors;
+        type ReactorGet = fn(&crate::backend::ReactorInfo) -> f64;
+        let fields: [(&str, &str, &str, ReactorGet); 8] = [
+            (
                 "polltgt_reactor_busy_seconds_total",
-                &[("reactor", &r.id.to_string())],
-                r.busy_ns as f64 / 1e9,
-            );
-        }
-        o.family(
-            "polltgt_reactor_idle_seconds_total",
-            "counter",
-            "Time reactors spent in idle iterations.",
-        );
-        for r in &reactors {
-            o.sample(
+                "counter",
+                "Time reactors spent in iterations where a poller did work (TSC accounting).",
+                |r| r.busy_ns as f64 / 1e9,
+            ),
+            (
                 "polltgt_reactor_idle_seconds_total",
-                &[("reactor", &r.id.to_string())],
-                r.idle_ns as f64 / 1e9,
-            );
+                "counter",
+                "Time reactors spent in idle iterations and asleep (TSC accounting).",
+                |r| r.idle_ns as f64 / 1e9,
+            ),
+            ("polltgt_reactor_iterations_total", "counter", "Reactor loop iterations.", |r| r.iterations as f64),
+            ("polltgt_reactor_sleeps_total", "counter", "Times a reactor slept in epoll (interrupt mode).", |r| {
+                r.sleeps as f64
+            }),
+            ("polltgt_reactor_connections", "gauge", "Open connections per reactor.", |r| r.connections as f64),
+            ("polltgt_reactor_sessions", "gauge", "Normal sessions running on the reactor.", |r| r.sessions as f64),
+            (
+                "polltgt_reactor_sessions_moved_in_total",
+                "counter",
+                "Sessions moved to the reactor after login (target cpu_mask, dedicated reactors).",
+                |r| r.sessions_moved_in as f64,
+            ),
+            ("polltgt_reactor_commands_total", "counter", "SCSI commands received per reactor.", |r| {
+                r.datapath.commands as f64
+            }),
+        ];
+        for (name, kind, help, get) in fields {
+            o.family(name, kind, help);
+            for r in reactors {
+                o.sample(name, &[("reactor", &r.id.to_string())], get(r));
+            }
         }
-        o.family(
-            "polltgt_reactor_iterations_total",
-            "counter",
-            "Reactor loop iterations.",
-        );
-        for r in &reactors {
-            o.sample(
-                "polltgt_reactor_iterations_total",
-                &[("reactor", &r.id.to_string())],
-                r.iterations,
-            );
-        }
-        o.family("polltgt_reactor_connections", "gauge", "Open connections per reactor.");
-        for r in &reactors {
-            o.sample(
-                "polltgt_reactor_connections",
-                &[("reactor", &r.id.to_string())],
-                r.connections,
-            );
-        }
-        o.family(
-            "polltgt_reactor_commands_total",
-            "counter",
-            "SCSI commands received per reactor.",
-        );
-        for r in &reactors {
-            o.sample(
-                "polltgt_reactor_commands_total",
-                &[("reactor", &r.id.to_string())],
-                r.commands,
-            );
+        o.family("polltgt_reactor_dedicated", "gauge", "1 while a dedicated session holds the reactor.");
+        for r in reactors {
+            o.sample("polltgt_reactor_dedicated", &[("reactor", &r.id.to_string())], u64::from(r.dedicated));
         }
         o.family("polltgt_poller_runs_total", "counter", "Poller calls.");
-        for r in &reactors {
+        for r in reactors {
             for p in &r.pollers {
                 o.sample(
                     "polltgt_poller_runs_total",
@@ -111,7 +97,7 @@ pub fn render(m: &Manager) -> String {
             "counter",
             "Poller calls that found work.",
         );
-        for r in &reactors {
+        for r in reactors {
             for p in &r.pollers {
                 o.sample(
                     "polltgt_poller_busy_runs_total",
@@ -120,8 +106,26 @@ pub fn render(m: &Manager) -> String {
                 );
             }
         }
+        let d = &st.datapath;
+        for (name, kind, help, v) in [
+            ("polltgt_read_bytes_by_reference_total", "counter", "READ data sent from pool buffers without a copy.", d.read_bytes_by_reference),
+            ("polltgt_tx_zerocopy_bytes_total", "counter", "Bytes sent with MSG_ZEROCOPY.", d.tx_bytes_zerocopy),
+            ("polltgt_tx_copied_bytes_total", "counter", "Bytes copied into sockets.", d.tx_bytes_copied),
+            ("polltgt_tx_zerocopy_notifications_total", "counter", "MSG_ZEROCOPY completions.", d.tx_zerocopy_notifications),
+            ("polltgt_tx_zerocopy_copied_total", "counter", "MSG_ZEROCOPY sends the kernel copied anyway.", d.tx_zerocopy_copied),
+            ("polltgt_tx_zerocopy_fallbacks_total", "counter", "MSG_ZEROCOPY sends that fell back to copying.", d.tx_zerocopy_fallbacks),
+            ("polltgt_rx_placed_bytes_total", "counter", "Write data read straight into pool buffers.", d.rx_bytes_placed),
+            ("polltgt_rx_copied_bytes_total", "counter", "Write data copied from receive buffers.", d.rx_bytes_copied),
+            ("polltgt_rx_write_claims_total", "counter", "Write commands that claimed a pool buffer at arrival.", d.rx_write_claims),
+            ("polltgt_rx_claim_failures_total", "counter", "Write commands that could not claim a pool buffer.", d.rx_claim_failures),
+            ("polltgt_buffer_waits_total", "counter", "Commands that waited for pool buffers (back-pressure).", d.buffer_waits),
+            ("polltgt_buffer_waiting", "gauge", "Commands waiting for pool buffers now.", d.buffer_waiting),
+        ] {
+            o.family(name, kind, help);
+            o.sample(name, &[], v);
+        }
     }
-    let p = b.pool();
+    let p = stats.map_or_else(|| b.pool(), |st| st.pool);
     for (name, kind, help, v) in [
         (
             "polltgt_pool_allocations_total",
@@ -177,9 +181,29 @@ pub fn render(m: &Manager) -> String {
             "Bytes mapped by the pool.",
             p.bytes_mapped as f64,
         ),
+        (
+            "polltgt_pool_cached_bytes",
+            "gauge",
+            "Bytes held in the reactors' buffer caches.",
+            p.bytes_cached as f64,
+        ),
+        (
+            "polltgt_pool_thread_caches",
+            "gauge",
+            "Reactor buffer caches.",
+            p.thread_caches as f64,
+        ),
     ] {
         o.family(name, kind, help);
         o.sample(name, &[], v);
+    }
+    if let Some(max) = p.max_bytes {
+        o.family("polltgt_pool_max_bytes", "gauge", "The pool's cap (reactors.buffer_pool_max).");
+        o.sample("polltgt_pool_max_bytes", &[], max as f64);
+    }
+    o.family("polltgt_pool_class_cached", "gauge", "Buffers of a size class held in the reactors' caches.");
+    for c in &p.classes {
+        o.sample("polltgt_pool_class_cached", &[("size", &c.size.to_string())], c.cached as f64);
     }
     o.family(
         "polltgt_auth_failures_total",

@@ -66,6 +66,7 @@ pub const METHODS: &[&str] = &[
     "framework_get_reactors",
     "thread_get_stats",
     "iobuf_get_stats",
+    "dataplane_get_stats",
     "log_get_level",
     "log_set_level",
     "bdev_get_bdevs",
@@ -415,23 +416,29 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         }
         "framework_get_reactors" => {
             decode::<NoParams>(params)?;
-            Ok(json!({ "reactors": b.reactors().map_err(MgmtError::from)? }))
+            Ok(json!({ "reactors": b.dataplane_stats().map_err(MgmtError::from)?.reactors }))
         }
         "thread_get_stats" => {
             decode::<NoParams>(params)?;
-            let threads: Vec<Value> = b
-                .reactors()
-                .map_err(MgmtError::from)?
+            let reactors = b.dataplane_stats().map_err(MgmtError::from)?.reactors;
+            // SPDK reports busy/idle in ticks at tick_rate: the reactors' TSC accounting (one calibrated rate).
+            let tick_rate = reactors.first().map_or(1_000_000_000, |r| r.tick_rate);
+            let threads: Vec<Value> = reactors
                 .into_iter()
                 .map(|r| {
                     json!({
                         "name": format!("reactor_{}", r.id), "id": r.id, "core": r.core,
-                        "busy": r.busy_ns, "idle": r.idle_ns, "iterations": r.iterations,
-                        "messages": r.messages, "connections": r.connections, "pollers": r.pollers,
+                        "busy": r.busy_tsc, "idle": r.idle_tsc, "busy_ns": r.busy_ns, "idle_ns": r.idle_ns,
+                        "iterations": r.iterations, "messages": r.messages, "sleeps": r.sleeps,
+                        "connections": r.connections, "sessions": r.sessions, "pollers": r.pollers,
                     })
                 })
                 .collect();
-            Ok(json!({ "tick_rate": 1_000_000_000u64, "threads": threads }))
+            Ok(json!({ "tick_rate": tick_rate, "threads": threads }))
+        }
+        "dataplane_get_stats" => {
+            decode::<NoParams>(params)?;
+            to_json(b.dataplane_stats().map_err(MgmtError::from)?)
         }
         "iobuf_get_stats" => {
             decode::<NoParams>(params)?;

@@ -70,9 +70,6 @@ pub fn device_from_params(
 
 /// Set one creation attribute of a device from text (`filename`, `blocksize`, `nv_cache`, ...).
 pub fn set_device_param(dev: &mut DeviceConfig, k: &str, v: &str) -> Result<(), MgmtError> {
-    if k == "thin_provisioned" && tree::parse_flag(v) == Ok(false) {
-        return Ok(());
-    }
     let mut obj = serde_json::to_value(&*dev).map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))?;
     let value = match k {
         // Paths and identity strings stay text even when they look like numbers.
@@ -426,8 +423,9 @@ mod tests {
         assert!(e.message.contains("1000"), "{e}");
         let e = device_from_params("x", Handler::VdiskFileio, &parse_params("filesize=1").unwrap()).unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
-        let e =
-            device_from_params("x", Handler::VdiskFileio, &parse_params("thin_provisioned=1").unwrap()).unwrap_err();
+        let t = device_from_params("x", Handler::VdiskFileio, &parse_params("thin_provisioned=1").unwrap()).unwrap();
+        assert!(t.thin_provisioned);
+        let e = device_from_params("x", Handler::VdiskFileio, &parse_params("thin_provisioned=2").unwrap()).unwrap_err();
         assert_eq!(e.attribute.as_deref(), Some("thin_provisioned"));
     }
 

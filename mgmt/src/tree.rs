@@ -119,9 +119,18 @@ pub const TARGET_PARAMS: [&str; 13] = [
     "RspTimeout",
 ];
 
-/// Target attributes written with a plain value (SCST sysfs files). New logins see a changed `redirect` or
-/// `MaxSessions`; sessions already logged in keep going.
-pub const TARGET_WRITABLE: [&str; 5] = ["enabled", "per_portal_acl", "rel_tgt_id", "redirect", "MaxSessions"];
+/// Target attributes written with a plain value (SCST sysfs files). New logins see a changed `redirect`,
+/// `MaxSessions`, `cpu_mask` (empty: any reactor) or `per_sess_dedicated_tgt_threads`; sessions already logged in
+/// keep going where they run.
+pub const TARGET_WRITABLE: [&str; 7] = [
+    "enabled",
+    "per_portal_acl",
+    "rel_tgt_id",
+    "redirect",
+    "MaxSessions",
+    "cpu_mask",
+    "per_sess_dedicated_tgt_threads",
+];
 
 /// The incoming CHAP accounts of a section as SCST names its attributes: the numbered `IncomingUser<n>` accounts
 /// under their own names, the `IncomingUser` list under `IncomingUser`, `IncomingUser1`, ... (names a numbered
@@ -195,6 +204,18 @@ fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
         t.max_sessions != 0,
         true,
     ));
+    out.push(attr(
+        "cpu_mask",
+        t.cpu_mask.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+        t.cpu_mask.is_some(),
+        true,
+    ));
+    out.push(attr(
+        "per_sess_dedicated_tgt_threads",
+        show("", &Value::Bool(t.per_sess_dedicated_tgt_threads)),
+        t.per_sess_dedicated_tgt_threads,
+        true,
+    ));
     out.extend(incoming_user_attrs(&t.incoming_users, &t.numbered_incoming()));
     if let Some(u) = v.get("OutgoingUser") {
         out.push(attr("OutgoingUser", chap_text(u), true, false));
@@ -247,10 +268,10 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
         "rotational",
         "write_through",
         "removable",
+        "thin_provisioned",
     ] {
         out.push(attr(k, flag(k), configured(k), false));
     }
-    out.push(attr("thin_provisioned", "0", false, false));
     out.push(ident("t10_vend_id", state.as_ref().map(|s| s.t10_vend_id.clone())));
     out.push(ident("prod_id", state.as_ref().map(|s| s.prod_id.clone())));
     out.push(ident("prod_rev_lvl", state.as_ref().map(|s| s.prod_rev_lvl.clone())));
@@ -382,8 +403,8 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
         ["sgv"] => {
             let p = backend.pool();
             let text = format!(
-                "allocations {} frees {} cache_hits {} cache_misses {} large_allocations {} exhausted {} bytes_in_use {} high_water {} bytes_mapped {}",
-                p.allocations, p.frees, p.cache_hits, p.cache_misses, p.large_allocations, p.exhausted, p.bytes_in_use, p.high_water, p.bytes_mapped
+                "allocations {} frees {} cache_hits {} cache_misses {} large_allocations {} exhausted {} bytes_in_use {} high_water {} bytes_mapped {} bytes_cached {} thread_caches {}",
+                p.allocations, p.frees, p.cache_hits, p.cache_misses, p.large_allocations, p.exhausted, p.bytes_in_use, p.high_water, p.bytes_mapped, p.bytes_cached, p.thread_caches
             );
             node(vec![attr("global_stats", text, false, false)], Vec::new())
         }
@@ -571,8 +592,8 @@ pub fn set_target_attr(t: &mut TargetConfig, name: &str, value: &str) -> Result<
         return Err(MgmtError::new(ErrorKind::Internal, "target is not an object"));
     };
     let new = match name {
-        "rel_tgt_id" if value.trim().is_empty() || value.trim() == "0" => Value::Null,
-        "HeaderDigest" | "DataDigest" | "redirect" => Value::String(value.trim().to_string()),
+        "rel_tgt_id" | "cpu_mask" if value.trim().is_empty() || value.trim() == "0" => Value::Null,
+        "HeaderDigest" | "DataDigest" | "redirect" | "cpu_mask" => Value::String(value.trim().to_string()),
         _ => scalar(value),
     };
     obj.insert(name.to_string(), new);

@@ -326,7 +326,8 @@ fn error_unknown_key() {
          `MaxBurstLength`, `FirstBurstLength`, `MaxOutstandingR2T`, `HeaderDigest`, `DataDigest`, `QueuedCommands`, \
          `NopInInterval`, `NopInTimeout`, `RspTimeout`, `IncomingUser`, `OutgoingUser`, `IncomingUser1`, \
          `IncomingUser2`, `IncomingUser3`, `IncomingUser4`, `IncomingUser5`, `IncomingUser6`, `IncomingUser7`, \
-         `IncomingUser8`, `redirect`, `per_portal_acl`, `allowed_portal`, `MaxSessions`, `rel_tgt_id`, `ini_groups`"
+         `IncomingUser8`, `redirect`, `per_portal_acl`, `allowed_portal`, `MaxSessions`, `rel_tgt_id`, `ini_groups`, \
+         `cpu_mask`, `per_sess_dedicated_tgt_threads`"
     );
     assert_eq!(
         err("portal:\n  - address: 1.2.3.4\n"),
@@ -335,8 +336,8 @@ fn error_unknown_key() {
     assert_eq!(
         err("devices:\n  - { name: d, handler: ram, size: 1G, readonly: true }\n"),
         "polltgt.yaml:2:40: devices[0].readonly: unknown field `readonly`, expected one of `name`, `handler`, `size`, \
-         `size_mb`, `filename`, `blocksize`, `read_only`, `nv_cache`, `o_direct`, `rotational`, `write_through`, \
-         `removable`, `t10_vend_id`, `prod_id`, `prod_rev_lvl`, `t10_dev_id`, `usn`"
+         `size_mb`, `filename`, `blocksize`, `read_only`, `nv_cache`, `o_direct`, `iopoll`, `rotational`, \
+         `write_through`, `removable`, `thin_provisioned`, `t10_vend_id`, `prod_id`, `prod_rev_lvl`, `t10_dev_id`, `usn`"
     );
 }
 

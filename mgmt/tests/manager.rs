@@ -77,22 +77,11 @@ impl Backend for Fake {
         self.log(format!("force_close {sid:x}"));
         Ok(())
     }
-    fn reactors(&self) -> Result<Vec<ReactorInfo>, BackendError> {
-        Ok(Vec::new())
+    fn dataplane_stats(&self) -> Result<DataplaneStats, BackendError> {
+        Ok(DataplaneStats { reactors: Vec::new(), pool: self.pool(), datapath: DataPathInfo::default() })
     }
     fn pool(&self) -> PoolInfo {
-        PoolInfo {
-            allocations: 0,
-            frees: 0,
-            cache_hits: 0,
-            cache_misses: 0,
-            large_allocations: 0,
-            exhausted: 0,
-            bytes_in_use: 0,
-            high_water: 0,
-            bytes_mapped: 0,
-            classes: Vec::new(),
-        }
+        PoolInfo::default()
     }
     fn lun_stats(&self) -> Vec<LunStatsInfo> {
         Vec::new()
@@ -554,4 +543,37 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
     );
     let again = Config::from_yaml_str(&yaml, "saved.yaml").unwrap();
     assert_eq!(again, m.config());
+}
+
+#[test]
+fn placement_and_provisioning_attributes_are_in_the_tree() {
+    let (f, m) = setup();
+    let a = |n: &polltgt_mgmt::tree::Node, name: &str| n.attr(name).cloned().unwrap_or_else(|| panic!("no {name}"));
+    let t = node(&m, &format!("targets/iscsi/{T}"));
+    assert_eq!((a(&t, "cpu_mask").value.as_str(), a(&t, "cpu_mask").key, a(&t, "cpu_mask").writable), ("", false, true));
+    assert_eq!(a(&t, "per_sess_dedicated_tgt_threads").value, "0");
+    f.calls();
+    // Settable like SCST's sysfs files; new sessions use them.
+    tree::set(&m, &format!("targets/iscsi/{T}/cpu_mask"), "0x2").unwrap();
+    tree::set(&m, &format!("targets/iscsi/{T}/per_sess_dedicated_tgt_threads"), "1").unwrap();
+    assert_eq!(f.calls(), vec![format!("apply_target {T}"), format!("apply_target {T}")]);
+    let t = node(&m, &format!("targets/iscsi/{T}"));
+    assert_eq!((a(&t, "cpu_mask").value.as_str(), a(&t, "cpu_mask").key), ("0x2", true));
+    assert_eq!((a(&t, "per_sess_dedicated_tgt_threads").value.as_str(), a(&t, "per_sess_dedicated_tgt_threads").key), ("1", true));
+    let c = m.config();
+    let tc = c.target(T).unwrap();
+    assert_eq!(tc.cpu_mask.as_ref().map(|m| m.cpus().to_vec()), Some(vec![1]));
+    assert!(tc.per_sess_dedicated_tgt_threads);
+    let e = tree::set(&m, &format!("targets/iscsi/{T}/cpu_mask"), "zz").unwrap_err();
+    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Invalid, Some("cpu_mask")));
+    // Empty: any reactor again.
+    tree::set(&m, &format!("targets/iscsi/{T}/cpu_mask"), "").unwrap();
+    assert!(m.config().target(T).unwrap().cpu_mask.is_none());
+    // Devices show thin_provisioned (a creation-time attribute, as in SCST).
+    let d = node(&m, "devices/d0");
+    assert_eq!((a(&d, "thin_provisioned").value.as_str(), a(&d, "thin_provisioned").writable), ("0", false));
+    scst::write(&m, "/sys/kernel/scst_tgt/handlers/vdisk_nullio/mgmt", "add_device thin0 size=1G; thin_provisioned=1")
+        .unwrap();
+    let d = node(&m, "devices/thin0");
+    assert_eq!((a(&d, "thin_provisioned").value.as_str(), a(&d, "thin_provisioned").key), ("1", true));
 }

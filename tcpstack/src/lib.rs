@@ -16,7 +16,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 mod error;
 pub mod kernel;
@@ -59,12 +59,40 @@ pub struct ConnStats {
     pub chains_completed: u64,
     /// Flushes that ended with bytes still queued because the socket/window was full.
     pub send_stalls: u64,
+    /// Bytes sent with MSG_ZEROCOPY (by reference: the kernel pinned the buffers until the peer ACKed them).
+    pub bytes_zerocopy: u64,
+    /// Bytes sent by copying into the socket (below the zero-copy threshold, or zero-copy off).
+    pub bytes_copied: u64,
+    /// Zero-copy completion notifications read from the error queue, and those saying the kernel copied anyway.
+    pub zerocopy_notifications: u64,
+    pub zerocopy_copied: u64,
+    /// Zero-copy sends refused for lack of pinned-page budget (ENOBUFS) and copied instead.
+    pub zerocopy_fallbacks: u64,
+    /// Zero-copy was switched off because the kernel copied every zero-copy send (loopback).
+    pub zerocopy_disabled: bool,
 }
 
 /// A TCP connection of some backend. See the crate documentation for the transmit contract.
 pub trait TcpConnection {
     /// Reads what is available into `buf` without blocking.
     fn recv(&mut self, buf: &mut [u8]) -> Result<RecvStatus, TcpError>;
+    /// Reads what is available without blocking into `first`, then up to `rest_max` bytes appended to `rest`
+    /// (zero-copy receive: `first` is the rest of a data segment inside the buffer it belongs to). `Data(n)`:
+    /// `min(n, first.len())` bytes went to `first`. The default reads into one of the two only.
+    fn recv_split(&mut self, first: &mut [u8], rest: &mut BytesMut, rest_max: usize) -> Result<RecvStatus, TcpError> {
+        if !first.is_empty() {
+            return self.recv(first);
+        }
+        let old = rest.len();
+        rest.resize(old + rest_max, 0);
+        let r = self.recv(&mut rest[old..]);
+        let got = match r {
+            Ok(RecvStatus::Data(n)) => n,
+            _ => 0,
+        };
+        rest.truncate(old + got);
+        r
+    }
     /// Queues a chain of buffers for transmission, after everything queued before; never blocks and never fails.
     /// `tag` comes back from [`TcpConnection::poll_send_complete`] once the stack no longer needs any buffer of the
     /// chain.

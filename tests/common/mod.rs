@@ -169,6 +169,11 @@ impl Target {
         format!("iscsi://{}/{IQN}/{lun}", self.addr)
     }
 
+    /// The process id (to send signals, e.g. SIGUSR1 for a statistics line).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -245,6 +250,48 @@ pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str], limit: Duration)
         }
     }
     child.wait_with_output().expect("collect output")
+}
+
+/// Runs libiscsi's `iscsi-perf ARGS -t SECS URL` and returns its output (stdout and stderr). iscsi-perf ends by
+/// itself only when its countdown, checked at most once a second, lands exactly on zero: on a loaded machine it
+/// can step over zero and run on forever. So if it has not exited about 7 s after its run time it gets SIGINT (by
+/// its pid, through kill(1)), on which it stops issuing reads, drains them, prints its final "iops average" and
+/// exits. Panics when it fails, does not stop, or never printed an "iops average" line.
+pub fn iscsi_perf(args: &[&str], secs: u64, url: &str) -> String {
+    let secs_text = secs.to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["-t", &secs_text, url]);
+    let mut child = Command::new("iscsi-perf")
+        .args(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run iscsi-perf: {e} (run scripts/setup.sh --test)"));
+    let interrupt_at = Instant::now() + Duration::from_secs(secs + 7);
+    let mut interrupted = false;
+    let give_up = interrupt_at + Duration::from_secs(20);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        let now = Instant::now();
+        if !interrupted && now >= interrupt_at {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            interrupted = true;
+        }
+        if now >= give_up {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("collect iscsi-perf output");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(status.is_some(), "iscsi-perf {all:?} did not stop even after SIGINT:\n{text}");
+    assert!(out.status.success(), "iscsi-perf {all:?} failed ({:?}):\n{text}", out.status);
+    assert!(text.contains("iops average"), "iscsi-perf {all:?} printed no \"iops average\":\n{text}");
+    text
 }
 
 /// Run a command for at most `limit`: its exit status, or None when it had to be killed.

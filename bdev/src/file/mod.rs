@@ -10,19 +10,25 @@
 //! - Unmap is `fallocate(PUNCH_HOLE | KEEP_SIZE)` and WriteZeroes `fallocate(ZERO_RANGE | KEEP_SIZE)`; where the
 //!   filesystem or device refuses (`EOPNOTSUPP`), the range is written with zeros instead, and the bdev remembers
 //!   not to try again.
+//! - Allocation walks the file with `lseek(SEEK_DATA / SEEK_HOLE)`, on a worker thread for both engines (io_uring
+//!   has no lseek); a block device reports everything allocated.
+//! - `resize(None)` re-reads the size of the file or device (SCST's `resync_size`).
 
 mod threads;
 mod uring;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polltgt_hugepages::{Region, RegionOptions};
 
-use crate::{check_geometry, sys, Bdev, BdevError, BdevInfo, BdevKind, Channel, Geometry};
+use crate::{
+    align_extents, check_geometry, sys, Bdev, BdevError, BdevInfo, BdevKind, Channel, Extent, Geometry,
+    Op,
+};
 
 /// Size of the shared all-zero source used when `fallocate` cannot zero a range.
 const ZERO_CHUNK: usize = 1 << 20;
@@ -61,6 +67,12 @@ pub struct FileOptions {
     pub threads: usize,
     /// Override of the rotational flag (default: the device's `queue/rotational` in sysfs, false if unknown).
     pub rotational: Option<bool>,
+    /// io_uring polled completions (`IORING_SETUP_IOPOLL`): the reactor polls the device's completion queue
+    /// instead of taking an interrupt, for NVMe block devices with poll queues (`nvme.poll_queues=N`). Needs
+    /// `o_direct` and the io_uring engine; reads and writes go to the polled ring, flush and fallocate to a second,
+    /// ordinary ring of the channel. On devices without poll queues the kernel completes the I/O anyway (Linux
+    /// falls back to interrupt completion) but polling then only costs CPU.
+    pub iopoll: bool,
 }
 
 impl Default for FileOptions {
@@ -71,6 +83,7 @@ impl Default for FileOptions {
             queue_depth: 128,
             threads: 4,
             rotational: None,
+            iopoll: false,
         }
     }
 }
@@ -78,7 +91,10 @@ impl Default for FileOptions {
 /// What the engines share: the open file, its geometry and the fallocate capability flags.
 pub(crate) struct FileCtx {
     pub file: Arc<File>,
+    /// Block size, read-only flag and buffer alignment; the size is `size`.
     pub geom: Geometry,
+    /// Current size in bytes (a whole number of blocks); changed by [`Bdev::resize`].
+    pub size: AtomicU64,
     /// `fallocate(PUNCH_HOLE)` has not been refused yet.
     pub punch_ok: AtomicBool,
     /// `fallocate(ZERO_RANGE)` has not been refused yet.
@@ -87,6 +103,48 @@ pub(crate) struct FileCtx {
 }
 
 impl FileCtx {
+    /// Validates `op` against the current geometry.
+    pub(crate) fn check(&self, op: &Op) -> Result<(), BdevError> {
+        let geom = Geometry { size: self.size.load(Ordering::Acquire), ..self.geom };
+        geom.check(op)
+    }
+
+    /// Answers [`Op::Allocation`] with `lseek(SEEK_DATA / SEEK_HOLE)`: holes are deallocated. Where the file
+    /// system cannot tell (an error other than "no more data"), the rest counts as allocated.
+    pub(crate) fn allocation(&self, offset: u64, len: u64, buf: &mut [u8]) {
+        let max = buf.len() / Extent::RECORD_LEN;
+        let bs = u64::from(self.geom.block_size);
+        let end = offset.saturating_add(len);
+        let mut raw: Vec<Extent> = Vec::new();
+        let mut pos = offset;
+        // A few raw runs more than asked for: aligning can merge some.
+        while pos < end && raw.len() <= max + 2 {
+            let data = match sys::seek_data_hole(&self.file, pos, true) {
+                Ok(Some(d)) => d.min(end),
+                Ok(None) => end,
+                Err(_) => {
+                    raw.push(Extent { offset: pos, len: end - pos, allocated: true });
+                    break;
+                }
+            };
+            if data > pos {
+                raw.push(Extent { offset: pos, len: data - pos, allocated: false });
+                pos = data;
+                continue;
+            }
+            let hole = match sys::seek_data_hole(&self.file, pos, false) {
+                Ok(Some(h)) => h.min(end),
+                _ => end,
+            };
+            // A racing write may fill the hole just found: always make progress.
+            let hole = hole.max(pos.saturating_add(bs).min(end));
+            raw.push(Extent { offset: pos, len: hole - pos, allocated: true });
+            pos = hole;
+        }
+        let aligned = align_extents(&raw, bs, max);
+        Extent::encode_all(&aligned, buf);
+    }
+
     /// The shared zero source (a never-written, page-aligned region: reading it maps the kernel's zero page).
     pub(crate) fn zeros(&self) -> Result<Arc<Region>, BdevError> {
         if let Some(z) = self.zeros.get() {
@@ -103,12 +161,15 @@ impl FileCtx {
 /// A file or block device.
 pub struct FileBdev {
     info: BdevInfo,
+    path: PathBuf,
     ctx: Arc<FileCtx>,
     engine: FileEngine,
     choice: EngineChoice,
     queue_depth: u32,
     threads: usize,
-    workers: Mutex<Option<threads::Workers>>,
+    iopoll: bool,
+    /// The thread pool: the engine of thread channels, and where io_uring channels send Allocation queries.
+    workers: Arc<Mutex<Option<threads::Workers>>>,
 }
 
 impl std::fmt::Debug for FileBdev {
@@ -131,6 +192,12 @@ impl FileBdev {
     ) -> Result<FileBdev, BdevError> {
         let path = path.as_ref();
         check_geometry(block_size, 1)?;
+        if opts.iopoll && !opts.o_direct {
+            return Err(BdevError::InvalidConfig("iopoll needs o_direct (polled I/O bypasses the page cache)".into()));
+        }
+        if opts.iopoll && opts.engine == EngineChoice::Threads {
+            return Err(BdevError::InvalidConfig("iopoll needs the io_uring engine".into()));
+        }
         if opts.queue_depth == 0 || opts.threads == 0 {
             return Err(BdevError::InvalidConfig(
                 "queue_depth and threads must be at least 1".into(),
@@ -181,6 +248,10 @@ impl FileBdev {
                 sys::uring::probe(opts.queue_depth).map_err(BdevError::Io)?;
                 FileEngine::IoUring
             }
+            EngineChoice::Auto if opts.iopoll => {
+                sys::uring::probe(opts.queue_depth).map_err(BdevError::Io)?;
+                FileEngine::IoUring
+            }
             EngineChoice::Auto => match sys::uring::probe(opts.queue_depth) {
                 Ok(()) => FileEngine::IoUring,
                 Err(e) => {
@@ -209,6 +280,7 @@ impl FileBdev {
         };
         let ctx = Arc::new(FileCtx {
             file: Arc::new(file),
+            size: AtomicU64::new(geom.size),
             geom,
             punch_ok: AtomicBool::new(true),
             zero_range_ok: AtomicBool::new(true),
@@ -216,12 +288,14 @@ impl FileBdev {
         });
         Ok(FileBdev {
             info,
+            path: path.to_path_buf(),
             ctx,
             engine,
             choice: opts.engine,
             queue_depth: opts.queue_depth,
             threads: opts.threads,
-            workers: Mutex::new(None),
+            iopoll: opts.iopoll,
+            workers: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -231,30 +305,74 @@ impl FileBdev {
     }
 
     fn thread_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
-        let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        let workers = match &mut *w {
-            Some(workers) => workers,
-            None => w.insert(threads::Workers::start(&self.info.name, self.threads)?),
-        };
-        Ok(Box::new(threads::ThreadChannel::new(
-            Arc::clone(&self.ctx),
-            workers,
-        )))
+        Ok(Box::new(side_channel(
+            &self.workers,
+            &self.ctx,
+            &self.info.name,
+            self.threads,
+        )?))
     }
+}
+
+/// A thread-pool channel on `ctx`, starting the pool on first use.
+pub(crate) fn side_channel(
+    workers: &Mutex<Option<threads::Workers>>,
+    ctx: &Arc<FileCtx>,
+    name: &str,
+    threads: usize,
+) -> Result<threads::ThreadChannel, BdevError> {
+    let mut w = workers.lock().unwrap_or_else(PoisonError::into_inner);
+    let workers = match &mut *w {
+        Some(workers) => workers,
+        None => w.insert(threads::Workers::start(name, threads)?),
+    };
+    Ok(threads::ThreadChannel::new(Arc::clone(ctx), workers))
 }
 
 impl Bdev for FileBdev {
     fn info(&self) -> BdevInfo {
-        self.info.clone()
+        let mut info = self.info.clone();
+        info.num_blocks = self.ctx.size.load(Ordering::Acquire) / u64::from(info.block_size);
+        info
+    }
+
+    fn resize(&self, num_blocks: Option<u64>) -> Result<u64, BdevError> {
+        if num_blocks.is_some() {
+            return Err(BdevError::InvalidConfig(format!(
+                "{} takes its size from {}; resize it there",
+                self.info.name,
+                self.path.display()
+            )));
+        }
+        let open_err = |source| BdevError::Open { path: self.path.clone(), source };
+        let size = match self.info.kind {
+            BdevKind::BlockDevice => sys::block_device_size(&self.ctx.file).map_err(open_err)?,
+            _ => self.ctx.file.metadata().map_err(open_err)?.len(),
+        };
+        let bs = u64::from(self.info.block_size);
+        let blocks = size / bs;
+        if blocks == 0 {
+            return Err(BdevError::InvalidConfig(format!(
+                "{} ({size} bytes) is smaller than one {bs}-byte block",
+                self.path.display()
+            )));
+        }
+        self.ctx.size.store(blocks * bs, Ordering::Release);
+        Ok(blocks)
     }
 
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
         match self.engine {
             FileEngine::Threads => self.thread_channel(),
             FileEngine::IoUring => {
-                match uring::UringChannel::new(Arc::clone(&self.ctx), self.queue_depth) {
+                let side = uring::Side {
+                    workers: Arc::clone(&self.workers),
+                    name: self.info.name.clone(),
+                    threads: self.threads,
+                };
+                match uring::UringChannel::new(Arc::clone(&self.ctx), self.queue_depth, self.iopoll, side) {
                     Ok(ch) => Ok(Box::new(ch)),
-                    Err(e) if self.choice == EngineChoice::Auto => {
+                    Err(e) if self.choice == EngineChoice::Auto && !self.iopoll => {
                         tracing::info!(error = %e, bdev = %self.info.name, "io_uring setup failed; channel uses I/O threads");
                         self.thread_channel()
                     }

@@ -716,3 +716,138 @@ fn io_uring_setup_failure_falls_back_to_threads() {
         Err(BdevError::Io(_))
     ));
 }
+
+fn allocation(ch: &mut dyn Channel, offset: u64, len: u64, records: usize) -> Vec<crate::Extent> {
+    let c = run(
+        ch,
+        Op::Allocation {
+            offset,
+            len,
+            buf: Buf::zeroed(records * crate::Extent::RECORD_LEN),
+        },
+    );
+    assert!(c.result.is_ok(), "{:?}", c.result);
+    crate::Extent::decode_all(&c.buf.expect("buffer back"))
+}
+
+#[test]
+fn allocation_follows_holes_both_engines() {
+    use crate::Extent;
+    for engine in ENGINES {
+        // 1 MiB written, then 64 KiB punched out at 256 KiB.
+        let f = backing(1 << 20, 0x5A);
+        let dev = FileBdev::open("a", f.path(), 4096, false, opts(engine)).expect("open");
+        let mut ch = dev.open_channel().expect("channel");
+        let all = allocation(ch.as_mut(), 0, 1 << 20, 8);
+        assert_eq!(all, [Extent { offset: 0, len: 1 << 20, allocated: true }], "{engine:?}");
+        let c = run(ch.as_mut(), Op::Unmap { offset: 256 << 10, len: 64 << 10 });
+        assert!(c.result.is_ok());
+        let ext = allocation(ch.as_mut(), 0, 1 << 20, 8);
+        if ext.len() == 1 {
+            // A file system without holes (tmpfs on old kernels, overlay): zeros were written; nothing to report.
+            assert!(ext[0].allocated);
+            continue;
+        }
+        assert_eq!(
+            ext,
+            [
+                Extent { offset: 0, len: 256 << 10, allocated: true },
+                Extent { offset: 256 << 10, len: 64 << 10, allocated: false },
+                Extent { offset: 320 << 10, len: 704 << 10, allocated: true },
+            ],
+            "{engine:?}"
+        );
+        // From inside the hole, at most two runs, and only `len` bytes.
+        let ext = allocation(ch.as_mut(), 260 << 10, 100 << 10, 1);
+        assert_eq!(ext, [Extent { offset: 260 << 10, len: 60 << 10, allocated: false }]);
+        let ext = allocation(ch.as_mut(), 260 << 10, 100 << 10, 4);
+        assert_eq!(ext[1], Extent { offset: 320 << 10, len: 40 << 10, allocated: true });
+        // Out of range is refused like any I/O.
+        let c = run(
+            ch.as_mut(),
+            Op::Allocation { offset: 1 << 20, len: 4096, buf: Buf::zeroed(16) },
+        );
+        assert!(matches!(c.result, Err(BdevError::OutOfRange { .. })));
+    }
+}
+
+#[test]
+fn resize_rereads_the_file_size() {
+    let f = backing(1 << 20, 0);
+    let dev = FileBdev::open("r", f.path(), 4096, false, opts(EngineChoice::Threads)).expect("open");
+    assert_eq!(dev.info().num_blocks, 256);
+    let mut ch = dev.open_channel().expect("channel");
+    let c = run(ch.as_mut(), Op::Read { offset: 1 << 20, buf: Buf::zeroed(4096) });
+    assert!(matches!(c.result, Err(BdevError::OutOfRange { .. })));
+    f.as_file().set_len(2 << 20).expect("grow");
+    assert_eq!(dev.resize(None).expect("resize"), 512);
+    assert_eq!(dev.info().num_blocks, 512);
+    assert!(run(ch.as_mut(), Op::Read { offset: 1 << 20, buf: Buf::zeroed(4096) }).result.is_ok());
+    f.as_file().set_len((1 << 20) + 100).expect("shrink");
+    assert_eq!(dev.resize(None).expect("resize"), 256, "a partial tail block is not exposed");
+    f.as_file().set_len(100).expect("shrink below one block");
+    assert!(matches!(dev.resize(None), Err(BdevError::InvalidConfig(_))));
+    assert_eq!(dev.info().num_blocks, 256, "a refused resize changes nothing");
+    assert!(matches!(dev.resize(Some(7)), Err(BdevError::InvalidConfig(_))));
+}
+
+#[test]
+fn iopoll_needs_o_direct_and_io_uring() {
+    let f = backing(65536, 0);
+    let bad = |o: FileOptions| matches!(FileBdev::open("p", f.path(), 512, false, o), Err(BdevError::InvalidConfig(_)));
+    assert!(bad(FileOptions { iopoll: true, ..FileOptions::default() }), "iopoll without o_direct");
+    assert!(bad(FileOptions { iopoll: true, o_direct: true, engine: EngineChoice::Threads, ..FileOptions::default() }));
+}
+
+/// IOPOLL on whatever the temp directory is: where the device polls, data round-trips and flush goes through the
+/// auxiliary ring; where it cannot (no O_DIRECT, no poll support: EOPNOTSUPP/EINVAL), the failure comes back as a
+/// completion error (the reactor is never left waiting) and the test says so.
+#[test]
+fn iopoll_channel_round_trip_or_clean_refusal() {
+    if crate::sys::uring::probe(8).is_err() {
+        eprintln!("io_uring unavailable: nothing to test");
+        return;
+    }
+    let f = backing(1 << 20, 0);
+    let o = FileOptions { iopoll: true, o_direct: true, ..FileOptions::default() };
+    let dev = match FileBdev::open("p", f.path(), 4096, false, o) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cannot open with O_DIRECT here ({e}): nothing to test");
+            return;
+        }
+    };
+    let mut ch = match dev.open_channel() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("IOPOLL ring refused here ({e})");
+            return;
+        }
+    };
+    let p = pool();
+    // Ok(true): done; Ok(false): the device refused polled I/O, cleanly.
+    let outcome = |c: &Completion| -> bool {
+        match &c.result {
+            Ok(()) => true,
+            Err(BdevError::Io(e)) => {
+                assert!(matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)), "unexpected error {e}");
+                assert!(c.buf.is_some(), "the buffer comes back with the error");
+                eprintln!("this device does not support polled I/O ({e}); the error came back as a completion");
+                false
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    };
+    let mut buf = p.alloc(8192).expect("buf");
+    buf.fill(0x3c);
+    let c = run(ch.as_mut(), Op::Write { offset: 4096, buf, fua: false });
+    if !outcome(&c) {
+        return;
+    }
+    let c = run(ch.as_mut(), Op::Read { offset: 4096, buf: p.alloc(8192).expect("buf") });
+    if !outcome(&c) {
+        return;
+    }
+    assert!(c.buf.expect("buf back").iter().all(|&b| b == 0x3c));
+    assert!(run(ch.as_mut(), Op::Flush).result.is_ok(), "flush through the auxiliary ring");
+}

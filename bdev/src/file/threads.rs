@@ -65,6 +65,7 @@ fn execute(ctx: &FileCtx, op: &mut Op) -> Result<(), BdevError> {
         Op::WriteZeroes { offset, len } => {
             zero(ctx, *offset, *len, sys::ZERO_RANGE, &ctx.zero_range_ok)?
         }
+        Op::Allocation { offset, len, buf } => ctx.allocation(*offset, *len, buf),
     }
     Ok(())
 }
@@ -133,7 +134,7 @@ impl ThreadChannel {
 impl Channel for ThreadChannel {
     fn submit(&mut self, io: Io) {
         let Io { tag, op } = io;
-        if let Err(e) = self.ctx.geom.check(&op) {
+        if let Err(e) = self.ctx.check(&op) {
             self.ready.push_back(Completion::of(tag, op, Err(e)));
             return;
         }

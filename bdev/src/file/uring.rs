@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::threads::{ThreadChannel, Workers};
 use super::FileCtx;
 use crate::sys::uring::{Data, Reaped, Ring, RingOp};
 use crate::{sys, BdevError, Buf, Channel, Completion, Io, Op};
@@ -48,10 +49,22 @@ struct Req {
     state: State,
 }
 
+/// Where a ring channel sends what io_uring cannot do (lseek for [`Op::Allocation`]): the bdev's thread pool,
+/// started on first use.
+pub(crate) struct Side {
+    pub workers: Arc<Mutex<Option<Workers>>>,
+    pub name: String,
+    pub threads: usize,
+}
+
 /// A channel of the io_uring engine.
 pub(crate) struct UringChannel {
     ctx: Arc<FileCtx>,
+    side: Side,
+    side_channel: Option<ThreadChannel>,
     ring: Ring,
+    /// With IOPOLL: an ordinary ring for the operations a polled ring cannot run (fsync, fallocate).
+    aux: Option<Ring>,
     reqs: Vec<Option<Req>>,
     free_ids: Vec<usize>,
     /// Operations waiting for room in the ring, in order.
@@ -64,11 +77,15 @@ pub(crate) struct UringChannel {
 }
 
 impl UringChannel {
-    pub(crate) fn new(ctx: Arc<FileCtx>, depth: u32) -> io::Result<UringChannel> {
-        let ring = Ring::new(Arc::clone(&ctx.file), depth)?;
+    pub(crate) fn new(ctx: Arc<FileCtx>, depth: u32, iopoll: bool, side: Side) -> io::Result<UringChannel> {
+        let ring = Ring::new(Arc::clone(&ctx.file), depth, iopoll)?;
+        let aux = if iopoll { Some(Ring::new(Arc::clone(&ctx.file), depth.min(32), false)?) } else { None };
         Ok(UringChannel {
             ctx,
+            side,
+            side_channel: None,
             ring,
+            aux,
             reqs: Vec::new(),
             free_ids: Vec::new(),
             backlog: VecDeque::new(),
@@ -117,14 +134,22 @@ impl UringChannel {
             self.backlog.push_back((id, op));
             return;
         }
-        if let Err(op) = self.ring.push(id, op) {
+        if let Err(op) = self.ring_for(&op).push(id, op) {
             self.backlog.push_back((id, op));
+        }
+    }
+
+    /// The ring an operation goes to: reads and writes to the main ring, the rest to the auxiliary ring if any.
+    fn ring_for(&mut self, op: &RingOp) -> &mut Ring {
+        match (op, self.aux.as_mut()) {
+            (RingOp::Fsync | RingOp::Fallocate { .. }, Some(aux)) => aux,
+            _ => &mut self.ring,
         }
     }
 
     fn drain_backlog(&mut self) {
         while let Some((id, op)) = self.backlog.pop_front() {
-            if let Err(op) = self.ring.push(id, op) {
+            if let Err(op) = self.ring_for(&op).push(id, op) {
                 self.backlog.push_front((id, op));
                 break;
             }
@@ -336,17 +361,33 @@ impl UringChannel {
         if let Err(e) = self.ring.submit() {
             tracing::warn!(error = %e, "io_uring submit failed");
         }
+        if let Some(aux) = self.aux.as_mut() {
+            if let Err(e) = aux.submit() {
+                tracing::warn!(error = %e, "io_uring submit failed");
+            }
+        }
     }
 }
 
 impl Channel for UringChannel {
     fn submit(&mut self, io: Io) {
         let Io { tag, op } = io;
-        if let Err(e) = self.ctx.geom.check(&op) {
+        if let Err(e) = self.ctx.check(&op) {
             self.ready.push_back(Completion::of(tag, op, Err(e)));
             return;
         }
         match op {
+            Op::Allocation { .. } => {
+                if self.side_channel.is_none() {
+                    match super::side_channel(&self.side.workers, &self.ctx, &self.side.name, self.side.threads) {
+                        Ok(ch) => self.side_channel = Some(ch),
+                        Err(e) => return self.ready.push_back(Completion::of(tag, op, Err(e))),
+                    }
+                }
+                if let Some(ch) = self.side_channel.as_mut() {
+                    ch.submit(Io { tag, op });
+                }
+            }
             Op::Read { offset, buf } => {
                 if buf.is_empty() {
                     return self.ready.push_back(Completion {
@@ -416,12 +457,17 @@ impl Channel for UringChannel {
     }
 
     fn poll(&mut self, done: &mut Vec<Completion>) -> usize {
+        let side = self.side_channel.as_mut().map_or(0, |ch| ch.poll(done));
         self.drain_backlog();
         self.kick();
         let mut reaped = std::mem::take(&mut self.reaped);
         // Reaping frees ring slots, which lets the backlog in; repeat while that yields more work done.
         loop {
-            if self.ring.reap(&mut reaped) == 0 {
+            let mut n = self.ring.reap(&mut reaped);
+            if let Some(aux) = self.aux.as_mut() {
+                n += aux.reap(&mut reaped);
+            }
+            if n == 0 {
                 break;
             }
             for r in reaped.drain(..) {
@@ -433,10 +479,10 @@ impl Channel for UringChannel {
         self.reaped = reaped;
         let n = self.ready.len();
         done.extend(self.ready.drain(..));
-        n
+        n + side
     }
 
     fn in_flight(&self) -> usize {
-        self.active + self.ready.len()
+        self.active + self.ready.len() + self.side_channel.as_ref().map_or(0, |ch| ch.in_flight())
     }
 }

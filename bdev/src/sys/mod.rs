@@ -81,6 +81,27 @@ pub(crate) fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Re
     }
 }
 
+/// Where the next data (`data = true`, `SEEK_DATA`) or hole (`SEEK_HOLE`) of `file` starts at or after `offset`.
+/// `Ok(None)` when there is no data at or after `offset` (`ENXIO`); with `SEEK_HOLE` the end of the file counts as
+/// a hole.
+pub(crate) fn seek_data_hole(file: &File, offset: u64, data: bool) -> io::Result<Option<u64>> {
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+    // SAFETY: lseek only reads its integer arguments and acts on the fd, which stays open during the call. The file
+    // position it moves is not used by any other I/O of the crate (they are all positional: pread/pwrite, io_uring
+    // with explicit offsets, fallocate).
+    let rc = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(rc as u64))
+}
+
 /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`: deallocate, reads return zeros (SBC-3 UNMAP with LBPRZ).
 pub(crate) const PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
 /// `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`: zero without writing data blocks.

@@ -91,11 +91,15 @@ pub(crate) struct Ring {
     /// Pushed but not yet passed to `io_uring_enter`.
     unsubmitted: usize,
     limit: usize,
+    /// `IORING_SETUP_IOPOLL`: completions appear only when `io_uring_enter(GETEVENTS)` polls the device.
+    iopoll: bool,
 }
 
 impl Ring {
-    pub(crate) fn new(file: Arc<File>, entries: u32) -> io::Result<Ring> {
-        let ring = IoUring::new(entries)?;
+    /// A ring for `file`; with `iopoll`, a polled-completion ring (`IORING_SETUP_IOPOLL`, O_DIRECT reads and writes
+    /// only).
+    pub(crate) fn new(file: Arc<File>, entries: u32, iopoll: bool) -> io::Result<Ring> {
+        let ring = if iopoll { IoUring::builder().setup_iopoll().build(entries)? } else { IoUring::new(entries)? };
         let limit = ring.params().cq_entries() as usize;
         Ok(Ring {
             ring,
@@ -105,6 +109,7 @@ impl Ring {
             in_kernel: 0,
             unsubmitted: 0,
             limit,
+            iopoll,
         })
     }
 
@@ -184,8 +189,9 @@ impl Ring {
     }
 
     /// Hands queued SQEs to the kernel without waiting for completions.
+    /// On an IOPOLL ring this is also what polls the device for completions (the crate enters with GETEVENTS).
     pub(crate) fn submit(&mut self) -> io::Result<usize> {
-        if self.unsubmitted == 0 {
+        if self.unsubmitted == 0 && !(self.iopoll && self.in_kernel > 0) {
             return Ok(0);
         }
         match self.ring.submit() {

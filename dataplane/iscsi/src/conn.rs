@@ -41,7 +41,9 @@ use crate::login::{send_targets_response, Login, LoginStep, PortalInfo, TargetCa
 use crate::negotiate;
 use crate::params::{Digest, SessionParams, SessionType};
 use crate::serial::SerialNumber;
-use crate::session::{self, CommandResult, Numbering, ScsiTask, Session, SessionEvent, TaskId, TextResponder};
+use crate::session::{
+    self, CommandResult, Numbering, Placement, ScsiTask, Session, SessionEvent, TaskId, TextResponder,
+};
 use crate::text::{self, Special, TextBuilder};
 use crate::wire::{
     self, DataDigest, DigestKind, Digests, Framing, Header, LoginResponse, RejectReason, WireError, BHS_LEN,
@@ -112,6 +114,18 @@ pub enum ConnEvent {
     TaskMgmt { itt: u32, function: u8, lun: u64, rtt: u32, ref_cmd_sn: SerialNumber, aborted: Vec<TaskId> },
     /// The connection is over: send what [`Connection::poll_transmit`] still returns, then close the socket.
     Closed { reason: CloseReason },
+}
+
+/// Where the data segment of the PDU at the front of the input goes (zero-copy receive, [`Connection::placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PduPlacement {
+    /// Bytes of BHS, AHS and header digest.
+    pub header_len: usize,
+    /// Bytes of the data segment, without padding.
+    pub data_len: usize,
+    /// Padding bytes after the data segment.
+    pub pad_len: usize,
+    pub kind: Placement,
 }
 
 /// Counters of one connection.
@@ -305,40 +319,93 @@ impl Connection {
     /// Consumes whole PDUs from the front of `buf` (a partial PDU stays there). Once the connection is closed the
     /// input is discarded. Never panics.
     pub fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) {
-        loop {
-            if self.is_closed() || self.held.is_some() {
-                buf.clear();
-                return;
+        while self.handle_one(buf, now) {}
+    }
+
+    /// Consumes at most one whole PDU (or bytes of a rejected oversized PDU) from the front of `buf`. Returns
+    /// false when nothing could be consumed (a partial PDU, or an empty or discarded input).
+    pub fn handle_one(&mut self, buf: &mut BytesMut, now: Instant) -> bool {
+        if self.is_closed() || self.held.is_some() {
+            buf.clear();
+            return false;
+        }
+        if self.skip > 0 {
+            let n = self.skip.min(buf.len());
+            buf.advance(n);
+            self.skip -= n;
+            return n > 0;
+        }
+        if buf.len() < BHS_LEN {
+            return false;
+        }
+        let framing = match Framing::parse(&buf[..BHS_LEN], self.digests, self.max_recv) {
+            Ok(f) => f,
+            Err(WireError::DataSegmentTooLong { len, max }) => {
+                self.oversized(buf, len, max, now);
+                return true;
             }
-            if self.skip > 0 {
-                let n = self.skip.min(buf.len());
-                buf.advance(n);
-                self.skip -= n;
-                if self.skip > 0 {
-                    return;
-                }
+            Err(e) => {
+                tracing::debug!(error = %e, "unexpected framing error");
+                return false;
             }
-            if buf.len() < BHS_LEN {
-                return;
+        };
+        let total = framing.total_len();
+        if buf.len() < total {
+            return false;
+        }
+        let pdu = buf.split_to(total).freeze();
+        self.stats.pdus_received += 1;
+        self.handle_pdu(pdu, framing, now);
+        true
+    }
+
+    /// Zero-copy receive: when the front of `buf` holds a complete header (BHS, AHS, header digest) of a PDU whose
+    /// data segment the session lets the driver receive into its own buffer, say where it goes
+    /// ([`Session::placement`]). Only in the full feature phase, without data digests (whose CRC covers bytes
+    /// the session would then not see) and without digest fault injection (which counts every PDU with a digest).
+    /// The driver that follows the answer removes `header_len` bytes, puts the next `data_len` bytes where `kind`
+    /// says, drops `pad_len` padding bytes and calls [`Connection::handle_placed`].
+    pub fn placement(&self, buf: &[u8]) -> Option<PduPlacement> {
+        if self.is_closed()
+            || self.held.is_some()
+            || self.skip > 0
+            || self.digests.data
+            || self.faults.receive_every != 0
+            || buf.len() < BHS_LEN
+        {
+            return None;
+        }
+        let Phase::Full(s) = &self.phase else { return None };
+        let framing = Framing::parse(&buf[..BHS_LEN], self.digests, self.max_recv).ok()?;
+        let header_len = framing.data_range().start;
+        let head = buf.get(..header_len)?;
+        framing.check_header_digest(head).ok()?;
+        let header = Header::parse(head.get(framing.header_range())?).ok()?;
+        let data_len = framing.data_range().len();
+        let kind = s.placement(&header, data_len)?;
+        let pad_len = framing.total_len() - framing.data_range().end;
+        Some(PduPlacement { header_len, data_len, pad_len, kind })
+    }
+
+    /// Handle the PDU whose header is `header` (the `header_len` bytes [`Connection::placement`] named) and whose
+    /// `data_len` data bytes the driver has placed as that answer said.
+    pub fn handle_placed(&mut self, header: &[u8], data_len: usize, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        self.stats.pdus_received += 1;
+        let Phase::Full(s) = &mut self.phase else { return };
+        let bhs = header.get(..BHS_LEN).unwrap_or_default();
+        let parsed = Framing::parse(bhs, self.digests, u32::MAX)
+            .ok()
+            .and_then(|f| header.get(f.header_range()))
+            .map(Header::parse);
+        match parsed {
+            Some(Ok(h)) => s.handle_placed_pdu(h, bhs, data_len, now),
+            _ => {
+                self.stats.framing_errors += 1;
+                s.reject_raw(RejectReason::ProtocolError.code(), bhs);
             }
-            let framing = match Framing::parse(&buf[..BHS_LEN], self.digests, self.max_recv) {
-                Ok(f) => f,
-                Err(WireError::DataSegmentTooLong { len, max }) => {
-                    self.oversized(buf, len, max, now);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "unexpected framing error");
-                    return;
-                }
-            };
-            let total = framing.total_len();
-            if buf.len() < total {
-                return;
-            }
-            let pdu = buf.split_to(total).freeze();
-            self.stats.pdus_received += 1;
-            self.handle_pdu(pdu, framing, now);
         }
     }
 

@@ -67,11 +67,17 @@ pub struct TargetParams {
     pub nop_in_timeout: Duration,
     /// How long a command may wait for the initiator (e.g. Data-Out after R2T) before the connection closes [90 s].
     pub rsp_timeout: Duration,
-    /// The largest Expected Data Transfer Length of a write the session buffers [16 MiB, the logical units' Block
-    /// Limits MAXIMUM TRANSFER LENGTH]. A larger write is answered CHECK CONDITION (ILLEGAL REQUEST, INVALID FIELD
+    /// The largest Expected Data Transfer Length of a write the session buffers [[`MAX_TRANSFER_LENGTH`], the
+    /// logical units' Block Limits MAXIMUM TRANSFER LENGTH]. A larger write is answered CHECK CONDITION (ILLEGAL REQUEST, INVALID FIELD
     /// IN CDB) without soliciting or keeping its data.
     pub max_transfer_length: u32,
 }
+
+/// The largest transfer of one command, in bytes: the default [`TargetParams::max_transfer_length`] and what the
+/// binary reports as the logical units' Block Limits MAXIMUM TRANSFER LENGTH (SBC-3 §6.6.3), so that no write the
+/// Block Limits page allows is refused. 32 MiB: 65536 blocks of 512 bytes, which libiscsi's WRITE SAME tests write
+/// in one WRITE(16) (they do not consult the limit).
+pub const MAX_TRANSFER_LENGTH: u32 = 32 << 20;
 
 impl Default for TargetParams {
     fn default() -> Self {
@@ -93,7 +99,7 @@ impl Default for TargetParams {
             nop_in_interval: Some(Duration::from_secs(30)),
             nop_in_timeout: Duration::from_secs(30),
             rsp_timeout: Duration::from_secs(90),
-            max_transfer_length: 16 << 20,
+            max_transfer_length: MAX_TRANSFER_LENGTH,
         }
     }
 }

@@ -175,6 +175,8 @@ pub enum SessionError {
     LogoutReason(u8),
     #[error("new request after the target asked for a logout")]
     WaitingForLogout,
+    #[error("write data for ITT {0:#x} arrived outside the driver's receive buffer")]
+    PlacementMismatch(u32),
 }
 
 impl SessionError {
@@ -193,7 +195,8 @@ impl SessionError {
             | SessionError::TextTooLong
             | SessionError::LoginInFullFeature
             | SessionError::Snack
-            | SessionError::AfterLogout => PROTOCOL_ERROR,
+            | SessionError::AfterLogout
+            | SessionError::PlacementMismatch(_) => PROTOCOL_ERROR,
             SessionError::Bidirectional | SessionError::DiscoverySession | SessionError::UnsupportedOpcode => {
                 COMMAND_NOT_SUPPORTED
             }
@@ -270,8 +273,39 @@ pub struct ScsiTask {
     /// Task attribute (§11.3.1 ATTR).
     pub attr: u8,
     pub immediate: bool,
-    /// The whole write payload (EDTL bytes for writes) in offset order, as received; empty for non-writes.
+    /// The whole write payload (EDTL bytes for writes) in offset order, as received; empty for non-writes and
+    /// for placed writes.
     pub data_out: Vec<Bytes>,
+    /// The write data was received by the driver straight into its own buffer for this ITT (zero-copy receive,
+    /// see [`Session::placement`]); `data_out` is then empty.
+    pub placed: bool,
+}
+
+/// Where the data segment of a received PDU may go when the driver receives it into its own buffer instead of
+/// handing the bytes to the session (zero-copy receive). See [`Session::placement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A SCSI Command with the W bit: the driver may claim the task's write data by allocating an `edtl`-byte buffer
+    /// for `itt` and receiving the immediate data (if any) at offset 0.
+    Command { itt: u32, edtl: u32, opcode: u8 },
+    /// Data-Out for a claimed task that the session will accept: `len` bytes at `offset` of the task's buffer.
+    DataOut { itt: u32, offset: u32, len: u32 },
+}
+
+/// A received data segment: bytes, or a length the driver has placed in its own buffer.
+#[derive(Debug)]
+enum Payload {
+    Bytes(Bytes),
+    Placed(usize),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Bytes(b) => b.len(),
+            Payload::Placed(n) => *n,
+        }
+    }
 }
 
 /// The SCSI layer's result for a command, given to [`Session::complete_command`].
@@ -404,6 +438,8 @@ struct R2tSeq {
 
 #[derive(Debug)]
 struct WriteState {
+    /// The driver receives this task's data into its own buffer ([`Placement`]); `pieces` stays empty.
+    placed: bool,
     /// Received data segments with their buffer offsets.
     pieces: Vec<(u32, Bytes)>,
     unsolicited: Option<Unsolicited>,
@@ -631,8 +667,8 @@ impl Session {
             self.acknowledge(exp);
         }
         match header {
-            Header::ScsiCommand(c) => self.on_scsi_command(c, bhs, data, now),
-            Header::DataOut(d) => self.on_data_out(d, bhs, data, now),
+            Header::ScsiCommand(c) => self.on_scsi_command(c, bhs, Payload::Bytes(data), now),
+            Header::DataOut(d) => self.on_data_out(d, bhs, Payload::Bytes(data), now),
             Header::NopOut(n) => self.on_nop_out(n, bhs, data, now),
             Header::TaskMgmtRequest(t) => self.on_tmf(t, bhs, now),
             Header::TextRequest(t) => self.on_text(t, bhs, data, now),
@@ -642,6 +678,70 @@ impl Session {
             _ => self.reject(SessionError::UnsupportedOpcode, bhs),
         }
         self.release_held_tmf();
+    }
+
+    /// Where the data segment of a PDU with `header` and a `data_len`-byte data segment may be received directly
+    /// (zero-copy receive), or None when the PDU must go through [`Session::handle_pdu`] with its bytes. Answers
+    /// Some only for PDUs the session will accept as they are: a write command that passes every check, and
+    /// Data-Out that fits an open sequence of a claimed task. The driver that follows the answer must then call
+    /// [`Session::handle_placed_pdu`] for the PDU; every Data-Out for a claimed task that is not placed is refused.
+    pub fn placement(&self, header: &Header, data_len: usize) -> Option<Placement> {
+        if self.closed {
+            return None;
+        }
+        match header {
+            Header::ScsiCommand(c) if c.write => {
+                if !c.immediate && !self.cmd_sn_acceptable(c.cmd_sn) {
+                    return None;
+                }
+                // A write above the transfer limit is refused and its data drained, never kept.
+                if c.edtl > self.target.max_transfer_length {
+                    return None;
+                }
+                self.validate_command(c, data_len).ok()?;
+                Some(Placement::Command { itt: c.itt, edtl: c.edtl, opcode: c.cdb[0] })
+            }
+            Header::DataOut(d) if data_len > 0 => {
+                let task = self.tasks.get(&d.itt)?;
+                let ws = task.write_state.as_ref()?;
+                if !ws.placed || task.failed.is_some() || task.delivered {
+                    return None;
+                }
+                check_data_out(task, d, data_len, self.params.max_recv_data_segment_length).ok()?;
+                Some(Placement::DataOut { itt: d.itt, offset: d.buffer_offset, len: data_len as u32 })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the task `itt` is a claimed write ([`Placement::Command`]) the session still knows (receiving data,
+    /// waiting for its CmdSN turn, or delivered and not yet completed). A claimed buffer whose task is gone
+    /// (terminated by a violation, aborted) can be dropped.
+    pub fn has_placed_write(&self, itt: u32) -> bool {
+        self.tasks.get(&itt).is_some_and(|t| t.write_state.as_ref().is_some_and(|w| w.placed))
+    }
+
+    /// Handle a PDU whose `data_len`-byte data segment the driver has placed in its buffer for the task, as
+    /// [`Session::placement`] answered for it just before.
+    pub fn handle_placed_pdu(&mut self, header: Header, bhs: &[u8], data_len: usize, now: Instant) {
+        if self.closed {
+            return;
+        }
+        match header {
+            Header::ScsiCommand(c) => {
+                self.last_rx = now;
+                self.acknowledge(c.exp_stat_sn);
+                self.on_scsi_command(c, bhs, Payload::Placed(data_len), now);
+                self.release_held_tmf();
+            }
+            Header::DataOut(d) => {
+                self.last_rx = now;
+                self.acknowledge(d.exp_stat_sn);
+                self.on_data_out(d, bhs, Payload::Placed(data_len), now);
+                self.release_held_tmf();
+            }
+            other => self.handle_pdu(other, bhs, Bytes::new(), now),
+        }
     }
 
     /// Handle a PDU whose data digest did not match (its header digest, if any, did): RFC 7143 §7.8. The PDU is
@@ -671,7 +771,7 @@ impl Session {
                 };
                 if terminating {
                     // The header is sound: it still ends (F bit) and advances the sequence; its data is dropped.
-                    self.on_data_out(d, bhs, Bytes::new(), now);
+                    self.on_data_out(d, bhs, Payload::Bytes(Bytes::new()), now);
                 }
             }
             Header::ScsiCommand(_) => self.close(CloseReason::DigestError),
@@ -883,12 +983,12 @@ impl Session {
 
     // ----- receive paths -----
 
-    fn on_scsi_command(&mut self, c: ScsiCommand, bhs: &[u8], data: Bytes, now: Instant) {
+    fn on_scsi_command(&mut self, c: ScsiCommand, bhs: &[u8], data: Payload, now: Instant) {
         if !c.immediate && !self.cmd_sn_acceptable(c.cmd_sn) {
             self.stats.ignored_commands += 1;
             return;
         }
-        if let Err(e) = self.validate_command(&c, &data) {
+        if let Err(e) = self.validate_command(&c, data.len()) {
             self.reject(e, bhs);
             if !c.immediate {
                 self.consume(c.cmd_sn);
@@ -908,7 +1008,7 @@ impl Session {
             tracing::debug!(itt = c.itt, edtl = c.edtl, max = self.target.max_transfer_length, "write too long");
             self.stats.refused_transfers += 1;
         }
-        let data = if too_long { Bytes::new() } else { data };
+        let data = if too_long { Payload::Bytes(Bytes::new()) } else { data };
         let write_state = c.write.then(|| {
             let imm = data.len() as u32;
             let unsolicited = (!c.final_).then(|| Unsolicited {
@@ -917,7 +1017,11 @@ impl Session {
                 next_data_sn: 0,
             });
             WriteState {
-                pieces: if data.is_empty() { Vec::new() } else { vec![(0, data)] },
+                placed: matches!(data, Payload::Placed(_)),
+                pieces: match data {
+                    Payload::Bytes(b) if !b.is_empty() => vec![(0, b)],
+                    _ => Vec::new(),
+                },
                 solicit_from: if unsolicited.is_some() { None } else { Some(imm) },
                 unsolicited,
                 r2ts: Vec::new(),
@@ -954,7 +1058,7 @@ impl Session {
         }
     }
 
-    fn validate_command(&self, c: &ScsiCommand, data: &Bytes) -> Result<(), SessionError> {
+    fn validate_command(&self, c: &ScsiCommand, data_len: usize) -> Result<(), SessionError> {
         if self.logout.is_some() {
             return Err(SessionError::AfterLogout);
         }
@@ -974,10 +1078,10 @@ impl Session {
             return Err(SessionError::Bidirectional);
         }
         let max = self.params.max_recv_data_segment_length;
-        if data.len() > max as usize {
-            return Err(SessionError::DataSegmentTooLong { len: data.len(), max });
+        if data_len > max as usize {
+            return Err(SessionError::DataSegmentTooLong { len: data_len, max });
         }
-        if !data.is_empty() {
+        if data_len > 0 {
             if !c.write {
                 return Err(SessionError::DataWithoutWrite);
             }
@@ -985,13 +1089,13 @@ impl Session {
                 return Err(SessionError::ImmediateDataNotAllowed);
             }
             let limit = c.edtl.min(self.params.first_burst_length);
-            if data.len() > limit as usize {
-                return Err(SessionError::ImmediateDataTooLong { len: data.len(), limit });
+            if data_len > limit as usize {
+                return Err(SessionError::ImmediateDataTooLong { len: data_len, limit });
             }
         }
         if c.write && !c.final_ {
             let end = self.params.first_burst_length.min(c.edtl);
-            if self.params.initial_r2t || data.len() >= end as usize {
+            if self.params.initial_r2t || data_len >= end as usize {
                 return Err(SessionError::UnsolicitedNotAllowed);
             }
         }
@@ -1001,7 +1105,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_data_out(&mut self, d: DataOut, bhs: &[u8], data: Bytes, now: Instant) {
+    fn on_data_out(&mut self, d: DataOut, bhs: &[u8], data: Payload, now: Instant) {
         let Some(mut task) = self.tasks.remove(&d.itt) else {
             if self.aborted_itts.contains(&d.itt) {
                 self.stats.dropped_data_out += 1;
@@ -1467,6 +1571,7 @@ impl Session {
                 attr: task.attr,
                 immediate: task.immediate,
                 data_out,
+                placed: task.write_state.as_ref().is_some_and(|w| w.placed),
             }));
         }
         self.tasks.insert(itt, task);
@@ -1814,7 +1919,7 @@ impl<'a> SgCursor<'a> {
 }
 
 /// Check one Data-Out against the task's open sequences and store its data (RFC 7143 §11.7).
-fn accept_data_out(task: &mut Task, d: &DataOut, data: Bytes, max_recv: u32) -> Result<(), SessionError> {
+fn accept_data_out(task: &mut Task, d: &DataOut, data: Payload, max_recv: u32) -> Result<(), SessionError> {
     let itt = task.itt;
     let failed = task.failed.is_some();
     let task_lun = task.lun;
@@ -1826,19 +1931,31 @@ fn accept_data_out(task: &mut Task, d: &DataOut, data: Bytes, max_recv: u32) -> 
         });
     };
     let len = data.len();
+    // Placed data for a task whose data the session collects, or bytes for a task the driver claimed: the data
+    // went somewhere the other side does not look.
+    let mismatch = match &data {
+        Payload::Placed(_) => !ws.placed,
+        Payload::Bytes(b) => ws.placed && !b.is_empty(),
+    };
+    let data = match data {
+        Payload::Bytes(b) => b,
+        Payload::Placed(_) => Bytes::new(),
+    };
     if d.ttt == RESERVED_TAG {
         let Some(seq) = ws.unsolicited.as_mut() else {
             return if failed { Ok(()) } else { Err(SessionError::UnexpectedUnsolicited(itt)) };
         };
         let check = if failed {
             Ok(())
+        } else if mismatch {
+            Err(SessionError::PlacementMismatch(itt))
         } else {
             check_sequence(d, len, max_recv, (seq.next_data_sn, seq.next_offset, seq.end), true)
         };
         if check.is_ok() && !failed {
             seq.next_data_sn = seq.next_data_sn.wrapping_add(1);
             seq.next_offset += len as u32;
-            if len > 0 {
+            if !data.is_empty() {
                 ws.pieces.push((d.buffer_offset, data));
             }
         }
@@ -1855,6 +1972,8 @@ fn accept_data_out(task: &mut Task, d: &DataOut, data: Bytes, max_recv: u32) -> 
         let seq = &mut ws.r2ts[pos];
         let check = if failed {
             Ok(())
+        } else if mismatch {
+            Err(SessionError::PlacementMismatch(itt))
         } else if d.lun != task_lun {
             Err(SessionError::LunMismatch)
         } else {
@@ -1864,7 +1983,7 @@ fn accept_data_out(task: &mut Task, d: &DataOut, data: Bytes, max_recv: u32) -> 
         if check.is_ok() && !failed {
             seq.next_data_sn = seq.next_data_sn.wrapping_add(1);
             seq.received += len as u32;
-            if len > 0 {
+            if !data.is_empty() {
                 ws.pieces.push((d.buffer_offset, data));
             }
         }
@@ -1872,6 +1991,24 @@ fn accept_data_out(task: &mut Task, d: &DataOut, data: Bytes, max_recv: u32) -> 
             ws.r2ts.remove(pos);
         }
         check
+    }
+}
+
+/// The checks [`accept_data_out`] makes for a task that is not failed, without changing anything.
+fn check_data_out(task: &Task, d: &DataOut, len: usize, max_recv: u32) -> Result<(), SessionError> {
+    let itt = task.itt;
+    let Some(ws) = task.write_state.as_ref() else {
+        return Err(SessionError::UnexpectedUnsolicited(itt));
+    };
+    if d.ttt == RESERVED_TAG {
+        let seq = ws.unsolicited.as_ref().ok_or(SessionError::UnexpectedUnsolicited(itt))?;
+        check_sequence(d, len, max_recv, (seq.next_data_sn, seq.next_offset, seq.end), true)
+    } else {
+        let seq = ws.r2ts.iter().find(|r| r.ttt == d.ttt).ok_or(SessionError::UnknownTtt { itt, ttt: d.ttt })?;
+        if d.lun != task.lun {
+            return Err(SessionError::LunMismatch);
+        }
+        check_sequence(d, len, max_recv, (seq.next_data_sn, seq.offset + seq.received, seq.offset + seq.len), false)
     }
 }
 
@@ -2037,6 +2174,17 @@ mod tests {
             set_exp_stat_sn(&mut h, self.exp_stat_sn);
             let bhs = fake_bhs(&h);
             self.s.handle_pdu(h, &bhs, Bytes::copy_from_slice(data), self.now);
+        }
+
+        /// Deliver a PDU the way a zero-copy driver does: ask where its data goes, then hand in the header only.
+        fn send_placed(&mut self, mut h: Header, len: usize) -> Option<Placement> {
+            set_exp_stat_sn(&mut h, self.exp_stat_sn);
+            let p = self.s.placement(&h, len);
+            if p.is_some() {
+                let bhs = fake_bhs(&h);
+                self.s.handle_placed_pdu(h, &bhs, len, self.now);
+            }
+            p
         }
 
         /// Everything the session has to send, checked against the numbering invariants.
@@ -2488,6 +2636,41 @@ mod tests {
             r2ts.push(r);
         }
         r2ts
+    }
+
+    #[test]
+    fn placed_write_with_immediate_and_solicited_data() {
+        let mut h = H::new(write_params(false, 1), target_params());
+        let cmd = immediate(write_cmd(0x31, 1, 12288, false));
+        let Some(Placement::Command { itt: 0x31, edtl: 12288, .. }) = h.send_placed(cmd, 4096) else {
+            panic!("write command not offered for placement")
+        };
+        // Unsolicited Data-Out at the right offset is placed; one at a wrong offset is not offered.
+        assert_eq!(h.s.placement(&data_out(0x31, RESERVED_TAG, 0, 8192, true), 4096), None);
+        let p = h.send_placed(data_out(0x31, RESERVED_TAG, 0, 4096, true), 4096);
+        assert_eq!(p, Some(Placement::DataOut { itt: 0x31, offset: 4096, len: 4096 }));
+        let pdus = h.pdus();
+        let r = as_r2t(&pdus[0]);
+        assert_eq!((r.buffer_offset, r.desired_len), (8192, 4096));
+        let p = h.send_placed(data_out(0x31, r.ttt, 0, 8192, true), 4096);
+        assert_eq!(p, Some(Placement::DataOut { itt: 0x31, offset: 8192, len: 4096 }));
+        let task = h.one_command();
+        assert!(task.placed && task.data_out.is_empty());
+        assert_eq!(task.edtl, 12288);
+    }
+
+    #[test]
+    fn bytes_for_a_placed_task_terminate_it() {
+        let mut h = H::new(write_params(true, 1), target_params());
+        assert!(h.send_placed(write_cmd(0x32, 1, 4096, true), 0).is_some());
+        let r = as_r2t(&h.pdus()[0]);
+        // The driver ignored the placement answer and handed in bytes: the data went nowhere the driver knows.
+        h.send(data_out(0x32, r.ttt, 0, 0, true), &[1u8; 4096]);
+        assert!(h.commands().is_empty(), "the task is not executed");
+        let pdus = h.pdus();
+        assert!(pdus.iter().any(|p| matches!(p.header, Header::Reject(_))));
+        let rsp = pdus.iter().find(|p| matches!(p.header, Header::ScsiResponse(_))).expect("response");
+        assert_eq!(as_response(rsp).status, STATUS_CHECK_CONDITION);
     }
 
     #[test]

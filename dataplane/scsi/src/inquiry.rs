@@ -9,7 +9,46 @@ pub(crate) const MAX_SERIAL_LEN: usize = 250;
 pub(crate) const MAX_DEVICE_ID_LEN: usize = 255 - 8;
 
 /// VPD pages served, in ascending order (the Supported VPD Pages page lists them).
-pub(crate) const SUPPORTED_VPD: [u8; 5] = [0x00, 0x80, 0x83, 0xB0, 0xB1];
+pub(crate) const SUPPORTED_VPD: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+
+/// Bytes a COMPARE AND WRITE, WRITE ATOMIC or ORWRITE may cover: what the range lock holds exclusively at once.
+const MAX_ATOMIC_BYTES: u32 = 1 << 20;
+/// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT: what fits in the largest UNMAP parameter list (65535 bytes, 8-byte header,
+/// 16-byte descriptors).
+pub(crate) const MAX_UNMAP_DESCRIPTORS: u32 = (65535 - 8) / 16;
+/// The granule (bytes) that deallocation, atomic writes and transfers are best aligned to: a memory page and the
+/// block of the usual file systems.
+const GRANULE: u32 = 4096;
+
+/// The limits a logical unit advertises in the Block Limits VPD page and enforces (SBC-3 §6.6.3, SBC-4 §6.6.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// MAXIMUM TRANSFER LENGTH (0 = none).
+    pub(crate) max_transfer: u32,
+    /// MAXIMUM COMPARE AND WRITE LENGTH (one byte in the page).
+    pub(crate) max_compare_and_write: u8,
+    /// MAXIMUM ATOMIC TRANSFER LENGTH (WRITE ATOMIC and ORWRITE).
+    pub(crate) max_atomic: u32,
+    /// ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY, in logical blocks.
+    pub(crate) atomic_granule: u32,
+    /// OPTIMAL UNMAP GRANULARITY, in logical blocks (thin provisioning only).
+    pub(crate) unmap_granule: u32,
+}
+
+impl Limits {
+    pub(crate) fn new(cfg: &LuConfig) -> Self {
+        let bs = cfg.block_size.max(1);
+        let cap = |blocks: u32| if cfg.max_transfer_blocks == 0 { blocks } else { blocks.min(cfg.max_transfer_blocks) };
+        let atomic = cap((MAX_ATOMIC_BYTES / bs).max(1));
+        Self {
+            max_transfer: cfg.max_transfer_blocks,
+            max_compare_and_write: u8::try_from(atomic.min(255)).unwrap_or(255),
+            max_atomic: atomic,
+            atomic_granule: (GRANULE / bs).max(1),
+            unmap_granule: (GRANULE / bs).max(1),
+        }
+    }
+}
 
 /// Version descriptors (SPC-4 table 148): SAM-5, iSCSI (no version claimed), SPC-4, SBC-3 (no version claimed).
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
@@ -50,7 +89,7 @@ fn designator(code_set: u8, association: u8, kind: u8, id: &[u8]) -> Vec<u8> {
     v
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Pages {
     pub(crate) standard: Vec<u8>,
     supported: Vec<u8>,
@@ -58,17 +97,22 @@ pub(crate) struct Pages {
     device_id: Vec<u8>,
     block_limits: Vec<u8>,
     characteristics: Vec<u8>,
+    provisioning: Vec<u8>,
+    pub(crate) limits: Limits,
 }
 
 impl Pages {
     pub(crate) fn new(cfg: &LuConfig) -> Self {
+        let limits = Limits::new(cfg);
         Self {
             standard: standard(cfg),
             supported: vpd(0x00, &SUPPORTED_VPD),
             serial: serial(cfg),
             device_id: device_identification(cfg),
-            block_limits: block_limits(cfg),
+            block_limits: block_limits(cfg, &limits),
             characteristics: characteristics(cfg),
+            provisioning: provisioning(cfg),
+            limits,
         }
     }
 
@@ -80,6 +124,7 @@ impl Pages {
             0x83 => &self.device_id,
             0xB0 => &self.block_limits,
             0xB1 => &self.characteristics,
+            0xB2 => &self.provisioning,
             _ => return None,
         })
     }
@@ -134,21 +179,48 @@ fn device_identification(cfg: &LuConfig) -> Vec<u8> {
     vpd(0x83, &payload)
 }
 
-/// Block Limits VPD page (SBC-3 §6.5.3), page length 3Ch. No UNMAP, WRITE SAME or COMPARE AND WRITE limits yet
-/// (their fields are zero, which SBC-3 requires when the commands are not supported).
-fn block_limits(cfg: &LuConfig) -> Vec<u8> {
+/// Block Limits VPD page (SBC-3 §6.6.3 with the SBC-4 atomic fields), page length 3Ch. WSNZ = 0 (a WRITE SAME of
+/// zero blocks reaches the end of the medium) and MAXIMUM WRITE SAME LENGTH 0 (no limit). The UNMAP fields are
+/// zero on a fully provisioned logical unit, which has no UNMAP (SBC-3 requires that).
+fn block_limits(cfg: &LuConfig, l: &Limits) -> Vec<u8> {
     let mut p = vec![0u8; 0x3C];
     // Offsets below are page offsets minus the 4-byte header.
-    p[8 - 4..12 - 4].copy_from_slice(&cfg.max_transfer_blocks.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
+    let mut put = |at: usize, v: &[u8]| p[at - 4..at - 4 + v.len()].copy_from_slice(v);
+    put(5, &[l.max_compare_and_write]); // MAXIMUM COMPARE AND WRITE LENGTH
+    put(8, &l.max_transfer.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
+    if cfg.thin_provisioned {
+        put(20, &u32::MAX.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT: no limit
+        put(24, &MAX_UNMAP_DESCRIPTORS.to_be_bytes()); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+        put(28, &l.unmap_granule.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+    }
+    put(44, &l.max_atomic.to_be_bytes()); // MAXIMUM ATOMIC TRANSFER LENGTH
+    put(48, &l.atomic_granule.to_be_bytes()); // ATOMIC ALIGNMENT
+    put(52, &l.atomic_granule.to_be_bytes()); // ATOMIC TRANSFER LENGTH GRANULARITY
     vpd(0xB0, &p)
 }
 
+/// Logical Block Provisioning VPD page (SBC-3 §6.6.4), page length 4. Thin provisioned: LBPU (UNMAP), LBPWS and
+/// LBPWS10 (WRITE SAME (16)/(10) with the UNMAP bit), LBPRZ (deallocated blocks read as zeros), PROVISIONING TYPE
+/// 010b (thin); no anchored state (ANC_SUP = 0), no provisioning group descriptor. Fully provisioned: all zero.
+fn provisioning(cfg: &LuConfig) -> Vec<u8> {
+    let mut p = [0u8; 4];
+    if cfg.thin_provisioned {
+        p[1] = 0x80 | 0x40 | 0x20 | 0x04;
+        p[2] = 0x02;
+    }
+    vpd(0xB2, &p)
+}
+
 /// Block Device Characteristics VPD page (SBC-3 §6.5.2), page length 3Ch: MEDIUM ROTATION RATE 1 for a
-/// non-rotating medium, 0 (not reported) otherwise.
+/// non-rotating medium, 0 (not reported) otherwise; WABEREQ when SANITIZE BLOCK ERASE is supported.
 fn characteristics(cfg: &LuConfig) -> Vec<u8> {
     let mut p = vec![0u8; 0x3C];
     if !cfg.rotational {
         p[0..2].copy_from_slice(&1u16.to_be_bytes());
+    }
+    if cfg.thin_provisioned {
+        // WABEREQ 01b (SBC-4 §6.6.2): after SANITIZE BLOCK ERASE, reads succeed (deallocated blocks read as zeros).
+        p[7 - 4] = 0x40;
     }
     vpd(0xB1, &p)
 }

@@ -22,6 +22,7 @@ mod nexus;
 mod ops;
 mod pr;
 mod pr_persist;
+mod provisioning;
 mod reserve;
 mod sbc;
 mod sense;
@@ -29,6 +30,7 @@ mod spc;
 mod transport_id;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
+pub use provisioning::{LbaExtent, ProvisioningStatus};
 pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
 pub use ops::{commands, opcode, OpInfo};
 pub use pr::{PrSnapshot, PrType};
@@ -68,12 +70,77 @@ pub enum Action {
     /// Write `len` bytes of the command's Data-Out to the bdev at byte `offset`; `fua`: write through to stable
     /// storage before completing. Then call [`LogicalUnit::io_done`].
     Write { offset: u64, len: u64, fua: bool },
-    /// Verify `len` bytes at `offset`. `byte_check == false`: check the range is readable (a read whose data is
-    /// discarded, or nothing for a medium without verification). `byte_check == true`: receive `len` bytes of
-    /// Data-Out, read the same range and compare; report the first difference as [`IoResult::Miscompare`].
-    Verify { offset: u64, len: u64, byte_check: bool },
+    /// Verify `len` bytes at `offset` (VERIFY, SBC-3 §5.33), then call [`LogicalUnit::io_done`].
+    Verify { offset: u64, len: u64, byte_check: ByteCheck },
     /// Flush the bdev's volatile cache, then call [`LogicalUnit::io_done`].
     Flush,
+    /// WRITE AND VERIFY with BYTCHK = 1 (SBC-3 §5.40): write the `len` bytes of Data-Out at `offset` through to
+    /// stable storage, read them back and compare; a difference is [`IoResult::Miscompare`].
+    WriteVerify { offset: u64, len: u64 },
+    /// WRITE SAME (SBC-3 §5.41/5.42): `len` bytes at `offset` get the one logical block of Data-Out (all zeros when
+    /// `ndob`, no Data-Out then), or are deallocated when `unmap` (thin provisioned logical unit, UNMAP bit set;
+    /// unmapped blocks read as zeros, LBPRZ = 1). `fua`: write through.
+    WriteSame { offset: u64, len: u64, unmap: bool, ndob: bool, fua: bool },
+    /// UNMAP (SBC-3 §5.28): deallocate each `(offset, len)` byte range, in order; they are within the capacity and
+    /// not empty.
+    Unmap { ranges: Vec<(u64, u64)> },
+    /// GET LBA STATUS (SBC-3 §5.7): find the provisioning status of the bytes from `offset` on (at most `len`),
+    /// as at most `max_extents` runs, and answer with [`LogicalUnit::lba_status_done`].
+    GetLbaStatus { offset: u64, len: u64, max_extents: u32 },
+    /// COMPARE AND WRITE (SBC-3 §5.2): the Data-Out holds `len` bytes of verify data followed by `len` bytes of write
+    /// data. Atomically with respect to every other command on the range: read `len` bytes at `offset`, compare
+    /// with the verify data ([`IoResult::Miscompare`] with the offset of the first differing byte, nothing
+    /// written), else write the write data (`fua`: write through).
+    CompareAndWrite { offset: u64, len: u64, fua: bool },
+    /// ORWRITE (SBC-3 §5.9): atomically read `len` bytes at `offset`, OR the Data-Out into them and write the result.
+    OrWrite { offset: u64, len: u64, fua: bool },
+    /// WRITE ATOMIC (SBC-4 §5.48): write the Data-Out like [`Action::Write`], but atomically with respect to every
+    /// other command on the range.
+    WriteAtomic { offset: u64, len: u64, fua: bool },
+    /// SANITIZE (SBC-3 §5.19), run to completion before the status.
+    Sanitize(SanitizeOp),
+}
+
+impl Action {
+    /// Whether the block operation changes the medium (a LUN mapped read-only refuses it with 07/27/00).
+    pub fn writes_medium(&self) -> bool {
+        match self {
+            Action::Respond(_) | Action::Read { .. } | Action::Verify { .. } | Action::Flush | Action::GetLbaStatus { .. } => {
+                false
+            }
+            Action::Write { .. }
+            | Action::WriteVerify { .. }
+            | Action::WriteSame { .. }
+            | Action::Unmap { .. }
+            | Action::CompareAndWrite { .. }
+            | Action::OrWrite { .. }
+            | Action::WriteAtomic { .. }
+            | Action::Sanitize(_) => true,
+        }
+    }
+}
+
+/// What VERIFY compares (its BYTCHK field, SBC-3 table 116).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteCheck {
+    /// BYTCHK 00b: check that the range is readable (a read whose data are discarded); no Data-Out.
+    Medium,
+    /// BYTCHK 01b: compare `len` bytes of Data-Out with the medium; report the first difference as
+    /// [`IoResult::Miscompare`].
+    Bytes,
+    /// BYTCHK 11b: compare one logical block of Data-Out with every logical block of the range; the miscompare
+    /// offset is counted from the start of the range.
+    OneBlock,
+}
+
+/// The operation of a SANITIZE command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SanitizeOp {
+    /// OVERWRITE: write `pattern` (repeated, at most one block long; inverted between passes when `invert`)
+    /// over the whole medium, `passes` times.
+    Overwrite { pattern: Vec<u8>, invert: bool, passes: u8 },
+    /// BLOCK ERASE: deallocate every logical block (a thin provisioned logical unit).
+    BlockErase,
 }
 
 /// The outcome of a block operation, as the driver reports it to [`LogicalUnit::io_done`].
@@ -140,3 +207,5 @@ pub enum Status {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sbc;

@@ -1,12 +1,15 @@
 //! The logical unit: configuration, command dispatch and unit attention / medium state.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::cdb::Cdb;
 use crate::lun::check_control;
+use crate::mode::{ModeState, D_SENSE, SWP, WCE};
 use crate::nexus::NexusTable;
-use crate::ops::{lookup, Lookup, NEEDS_MEDIUM, UA_EXEMPT, WRITES};
+use crate::ops::{lookup, Lookup, NEEDS_MEDIUM, THIN_ONLY, UA_EXEMPT, WRITES};
 use crate::sense::Sense;
-use crate::{inquiry, opcode, Action, Command, IoResult, NexusId, Response};
+use crate::{inquiry, opcode, Action, Command, IoResult, NexusId, Response, Status};
 
 /// The configuration of a direct-access (SBC) logical unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +25,14 @@ pub struct LuConfig {
     /// Rotating medium; `false` reports MEDIUM ROTATION RATE 1 (non-rotating) in the Block Device
     /// Characteristics VPD page.
     pub rotational: bool,
-    /// Volatile write cache enabled: the WCE bit of the Caching mode page.
+    /// Volatile write cache enabled: the default and initial WCE bit of the Caching mode page (changeable with MODE
+    /// SELECT). With WCE = 0 every write is written through ([`Action::Write`] with `fua`).
     pub write_cache: bool,
+    /// Thin provisioned (SCST `thin_provisioned`): logical block provisioning management (LBPME) is reported in
+    /// READ CAPACITY (16) with LBPRZ (unmapped blocks read as zeros), the Logical Block Provisioning VPD page
+    /// reports UNMAP and WRITE SAME (10/16) with the UNMAP bit, and GET LBA STATUS asks the bdev which blocks are
+    /// deallocated. A fully provisioned logical unit rejects UNMAP and the UNMAP bit.
+    pub thin_provisioned: bool,
     /// T10 VENDOR IDENTIFICATION (SCST t10_vend_id), up to 8 ASCII characters.
     pub vendor: String,
     /// PRODUCT IDENTIFICATION (SCST prod_id), up to 16 ASCII characters.
@@ -51,6 +60,7 @@ impl Default for LuConfig {
             removable: false,
             rotational: false,
             write_cache: true,
+            thin_provisioned: false,
             vendor: "POLLTGT".into(),
             product: "VDISK".into(),
             revision: "0001".into(),
@@ -115,12 +125,18 @@ pub struct LogicalUnit {
     pub(crate) block_size: u32,
     pub(crate) read_only: bool,
     pub(crate) removable: bool,
-    pub(crate) write_cache: bool,
+    pub(crate) thin: bool,
     pub(crate) max_transfer_blocks: u32,
     pub(crate) num_blocks: AtomicU64,
     /// Always `true` for a non-removable medium.
     pub(crate) medium_present: AtomicBool,
-    pub(crate) pages: inquiry::Pages,
+    /// A SANITIZE is running (set when [`LogicalUnit::execute`] hands it out, cleared by its
+    /// [`LogicalUnit::io_done`]).
+    pub(crate) sanitizing: AtomicBool,
+    /// Current values of the changeable mode parameters (WCE, D_SENSE, SWP).
+    pub(crate) mode: ModeState,
+    /// INQUIRY data and VPD pages; replaced as a whole by [`LogicalUnit::set_identity`].
+    pub(crate) pages: RwLock<Arc<inquiry::Pages>>,
     pub(crate) nexus: NexusTable,
     /// Persistent and SPC-2 reservations (pr.rs, reserve.rs).
     pub(crate) pr: crate::pr::Reservations,
@@ -134,11 +150,13 @@ impl LogicalUnit {
             block_size: cfg.block_size,
             read_only: cfg.read_only,
             removable: cfg.removable,
-            write_cache: cfg.write_cache,
+            thin: cfg.thin_provisioned,
             max_transfer_blocks: cfg.max_transfer_blocks,
             num_blocks: AtomicU64::new(cfg.num_blocks),
             medium_present: AtomicBool::new(true),
-            pages: inquiry::Pages::new(&cfg),
+            sanitizing: AtomicBool::new(false),
+            mode: ModeState::new(if cfg.write_cache { WCE } else { 0 }),
+            pages: RwLock::new(Arc::new(inquiry::Pages::new(&cfg))),
             nexus: NexusTable::new(),
             pr: crate::pr::Reservations::default(),
         }
@@ -165,6 +183,32 @@ impl LogicalUnit {
         self.medium_present.load(Ordering::Acquire)
     }
 
+    /// Whether the logical unit is thin provisioned (LBPME).
+    pub fn thin_provisioned(&self) -> bool {
+        self.thin
+    }
+
+    /// Whether the volatile write cache is enabled (the current WCE bit).
+    pub fn write_cache_enabled(&self) -> bool {
+        self.mode.current() & WCE != 0
+    }
+
+    /// Whether sense data are reported in descriptor format (the current D_SENSE bit, SPC-4 §4.5.1).
+    pub fn descriptor_sense(&self) -> bool {
+        self.mode.current() & D_SENSE != 0
+    }
+
+    /// CHECK CONDITION with `sense` in the format the Control mode page selects (D_SENSE).
+    pub fn check_condition(&self, sense: &Sense) -> Response {
+        let bytes = if self.descriptor_sense() { sense.to_descriptor() } else { sense.to_fixed() };
+        Response { status: Status::CheckCondition, sense: Some(bytes), data: Vec::new() }
+    }
+
+    /// The INQUIRY data and VPD pages now in force.
+    pub(crate) fn pages(&self) -> Arc<inquiry::Pages> {
+        self.pages.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Decides what to do with a command: respond now, or run a block operation and then call
     /// [`LogicalUnit::io_done`]. Never panics, whatever the CDB.
     ///
@@ -173,7 +217,7 @@ impl LogicalUnit {
     pub fn execute(&self, cmd: &Command<'_>) -> Action {
         match self.dispatch(cmd) {
             Ok(action) => action,
-            Err(sense) => Action::Respond(Response::check_condition(&sense)),
+            Err(sense) => Action::Respond(self.check_condition(&sense)),
         }
     }
 
@@ -184,6 +228,12 @@ impl LogicalUnit {
             return Err(ua);
         }
         let info = match found {
+            Lookup::Found(info) if info.has(THIN_ONLY) && !self.thin => {
+                return Err(match info.service_action {
+                    Some(_) => Sense::invalid_field_in_cdb(1, Some(4)),
+                    None => Sense::invalid_opcode(),
+                })
+            }
             Lookup::Found(info) => info,
             Lookup::BadOpcode => return Err(Sense::invalid_opcode()),
             Lookup::BadServiceAction => return Err(Sense::invalid_field_in_cdb(1, Some(4))),
@@ -199,15 +249,31 @@ impl LogicalUnit {
         if info.has(NEEDS_MEDIUM) && !self.medium_present() {
             return Err(Sense::medium_not_present());
         }
-        if info.has(WRITES) && self.read_only {
-            return Err(Sense::write_protected());
+        // SBC-3 §4.11 (sanitize operations): while a SANITIZE runs, only INQUIRY, REPORT LUNS and REQUEST SENSE
+        // are served.
+        if !exempt && self.sanitizing.load(Ordering::Acquire) {
+            return Err(Sense::sanitize_in_progress());
+        }
+        if info.has(WRITES) {
+            if self.read_only {
+                return Err(Sense::write_protected());
+            }
+            if self.mode.current() & SWP != 0 {
+                return Err(Sense::software_write_protected());
+            }
         }
         (info.handler)(self, cmd)
     }
 
     /// Turns the outcome of the block operation [`LogicalUnit::execute`] asked for into the command's status and
     /// sense data. For a successful [`Action::Read`] the data are the bdev buffer, not `Response::data`.
+    ///
+    /// Every block operation handed out must end here exactly once, also when the command is abandoned (connection
+    /// gone, aborted before it started): a SANITIZE keeps the logical unit busy until then.
     pub fn io_done(&self, cmd: &Command<'_>, result: IoResult) -> Response {
+        if cmd.cdb.first() == Some(&opcode::SANITIZE) {
+            self.sanitizing.store(false, Ordering::Release);
+        }
         let writes = match lookup(cmd.cdb) {
             Lookup::Found(info) => {
                 info.has(WRITES)
@@ -228,7 +294,30 @@ impl LogicalUnit {
             IoResult::NoSpace => Sense::space_allocation_failed(),
             IoResult::Other => Sense::internal_target_failure(),
         };
-        Response::check_condition(&sense)
+        self.check_condition(&sense)
+    }
+
+    /// Answers a GET LBA STATUS after [`Action::GetLbaStatus`]: `extents` are the runs the bdev reported, in LBA
+    /// order from the STARTING LOGICAL BLOCK ADDRESS on (SBC-3 §5.8.2); the parameter data are truncated to the
+    /// allocation length. No extent at all (the bdev could not tell) reports the range as mapped.
+    pub fn lba_status_done(&self, cmd: &Command<'_>, extents: &[crate::LbaExtent]) -> Response {
+        let c = Cdb(cmd.cdb);
+        let lba = c.u64(2);
+        let alloc = c.u32(10);
+        let fallback = [crate::LbaExtent {
+            lba,
+            blocks: self.num_blocks().saturating_sub(lba).max(1),
+            status: crate::ProvisioningStatus::Mapped,
+        }];
+        let extents = if extents.is_empty() { &fallback[..] } else { extents };
+        Response::good(crate::provisioning::lba_status_data(extents, alloc))
+    }
+
+    /// How many bytes of Data-Out the command transfers according to its CDB (the transfer length of a write, the
+    /// PARAMETER LIST LENGTH of MODE SELECT, UNMAP, PERSISTENT RESERVE OUT, ...), for the transport's residual
+    /// count (RFC 7143 §11.4.5). `None` for commands without Data-Out.
+    pub fn data_out_len(&self, cdb: &[u8]) -> Option<u64> {
+        crate::sbc::data_out_len(self, Cdb(cdb))
     }
 
     /// The I_T nexus is gone (session closed or reinstated): forget its unit attentions, PREVENT state, identity
@@ -245,6 +334,31 @@ impl LogicalUnit {
         let mut locked = self.nexus.lock();
         if self.num_blocks.swap(num_blocks, Ordering::AcqRel) != num_blocks {
             locked.raise_all(Sense::capacity_data_changed(), None);
+        }
+    }
+
+    /// Establishes the unit attention `sense` for every I_T nexus the logical unit knows, except `except` (SAM-5
+    /// §5.14): e.g. 06/3F/0E REPORTED LUNS DATA HAS CHANGED when the target's LUN map changed.
+    pub fn raise_unit_attention(&self, sense: Sense, except: Option<NexusId>) {
+        self.nexus.lock().raise_all(sense, except);
+    }
+
+    /// Replaces the identity strings of the INQUIRY data and VPD pages (vendor, product, revision, serial, device
+    /// id, NAA id) with those of `cfg` and, when the data changed, establishes 06/3F/03 INQUIRY DATA HAS CHANGED for
+    /// every nexus (SPC-4 §6.6.1). Geometry and provisioning fields of `cfg` are taken from the logical unit.
+    pub fn set_identity(&self, cfg: &LuConfig) {
+        let mut cfg = cfg.clone();
+        cfg.block_size = self.block_size;
+        cfg.read_only = self.read_only;
+        cfg.removable = self.removable;
+        cfg.thin_provisioned = self.thin;
+        cfg.max_transfer_blocks = self.max_transfer_blocks;
+        let new = inquiry::Pages::new(&cfg);
+        let mut locked = self.nexus.lock();
+        let mut pages = self.pages.write().unwrap_or_else(PoisonError::into_inner);
+        if **pages != new {
+            *pages = Arc::new(new);
+            locked.raise_all(Sense::inquiry_data_changed(), None);
         }
     }
 

@@ -79,7 +79,7 @@ pub fn report_luns(luns: &[u64], cdb: &[u8]) -> Response {
     }
 }
 
-fn report_luns_data(luns: &[u64], cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+pub(crate) fn report_luns_data(luns: &[u64], cdb: &[u8]) -> Result<Vec<u8>, Sense> {
     const CDB_LEN: usize = 12;
     if cdb.len() < CDB_LEN {
         return Err(Sense::invalid_field_in_cdb(0, None));

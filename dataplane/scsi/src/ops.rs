@@ -4,7 +4,7 @@
 
 use crate::sense::Sense;
 use crate::pr::{sa_in, sa_out};
-use crate::{pr, reserve, sbc, spc, Action, Command, LogicalUnit};
+use crate::{mode, pr, provisioning, reserve, sbc, spc, Action, Command, LogicalUnit};
 
 /// Operation codes (SPC-4 / SBC-3).
 pub mod opcode {
@@ -15,6 +15,7 @@ pub mod opcode {
     pub const INQUIRY: u8 = 0x12;
     pub const RESERVE_6: u8 = 0x16;
     pub const RELEASE_6: u8 = 0x17;
+    pub const MODE_SELECT_6: u8 = 0x15;
     pub const MODE_SENSE_6: u8 = 0x1A;
     pub const START_STOP_UNIT: u8 = 0x1B;
     pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1E;
@@ -27,15 +28,24 @@ pub mod opcode {
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
     pub const RESERVE_10: u8 = 0x56;
     pub const RELEASE_10: u8 = 0x57;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
+    pub const WRITE_SAME_10: u8 = 0x41;
+    pub const UNMAP: u8 = 0x42;
+    pub const SANITIZE: u8 = 0x48;
+    pub const MODE_SELECT_10: u8 = 0x55;
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
     pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
     pub const READ_16: u8 = 0x88;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
+    pub const ORWRITE_16: u8 = 0x8B;
     pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
     pub const VERIFY_16: u8 = 0x8F;
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
     pub const MAINTENANCE_IN: u8 = 0xA3;
@@ -43,19 +53,34 @@ pub mod opcode {
     pub const WRITE_12: u8 = 0xAA;
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
+    /// SERVICE ACTION IN (16) service action GET LBA STATUS.
+    pub const SA_GET_LBA_STATUS: u16 = 0x12;
     /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
     pub const SA_REPORT_SUPPORTED_OPERATION_CODES: u16 = 0x0C;
+    /// MAINTENANCE IN service action REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
+    pub const SA_REPORT_SUPPORTED_TMFS: u16 = 0x0D;
+    /// SANITIZE service action OVERWRITE.
+    pub const SA_SANITIZE_OVERWRITE: u16 = 0x01;
+    /// SANITIZE service action BLOCK ERASE.
+    pub const SA_SANITIZE_BLOCK_ERASE: u16 = 0x02;
+    /// SANITIZE service action EXIT FAILURE MODE.
+    pub const SA_SANITIZE_EXIT_FAILURE_MODE: u16 = 0x1F;
 }
 
 /// Reported without delivering a pending unit attention (SAM-5 §5.14: INQUIRY, REPORT LUNS, REQUEST SENSE).
 pub(crate) const UA_EXEMPT: u8 = 1 << 0;
 /// Needs the medium: fails with 02/3A/00 MEDIUM NOT PRESENT while a removable medium is ejected.
 pub(crate) const NEEDS_MEDIUM: u8 = 1 << 1;
-/// Modifies the medium: fails with 07/27/00 WRITE PROTECTED on a read-only logical unit.
+/// Modifies the medium: fails with 07/27/00 WRITE PROTECTED on a read-only logical unit and 07/27/02 while the SWP
+/// bit of the Control mode page is set.
 pub(crate) const WRITES: u8 = 1 << 2;
+/// Only a thin provisioned logical unit supports the command (UNMAP, SANITIZE BLOCK ERASE): 05/20/00 (05/24/00 at
+/// the SERVICE ACTION field for a service action) elsewhere, and not reported by REPORT SUPPORTED OPERATION CODES.
+pub(crate) const THIN_ONLY: u8 = 1 << 3;
 
 pub(crate) type Handler = fn(&LogicalUnit, &Command<'_>) -> Result<Action, Sense>;
 
@@ -116,16 +141,24 @@ const CTL: u8 = 0x04;
 const RW1: u8 = 0xFA;
 /// VERIFY / WRITE AND VERIFY byte 1: VRPROTECT/WRPROTECT, DPO, BYTCHK.
 const V1: u8 = 0xF6;
+/// WRITE AND VERIFY byte 1: WRPROTECT, DPO, BYTCHK (01b only; the upper bit of the field is reserved).
+const WV1: u8 = 0xF2;
+/// WRITE SAME byte 1: WRPROTECT, ANCHOR, UNMAP (and NDOB for the 16-byte CDB).
+const WS1: u8 = 0xF8;
+/// COMPARE AND WRITE / WRITE ATOMIC / ORWRITE byte 1: protection field, DPO, FUA.
+const CW1: u8 = 0xF8;
+const MEDIUM_WRITE: u8 = NEEDS_MEDIUM | WRITES;
 const FF: u8 = 0xFF;
 const GRP: u8 = 0x1F;
 
 /// Sorted by operation code (then service action); rows sharing an operation code are contiguous.
-const OPS_TABLE: [OpInfo; 45] = [
+const OPS_TABLE: [OpInfo; 60] = [
     op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
     op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
     op!(READ_6, None, "READ(6)", NEEDS_MEDIUM, sbc::read, [READ_6, 0x1F, FF, FF, FF, CTL]),
     op!(WRITE_6, None, "WRITE(6)", NEEDS_MEDIUM | WRITES, sbc::write, [WRITE_6, 0x1F, FF, FF, FF, CTL]),
     op!(INQUIRY, None, "INQUIRY", UA_EXEMPT, spc::inquiry, [INQUIRY, 0x03, FF, FF, FF, CTL]),
+    op!(MODE_SELECT_6, None, "MODE SELECT(6)", 0, mode::mode_select, [MODE_SELECT_6, 0x11, 0, 0, FF, CTL]),
     op!(RESERVE_6, None, "RESERVE(6)", 0, reserve::reserve, [RESERVE_6, 0x01, 0, 0, 0, CTL]),
     op!(RELEASE_6, None, "RELEASE(6)", 0, reserve::release, [RELEASE_6, 0x01, 0, 0, 0, CTL]),
     op!(MODE_SENSE_6, None, "MODE SENSE(6)", 0, spc::mode_sense, [MODE_SENSE_6, 0x08, FF, FF, FF, CTL]),
@@ -137,12 +170,25 @@ const OPS_TABLE: [OpInfo; 45] = [
     op!(READ_10, None, "READ(10)", NEEDS_MEDIUM, sbc::read, [READ_10, RW1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
     op!(WRITE_10, None, "WRITE(10)", NEEDS_MEDIUM | WRITES, sbc::write, [WRITE_10, RW1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
     op!(WRITE_AND_VERIFY_10, None, "WRITE AND VERIFY(10)", NEEDS_MEDIUM | WRITES, sbc::write_and_verify,
-        [WRITE_AND_VERIFY_10, V1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+        [WRITE_AND_VERIFY_10, WV1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
     op!(VERIFY_10, None, "VERIFY(10)", NEEDS_MEDIUM, sbc::verify, [VERIFY_10, V1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
     op!(PRE_FETCH_10, None, "PRE-FETCH(10)", NEEDS_MEDIUM, sbc::pre_fetch,
         [PRE_FETCH_10, 0x02, FF, FF, FF, FF, GRP, FF, FF, CTL]),
     op!(SYNCHRONIZE_CACHE_10, None, "SYNCHRONIZE CACHE(10)", NEEDS_MEDIUM, sbc::synchronize_cache,
         [SYNCHRONIZE_CACHE_10, 0x06, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(READ_DEFECT_DATA_10, None, "READ DEFECT DATA(10)", NEEDS_MEDIUM, sbc::read_defect_data,
+        [READ_DEFECT_DATA_10, 0, 0x1F, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(WRITE_SAME_10, None, "WRITE SAME(10)", MEDIUM_WRITE, provisioning::write_same,
+        [WRITE_SAME_10, WS1, FF, FF, FF, FF, GRP, FF, FF, CTL]),
+    op!(UNMAP, None, "UNMAP", MEDIUM_WRITE | THIN_ONLY, provisioning::unmap, [UNMAP, 0x01, 0, 0, 0, 0, GRP, FF, FF, CTL]),
+    op!(SANITIZE, Some(SA_SANITIZE_OVERWRITE), "SANITIZE OVERWRITE", MEDIUM_WRITE, sbc::sanitize,
+        [SANITIZE, 0x9F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(SANITIZE, Some(SA_SANITIZE_BLOCK_ERASE), "SANITIZE BLOCK ERASE", MEDIUM_WRITE | THIN_ONLY, sbc::sanitize,
+        [SANITIZE, 0x9F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(SANITIZE, Some(SA_SANITIZE_EXIT_FAILURE_MODE), "SANITIZE EXIT FAILURE MODE", NEEDS_MEDIUM, sbc::sanitize,
+        [SANITIZE, 0x9F, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(MODE_SELECT_10, None, "MODE SELECT(10)", 0, mode::mode_select,
+        [MODE_SELECT_10, 0x11, 0, 0, 0, 0, 0, FF, FF, CTL]),
     op!(RESERVE_10, None, "RESERVE(10)", 0, reserve::reserve, [RESERVE_10, 0x12, 0, 0, 0, 0, 0, 0, 0, CTL]),
     op!(RELEASE_10, None, "RELEASE(10)", 0, reserve::release, [RELEASE_10, 0x12, 0, 0, 0, 0, 0, 0, 0, CTL]),
     op!(MODE_SENSE_10, None, "MODE SENSE(10)", 0, spc::mode_sense, [MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, CTL]),
@@ -172,27 +218,41 @@ const OPS_TABLE: [OpInfo; 45] = [
         [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
     op!(READ_16, None, "READ(16)", NEEDS_MEDIUM, sbc::read,
         [READ_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(COMPARE_AND_WRITE, None, "COMPARE AND WRITE", MEDIUM_WRITE, sbc::compare_and_write,
+        [COMPARE_AND_WRITE, CW1, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, GRP, CTL]),
     op!(WRITE_16, None, "WRITE(16)", NEEDS_MEDIUM | WRITES, sbc::write,
         [WRITE_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(ORWRITE_16, None, "ORWRITE(16)", MEDIUM_WRITE, sbc::orwrite,
+        [ORWRITE_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(WRITE_AND_VERIFY_16, None, "WRITE AND VERIFY(16)", NEEDS_MEDIUM | WRITES, sbc::write_and_verify,
-        [WRITE_AND_VERIFY_16, V1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+        [WRITE_AND_VERIFY_16, WV1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(VERIFY_16, None, "VERIFY(16)", NEEDS_MEDIUM, sbc::verify,
         [VERIFY_16, V1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(PRE_FETCH_16, None, "PRE-FETCH(16)", NEEDS_MEDIUM, sbc::pre_fetch,
         [PRE_FETCH_16, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(SYNCHRONIZE_CACHE_16, None, "SYNCHRONIZE CACHE(16)", NEEDS_MEDIUM, sbc::synchronize_cache,
         [SYNCHRONIZE_CACHE_16, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(WRITE_SAME_16, None, "WRITE SAME(16)", MEDIUM_WRITE, provisioning::write_same,
+        [WRITE_SAME_16, WS1 | 0x01, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(WRITE_ATOMIC_16, None, "WRITE ATOMIC(16)", MEDIUM_WRITE, sbc::write_atomic,
+        [WRITE_ATOMIC_16, CW1, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, FF, FF, GRP, CTL]),
     op!(SERVICE_ACTION_IN_16, Some(SA_READ_CAPACITY_16), "READ CAPACITY(16)", NEEDS_MEDIUM, sbc::read_capacity_16,
         [SERVICE_ACTION_IN_16, 0x1F, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, CTL]),
+    op!(SERVICE_ACTION_IN_16, Some(SA_GET_LBA_STATUS), "GET LBA STATUS", NEEDS_MEDIUM, provisioning::get_lba_status,
+        [SERVICE_ACTION_IN_16, 0x1F, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, CTL]),
     op!(REPORT_LUNS, None, "REPORT LUNS", UA_EXEMPT, spc::report_luns, [REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
     op!(MAINTENANCE_IN, Some(SA_REPORT_SUPPORTED_OPERATION_CODES), "REPORT SUPPORTED OPERATION CODES", 0,
         spc::report_supported_operation_codes, [MAINTENANCE_IN, 0x1F, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, CTL]),
+    op!(MAINTENANCE_IN, Some(SA_REPORT_SUPPORTED_TMFS), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", 0,
+        spc::report_supported_tmfs, [MAINTENANCE_IN, 0x1F, 0x80, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
     op!(READ_12, None, "READ(12)", NEEDS_MEDIUM, sbc::read, [READ_12, RW1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(WRITE_12, None, "WRITE(12)", NEEDS_MEDIUM | WRITES, sbc::write,
         [WRITE_12, RW1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(WRITE_AND_VERIFY_12, None, "WRITE AND VERIFY(12)", NEEDS_MEDIUM | WRITES, sbc::write_and_verify,
-        [WRITE_AND_VERIFY_12, V1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+        [WRITE_AND_VERIFY_12, WV1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(VERIFY_12, None, "VERIFY(12)", NEEDS_MEDIUM, sbc::verify, [VERIFY_12, V1, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
+    op!(READ_DEFECT_DATA_12, None, "READ DEFECT DATA(12)", NEEDS_MEDIUM, sbc::read_defect_data,
+        [READ_DEFECT_DATA_12, 0x1F, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
 ];
 
 static OPS: [OpInfo; OPS_TABLE.len()] = OPS_TABLE;
@@ -285,7 +345,8 @@ mod tests {
         assert!(matches!(lookup(&[0x28; 10]), Lookup::Found(i) if i.name == "READ(10)"));
         assert!(matches!(lookup(&[0x9E, 0x10]), Lookup::Found(i) if i.name == "READ CAPACITY(16)"));
         assert!(matches!(lookup(&[0x9E, 0xF0]), Lookup::Found(i) if i.name == "READ CAPACITY(16)"));
-        assert!(matches!(lookup(&[0x9E, 0x12]), Lookup::BadServiceAction));
+        assert!(matches!(lookup(&[0x9E, 0x12]), Lookup::Found(i) if i.name == "GET LBA STATUS"));
+        assert!(matches!(lookup(&[0x9E, 0x13]), Lookup::BadServiceAction));
         assert!(matches!(lookup(&[0xA3, 0x0C]), Lookup::Found(i) if i.name == "REPORT SUPPORTED OPERATION CODES"));
         assert!(matches!(lookup(&[0xA3, 0x05]), Lookup::BadServiceAction));
         assert!(matches!(lookup(&[0xFF]), Lookup::BadOpcode));

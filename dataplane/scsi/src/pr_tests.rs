@@ -338,6 +338,19 @@ fn conflicts_per_command_class() {
         (WRITE10.to_vec(), false, false),                          // WRITE(10)
         (vec![0x2E, 0, 0, 0, 0, 1, 0, 0, 1, 0], false, false),     // WRITE AND VERIFY(10)
         (vec![0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], false, false),     // SYNCHRONIZE CACHE(10)
+        // The SBC-3 commands of the thin provisioning / atomicity work (SBC-3 table 13, SPC-4 table 62).
+        (vec![0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], false, false), // COMPARE AND WRITE
+        (vec![0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0], false, false),     // WRITE SAME(10)
+        (vec![0x93, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], false, false), // WRITE SAME(16)
+        (vec![0x8B, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], false, false), // ORWRITE(16)
+        (vec![0x9C, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], false, false), // WRITE ATOMIC(16)
+        (vec![0x8E, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], false, false), // WRITE AND VERIFY(16)
+        (vec![0x15, 0x10, 0, 0, 0, 0], false, false),              // MODE SELECT(6)
+        (vec![0x55, 0x10, 0, 0, 0, 0, 0, 0, 0, 0], false, false),  // MODE SELECT(10)
+        (vec![0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], true, false), // GET LBA STATUS
+        (vec![0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], true, false), // REPORT SUPPORTED TMFS
+        (vec![0x37, 0, 0x18, 0, 0, 0, 0, 0, 8, 0], true, false),   // READ DEFECT DATA(10)
+        (vec![0xB7, 0x18, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0], true, false), // READ DEFECT DATA(12)
     ];
     for (ty, ea) in [(PrType::WriteExclusive, false), (PrType::ExclusiveAccess, true)] {
         let lu = setup();
@@ -350,6 +363,9 @@ fn conflicts_per_command_class() {
             // The holder is never in conflict.
             assert_ne!(status(&lu, A, cdb), Status::ReservationConflict, "{ty:?} holder {:02x?}", cdb);
         }
+        // SANITIZE is a write (and occupies the logical unit until its block operation ends: checked last).
+        let sanitize = [0x48, 0x01, 0, 0, 0, 0, 0, 0, 8, 0];
+        assert_eq!(status(&lu, C, &sanitize), Status::ReservationConflict, "{ty:?} SANITIZE");
         // Opcode checks come first: an unsupported opcode is still INVALID COMMAND OPERATION CODE.
         let r = response(&lu, C, &[0xFF, 0, 0, 0, 0, 0], None);
         assert_eq!(sense_of(&r), Sense::invalid_opcode());
@@ -363,6 +379,8 @@ fn conflicts_per_command_class() {
             (&[0x37], crate::reserve::Access::Read),        // READ DEFECT DATA(10)
             (&[0xA3, 0x0A], crate::reserve::Access::PrAllowed), // REPORT TARGET PORT GROUPS
             (&[0x4D], crate::reserve::Access::PrAllowed),   // LOG SENSE
+            (&[0x48, 0x02], crate::reserve::Access::Write), // SANITIZE BLOCK ERASE
+            (&[0xA3, 0x0C], crate::reserve::Access::Read),  // REPORT SUPPORTED OPERATION CODES
         ] {
             assert_eq!(crate::reserve::classify(cdb), access, "{cdb:02x?}");
         }

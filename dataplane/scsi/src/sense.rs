@@ -180,9 +180,40 @@ impl Sense {
         Self::new(SenseKey::DataProtect, 0x27, 0x07)
     }
 
+    /// 07/27/02 WRITE PROTECTED, software write protected (the SWP bit of the Control mode page, SPC-4 §7.5.8).
+    pub const fn software_write_protected() -> Self {
+        Self::new(SenseKey::DataProtect, 0x27, 0x02)
+    }
+
+    /// 06/2A/01 MODE PARAMETERS CHANGED (another nexus changed shared mode parameters, SPC-4 §7.5.x).
+    pub const fn mode_parameters_changed() -> Self {
+        Self::new(SenseKey::UnitAttention, 0x2A, 0x01)
+    }
+
+    /// 06/3F/03 INQUIRY DATA HAS CHANGED.
+    pub const fn inquiry_data_changed() -> Self {
+        Self::new(SenseKey::UnitAttention, 0x3F, 0x03)
+    }
+
+    /// 06/3F/0E REPORTED LUNS DATA HAS CHANGED (a LUN was added to or removed from the target, SPC-4 §6.33).
+    pub const fn reported_luns_changed() -> Self {
+        Self::new(SenseKey::UnitAttention, 0x3F, 0x0E)
+    }
+
+    /// 05/26/02 PARAMETER VALUE INVALID, with a field pointer into the parameter list.
+    pub const fn parameter_value_invalid(byte: u16, bit: Option<u8>) -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x02)
+            .with_sks(SenseKeySpecific::FieldPointer { in_cdb: false, byte, bit })
+    }
+
     /// 02/3A/00 MEDIUM NOT PRESENT.
     pub const fn medium_not_present() -> Self {
         Self::new(SenseKey::NotReady, 0x3A, 0x00)
+    }
+
+    /// 02/04/1B LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
+    pub const fn sanitize_in_progress() -> Self {
+        Self::new(SenseKey::NotReady, 0x04, 0x1B)
     }
 
     /// 06/29/00 POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
@@ -216,7 +247,7 @@ impl Sense {
     }
 
     /// 0E/1D/00 MISCOMPARE DURING VERIFY OPERATION; INFORMATION = offset of the first differing byte in the
-    /// Data-Out buffer (SBC-3, VERIFY commands).
+    /// Data-Out buffer (SBC-3 VERIFY, WRITE AND VERIFY and COMPARE AND WRITE).
     pub const fn miscompare(offset: u64) -> Self {
         Self::new(SenseKey::Miscompare, 0x1D, 0x00).with_information(offset)
     }

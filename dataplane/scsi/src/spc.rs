@@ -1,11 +1,11 @@
-//! SPC-4 commands every logical unit supports: TEST UNIT READY, REQUEST SENSE, INQUIRY, MODE SENSE(6)/(10) and
-//! the REPORT LUNS fallback.
+//! SPC-4 commands every logical unit supports: TEST UNIT READY, REQUEST SENSE, INQUIRY, MODE SENSE(6)/(10), REPORT
+//! SUPPORTED OPERATION CODES, REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS and the REPORT LUNS fallback.
 
 use crate::cdb::Cdb;
 use crate::mode::{self, PageControl};
-use crate::opcode;
+use crate::ops::THIN_ONLY;
 use crate::sense::Sense;
-use crate::{Action, Command, LogicalUnit, Response};
+use crate::{opcode, Action, Command, LogicalUnit, OpInfo, Response};
 
 /// Data-In truncated to the allocation length (SPC-4 §4.2.5.6).
 fn data_in(mut data: Vec<u8>, alloc: usize) -> Result<Action, Sense> {
@@ -41,12 +41,13 @@ pub(crate) fn inquiry(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sen
         return Err(Sense::invalid_field_in_cdb(1, Some(1)));
     }
     let page = c.u8(2);
+    let pages = lu.pages();
     let data = if c.bit(1, 0) {
-        lu.pages.vpd(page).ok_or(Sense::invalid_field_in_cdb(2, None))?.to_vec()
+        pages.vpd(page).ok_or(Sense::invalid_field_in_cdb(2, None))?.to_vec()
     } else if page != 0 {
         return Err(Sense::invalid_field_in_cdb(2, None));
     } else {
-        lu.pages.standard.clone()
+        pages.standard.clone()
     };
     data_in(data, usize::from(c.u16(3)))
 }
@@ -82,7 +83,7 @@ pub(crate) fn mode_sense(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, 
 /// answer it with [`crate::report_luns`] and the target's LUN map; when it reaches a logical unit anyway, the only
 /// LUN this logical unit knows is the one the command was addressed to.
 pub(crate) fn report_luns(_lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
-    Ok(Action::Respond(crate::report_luns(&[cmd.lun], cmd.cdb)))
+    Ok(Action::Respond(Response::good(crate::lun::report_luns_data(&[cmd.lun], cmd.cdb)?)))
 }
 
 /// Command timeouts descriptor (SPC-4 §6.35.4): DESCRIPTOR LENGTH 0Ah, no nominal or recommended timeout given.
@@ -92,15 +93,15 @@ const TIMEOUTS: [u8; 12] = [0, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 /// command; 001b reports one operation code (invalid for one that selects commands by service action), 010b one
 /// operation code and service action (invalid for one that does not), 011b either. RCTD adds command timeouts
 /// descriptors. Unsupported commands are reported with SUPPORT 001b.
-pub(crate) fn report_supported_operation_codes(_lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
+pub(crate) fn report_supported_operation_codes(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
     let c = Cdb(cmd.cdb);
     let rctd = c.bit(2, 7);
     let options = c.u8(2) & 0x07;
     let alloc = c.u32(6) as usize;
-    let all = crate::commands();
+    let all: Vec<&OpInfo> = crate::commands().iter().filter(|op| lu.thin || !op.has(THIN_ONLY)).collect();
     let data = if options == 0 {
         let mut descriptors = Vec::with_capacity(all.len() * 20);
-        for op in all {
+        for op in &all {
             let servactv = op.service_action.is_some();
             descriptors.push(op.opcode);
             descriptors.push(0);
@@ -144,4 +145,23 @@ pub(crate) fn report_supported_operation_codes(_lu: &LogicalUnit, cmd: &Command<
         d
     };
     data_in(data, alloc)
+}
+
+/// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 §6.41): ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LOGICAL
+/// UNIT RESET and TARGET RESET (iSCSI's TARGET WARM RESET), which the iSCSI layer carries; no CLEAR ACA, QUERY
+/// TASK, QUERY TASK SET, QUERY ASYNCHRONOUS EVENT or I_T NEXUS RESET. REPD = 1 asks for the 16-byte extended form.
+/// An ALLOCATION LENGTH below 4 is an invalid field in the CDB.
+pub(crate) fn report_supported_tmfs(_lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
+    let c = Cdb(cmd.cdb);
+    let alloc = c.u32(6) as usize;
+    if alloc < 4 {
+        return Err(Sense::invalid_field_in_cdb(6, None));
+    }
+    // ATS, ATSS, CTSS, LURS, TRS.
+    let mut d = vec![0x80 | 0x40 | 0x10 | 0x08 | 0x02, 0, 0, 0];
+    if c.bit(2, 7) {
+        d[3] = 0x0C;
+        d.resize(16, 0);
+    }
+    data_in(d, alloc)
 }

@@ -261,7 +261,8 @@ fn concurrent_nexuses_each_get_exactly_one_power_on() {
 #[test]
 fn unsupported_opcodes() {
     let lu = ready(cfg());
-    for op in [0x04u8, 0x15, 0x42, 0x41, 0x93, 0x89, 0xA4, 0x7F, 0xFF] {
+    // FORMAT UNIT, UNMAP (fully provisioned), REPORT... (A4h), vendor specific.
+    for op in [0x04u8, 0x42, 0xA4, 0x7F, 0xFF] {
         assert_check(exec(&lu, &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Sense::invalid_opcode());
     }
     assert_check(exec(&lu, &[]), Sense::invalid_opcode());
@@ -272,7 +273,7 @@ fn unsupported_service_action_points_at_service_action_field() {
     let lu = ready(cfg());
     let mut c = [0u8; 16];
     c[0] = 0x9E;
-    c[1] = 0x12;
+    c[1] = 0x13;
     assert_check(exec(&lu, &c), Sense::invalid_field_in_cdb(1, Some(4)));
     c[0] = 0xA3;
     c[1] = 0x0A; // REPORT TARGET PORT GROUPS: not yet
@@ -356,7 +357,7 @@ fn inquiry_invalid_fields() {
     let lu = ready(cfg());
     assert_check(exec(&lu, &inquiry(false, 1, 255)), Sense::invalid_field_in_cdb(2, None));
     assert_check(exec(&lu, &inquiry(false, 0x83, 255)), Sense::invalid_field_in_cdb(2, None));
-    assert_check(exec(&lu, &inquiry(true, 0xB2, 255)), Sense::invalid_field_in_cdb(2, None));
+    assert_check(exec(&lu, &inquiry(true, 0xB3, 255)), Sense::invalid_field_in_cdb(2, None));
     assert_check(exec(&lu, &[0x12, 0x02, 0, 0, 255, 0]), Sense::invalid_field_in_cdb(1, Some(1)));
 }
 
@@ -378,7 +379,7 @@ fn inquiry_strings_are_padded_truncated_and_sanitized() {
 fn vpd_supported_pages_and_every_listed_page_is_readable() {
     let lu = ready(cfg());
     let d = assert_good(exec(&lu, &inquiry(true, 0, 255)));
-    assert_eq!(d, [0, 0, 0, 5, 0x00, 0x80, 0x83, 0xB0, 0xB1]);
+    assert_eq!(d, [0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
     for &page in &d[4..] {
         let p = assert_good(exec(&lu, &inquiry(true, page, 255)));
         assert_eq!(p[1], page);
@@ -421,8 +422,32 @@ fn vpd_block_limits() {
     let d = assert_good(exec(&lu, &inquiry(true, 0xB0, 64)));
     assert_eq!(d.len(), 64);
     assert_eq!(&d[..4], &[0, 0xB0, 0, 0x3C]);
+    assert_eq!(d[4], 0, "WSNZ = 0");
+    assert_eq!(d[5], 255, "MAXIMUM COMPARE AND WRITE LENGTH");
     assert_eq!(&d[8..12], &[0, 0, 0x08, 0]);
-    assert!(d[4..8].iter().chain(&d[12..]).all(|&b| b == 0), "no UNMAP/WRITE SAME/COMPARE AND WRITE limits");
+    assert!(d[20..44].iter().all(|&b| b == 0), "fully provisioned: no UNMAP limits; no WRITE SAME limit");
+    assert_eq!(&d[44..48], &0x800u32.to_be_bytes(), "MAXIMUM ATOMIC TRANSFER LENGTH within MAXIMUM TRANSFER LENGTH");
+    assert_eq!(&d[48..56], &[0, 0, 0, 8, 0, 0, 0, 8], "atomic alignment and granularity: 4 KiB");
+    // Thin provisioned: the UNMAP fields.
+    let lu = ready(LuConfig { thin_provisioned: true, block_size: 4096, ..cfg() });
+    let d = assert_good(exec(&lu, &inquiry(true, 0xB0, 64)));
+    assert_eq!(d[5], 255);
+    assert_eq!(&d[8..12], &[0; 4], "no MAXIMUM TRANSFER LENGTH");
+    assert_eq!(&d[20..24], &[0xFF; 4], "MAXIMUM UNMAP LBA COUNT: no limit");
+    assert_eq!(&d[24..28], &4095u32.to_be_bytes(), "MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT");
+    assert_eq!(&d[28..32], &1u32.to_be_bytes(), "OPTIMAL UNMAP GRANULARITY");
+    assert_eq!(&d[36..44], &[0; 8], "MAXIMUM WRITE SAME LENGTH: no limit");
+    assert_eq!(&d[44..56], &[0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
+}
+
+#[test]
+fn vpd_logical_block_provisioning() {
+    let lu = ready(cfg());
+    assert_eq!(assert_good(exec(&lu, &inquiry(true, 0xB2, 255))), [0, 0xB2, 0, 4, 0, 0, 0, 0]);
+    let lu = ready(LuConfig { thin_provisioned: true, ..cfg() });
+    // LBPU, LBPWS, LBPWS10, LBPRZ; provisioning type 010b (thin).
+    assert_eq!(assert_good(exec(&lu, &inquiry(true, 0xB2, 255))), [0, 0xB2, 0, 4, 0, 0xE4, 0x02, 0]);
+    assert_eq!(assert_good(exec(&lu, &inquiry(true, 0xB2, 6))), [0, 0xB2, 0, 4, 0, 0xE4]);
 }
 
 #[test]
@@ -485,6 +510,15 @@ fn read_capacity_16() {
     assert_check(exec(&lu, &c), Sense::invalid_field_in_cdb(2, None));
     c[14] = 1; // PMI
     assert_eq!(assert_good(exec(&lu, &c)), expect);
+}
+
+#[test]
+fn read_capacity_16_thin_provisioning() {
+    let lu = ready(LuConfig { thin_provisioned: true, ..cfg() });
+    let d = assert_good(exec(&lu, &rc16(32)));
+    assert_eq!(d[13], 0, "one logical block per physical block");
+    assert_eq!(d[14], 0xC0, "LBPME and LBPRZ");
+    assert_eq!(assert_good(exec(&lu, &rc16(14))).len(), 14);
 }
 
 #[test]
@@ -615,7 +649,7 @@ fn four_k_blocks() {
     assert_eq!(exec(&lu, &rw6(0x0A, 1, 0)), Action::Write { offset: 4096, len: 256 * 4096, fua: false });
     assert_eq!(
         exec(&lu, &rw12(0xAF, 0x02, 7, 0x10000)),
-        Action::Verify { offset: 7 * 4096, len: 0x10000 * 4096, byte_check: true }
+        Action::Verify { offset: 7 * 4096, len: 0x10000 * 4096, byte_check: ByteCheck::Bytes }
     );
     let d = assert_good(exec(&lu, &mode_sense6(false, 0, 0x08, 0, 255)));
     assert_eq!(&d[4..12], &[0x40, 0, 0, 0, 0, 0, 0x10, 0]);
@@ -646,7 +680,7 @@ fn read_only_logical_unit() {
         assert_check(exec(&lu, c), Sense::write_protected());
     }
     assert_eq!(exec(&lu, &rw10(0x28, 0, 0, 1)), Action::Read { offset: 0, len: 512, fua: false });
-    assert_eq!(exec(&lu, &rw10(0x2F, 0, 0, 1)), Action::Verify { offset: 0, len: 512, byte_check: false });
+    assert_eq!(exec(&lu, &rw10(0x2F, 0, 0, 1)), Action::Verify { offset: 0, len: 512, byte_check: ByteCheck::Medium });
     assert_eq!(exec(&lu, &rw10(0x35, 0, 0, 0)), Action::Flush);
     // MODE SENSE reports WP.
     let d = assert_good(exec(&lu, &mode_sense6(true, 0, 0x3F, 0, 255)));
@@ -662,7 +696,8 @@ fn write_and_verify() {
     let expect = Action::Write { offset: 512, len: 1024, fua: true };
     assert_eq!(exec(&lu, &rw10(0x2E, 0, 1, 2)), expect);
     assert_eq!(exec(&lu, &rw12(0xAE, 0x10, 1, 2)), expect); // DPO
-    assert_eq!(exec(&lu, &rw16(0x8E, 0x02, 1, 2)), expect); // BYTCHK 1
+    // BYTCHK 1: write, read back, compare.
+    assert_eq!(exec(&lu, &rw16(0x8E, 0x02, 1, 2)), Action::WriteVerify { offset: 512, len: 1024 });
     assert_check(exec(&lu, &rw10(0x2E, 0x04, 1, 2)), Sense::invalid_field_in_cdb(1, Some(2)));
     assert_check(exec(&lu, &rw10(0x2E, 0x06, 1, 2)), Sense::invalid_field_in_cdb(1, Some(2)));
     assert_check(exec(&lu, &rw10(0x2E, 0x20, 1, 2)), Sense::invalid_field_in_cdb(1, Some(7)));
@@ -672,13 +707,13 @@ fn write_and_verify() {
 #[test]
 fn verify() {
     let lu = ready(cfg());
-    assert_eq!(exec(&lu, &rw10(0x2F, 0, 4, 4)), Action::Verify { offset: 2048, len: 2048, byte_check: false });
-    assert_eq!(exec(&lu, &rw10(0x2F, 0x02, 4, 4)), Action::Verify { offset: 2048, len: 2048, byte_check: true });
-    assert_eq!(exec(&lu, &rw12(0xAF, 0x12, 4, 4)), Action::Verify { offset: 2048, len: 2048, byte_check: true });
-    assert_eq!(exec(&lu, &rw16(0x8F, 0x10, 4, 4)), Action::Verify { offset: 2048, len: 2048, byte_check: false });
-    for bytchk in [0x04u8, 0x06] {
-        assert_check(exec(&lu, &rw10(0x2F, bytchk, 4, 4)), Sense::invalid_field_in_cdb(1, Some(2)));
-    }
+    let v = |byte_check| Action::Verify { offset: 2048, len: 2048, byte_check };
+    assert_eq!(exec(&lu, &rw10(0x2F, 0, 4, 4)), v(ByteCheck::Medium));
+    assert_eq!(exec(&lu, &rw10(0x2F, 0x02, 4, 4)), v(ByteCheck::Bytes));
+    assert_eq!(exec(&lu, &rw12(0xAF, 0x12, 4, 4)), v(ByteCheck::Bytes));
+    assert_eq!(exec(&lu, &rw16(0x8F, 0x10, 4, 4)), v(ByteCheck::Medium));
+    assert_eq!(exec(&lu, &rw16(0x8F, 0x06, 4, 4)), v(ByteCheck::OneBlock));
+    assert_check(exec(&lu, &rw10(0x2F, 0x04, 4, 4)), Sense::invalid_field_in_cdb(1, Some(2)));
     for p in 1..8u8 {
         assert_check(exec(&lu, &rw10(0x2F, (p << 5) | 0x02, 0, 1)), Sense::invalid_field_in_cdb(1, Some(7)));
     }
@@ -764,14 +799,16 @@ fn mode_sense6_single_pages_and_dbd() {
 }
 
 #[test]
-fn mode_sense_changeable_values_are_zero() {
+fn mode_sense_changeable_values() {
     let lu = ready(cfg());
     let d = assert_good(exec(&lu, &mode_sense6(false, 1, 0x3F, 0, 255)));
     let mut expect = vec![4 + 8 + 44 - 1, 0, 0x10, 8, 0, 0, 0, 0, 0, 0, 0, 0];
-    expect.extend_from_slice(&[0x08, 0x12]);
-    expect.extend([0; 18]);
-    expect.extend_from_slice(&[0x0A, 0x0A]);
-    expect.extend([0; 10]);
+    // Caching: WCE.
+    expect.extend_from_slice(&[0x08, 0x12, 0x04]);
+    expect.extend([0; 17]);
+    // Control: D_SENSE, SWP.
+    expect.extend_from_slice(&[0x0A, 0x0A, 0x04, 0, 0x08]);
+    expect.extend([0; 7]);
     expect.extend_from_slice(&[0x1C, 0x0A]);
     expect.extend([0; 10]);
     assert_eq!(d, expect);
@@ -1021,7 +1058,10 @@ fn rsoc(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> [u8; 12] {
 fn rsoc_all_commands() {
     let lu = ready(cfg());
     let d = assert_good(exec(&lu, &rsoc(false, 0, 0, 0, 65535)));
-    let n = commands().len();
+    // UNMAP and SANITIZE BLOCK ERASE are only reported by a thin provisioned logical unit.
+    let n = commands().iter().filter(|op| !op.has(crate::ops::THIN_ONLY)).count();
+    assert_eq!(n, commands().len() - 2);
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 1, 0x42, 0, 65535))), [0, 0x01, 0, 0]);
     assert_eq!(d.len(), 4 + 8 * n);
     assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize, 8 * n);
     let descriptors: Vec<&[u8]> = d[4..].chunks(8).collect();
@@ -1048,12 +1088,12 @@ fn rsoc_one_command() {
     );
     let d = assert_good(exec(&lu, &rsoc(false, 1, 0x2F, 0, 65535)));
     assert_eq!(d[5] & 0x10, 0x10, "VERIFY(10) evaluates DPO");
-    assert_eq!(assert_good(exec(&lu, &rsoc(false, 1, 0x42, 0, 65535))), [0, 0x01, 0, 0]);
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 1, 0x04, 0, 65535))), [0, 0x01, 0, 0]);
     // Service action commands need options 010b.
     assert_check(exec(&lu, &rsoc(false, 1, 0x9E, 0x10, 65535)), Sense::invalid_field_in_cdb(2, Some(2)));
     let d = assert_good(exec(&lu, &rsoc(false, 2, 0x9E, 0x10, 65535)));
     assert_eq!(&d[..5], &[0, 0x03, 0, 16, 0x9E]);
-    assert_eq!(assert_good(exec(&lu, &rsoc(false, 2, 0x9E, 0x12, 65535))), [0, 0x01, 0, 0]);
+    assert_eq!(assert_good(exec(&lu, &rsoc(false, 2, 0x9E, 0x13, 65535))), [0, 0x01, 0, 0]);
     assert_check(exec(&lu, &rsoc(false, 2, 0x28, 0, 65535)), Sense::invalid_field_in_cdb(2, Some(2)));
     // 011b takes either; RCTD appends the timeouts descriptor.
     assert_eq!(assert_good(exec(&lu, &rsoc(false, 3, 0x9E, 0x10, 65535)))[..2], [0, 0x03]);

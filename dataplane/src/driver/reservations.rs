@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use polltgt_iscsi::params::SessionParams;
-use polltgt_iscsi::session::TaskId;
-use polltgt_scsi::{NexusId, Response};
+use polltgt_iscsi::session::{CommandResult, TaskId};
+use polltgt_scsi::NexusId;
 
 use super::{ReactorState, SessionCtx};
 use crate::nexus::NexusInfo;
@@ -32,7 +32,7 @@ pub(super) struct PreemptJoin {
     slot: usize,
     generation: u64,
     task: TaskId,
-    response: Mutex<Option<Response>>,
+    response: Mutex<Option<CommandResult>>,
 }
 
 /// Bdev I/Os of aborted tasks one reactor waits for.
@@ -70,7 +70,7 @@ impl ReactorState {
 
     /// A PERSISTENT RESERVE OUT on slot `i` produced `r`: store the APTPL state, then answer, or first abort the
     /// tasks a PREEMPT AND ABORT preempted.
-    pub(super) fn prout_done(&mut self, i: usize, task: TaskId, device: &Arc<Device>, nexus: NexusId, r: Response, now: Instant) {
+    pub(super) fn prout_done(&mut self, i: usize, task: TaskId, device: &Arc<Device>, nexus: NexusId, r: CommandResult, now: Instant) {
         if let Some(snap) = device.lu.reservations_to_persist() {
             match self.registry.pr_store() {
                 // Written before the status goes out: GOOD means the state survives a power loss.
@@ -84,7 +84,7 @@ impl ReactorState {
         }
         let victims = device.lu.take_task_aborts(nexus);
         if victims.is_empty() {
-            self.respond(i, task, r, now);
+            self.complete(i, task, r, now);
             return;
         }
         let Some(generation) = self.slots.get(i).and_then(|s| s.as_ref()).map(|s| s.generation) else { return };
@@ -112,7 +112,7 @@ impl ReactorState {
     /// Aborts this reactor's tasks of `victims` on `device` (except the PERSISTENT RESERVE OUT itself) and waits
     /// for those at the device.
     fn preempt_abort(&mut self, device: &Arc<Device>, victims: &[NexusId], join: Arc<PreemptJoin>, now: Instant) {
-        let mut tags = Vec::new();
+        let mut held_by_slot = Vec::new();
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots[i].as_mut() else { continue };
             let Some(session) = slot.session.as_ref() else { continue };
@@ -127,13 +127,14 @@ impl ReactorState {
                         .and_then(|l| target.luns.get(&l))
                         .is_some_and(|e| e.device.id == device.id)
             });
-            let generation = slot.generation;
-            tags.extend(
-                self.pending
-                    .iter()
-                    .filter(|(_, p)| p.slot == i && p.generation == generation && aborted.contains(&p.task))
-                    .map(|(t, _)| *t),
-            );
+            if !aborted.is_empty() {
+                held_by_slot.push((i, slot.generation, aborted));
+            }
+        }
+        // Those parked in a range lock are taken away; those at the device are waited for.
+        let mut tags = Vec::new();
+        for (i, generation, aborted) in held_by_slot {
+            tags.extend(self.mark_aborted(i, generation, &aborted, now));
         }
         if tags.is_empty() {
             self.preempt_arrive(join, now);
@@ -173,7 +174,7 @@ impl ReactorState {
         let live = matches!(self.slots.get(join.slot), Some(Some(s)) if s.generation == join.generation);
         let r = join.response.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let (true, Some(r)) = (live, r) {
-            self.respond(join.slot, join.task, r, now);
+            self.complete(join.slot, join.task, r, now);
         }
     }
 }
