@@ -18,6 +18,7 @@
 //! replaces it: [`SessionTable::register`] returns the old session's connection and the caller closes it, which
 //! aborts its tasks (their results are dropped) wherever it lives.
 
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -27,6 +28,9 @@ use polltgt_iscsi::params::{SessionParams, SessionType};
 
 use crate::driver::ReactorState;
 use crate::reactor::ReactorHandle;
+
+/// How long a management caller waits for a reactor to close a connection it was asked to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Errors of management actions on sessions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,7 +209,7 @@ impl SessionTable {
             (e.info.clone(), e.conn)
         };
         tracing::info!(tsih, initiator = %info.initiator_name, target = ?info.target_name, "closing session");
-        self.close_conn(conn).map_err(|e| match e {
+        self.close_conn_and_wait(conn).map_err(|e| match e {
             SessionsError::ReactorGone(_) => SessionsError::ReactorGone(tsih),
             other => other,
         })?;
@@ -282,6 +286,25 @@ impl SessionTable {
     }
 
     /// Asks the reactor owning `conn` to close it.
+    /// Like [`Self::close_conn`], but returns only once the owning reactor has closed the connection, so that a
+    /// management caller (force_close, removing a target) knows no further command of the session runs. Never
+    /// call it from a reactor thread.
+    fn close_conn_and_wait(&self, conn: ConnRef) -> Result<(), SessionsError> {
+        let reactors = self.reactors.get().ok_or(SessionsError::NotRunning)?;
+        let handle = reactors.get(conn.reactor).ok_or(SessionsError::NotRunning)?;
+        let ConnRef { slot, generation, .. } = conn;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = handle.send(move |s: &mut ReactorState, _now| {
+            s.close_conn(slot, generation);
+            let _ = tx.send(());
+        });
+        if sent && rx.recv_timeout(CLOSE_WAIT).is_ok() {
+            Ok(())
+        } else {
+            Err(SessionsError::ReactorGone(0))
+        }
+    }
+
     pub(crate) fn close_conn(&self, conn: ConnRef) -> Result<(), SessionsError> {
         let reactors = self.reactors.get().ok_or(SessionsError::NotRunning)?;
         let handle = reactors.get(conn.reactor).ok_or(SessionsError::NotRunning)?;
