@@ -122,6 +122,7 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         device_id: d.t10_dev_id.clone().unwrap_or_else(|| d.name.clone()),
         naa_id,
         max_transfer_blocks: (MAX_TRANSFER_BYTES / info.block_size.max(1)),
+        device_type: polltgt_scsi::DeviceType::Disk,
     }
 }
 

@@ -9,7 +9,7 @@ pub(crate) const MAX_SERIAL_LEN: usize = 250;
 pub(crate) const MAX_DEVICE_ID_LEN: usize = 255 - 8;
 
 /// VPD pages served, in ascending order (the Supported VPD Pages page lists them).
-pub(crate) const SUPPORTED_VPD: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+pub(crate) const SUPPORTED_VPD: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
 /// Bytes a COMPARE AND WRITE, WRITE ATOMIC or ORWRITE may cover: what the range lock holds exclusively at once.
 const MAX_ATOMIC_BYTES: u32 = 1 << 20;
@@ -98,6 +98,7 @@ pub(crate) struct Pages {
     block_limits: Vec<u8>,
     characteristics: Vec<u8>,
     provisioning: Vec<u8>,
+    third_party_copy: Vec<u8>,
     pub(crate) limits: Limits,
 }
 
@@ -112,6 +113,7 @@ impl Pages {
             block_limits: block_limits(cfg, &limits),
             characteristics: characteristics(cfg),
             provisioning: provisioning(cfg),
+            third_party_copy: vpd(0x8F, &crate::xcopy::third_party_copy_vpd_payload()),
             limits,
         }
     }
@@ -122,6 +124,7 @@ impl Pages {
             0x00 => &self.supported,
             0x80 => &self.serial,
             0x83 => &self.device_id,
+            0x8F => &self.third_party_copy,
             0xB0 => &self.block_limits,
             0xB1 => &self.characteristics,
             0xB2 => &self.provisioning,
@@ -138,6 +141,7 @@ fn standard(cfg: &LuConfig) -> Vec<u8> {
     d[2] = 0x06; // VERSION: SPC-4
     d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
     d[4] = (d.len() - 5) as u8; // ADDITIONAL LENGTH
+    d[5] = 0x08; // 3PC: EXTENDED COPY is supported
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&padded(&cfg.vendor, 8));
     d[16..32].copy_from_slice(&padded(&cfg.product, 16));

@@ -49,6 +49,8 @@ pub struct LuConfig {
     /// MAXIMUM TRANSFER LENGTH in logical blocks (Block Limits VPD page); longer READ/WRITE/VERIFY commands fail
     /// with INVALID FIELD IN CDB. 0 = no limit.
     pub max_transfer_blocks: u32,
+    /// Peripheral device type: a disk (SBC-3) or a CD-ROM (MMC; read-only, removable).
+    pub device_type: crate::DeviceType,
 }
 
 impl Default for LuConfig {
@@ -68,6 +70,7 @@ impl Default for LuConfig {
             device_id: String::new(),
             naa_id: 0,
             max_transfer_blocks: 0,
+            device_type: crate::DeviceType::Disk,
         }
     }
 }
@@ -140,6 +143,9 @@ pub struct LogicalUnit {
     pub(crate) nexus: NexusTable,
     /// Persistent and SPC-2 reservations (pr.rs, reserve.rs).
     pub(crate) pr: crate::pr::Reservations,
+    pub(crate) device_type: crate::DeviceType,
+    /// The copy manager's results for RECEIVE COPY RESULTS (xcopy.rs).
+    pub(crate) copies: crate::xcopy::CopyRecords,
 }
 
 impl LogicalUnit {
@@ -159,6 +165,8 @@ impl LogicalUnit {
             pages: RwLock::new(Arc::new(inquiry::Pages::new(&cfg))),
             nexus: NexusTable::new(),
             pr: crate::pr::Reservations::default(),
+            device_type: cfg.device_type,
+            copies: crate::xcopy::CopyRecords::default(),
         }
     }
 
@@ -181,6 +189,11 @@ impl LogicalUnit {
     /// Whether the (removable) medium is loaded; always `true` for a fixed medium.
     pub fn medium_present(&self) -> bool {
         self.medium_present.load(Ordering::Acquire)
+    }
+
+    /// The peripheral device type.
+    pub fn device_type(&self) -> crate::DeviceType {
+        self.device_type
     }
 
     /// Whether the logical unit is thin provisioned (LBPME).
@@ -326,6 +339,7 @@ impl LogicalUnit {
     pub fn nexus_gone(&self, nexus: NexusId) {
         self.nexus.lock().remove(nexus);
         self.reservations_nexus_gone(nexus);
+        self.copies.nexus_gone(nexus);
     }
 
     /// Changes the capacity (the bdev was resized) and establishes 06/2A/09 CAPACITY DATA HAS CHANGED for every

@@ -4,6 +4,9 @@
 
 use crate::sense::Sense;
 use crate::pr::{sa_in, sa_out};
+use crate::xcopy::{
+    self, SA_COPY_STATUS, SA_EXTENDED_COPY_LID1, SA_FAILED_SEGMENT_DETAILS, SA_OPERATING_PARAMETERS, SA_RECEIVE_DATA,
+};
 use crate::{mode, pr, provisioning, reserve, sbc, spc, Action, Command, LogicalUnit};
 
 /// Operation codes (SPC-4 / SBC-3).
@@ -36,6 +39,10 @@ pub mod opcode {
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
     pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+    /// THIRD-PARTY COPY OUT: EXTENDED COPY (LID1) (SPC-4 §6.4).
+    pub const EXTENDED_COPY: u8 = 0x83;
+    /// THIRD-PARTY COPY IN: RECEIVE COPY RESULTS (SPC-4 §6.18).
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
@@ -152,7 +159,7 @@ const FF: u8 = 0xFF;
 const GRP: u8 = 0x1F;
 
 /// Sorted by operation code (then service action); rows sharing an operation code are contiguous.
-const OPS_TABLE: [OpInfo; 60] = [
+const OPS_TABLE: [OpInfo; 65] = [
     op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
     op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
     op!(READ_6, None, "READ(6)", NEEDS_MEDIUM, sbc::read, [READ_6, 0x1F, FF, FF, FF, CTL]),
@@ -216,6 +223,16 @@ const OPS_TABLE: [OpInfo; 60] = [
         [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
     op!(PERSISTENT_RESERVE_OUT, Some(sa_out::REGISTER_AND_MOVE), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
         [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(EXTENDED_COPY, Some(SA_EXTENDED_COPY_LID1), "EXTENDED COPY(LID1)", 0, xcopy::extended_copy,
+        [EXTENDED_COPY, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_COPY_STATUS), "RECEIVE COPY STATUS(LID1)", 0, xcopy::receive_copy_results,
+        [RECEIVE_COPY_RESULTS, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_RECEIVE_DATA), "RECEIVE COPY DATA(LID1)", 0, xcopy::receive_copy_results,
+        [RECEIVE_COPY_RESULTS, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_OPERATING_PARAMETERS), "RECEIVE COPY OPERATING PARAMETERS", 0,
+        xcopy::receive_copy_results, [RECEIVE_COPY_RESULTS, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_FAILED_SEGMENT_DETAILS), "RECEIVE COPY FAILURE DETAILS(LID1)", 0,
+        xcopy::receive_copy_results, [RECEIVE_COPY_RESULTS, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
     op!(READ_16, None, "READ(16)", NEEDS_MEDIUM, sbc::read,
         [READ_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(COMPARE_AND_WRITE, None, "COMPARE AND WRITE", MEDIUM_WRITE, sbc::compare_and_write,
