@@ -75,3 +75,25 @@ fn failures_are_copy_aborted_with_failed_segment_details() {
     let out = run_ok(&xcopy, &[&t.url(0), "3", "0", "0", "0", "8"], LIMIT);
     assert_eq!(out, "xcopy GOOD\nstatus 1 segments 1 bytes 4096\n");
 }
+
+/// ABORT TASK stops a running copy after the I/O in flight: the TMF is answered while the copy is far from its end
+/// (16 GiB between two null devices), and COPY STATUS then reports it ended with an error, having written less.
+#[test]
+fn abort_task_stops_a_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "portals:\n  - address: \"127.0.0.1:0\"\ndevices:\n\
+         \x20 - {{ name: n0, handler: vdisk_nullio, size: 16G, blocksize: 4096 }}\n\
+         \x20 - {{ name: n1, handler: vdisk_nullio, size: 16G, blocksize: 4096 }}\n\
+         targets:\n  - name: {IQN}\n    luns:\n\
+         \x20     - {{ lun: 0, device: n0 }}\n\
+         \x20     - {{ lun: 1, device: n1 }}\n"
+    );
+    let mut t = Target::start_with_yaml(dir, &yaml);
+    let blocks = 64 * 65535u64;
+    let out = run_ok(c_tool("iscsi-xcopy"), &["-a", &t.url(0), "0", "1", "0", "0", &blocks.to_string()], LIMIT);
+    let status = out.strip_prefix("abort OK\nstatus 2 segments ").unwrap_or_else(|| panic!("{out:?}"));
+    let bytes: u64 = status.trim().rsplit(' ').next().and_then(|b| b.parse().ok()).expect("bytes");
+    assert!(bytes < blocks * 4096, "{out:?}");
+    assert!(t.alive());
+}

@@ -8,7 +8,10 @@
  * blocks with -s), LIST ID USAGE 00b and list identifier 1. Then it asks RECEIVE COPY RESULTS for the copy status
  * and, after a failure, the failed segment details.
  *
- *   iscsi-xcopy [-s SEGMENT] URL SRC DST SRC_LBA DST_LBA BLOCKS
+ *   iscsi-xcopy [-s SEGMENT] [-a] URL SRC DST SRC_LBA DST_LBA BLOCKS
+ *
+ * -a sends ABORT TASK for the EXTENDED COPY right after it (the command's own status is then not reported) and
+ * prints "abort OK" once the target answered FUNCTION COMPLETE.
  *
  * SRC and DST are LUN numbers of URL's target, or iscsi:// URLs of another target (only their designator is
  * used). BLOCKS counts source blocks. Output, one line each:
@@ -18,6 +21,7 @@
  * Exit status 0 when EXTENDED COPY was GOOD, 1 when it failed, 2 on usage or connection errors.
  */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +107,14 @@ static int designator_of(struct iscsi_context *iscsi, const char *arg, unsigned 
 	return r;
 }
 
+static void command_done(struct iscsi_context *iscsi, int status, void *data, void *private)
+{
+	(void)iscsi;
+	(void)status;
+	(void)data;
+	*(int *)private = 1;
+}
+
 static void put16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
 static void put32(unsigned char *p, uint32_t v) { put16(p, v >> 16); put16(p + 2, v); }
 static void put64(unsigned char *p, uint64_t v) { put32(p, v >> 32); put32(p + 4, v); }
@@ -110,13 +122,21 @@ static void put64(unsigned char *p, uint64_t v) { put32(p, v >> 32); put32(p + 4
 int main(int argc, char **argv)
 {
 	uint32_t segment_blocks = 65535;
+	int abort_it = 0;
 	int a = 1;
-	if (a + 1 < argc && strcmp(argv[a], "-s") == 0) {
-		segment_blocks = strtoul(argv[a + 1], NULL, 0);
-		a += 2;
+	for (;;) {
+		if (a + 1 < argc && strcmp(argv[a], "-s") == 0) {
+			segment_blocks = strtoul(argv[a + 1], NULL, 0);
+			a += 2;
+		} else if (a < argc && strcmp(argv[a], "-a") == 0) {
+			abort_it = 1;
+			a += 1;
+		} else {
+			break;
+		}
 	}
 	if (argc - a != 6 || segment_blocks == 0 || segment_blocks > 65535) {
-		fprintf(stderr, "usage: iscsi-xcopy [-s SEGMENT] URL SRC DST SRC_LBA DST_LBA BLOCKS\n");
+		fprintf(stderr, "usage: iscsi-xcopy [-s SEGMENT] [-a] URL SRC DST SRC_LBA DST_LBA BLOCKS\n");
 		return 2;
 	}
 	int lun;
@@ -184,23 +204,54 @@ int main(int argc, char **argv)
 	}
 	struct scsi_task *t = scsi_cdb_extended_copy(len);
 	struct iscsi_data data = {.size = len, .data = p};
-	t = iscsi_scsi_command_sync(iscsi, lun, t, &data);
+	if (abort_it) {
+		int finished = 0;
+		if (iscsi_scsi_command_async(iscsi, lun, t, command_done, &data, &finished) != 0) {
+			fprintf(stderr, "iscsi-xcopy: cannot send EXTENDED COPY: %s\n", iscsi_get_error(iscsi));
+			return 2;
+		}
+		/* Put the command on the wire first: libiscsi sends immediate PDUs (the TMF) ahead of queued ones. */
+		while (iscsi_out_queue_length(iscsi) > 0 && !finished) {
+			struct pollfd pfd = {.fd = iscsi_get_fd(iscsi), .events = iscsi_which_events(iscsi)};
+			if (poll(&pfd, 1, 1000) < 0 || iscsi_service(iscsi, pfd.revents) < 0) {
+				fprintf(stderr, "iscsi-xcopy: %s\n", iscsi_get_error(iscsi));
+				return 2;
+			}
+		}
+		if (finished) {
+			fprintf(stderr, "iscsi-xcopy: EXTENDED COPY ended before ABORT TASK was sent\n");
+			return 2;
+		}
+		if (iscsi_task_mgmt_abort_task_sync(iscsi, t) != 0) {
+			fprintf(stderr, "iscsi-xcopy: ABORT TASK failed: %s\n", iscsi_get_error(iscsi));
+			return 2;
+		}
+		printf("abort OK\n");
+		t = NULL;
+	} else {
+		t = iscsi_scsi_command_sync(iscsi, lun, t, &data);
+	}
+	int good = 0;
+	if (abort_it) {
+		/* The status of the aborted command is not reported; COPY STATUS tells how far it got. */
+	} else
 	if (t == NULL) {
 		fprintf(stderr, "iscsi-xcopy: EXTENDED COPY failed: %s\n", iscsi_get_error(iscsi));
 		return 2;
-	}
-	int good = t->status == SCSI_STATUS_GOOD;
-	if (good) {
-		printf("xcopy GOOD\n");
-	} else if (t->status == SCSI_STATUS_CHECK_CONDITION) {
-		unsigned char *sd = t->datain.data + 2; /* sense data after the 2-byte length */
-		int seg = t->datain.size >= 14 && sd[0] == 0x70 ? (sd[10] << 8 | sd[11]) : -1;
-		printf("xcopy CHECK_CONDITION %02X/%02X/%02X segment %d\n", t->sense.key, (t->sense.ascq >> 8) & 0xff,
-		       t->sense.ascq & 0xff, seg);
 	} else {
-		printf("xcopy STATUS %d\n", t->status);
+		good = t->status == SCSI_STATUS_GOOD;
+		if (good) {
+			printf("xcopy GOOD\n");
+		} else if (t->status == SCSI_STATUS_CHECK_CONDITION) {
+			unsigned char *sd = t->datain.data + 2; /* sense data after the 2-byte length */
+			int seg = t->datain.size >= 14 && sd[0] == 0x70 ? (sd[10] << 8 | sd[11]) : -1;
+			printf("xcopy CHECK_CONDITION %02X/%02X/%02X segment %d\n", t->sense.key,
+			       (t->sense.ascq >> 8) & 0xff, t->sense.ascq & 0xff, seg);
+		} else {
+			printf("xcopy STATUS %d\n", t->status);
+		}
+		scsi_free_scsi_task(t);
 	}
-	scsi_free_scsi_task(t);
 	t = iscsi_scsi_command_sync(iscsi, lun, scsi_cdb_receive_copy_results(SCSI_COPY_RESULTS_COPY_STATUS, 1, 64), NULL);
 	if (t != NULL && t->status == SCSI_STATUS_GOOD && t->datain.size >= 12) {
 		unsigned char *d = t->datain.data;
@@ -211,7 +262,7 @@ int main(int argc, char **argv)
 	}
 	if (t != NULL)
 		scsi_free_scsi_task(t);
-	if (!good) {
+	if (!good && !abort_it) {
 		t = iscsi_scsi_command_sync(iscsi, lun,
 			scsi_cdb_receive_copy_results(SCSI_COPY_RESULTS_FAILED_SEGMENT, 1, 1024), NULL);
 		if (t != NULL && t->status == SCSI_STATUS_GOOD && t->datain.size >= 60)
@@ -222,5 +273,5 @@ int main(int argc, char **argv)
 	free(p);
 	iscsi_logout_sync(iscsi);
 	iscsi_destroy_context(iscsi);
-	return good ? 0 : 1;
+	return good || abort_it ? 0 : 1;
 }
