@@ -17,6 +17,7 @@ mod cdb;
 mod inquiry;
 mod lu;
 mod lun;
+mod mmc;
 mod mode;
 mod nexus;
 mod ops;
@@ -31,6 +32,7 @@ mod transport_id;
 mod xcopy;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
+pub use mmc::MediumChangeError;
 pub use provisioning::{LbaExtent, ProvisioningStatus};
 pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
 pub use ops::{commands, opcode, OpInfo};
@@ -227,6 +229,8 @@ pub enum Status {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mmc;
 #[cfg(test)]
 mod tests_sbc;
 #[cfg(test)]

@@ -237,3 +237,53 @@ fn operating_parameters_and_third_party_copy_page() {
     assert_eq!(&p[..2], &[0x00, 0x8F]);
     assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len() - 4);
 }
+
+#[test]
+fn random_parameter_lists_never_panic() {
+    let mut state = 0x00C0_FFEE_5EED_0001u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let lu = lu(NAA);
+    for _ in 0..2000 {
+        // A header that often describes the list, descriptors of random bytes with a valid type code at times.
+        let targets = (next() % 4) as usize;
+        let segments = (next() % 4) as usize;
+        let mut p = list((next() % 4) as u8, (next() % 4) as u8, NAA, &[]);
+        p.truncate(16);
+        p[2..4].copy_from_slice(&((targets * 32) as u16).to_be_bytes());
+        p[8..12].copy_from_slice(&((segments * 28) as u32).to_be_bytes());
+        for i in 0..targets * 32 + segments * 28 {
+            p.push(next() as u8);
+            if i % 32 == 0 && i < targets * 32 && next() % 2 == 0 {
+                *p.last_mut().unwrap() = 0xE4;
+            }
+        }
+        for k in 0..segments {
+            let at = 16 + targets * 32 + k * 28;
+            if next() % 2 == 0 {
+                p[at] = 0x02;
+                p[at + 2..at + 4].copy_from_slice(&0x18u16.to_be_bytes());
+            }
+        }
+        if next() % 4 == 0 {
+            p.truncate((next() as usize) % (p.len() + 1));
+        }
+        if let Action::ExtendedCopy(j) = xcopy(&lu, N1, &p) {
+            let found: Vec<_> = (0..j.targets().len())
+                .map(|_| (next() % 2 == 0).then_some(CopyTargetRef { lu: &lu, read_only: next() % 2 == 0 }))
+                .collect();
+            let _ = j.check_targets(&found);
+            for i in 0..j.segment_count() + 1 {
+                let _ = j.segment(i, N1, &found);
+            }
+            let _ = done(&lu, N1, &j, 0, 0, None);
+        }
+        for sa in [0u8, 1, 3, 4, 5] {
+            let _ = rcr(&lu, N1, sa, (next() % 4) as u8, (next() % 100) as u32);
+        }
+    }
+}
