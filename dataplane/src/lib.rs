@@ -10,6 +10,7 @@ pub mod pr_store;
 pub mod rangelock;
 pub mod registry;
 pub mod lifecycle;
+pub mod medium;
 pub mod server;
 pub mod isns;
 pub mod sessions;
