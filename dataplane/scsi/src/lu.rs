@@ -384,6 +384,7 @@ impl LogicalUnit {
         cfg.removable = self.removable;
         cfg.thin_provisioned = self.thin;
         cfg.max_transfer_blocks = self.max_transfer_blocks;
+        cfg.device_type = self.device_type;
         let new = inquiry::Pages::new(&cfg);
         let mut locked = self.nexus.lock();
         let mut pages = self.pages.write().unwrap_or_else(PoisonError::into_inner);
