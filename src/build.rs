@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use polltgt_bdev::{Bdev, FileBdev, FileOptions, NullBdev, RamBdev};
+use polltgt_bdev::{Bdev, CdromBdev, FileBdev, FileOptions, NullBdev, RamBdev};
 use polltgt_dataplane::isns::IsnsConfig;
 use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
 use polltgt_dataplane::registry::{Portal, Registry};
@@ -113,6 +113,9 @@ pub(crate) fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
                     .with_context(|| format!("cannot open {}", path.display()))?,
             )
         }
+        Handler::Vcdrom => Arc::new(CdromBdev::new(&d.name, d.filename.as_deref()).with_context(|| {
+            format!("cannot open {}", d.filename.as_deref().unwrap_or(std::path::Path::new("")).display())
+        })?),
     })
 }
 
@@ -137,6 +140,13 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         device_id: d.t10_dev_id.clone().unwrap_or_else(|| d.name.clone()),
         naa_id,
         max_transfer_blocks: (MAX_TRANSFER_BYTES / info.block_size.max(1)),
+        // A vcdrom is a read-only, removable MMC device whose medium may be absent (no filename).
+        device_type: if d.handler == Handler::Vcdrom {
+            polltgt_scsi::DeviceType::Cdrom
+        } else {
+            polltgt_scsi::DeviceType::Disk
+        },
+        medium: d.handler != Handler::Vcdrom || d.filename.is_some(),
     }
 }
 

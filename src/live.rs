@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use polltgt_bdev::{BdevError, BdevKind};
 use polltgt_dataplane::isns::IsnsSlot;
 use polltgt_dataplane::lifecycle::ResizeError;
+use polltgt_dataplane::medium::MediumError;
 use polltgt_dataplane::live::{ConnSnapshot, Control, ControlError, SessionSnapshot};
 use polltgt_dataplane::registry::{IniGroup, LunEntry, ReactorPolicy, Registry, RegistryError, TargetEntry};
 use polltgt_dataplane::sessions::SessionsError;
@@ -270,6 +271,12 @@ impl Backend for LiveBackend {
                     "a null device has no backing store to resync",
                 ))
             }
+            (Handler::Vcdrom, _) => {
+                return Err(err(
+                    ErrorKind::Unsupported,
+                    "a vcdrom device takes its size from its image; write filename to change the medium",
+                ))
+            }
             (Handler::VdiskFileio | Handler::VdiskBlockio, size) => {
                 if let Some(bytes) = size {
                     if info.kind != BdevKind::File {
@@ -308,6 +315,23 @@ impl Backend for LiveBackend {
         let bytes = blocks * bs;
         tracing::info!(device = %d.name, bytes, "device resized");
         Ok(bytes)
+    }
+
+    fn change_medium(&self, d: &DeviceConfig) -> Result<(), BackendError> {
+        let blocks = self.registry().change_medium(&d.name, d.filename.as_deref()).map_err(|e| {
+            let kind = match &e {
+                MediumError::NoSuchDevice(_) => ErrorKind::NotFound,
+                MediumError::NotRemovable(_) => ErrorKind::Unsupported,
+                MediumError::Prevented(_) => ErrorKind::Busy,
+                MediumError::Bdev { .. } => ErrorKind::Io,
+            };
+            err(kind, e.to_string())
+        })?;
+        match &d.filename {
+            Some(f) => tracing::info!(device = %d.name, image = %f.display(), blocks, "medium loaded"),
+            None => tracing::info!(device = %d.name, "medium ejected"),
+        }
+        Ok(())
     }
 
     fn device_state(&self, d: &DeviceConfig) -> Option<DeviceState> {

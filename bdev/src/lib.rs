@@ -14,11 +14,13 @@ use std::path::PathBuf;
 
 pub use polltgt_hugepages::Buf;
 
+mod cdrom;
 mod file;
 mod null;
 mod ram;
 mod sys;
 
+pub use cdrom::{CdromBdev, CdromChannel, CDROM_BLOCK_SIZE};
 pub use file::{EngineChoice, FileBdev, FileEngine, FileOptions};
 pub use null::NullBdev;
 pub use ram::RamBdev;
@@ -134,6 +136,13 @@ pub trait Bdev: Send + Sync {
     fn resize(&self, num_blocks: Option<u64>) -> Result<u64, BdevError> {
         let _ = num_blocks;
         Err(BdevError::InvalidConfig(format!("{} cannot be resized", self.info().name)))
+    }
+    /// Replaces a removable medium (a CD-ROM's image, SCST `vcdrom`'s `filename`) with the one at `path`, or
+    /// removes it (`None`). The new medium is opened before anything changes; returns its number of blocks (0:
+    /// none). Backends without a removable medium answer [`BdevError::InvalidConfig`].
+    fn change_medium(&self, path: Option<&std::path::Path>) -> Result<u64, BdevError> {
+        let _ = path;
+        Err(BdevError::InvalidConfig(format!("{} has no removable medium", self.info().name)))
     }
 }
 

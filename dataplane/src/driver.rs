@@ -34,6 +34,8 @@ mod reservations;
 
 mod blockops;
 
+mod xcopy;
+
 use blockops::{BlockOp, Hold, LocalLock, Parked};
 
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
@@ -152,6 +154,8 @@ enum PendingKind {
     Flush,
     /// A multi-step operation (blockops).
     Ops(Box<BlockOp>),
+    /// An EXTENDED COPY (xcopy.rs).
+    Copy(Box<xcopy::CopyOp>),
 }
 
 /// A task management request waiting for the tasks it affects to finish.
@@ -208,6 +212,8 @@ pub struct ReactorState {
     retrying: bool,
     /// Transmits of at least this many bytes use MSG_ZEROCOPY (None: never).
     zerocopy_threshold: Option<usize>,
+    /// EXTENDED COPYs waiting for the range of their next step.
+    copy_waits: Vec<xcopy::CopyWait>,
     pub stats: DriverStats,
 }
 
@@ -230,6 +236,7 @@ impl ReactorState {
             stalled: VecDeque::new(),
             retrying: false,
             zerocopy_threshold: None,
+            copy_waits: Vec::new(),
             stats: DriverStats::default(),
         }
     }
@@ -765,6 +772,7 @@ impl ReactorState {
                 (Op::Write { offset, buf, fua }, PendingKind::Write { transfer_len: len })
             }
             Action::Flush => (Op::Flush, PendingKind::Flush),
+            Action::ExtendedCopy(job) => return self.start_copy(i, task, device, lun, job, hold, now),
             other => return self.start_ops(i, task, device, lun, other, hold, now),
         };
         self.submit(i, task, device, lun, op, kind, hold);
@@ -889,6 +897,7 @@ impl ReactorState {
     /// Poll this reactor's bdev channels and finish the commands whose I/O completed.
     pub fn poll_bdevs(&mut self, now: Instant) -> PollStatus {
         self.pool.maintain_thread_cache();
+        self.poll_copy_waits(now);
         let mut done = std::mem::take(&mut self.completions);
         for ch in self.channels.values_mut() {
             ch.poll(&mut done);
@@ -907,6 +916,10 @@ impl ReactorState {
 
     fn finish_io(&mut self, c: Completion, now: Instant) {
         let Some(p) = self.pending.remove(&c.tag) else { return };
+        if matches!(p.kind, PendingKind::Copy(_)) {
+            // An EXTENDED COPY step; the copy looks after its connection's state itself.
+            return self.copy_io_done(c.tag, p, c, now);
+        }
         let live = matches!(self.slots.get(p.slot), Some(Some(s)) if s.generation == p.generation);
         if !live {
             self.release_hold(&p.device, p.hold);
@@ -964,7 +977,7 @@ impl ReactorState {
             (kind, io) => {
                 let transfer_len = match kind {
                     PendingKind::Read { transfer_len, .. } | PendingKind::Write { transfer_len } => transfer_len,
-                    PendingKind::Flush | PendingKind::Ops(_) => 0,
+                    PendingKind::Flush | PendingKind::Ops(_) | PendingKind::Copy(_) => 0,
                 };
                 let r = p.device.lu.io_done(&cmd, io);
                 CommandResult { status: r.status as u8, sense: r.sense, data_in: Vec::new(), transfer_len: clamp32(transfer_len) }

@@ -13,6 +13,7 @@ pub mod pr_store;
 pub mod rangelock;
 pub mod registry;
 pub mod lifecycle;
+pub mod medium;
 pub mod rx;
 pub mod server;
 pub mod isns;

@@ -272,6 +272,12 @@ pub trait Backend: Send + Sync {
     fn resize_device(&self, dev: &DeviceConfig, size: Option<u64>) -> Result<u64, BackendError>;
     /// Run-time facts of a device.
     fn device_state(&self, dev: &DeviceConfig) -> Option<DeviceState>;
+    /// Load the image `dev.filename` into the `vcdrom` device (none: eject). Refused while an initiator prevents
+    /// medium removal; sessions get NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED for a new medium.
+    fn change_medium(&self, dev: &DeviceConfig) -> Result<(), BackendError> {
+        let _ = dev;
+        Err(BackendError::new(ErrorKind::Unsupported, "media changes are not supported"))
+    }
     /// Create a target, or bring an existing one in line with `target` (attributes, CHAP, ACL, LUN maps); running
     /// sessions see LUN changes with the unit attentions they call for. Devices are referenced by name and exist.
     fn apply_target(&self, target: &TargetConfig) -> Result<(), BackendError>;

@@ -367,6 +367,9 @@ pub enum Handler {
     VdiskFileio,
     /// A block device (SCST `vdisk_blockio`).
     VdiskBlockio,
+    /// A CD-ROM drive (SCST `vcdrom`): an ISO image file (`filename`, optional: an empty drive) as a read-only MMC
+    /// medium of 2048-byte blocks; writing `filename` at run time changes the medium (empty: eject).
+    Vcdrom,
 }
 
 impl Handler {
@@ -376,12 +379,18 @@ impl Handler {
             Handler::VdiskNullio => "vdisk_nullio",
             Handler::VdiskFileio => "vdisk_fileio",
             Handler::VdiskBlockio => "vdisk_blockio",
+            Handler::Vcdrom => "vcdrom",
         }
     }
 
     /// Whether the handler stores data in a file or block device (and so needs `filename`).
     pub fn needs_filename(self) -> bool {
         matches!(self, Handler::VdiskFileio | Handler::VdiskBlockio)
+    }
+
+    /// Whether the handler has a `filename` (required, or for `vcdrom` the medium, which may be absent).
+    pub fn uses_filename(self) -> bool {
+        self.needs_filename() || self == Handler::Vcdrom
     }
 }
 
@@ -404,7 +413,8 @@ pub struct DeviceConfig {
         deserialize_with = "values::opt_ranged::<_, u64, 1, { u64::MAX >> 20 }>"
     )]
     pub size_mb: Option<u64>,
-    /// Backing file or block device (absolute path); `vdisk_fileio` and `vdisk_blockio` only.
+    /// Backing file or block device (absolute path); `vdisk_fileio` and `vdisk_blockio`; for `vcdrom` the ISO image
+    /// in the drive (absent: no medium).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -1261,6 +1271,20 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
                 ))
             }
             Some(f) => value_at(at.key("filename"), values::check_filename(f))?,
+        }
+    } else if d.handler == Handler::Vcdrom {
+        if let Some(f) = &d.filename {
+            value_at(at.key("filename"), values::check_filename(f))?;
+        }
+        if d.size.is_some() || d.size_mb.is_some() {
+            let key = if d.size.is_some() { "size" } else { "size_mb" };
+            return Err(finding(at.key(key), "a vcdrom device takes its size from the image in filename"));
+        }
+        if !matches!(d.blocksize.bytes(), 512 | 2048) {
+            return Err(finding(at.key("blocksize"), "a vcdrom device has 2048-byte blocks"));
+        }
+        if d.thin_provisioned {
+            return Err(finding(at.key("thin_provisioned"), "a vcdrom device is read-only"));
         }
     } else {
         if d.filename.is_some() {

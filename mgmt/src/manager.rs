@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::{Backend, BackendError, ErrorKind};
-use crate::config::{Config, DeviceConfig, IniGroupConfig, LunConfig, TargetConfig};
+use crate::config::{Config, DeviceConfig, Handler, IniGroupConfig, LunConfig, TargetConfig};
 use crate::values::{Size, TargetName};
 
 /// A management error: what went wrong, on which object (an object-tree path such as
@@ -164,13 +164,20 @@ impl Manager {
                     let mut fixed = o.clone();
                     fixed.size = d.size;
                     fixed.size_mb = d.size_mb;
+                    if d.handler == Handler::Vcdrom {
+                        fixed.filename = d.filename.clone();
+                    }
                     if fixed != *d {
                         return Err(MgmtError::new(
                             ErrorKind::Unsupported,
-                            "only size and size_mb can change while the device exists; the other attributes are set \
-                             when it is created",
+                            "only size and size_mb (and a vcdrom's filename) can change while the device exists; the \
+                             other attributes are set when it is created",
                         )
                         .on(device_path(&d.name)));
+                    }
+                    if d.handler == Handler::Vcdrom && d.filename != o.filename {
+                        b.change_medium(d)
+                            .map_err(|e| MgmtError::from(e).on(device_path(&d.name)).attr("filename"))?;
                     }
                     if d.size_bytes() != o.size_bytes() {
                         let size = d.size_bytes();
@@ -267,6 +274,26 @@ impl Manager {
             Ok(())
         })
         .map_err(|e| e.on(device_path(name)))
+    }
+
+    /// Change the medium of a `vcdrom` device (SCST: write its `filename`; `None`, an empty name, ejects).
+    pub fn change_medium(&self, name: &str, filename: Option<PathBuf>) -> Result<(), MgmtError> {
+        self.edit(|c| {
+            let d = c
+                .devices
+                .iter_mut()
+                .find(|d| d.name == name)
+                .ok_or_else(|| MgmtError::not_found("no such device"))?;
+            if d.handler != Handler::Vcdrom {
+                return Err(MgmtError::new(
+                    ErrorKind::Unsupported,
+                    "the medium of a vcdrom device changes at run time; other devices keep their filename",
+                ));
+            }
+            d.filename = filename;
+            Ok(())
+        })
+        .map_err(|e| e.on(device_path(name)).attr("filename"))
     }
 
     /// Re-read the size of a file or block device (SCST `resync_size`). Returns the new size in bytes.

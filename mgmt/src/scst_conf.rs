@@ -192,10 +192,13 @@ impl Importer {
             "vdisk_fileio" => Handler::VdiskFileio,
             "vdisk_blockio" => Handler::VdiskBlockio,
             "vdisk_nullio" => Handler::VdiskNullio,
+            "vcdrom" => Handler::Vcdrom,
             _ => {
                 self.problem(
                     line,
-                    format!("handler {name} is not supported by polltgt (vdisk_fileio, vdisk_blockio, vdisk_nullio)"),
+                    format!(
+                        "handler {name} is not supported by polltgt (vdisk_fileio, vdisk_blockio, vdisk_nullio, vcdrom)"
+                    ),
                 );
                 for item in body {
                     let (Item::Section { key, args, .. } | Item::Attr { key, args, .. }) = item;
@@ -502,9 +505,9 @@ TARGET_DRIVER iscsi {
 
     #[test]
     fn unsupported_items_are_errors_or_warnings_with_lines() {
-        let text = "HANDLER vcdrom {\n  DEVICE cd {\n    filename /x.iso\n  }\n}\nTARGET_DRIVER iscsi {\n  internal_portal \"1.2.3.4\"\n  TARGET iqn.2026-11.io.x:t {\n    LUN 0 cd\n  }\n}\n";
+        let text = "HANDLER dev_disk {\n  DEVICE cd {\n    filename /x.iso\n  }\n}\nTARGET_DRIVER iscsi {\n  internal_portal \"1.2.3.4\"\n  TARGET iqn.2026-11.io.x:t {\n    LUN 0 cd\n  }\n}\n";
         let e = import(text, "s.conf", false).unwrap_err().to_string();
-        assert!(e.contains("s.conf:line 1: handler vcdrom"), "{e}");
+        assert!(e.contains("s.conf:line 1: handler dev_disk"), "{e}");
         assert!(e.contains("line 7: iscsi driver attribute internal_portal"), "{e}");
         assert!(
             e.contains("line 9:") && e.contains("device cd, which is left out"),

@@ -22,10 +22,11 @@ use crate::values::{ChapAccount, Size};
 pub const SYSFS_ROOT: &str = "/sys/kernel/scst_tgt";
 
 /// The handlers the tree shows (SCST names), in order.
-pub const HANDLERS: [Handler; 4] = [
+pub const HANDLERS: [Handler; 5] = [
     Handler::VdiskFileio,
     Handler::VdiskBlockio,
     Handler::VdiskNullio,
+    Handler::Vcdrom,
     Handler::Ram,
 ];
 
@@ -227,7 +228,7 @@ fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
 }
 
 /// Device attributes in SCST's names. Creation-time attributes are read-only; `size`/`size_mb` resize and
-/// `resync_size` (write-only) re-reads a file's size.
+/// `resync_size` (write-only) re-reads a file's size; a `vcdrom`'s `filename` changes its medium.
 fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     let v = json(d);
     let def = json(&DeviceConfig::new(&d.name, d.handler));
@@ -244,23 +245,20 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
         attr(k, value, configured(k), false)
     };
     let size = state.as_ref().map(|s| s.size).or(d.size_bytes()).unwrap_or(0);
+    let cdrom = d.handler == Handler::Vcdrom;
     let mut out = vec![attr("handler", d.handler.as_str(), false, false)];
-    if d.handler.needs_filename() {
+    if d.handler.uses_filename() {
         out.push(attr(
             "filename",
             d.filename.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            true,
-            false,
+            d.filename.is_some(),
+            cdrom,
         ));
     }
-    out.push(attr(
-        "blocksize",
-        d.blocksize.bytes().to_string(),
-        configured("blocksize"),
-        false,
-    ));
-    out.push(attr("size", size.to_string(), d.size.is_some(), true));
-    out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), true));
+    let blocksize = if cdrom { state.as_ref().map_or(2048, |s| s.block_size) } else { d.blocksize.bytes() };
+    out.push(attr("blocksize", blocksize.to_string(), configured("blocksize"), false));
+    out.push(attr("size", size.to_string(), d.size.is_some(), !cdrom));
+    out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), !cdrom));
     for k in [
         "read_only",
         "nv_cache",
@@ -283,7 +281,8 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
         false,
         false,
     ));
-    out.push(attr("type", "0", false, false));
+    // SCSI peripheral device type: 0 disk, 5 CD-ROM.
+    out.push(attr("type", if cdrom { "5" } else { "0" }, false, false));
     out.push(attr("exported", device_users(c, &d.name).join(" "), false, false));
     if d.handler.needs_filename() {
         out.push(attr("resync_size", "", false, true));
@@ -380,7 +379,7 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
         ["handlers", h] => match HANDLERS.iter().find(|x| x.as_str() == *h) {
             Some(handler) => node(
                 vec![
-                    attr("type", "0", false, false),
+                    attr("type", if *handler == Handler::Vcdrom { "5" } else { "0" }, false, false),
                     attr(
                         "mgmt",
                         "add_device NAME [attribute=value; ...] | del_device NAME",
@@ -682,6 +681,11 @@ fn set_device_attr(m: &Manager, d: &str, a: &str, value: &str) -> Result<(), Mgm
             m.resize_device(d, size).map_err(here)
         }
         "resync_size" => m.resync_device(d).map(drop).map_err(here),
+        // A vcdrom's medium: a path loads it, an empty value ejects (SCST vcdrom).
+        "filename" if m.config().device(d).is_some_and(|x| x.handler == Handler::Vcdrom) => {
+            let v = value.trim();
+            m.change_medium(d, (!v.is_empty()).then(|| std::path::PathBuf::from(v))).map_err(here)
+        }
         _ => {
             let c = m.config();
             let dev = c

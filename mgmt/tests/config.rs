@@ -418,9 +418,31 @@ fn error_out_of_range() {
 #[test]
 fn error_unknown_handler() {
     assert_eq!(
-        err("devices:\n  - name: cd\n    handler: vcdrom\n"),
-        "polltgt.yaml:3:14: devices[0].handler: unknown variant `vcdrom`, expected one of `ram`, `vdisk_nullio`, \
-         `vdisk_fileio`, `vdisk_blockio`"
+        err("devices:\n  - name: cd\n    handler: dev_disk\n"),
+        "polltgt.yaml:3:14: devices[0].handler: unknown variant `dev_disk`, expected one of `ram`, `vdisk_nullio`, \
+         `vdisk_fileio`, `vdisk_blockio`, `vcdrom`"
+    );
+}
+
+#[test]
+fn vcdrom_devices() {
+    // An empty drive, and one with an image; the size comes from the image, the blocks are 2048 bytes.
+    for yaml in ["devices:\n  - name: cd\n    handler: vcdrom\n", "devices:\n  - { name: cd, handler: vcdrom, filename: /x.iso }\n"]
+    {
+        let c = Config::from_yaml_str(yaml, "polltgt.yaml").unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        assert_eq!(c.devices[0].handler, Handler::Vcdrom);
+    }
+    assert_eq!(
+        err("devices:\n  - { name: cd, handler: vcdrom, size: 1G }\n"),
+        "polltgt.yaml:2:40: devices[0].size: a vcdrom device takes its size from the image in filename"
+    );
+    assert_eq!(
+        err("devices:\n  - { name: cd, handler: vcdrom, blocksize: 4096 }\n"),
+        "polltgt.yaml:2:45: devices[0].blocksize: a vcdrom device has 2048-byte blocks"
+    );
+    assert_eq!(
+        err("devices:\n  - { name: cd, handler: vcdrom, thin_provisioned: true }\n"),
+        "polltgt.yaml:2:52: devices[0].thin_provisioned: a vcdrom device is read-only"
     );
 }
 

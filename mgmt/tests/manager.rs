@@ -42,6 +42,13 @@ impl Backend for Fake {
         self.log(format!("resize_device {} {size:?}", dev.name));
         Ok(size.unwrap_or(4096))
     }
+    fn change_medium(&self, dev: &DeviceConfig) -> Result<(), BackendError> {
+        if dev.filename.as_deref() == Some(std::path::Path::new("/locked.iso")) {
+            return Err(BackendError::new(ErrorKind::Busy, "an initiator prevents medium removal"));
+        }
+        self.log(format!("change_medium {} {:?}", dev.name, dev.filename));
+        Ok(())
+    }
     fn device_state(&self, dev: &DeviceConfig) -> Option<DeviceState> {
         Some(DeviceState {
             size: dev.size_bytes().unwrap_or(1 << 20),
@@ -576,4 +583,33 @@ fn placement_and_provisioning_attributes_are_in_the_tree() {
         .unwrap();
     let d = node(&m, "devices/thin0");
     assert_eq!((a(&d, "thin_provisioned").value.as_str(), a(&d, "thin_provisioned").key), ("1", true));
+}
+
+#[test]
+fn vcdrom_filename_changes_the_medium() {
+    let (f, m) = setup();
+    scst::execute(&m, "handlers/vcdrom", "add_device cd").unwrap();
+    assert_eq!(f.calls(), ["create_device cd"]);
+    assert_eq!(node(&m, "handlers/vcdrom").children, vec!["cd"]);
+    let cd = node(&m, "devices/cd");
+    assert_eq!(cd.attr("type").unwrap().value, "5");
+    let fname = cd.attr("filename").unwrap();
+    assert_eq!((fname.value.as_str(), fname.writable), ("", true));
+    assert!(!cd.attr("size").unwrap().writable);
+    // Writing filename loads a medium; an empty value ejects.
+    tree::set(&m, "devices/cd/filename", "/a.iso").unwrap();
+    assert_eq!(f.calls(), ["change_medium cd Some(\"/a.iso\")"]);
+    assert_eq!(node(&m, "devices/cd").attr("filename").unwrap().value, "/a.iso");
+    tree::set(&m, "/sys/kernel/scst_tgt/handlers/vcdrom/cd/filename", "").unwrap();
+    assert_eq!(f.calls(), ["change_medium cd None"]);
+    // Refused by the target (removal prevented): the configuration keeps the old medium.
+    tree::set(&m, "devices/cd/filename", "/b.iso").unwrap();
+    f.calls();
+    let e = tree::set(&m, "devices/cd/filename", "/locked.iso").unwrap_err();
+    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Busy, Some("filename")));
+    assert_eq!(m.config().device("cd").unwrap().filename.as_deref(), Some(std::path::Path::new("/b.iso")));
+    // A null device has no filename; a relative path is refused.
+    assert_eq!(tree::set(&m, "devices/d0/filename", "/x").unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(tree::set(&m, "devices/cd/filename", "x.iso").unwrap_err().kind, ErrorKind::Invalid);
+    assert!(f.calls().is_empty());
 }

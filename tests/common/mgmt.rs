@@ -152,8 +152,13 @@ impl Session {
 
     /// Start the tool; the first line is "READY" or "LOGIN FAILED ...".
     pub fn start(url: &str, initiator: &str) -> Session {
-        let mut child = Command::new(session_tool())
-            .args(["-i", initiator, url])
+        Session::start_tool(&session_tool(), &["-i", initiator, url])
+    }
+
+    /// Start another line-driven tool with the same protocol (tests/tools/iscsi-mmc.c).
+    pub fn start_tool(tool: &Path, args: &[&str]) -> Session {
+        let mut child = Command::new(tool)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

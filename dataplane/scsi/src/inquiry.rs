@@ -8,8 +8,10 @@ pub(crate) const MAX_SERIAL_LEN: usize = 250;
 /// Longest T10 vendor specific identifier kept: the designator length is one byte, 8 of which are the vendor.
 pub(crate) const MAX_DEVICE_ID_LEN: usize = 255 - 8;
 
-/// VPD pages served, in ascending order (the Supported VPD Pages page lists them).
-pub(crate) const SUPPORTED_VPD: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+/// VPD pages served by a disk, in ascending order (the Supported VPD Pages page lists them).
+pub(crate) const SUPPORTED_VPD: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
+/// VPD pages served by a CD-ROM (no block device pages, no copy manager).
+const SUPPORTED_VPD_CDROM: [u8; 3] = [0x00, 0x80, 0x83];
 
 /// Bytes a COMPARE AND WRITE, WRITE ATOMIC or ORWRITE may cover: what the range lock holds exclusively at once.
 const MAX_ATOMIC_BYTES: u32 = 1 << 20;
@@ -52,9 +54,16 @@ impl Limits {
 
 /// Version descriptors (SPC-4 table 148): SAM-5, iSCSI (no version claimed), SPC-4, SBC-3 (no version claimed).
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
+/// A CD-ROM's: SAM-5, iSCSI, SPC-4, MMC-5 (no version claimed).
+const VERSION_DESCRIPTORS_CDROM: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x02A0];
 
-/// Peripheral qualifier 000b, peripheral device type 00h (direct access block device).
-const PERIPHERAL: u8 = 0x00;
+/// Peripheral qualifier 000b and the peripheral device type: 00h (direct access block device) or 05h (CD/DVD).
+fn peripheral(cfg: &LuConfig) -> u8 {
+    match cfg.device_type {
+        crate::DeviceType::Disk => 0x00,
+        crate::DeviceType::Cdrom => 0x05,
+    }
+}
 
 /// The configuration's strings made safe for the wire: printable ASCII only (others become `_`).
 fn ascii(s: &str, max: usize) -> Vec<u8> {
@@ -69,9 +78,9 @@ fn padded(s: &str, width: usize) -> Vec<u8> {
 }
 
 /// A VPD page: header (peripheral byte, page code, 2-byte page length) and payload.
-fn vpd(page: u8, payload: &[u8]) -> Vec<u8> {
+fn vpd(cfg: &LuConfig, page: u8, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + payload.len());
-    v.push(PERIPHERAL);
+    v.push(peripheral(cfg));
     v.push(page);
     v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     v.extend_from_slice(payload);
@@ -98,30 +107,43 @@ pub(crate) struct Pages {
     block_limits: Vec<u8>,
     characteristics: Vec<u8>,
     provisioning: Vec<u8>,
+    third_party_copy: Vec<u8>,
+    /// The pages `vpd` serves.
+    list: &'static [u8],
     pub(crate) limits: Limits,
 }
 
 impl Pages {
     pub(crate) fn new(cfg: &LuConfig) -> Self {
         let limits = Limits::new(cfg);
+        let list: &'static [u8] = match cfg.device_type {
+            crate::DeviceType::Disk => &SUPPORTED_VPD,
+            crate::DeviceType::Cdrom => &SUPPORTED_VPD_CDROM,
+        };
         Self {
             standard: standard(cfg),
-            supported: vpd(0x00, &SUPPORTED_VPD),
+            supported: vpd(cfg, 0x00, list),
             serial: serial(cfg),
             device_id: device_identification(cfg),
             block_limits: block_limits(cfg, &limits),
             characteristics: characteristics(cfg),
             provisioning: provisioning(cfg),
+            third_party_copy: vpd(cfg, 0x8F, &crate::xcopy::third_party_copy_vpd_payload()),
+            list,
             limits,
         }
     }
 
     /// The VPD page `page`, or `None` when it is not supported.
     pub(crate) fn vpd(&self, page: u8) -> Option<&[u8]> {
+        if !self.list.contains(&page) {
+            return None;
+        }
         Some(match page {
             0x00 => &self.supported,
             0x80 => &self.serial,
             0x83 => &self.device_id,
+            0x8F => &self.third_party_copy,
             0xB0 => &self.block_limits,
             0xB1 => &self.characteristics,
             0xB2 => &self.provisioning,
@@ -132,17 +154,22 @@ impl Pages {
 
 /// Standard INQUIRY data, 96 bytes (SPC-4 §6.6.2).
 fn standard(cfg: &LuConfig) -> Vec<u8> {
+    let cdrom = cfg.device_type == crate::DeviceType::Cdrom;
     let mut d = vec![0u8; 96];
-    d[0] = PERIPHERAL;
-    d[1] = if cfg.removable { 0x80 } else { 0 }; // RMB
+    d[0] = peripheral(cfg);
+    d[1] = if cfg.removable || cdrom { 0x80 } else { 0 }; // RMB
     d[2] = 0x06; // VERSION: SPC-4
     d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
     d[4] = (d.len() - 5) as u8; // ADDITIONAL LENGTH
+    if !cdrom {
+        d[5] = 0x08; // 3PC: EXTENDED COPY is supported
+    }
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&padded(&cfg.vendor, 8));
     d[16..32].copy_from_slice(&padded(&cfg.product, 16));
     d[32..36].copy_from_slice(&padded(&cfg.revision, 4));
-    for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
+    let versions = if cdrom { &VERSION_DESCRIPTORS_CDROM } else { &VERSION_DESCRIPTORS };
+    for (i, v) in versions.iter().enumerate() {
         d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
     }
     d
@@ -155,7 +182,7 @@ fn serial(cfg: &LuConfig) -> Vec<u8> {
     if s.is_empty() {
         s = vec![b' '; 8];
     }
-    vpd(0x80, &s)
+    vpd(cfg, 0x80, &s)
 }
 
 /// Device Identification VPD page (SPC-4 §7.8.6): the NAA designator (binary, associated with the logical unit)
@@ -176,7 +203,7 @@ fn device_identification(cfg: &LuConfig) -> Vec<u8> {
     };
     t10.extend(specific);
     payload.extend(designator(0x2, 0, 0x1, &t10));
-    vpd(0x83, &payload)
+    vpd(cfg, 0x83, &payload)
 }
 
 /// Block Limits VPD page (SBC-3 §6.6.3 with the SBC-4 atomic fields), page length 3Ch. WSNZ = 0 (a WRITE SAME of
@@ -196,7 +223,7 @@ fn block_limits(cfg: &LuConfig, l: &Limits) -> Vec<u8> {
     put(44, &l.max_atomic.to_be_bytes()); // MAXIMUM ATOMIC TRANSFER LENGTH
     put(48, &l.atomic_granule.to_be_bytes()); // ATOMIC ALIGNMENT
     put(52, &l.atomic_granule.to_be_bytes()); // ATOMIC TRANSFER LENGTH GRANULARITY
-    vpd(0xB0, &p)
+    vpd(cfg, 0xB0, &p)
 }
 
 /// Logical Block Provisioning VPD page (SBC-3 §6.6.4), page length 4. Thin provisioned: LBPU (UNMAP), LBPWS and
@@ -208,7 +235,7 @@ fn provisioning(cfg: &LuConfig) -> Vec<u8> {
         p[1] = 0x80 | 0x40 | 0x20 | 0x04;
         p[2] = 0x02;
     }
-    vpd(0xB2, &p)
+    vpd(cfg, 0xB2, &p)
 }
 
 /// Block Device Characteristics VPD page (SBC-3 §6.5.2), page length 3Ch: MEDIUM ROTATION RATE 1 for a
@@ -222,5 +249,5 @@ fn characteristics(cfg: &LuConfig) -> Vec<u8> {
         // WABEREQ 01b (SBC-4 §6.6.2): after SANITIZE BLOCK ERASE, reads succeed (deallocated blocks read as zeros).
         p[7 - 4] = 0x40;
     }
-    vpd(0xB1, &p)
+    vpd(cfg, 0xB1, &p)
 }

@@ -17,6 +17,7 @@ mod cdb;
 mod inquiry;
 mod lu;
 mod lun;
+mod mmc;
 mod mode;
 mod nexus;
 mod ops;
@@ -28,8 +29,10 @@ mod sbc;
 mod sense;
 mod spc;
 mod transport_id;
+mod xcopy;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
+pub use mmc::MediumChangeError;
 pub use provisioning::{LbaExtent, ProvisioningStatus};
 pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
 pub use ops::{commands, opcode, OpInfo};
@@ -37,6 +40,17 @@ pub use pr::{PrSnapshot, PrType};
 pub use pr_persist::PrStateError;
 pub use sense::{Sense, SenseKey, SenseKeySpecific, FIXED_SENSE_LEN};
 pub use transport_id::{NexusIdentity, TargetPort, TransportId, TransportIdError};
+pub use xcopy::{CopyFailure, CopyJob, CopyOutcome, CopyTarget, CopyTargetRef, SegmentIo};
+
+/// The peripheral device type of a logical unit (SPC-4 §6.6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceType {
+    /// 00h: direct access block device (SBC-3).
+    #[default]
+    Disk,
+    /// 05h: CD/DVD device (MMC), read-only with a removable medium.
+    Cdrom,
+}
 
 /// One I_T nexus (for iSCSI: one session), named by the driver. A logical unit keeps unit attentions and the
 /// PREVENT MEDIUM REMOVAL state per nexus.
@@ -99,15 +113,23 @@ pub enum Action {
     WriteAtomic { offset: u64, len: u64, fua: bool },
     /// SANITIZE (SBC-3 §5.19), run to completion before the status.
     Sanitize(SanitizeOp),
+    /// EXTENDED COPY (SPC-4 §6.4): find the copy targets ([`LogicalUnit::is_copy_target`], [`CopyJob::
+    /// check_targets`]), copy every segment ([`CopyJob::segment`]) with reads and writes of the copy targets'
+    /// bdevs, then call [`LogicalUnit::copy_done`] (not `io_done`).
+    ExtendedCopy(Box<CopyJob>),
 }
 
 impl Action {
     /// Whether the block operation changes the medium (a LUN mapped read-only refuses it with 07/27/00).
     pub fn writes_medium(&self) -> bool {
         match self {
-            Action::Respond(_) | Action::Read { .. } | Action::Verify { .. } | Action::Flush | Action::GetLbaStatus { .. } => {
-                false
-            }
+            // EXTENDED COPY writes its destination copy targets, which it checks itself (CopyJob::segment).
+            Action::Respond(_)
+            | Action::Read { .. }
+            | Action::Verify { .. }
+            | Action::Flush
+            | Action::GetLbaStatus { .. }
+            | Action::ExtendedCopy(_) => false,
             Action::Write { .. }
             | Action::WriteVerify { .. }
             | Action::WriteSame { .. }
@@ -208,4 +230,8 @@ pub enum Status {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_mmc;
+#[cfg(test)]
 mod tests_sbc;
+#[cfg(test)]
+mod tests_xcopy;

@@ -7,7 +7,7 @@ use crate::cdb::Cdb;
 use crate::lun::check_control;
 use crate::mode::{ModeState, D_SENSE, SWP, WCE};
 use crate::nexus::NexusTable;
-use crate::ops::{lookup, Lookup, NEEDS_MEDIUM, THIN_ONLY, UA_EXEMPT, WRITES};
+use crate::ops::{lookup_in, Lookup, Table, DISK, MMC, NEEDS_MEDIUM, THIN_ONLY, UA_EXEMPT, WRITES};
 use crate::sense::Sense;
 use crate::{inquiry, opcode, Action, Command, IoResult, NexusId, Response, Status};
 
@@ -49,6 +49,10 @@ pub struct LuConfig {
     /// MAXIMUM TRANSFER LENGTH in logical blocks (Block Limits VPD page); longer READ/WRITE/VERIFY commands fail
     /// with INVALID FIELD IN CDB. 0 = no limit.
     pub max_transfer_blocks: u32,
+    /// Peripheral device type: a disk (SBC-3) or a CD-ROM (MMC; read-only, removable).
+    pub device_type: crate::DeviceType,
+    /// A CD-ROM starts with a medium loaded (an image in the drive); a disk always has its medium.
+    pub medium: bool,
 }
 
 impl Default for LuConfig {
@@ -68,6 +72,8 @@ impl Default for LuConfig {
             device_id: String::new(),
             naa_id: 0,
             max_transfer_blocks: 0,
+            device_type: crate::DeviceType::Disk,
+            medium: true,
         }
     }
 }
@@ -130,6 +136,9 @@ pub struct LogicalUnit {
     pub(crate) num_blocks: AtomicU64,
     /// Always `true` for a non-removable medium.
     pub(crate) medium_present: AtomicBool,
+    /// A medium is in the drive (CD-ROM: an image is loaded, whether or not the tray is closed); always `true` for
+    /// a disk.
+    pub(crate) loaded: AtomicBool,
     /// A SANITIZE is running (set when [`LogicalUnit::execute`] hands it out, cleared by its
     /// [`LogicalUnit::io_done`]).
     pub(crate) sanitizing: AtomicBool,
@@ -140,25 +149,33 @@ pub struct LogicalUnit {
     pub(crate) nexus: NexusTable,
     /// Persistent and SPC-2 reservations (pr.rs, reserve.rs).
     pub(crate) pr: crate::pr::Reservations,
+    pub(crate) device_type: crate::DeviceType,
+    /// The copy manager's results for RECEIVE COPY RESULTS (xcopy.rs).
+    pub(crate) copies: crate::xcopy::CopyRecords,
 }
 
 impl LogicalUnit {
     /// Builds a logical unit. Strings that are too long are truncated and characters outside printable ASCII are
     /// replaced; call [`LuConfig::validate`] (or [`LogicalUnit::try_new`]) to refuse such a configuration instead.
     pub fn new(cfg: LuConfig) -> Self {
+        let cdrom = cfg.device_type == crate::DeviceType::Cdrom;
+        let medium = !cdrom || cfg.medium;
         Self {
             block_size: cfg.block_size,
-            read_only: cfg.read_only,
-            removable: cfg.removable,
+            read_only: cfg.read_only || cdrom,
+            removable: cfg.removable || cdrom,
             thin: cfg.thin_provisioned,
             max_transfer_blocks: cfg.max_transfer_blocks,
             num_blocks: AtomicU64::new(cfg.num_blocks),
-            medium_present: AtomicBool::new(true),
+            medium_present: AtomicBool::new(medium),
+            loaded: AtomicBool::new(medium),
             sanitizing: AtomicBool::new(false),
             mode: ModeState::new(if cfg.write_cache { WCE } else { 0 }),
             pages: RwLock::new(Arc::new(inquiry::Pages::new(&cfg))),
             nexus: NexusTable::new(),
             pr: crate::pr::Reservations::default(),
+            device_type: cfg.device_type,
+            copies: crate::xcopy::CopyRecords::default(),
         }
     }
 
@@ -181,6 +198,11 @@ impl LogicalUnit {
     /// Whether the (removable) medium is loaded; always `true` for a fixed medium.
     pub fn medium_present(&self) -> bool {
         self.medium_present.load(Ordering::Acquire)
+    }
+
+    /// The peripheral device type.
+    pub fn device_type(&self) -> crate::DeviceType {
+        self.device_type
     }
 
     /// Whether the logical unit is thin provisioned (LBPME).
@@ -221,8 +243,16 @@ impl LogicalUnit {
         }
     }
 
+    /// The commands of the logical unit's device type.
+    pub(crate) fn table(&self) -> &'static Table {
+        match self.device_type {
+            crate::DeviceType::Disk => &DISK,
+            crate::DeviceType::Cdrom => &MMC,
+        }
+    }
+
     fn dispatch(&self, cmd: &Command<'_>) -> Result<Action, Sense> {
-        let found = lookup(cmd.cdb);
+        let found = lookup_in(self.table(), cmd.cdb);
         let exempt = matches!(found, Lookup::Found(info) if info.has(UA_EXEMPT));
         if let Some(ua) = self.nexus.observe(cmd.nexus, !exempt) {
             return Err(ua);
@@ -274,7 +304,7 @@ impl LogicalUnit {
         if cmd.cdb.first() == Some(&opcode::SANITIZE) {
             self.sanitizing.store(false, Ordering::Release);
         }
-        let writes = match lookup(cmd.cdb) {
+        let writes = match lookup_in(self.table(), cmd.cdb) {
             Lookup::Found(info) => {
                 info.has(WRITES)
                     || matches!(
@@ -326,6 +356,7 @@ impl LogicalUnit {
     pub fn nexus_gone(&self, nexus: NexusId) {
         self.nexus.lock().remove(nexus);
         self.reservations_nexus_gone(nexus);
+        self.copies.nexus_gone(nexus);
     }
 
     /// Changes the capacity (the bdev was resized) and establishes 06/2A/09 CAPACITY DATA HAS CHANGED for every
@@ -353,6 +384,7 @@ impl LogicalUnit {
         cfg.removable = self.removable;
         cfg.thin_provisioned = self.thin;
         cfg.max_transfer_blocks = self.max_transfer_blocks;
+        cfg.device_type = self.device_type;
         let new = inquiry::Pages::new(&cfg);
         let mut locked = self.nexus.lock();
         let mut pages = self.pages.write().unwrap_or_else(PoisonError::into_inner);

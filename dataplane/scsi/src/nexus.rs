@@ -30,6 +30,8 @@ pub(crate) struct NexusState {
     pub(crate) pending: VecDeque<Sense>,
     /// PREVENT ALLOW MEDIUM REMOVAL: this nexus prevents removal.
     pub(crate) prevent: bool,
+    /// The media event GET EVENT STATUS NOTIFICATION reports next (MMC-5 table 154; 0: no change).
+    pub(crate) media_event: u8,
 }
 
 #[derive(Debug, Default)]
@@ -191,6 +193,14 @@ impl Locked<'_> {
             table.with_pending.fetch_add(1, Ordering::AcqRel);
         }
         state.pending.push_back(ua);
+    }
+
+    /// Sets the media event every known nexus reports next with GET EVENT STATUS NOTIFICATION (a later event
+    /// replaces one not yet reported).
+    pub(crate) fn media_event_all(&mut self, event: u8) {
+        for state in self.inner.nexuses.values_mut() {
+            state.media_event = event;
+        }
     }
 
     /// Clears the PREVENT flag of every nexus (logical unit reset, SPC-4 PREVENT ALLOW MEDIUM REMOVAL).

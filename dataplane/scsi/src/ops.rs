@@ -4,7 +4,10 @@
 
 use crate::sense::Sense;
 use crate::pr::{sa_in, sa_out};
-use crate::{mode, pr, provisioning, reserve, sbc, spc, Action, Command, LogicalUnit};
+use crate::xcopy::{
+    self, SA_COPY_STATUS, SA_EXTENDED_COPY_LID1, SA_FAILED_SEGMENT_DETAILS, SA_OPERATING_PARAMETERS, SA_RECEIVE_DATA,
+};
+use crate::{mmc, mode, pr, provisioning, reserve, sbc, spc, Action, Command, LogicalUnit};
 
 /// Operation codes (SPC-4 / SBC-3).
 pub mod opcode {
@@ -36,6 +39,10 @@ pub mod opcode {
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
     pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+    /// THIRD-PARTY COPY OUT: EXTENDED COPY (LID1) (SPC-4 §6.4).
+    pub const EXTENDED_COPY: u8 = 0x83;
+    /// THIRD-PARTY COPY IN: RECEIVE COPY RESULTS (SPC-4 §6.18).
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
@@ -54,6 +61,11 @@ pub mod opcode {
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
     pub const READ_DEFECT_DATA_12: u8 = 0xB7;
+    /// MMC-5 (CD-ROM).
+    pub const READ_TOC_PMA_ATIP: u8 = 0x43;
+    pub const GET_CONFIGURATION: u8 = 0x46;
+    pub const GET_EVENT_STATUS_NOTIFICATION: u8 = 0x4A;
+    pub const READ_DISC_INFORMATION: u8 = 0x51;
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
@@ -152,7 +164,7 @@ const FF: u8 = 0xFF;
 const GRP: u8 = 0x1F;
 
 /// Sorted by operation code (then service action); rows sharing an operation code are contiguous.
-const OPS_TABLE: [OpInfo; 60] = [
+const OPS_TABLE: [OpInfo; 65] = [
     op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
     op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
     op!(READ_6, None, "READ(6)", NEEDS_MEDIUM, sbc::read, [READ_6, 0x1F, FF, FF, FF, CTL]),
@@ -216,6 +228,16 @@ const OPS_TABLE: [OpInfo; 60] = [
         [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
     op!(PERSISTENT_RESERVE_OUT, Some(sa_out::REGISTER_AND_MOVE), "PERSISTENT RESERVE OUT", 0, pr::persistent_reserve_out,
         [PERSISTENT_RESERVE_OUT, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL]),
+    op!(EXTENDED_COPY, Some(SA_EXTENDED_COPY_LID1), "EXTENDED COPY(LID1)", 0, xcopy::extended_copy,
+        [EXTENDED_COPY, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_COPY_STATUS), "RECEIVE COPY STATUS(LID1)", 0, xcopy::receive_copy_results,
+        [RECEIVE_COPY_RESULTS, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_RECEIVE_DATA), "RECEIVE COPY DATA(LID1)", 0, xcopy::receive_copy_results,
+        [RECEIVE_COPY_RESULTS, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_OPERATING_PARAMETERS), "RECEIVE COPY OPERATING PARAMETERS", 0,
+        xcopy::receive_copy_results, [RECEIVE_COPY_RESULTS, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(RECEIVE_COPY_RESULTS, Some(SA_FAILED_SEGMENT_DETAILS), "RECEIVE COPY FAILURE DETAILS(LID1)", 0,
+        xcopy::receive_copy_results, [RECEIVE_COPY_RESULTS, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
     op!(READ_16, None, "READ(16)", NEEDS_MEDIUM, sbc::read,
         [READ_16, RW1, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GRP, CTL]),
     op!(COMPARE_AND_WRITE, None, "COMPARE AND WRITE", MEDIUM_WRITE, sbc::compare_and_write,
@@ -257,20 +279,67 @@ const OPS_TABLE: [OpInfo; 60] = [
 
 static OPS: [OpInfo; OPS_TABLE.len()] = OPS_TABLE;
 
+/// The commands of a CD-ROM (MMC-5), sorted like `OPS_TABLE`.
+const MMC_TABLE: [OpInfo; 17] = [
+    op!(TEST_UNIT_READY, None, "TEST UNIT READY", NEEDS_MEDIUM, spc::test_unit_ready, [TEST_UNIT_READY, 0, 0, 0, 0, CTL]),
+    op!(REQUEST_SENSE, None, "REQUEST SENSE", UA_EXEMPT, spc::request_sense, [REQUEST_SENSE, 0x01, 0, 0, FF, CTL]),
+    op!(INQUIRY, None, "INQUIRY", UA_EXEMPT, spc::inquiry, [INQUIRY, 0x03, FF, FF, FF, CTL]),
+    op!(MODE_SENSE_6, None, "MODE SENSE(6)", 0, mmc::mode_sense, [MODE_SENSE_6, 0x08, FF, FF, FF, CTL]),
+    op!(START_STOP_UNIT, None, "START STOP UNIT", 0, mmc::start_stop_unit, [START_STOP_UNIT, 0x01, 0, 0, 0xF3, CTL]),
+    op!(PREVENT_ALLOW_MEDIUM_REMOVAL, None, "PREVENT ALLOW MEDIUM REMOVAL", 0, sbc::prevent_allow,
+        [PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, CTL]),
+    op!(READ_CAPACITY_10, None, "READ CAPACITY", NEEDS_MEDIUM, sbc::read_capacity_10,
+        [READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, CTL]),
+    op!(READ_10, None, "READ(10)", NEEDS_MEDIUM, sbc::read, [READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, CTL]),
+    op!(READ_TOC_PMA_ATIP, None, "READ TOC/PMA/ATIP", NEEDS_MEDIUM, mmc::read_toc,
+        [READ_TOC_PMA_ATIP, 0x02, 0x0F, 0, 0, 0, FF, FF, FF, CTL]),
+    // GET CONFIGURATION and GET EVENT STATUS NOTIFICATION report no unit attention (MMC-5 §4.1.6.1).
+    op!(GET_CONFIGURATION, None, "GET CONFIGURATION", UA_EXEMPT, mmc::get_configuration,
+        [GET_CONFIGURATION, 0x03, FF, FF, 0, 0, 0, FF, FF, CTL]),
+    op!(GET_EVENT_STATUS_NOTIFICATION, None, "GET EVENT STATUS NOTIFICATION", UA_EXEMPT, mmc::get_event_status,
+        [GET_EVENT_STATUS_NOTIFICATION, 0x01, 0, 0, FF, 0, 0, FF, FF, CTL]),
+    op!(READ_DISC_INFORMATION, None, "READ DISC INFORMATION", NEEDS_MEDIUM, mmc::read_disc_information,
+        [READ_DISC_INFORMATION, 0x07, 0, 0, 0, 0, 0, FF, FF, CTL]),
+    op!(MODE_SENSE_10, None, "MODE SENSE(10)", 0, mmc::mode_sense, [MODE_SENSE_10, 0x08, FF, FF, 0, 0, 0, FF, FF, CTL]),
+    op!(REPORT_LUNS, None, "REPORT LUNS", UA_EXEMPT, spc::report_luns, [REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(MAINTENANCE_IN, Some(SA_REPORT_SUPPORTED_OPERATION_CODES), "REPORT SUPPORTED OPERATION CODES", 0,
+        spc::report_supported_operation_codes, [MAINTENANCE_IN, 0x1F, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, CTL]),
+    op!(MAINTENANCE_IN, Some(SA_REPORT_SUPPORTED_TMFS), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", 0,
+        spc::report_supported_tmfs, [MAINTENANCE_IN, 0x1F, 0x80, 0, 0, 0, FF, FF, FF, FF, 0, CTL]),
+    op!(READ_12, None, "READ(12)", NEEDS_MEDIUM, sbc::read, [READ_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, CTL]),
+];
+
+static MMC_OPS: [OpInfo; MMC_TABLE.len()] = MMC_TABLE;
+
 const NONE: u8 = u8::MAX;
 
-/// Operation code -> index of its first row in `OPS`, or `NONE`.
-const INDEX: [u8; 256] = {
+/// Operation code -> index of its first row in `table`, or `NONE`.
+const fn build_index(table: &[OpInfo]) -> [u8; 256] {
     let mut idx = [NONE; 256];
-    let mut i = OPS_TABLE.len();
+    let mut i = table.len();
     while i > 0 {
         i -= 1;
-        idx[OPS_TABLE[i].opcode as usize] = i as u8;
+        idx[table[i].opcode as usize] = i as u8;
     }
     idx
-};
+}
 
-/// Every supported command, in operation code order (for REPORT SUPPORTED OPERATION CODES).
+const INDEX: [u8; 256] = build_index(&OPS_TABLE);
+const MMC_INDEX: [u8; 256] = build_index(&MMC_TABLE);
+
+/// A command table with its operation code index.
+pub(crate) struct Table {
+    pub(crate) ops: &'static [OpInfo],
+    index: &'static [u8; 256],
+}
+
+/// The commands of a direct access block device.
+pub(crate) static DISK: Table = Table { ops: &OPS, index: &INDEX };
+/// The commands of a CD-ROM.
+pub(crate) static MMC: Table = Table { ops: &MMC_OPS, index: &MMC_INDEX };
+
+/// Every supported command of a direct access block device, in operation code order (for REPORT SUPPORTED
+/// OPERATION CODES).
 pub fn commands() -> &'static [OpInfo] {
     &OPS
 }
@@ -285,16 +354,21 @@ pub(crate) enum Lookup {
     BadServiceAction,
 }
 
+#[cfg(test)]
 pub(crate) fn lookup(cdb: &[u8]) -> Lookup {
+    lookup_in(&DISK, cdb)
+}
+
+pub(crate) fn lookup_in(table: &Table, cdb: &[u8]) -> Lookup {
     let Some(&opcode) = cdb.first() else {
         return Lookup::BadOpcode;
     };
-    let first = INDEX[usize::from(opcode)];
+    let first = table.index[usize::from(opcode)];
     if first == NONE {
         return Lookup::BadOpcode;
     }
     let sa = u16::from(cdb.get(1).copied().unwrap_or(0) & 0x1F);
-    for info in OPS.iter().skip(usize::from(first)).take_while(|i| i.opcode == opcode) {
+    for info in table.ops.iter().skip(usize::from(first)).take_while(|i| i.opcode == opcode) {
         match info.service_action {
             None => return Lookup::Found(info),
             Some(s) if s == sa => return Lookup::Found(info),
@@ -310,7 +384,13 @@ mod tests {
 
     #[test]
     fn table_is_sorted_and_consistent() {
-        for w in OPS.windows(2) {
+        for ops in [&OPS[..], &MMC_OPS[..]] {
+            check_table(ops);
+        }
+    }
+
+    fn check_table(ops: &[OpInfo]) {
+        for w in ops.windows(2) {
             assert!(
                 (w[0].opcode, w[0].service_action) < (w[1].opcode, w[1].service_action),
                 "{} before {}",
@@ -318,17 +398,17 @@ mod tests {
                 w[1].name
             );
         }
-        for op in &OPS {
+        for op in ops {
             assert_eq!(op.usage.first(), Some(&op.opcode), "{}", op.name);
             assert!(matches!(op.cdb_len, 6 | 10 | 12 | 16), "{}", op.name);
             // Every CDB's control byte evaluates NACA.
             assert_eq!(op.usage.last(), Some(&CTL), "{}", op.name);
             // A row with a service action never shares its opcode with a row without one.
-            let same: Vec<_> = OPS.iter().filter(|o| o.opcode == op.opcode).collect();
+            let same: Vec<_> = ops.iter().filter(|o| o.opcode == op.opcode).collect();
             assert!(same.iter().all(|o| o.service_action.is_some() == op.service_action.is_some()));
         }
         // The operation code length group (SPC-4 §4.2.5.1) matches the CDB length.
-        for op in &OPS {
+        for op in ops {
             let expect = match op.opcode >> 5 {
                 0 => 6,
                 1 | 2 => 10,

@@ -57,6 +57,17 @@ pub enum SenseKeySpecific {
     },
     /// Progress indication (SPC-4 §4.5.2.4.4): fraction of the operation done, in units of 1/65536.
     Progress(u16),
+    /// Segment pointer (SPC-4 §4.5.2.4.6), for COPY ABORTED: the byte (and optionally bit) in error, counted from
+    /// the start of the segment descriptor being processed when `in_segment` (the SD bit) is set, else from the
+    /// start of the parameter list.
+    SegmentPointer {
+        /// SD bit: the FIELD POINTER is relative to the segment descriptor.
+        in_segment: bool,
+        /// FIELD POINTER.
+        byte: u16,
+        /// BIT POINTER with BPV set, or `None`.
+        bit: Option<u8>,
+    },
 }
 
 impl SenseKeySpecific {
@@ -78,6 +89,17 @@ impl SenseKeySpecific {
                 let [hi, lo] = p.to_be_bytes();
                 [0x80, hi, lo]
             }
+            SenseKeySpecific::SegmentPointer { in_segment, byte, bit } => {
+                let mut b0 = 0x80;
+                if in_segment {
+                    b0 |= 0x20;
+                }
+                if let Some(bit) = bit {
+                    b0 |= 0x08 | (bit & 0x07);
+                }
+                let [hi, lo] = byte.to_be_bytes();
+                [b0, hi, lo]
+            }
         }
     }
 }
@@ -95,6 +117,9 @@ pub struct Sense {
     pub information: Option<u64>,
     /// Sense-key-specific field; `None` leaves SKSV clear.
     pub sks: Option<SenseKeySpecific>,
+    /// COMMAND-SPECIFIC INFORMATION field (e.g. the segment number of a COPY ABORTED, SPC-4 §6.4.3.2); `None`
+    /// leaves it zero.
+    pub command_specific: Option<u32>,
 }
 
 /// Length of the fixed-format sense data this crate emits (SPC-4 §4.5.3: ADDITIONAL SENSE LENGTH = 10).
@@ -103,7 +128,7 @@ pub const FIXED_SENSE_LEN: usize = 18;
 impl Sense {
     /// A sense value with only key, ASC and ASCQ.
     pub const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
-        Self { key, asc, ascq, information: None, sks: None }
+        Self { key, asc, ascq, information: None, sks: None, command_specific: None }
     }
 
     /// Sets the INFORMATION field.
@@ -115,6 +140,12 @@ impl Sense {
     /// Sets the sense-key-specific field.
     pub const fn with_sks(mut self, sks: SenseKeySpecific) -> Self {
         self.sks = Some(sks);
+        self
+    }
+
+    /// Sets the COMMAND-SPECIFIC INFORMATION field.
+    pub const fn with_command_specific(mut self, value: u32) -> Self {
+        self.command_specific = Some(value);
         self
     }
 
@@ -252,6 +283,48 @@ impl Sense {
         Self::new(SenseKey::Miscompare, 0x1D, 0x00).with_information(offset)
     }
 
+    /// 05/00/16 OPERATION IN PROGRESS (an EXTENDED COPY with the same list identifier is still being processed for
+    /// this I_T nexus, SPC-4 §6.4.1).
+    pub const fn operation_in_progress() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x00, 0x16)
+    }
+
+    /// 05/26/06 TOO MANY TARGET DESCRIPTORS (EXTENDED COPY).
+    pub const fn too_many_target_descriptors() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x06)
+    }
+
+    /// 05/26/07 UNSUPPORTED TARGET DESCRIPTOR TYPE CODE, pointing at the descriptor's type code.
+    pub const fn unsupported_target_descriptor(byte: u16) -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x07)
+            .with_sks(SenseKeySpecific::FieldPointer { in_cdb: false, byte, bit: None })
+    }
+
+    /// 05/26/08 TOO MANY SEGMENT DESCRIPTORS (EXTENDED COPY).
+    pub const fn too_many_segment_descriptors() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x08)
+    }
+
+    /// 05/26/09 UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE, pointing at the descriptor's type code.
+    pub const fn unsupported_segment_descriptor(byte: u16) -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x09)
+            .with_sks(SenseKeySpecific::FieldPointer { in_cdb: false, byte, bit: None })
+    }
+
+    /// 05/26/0B INLINE DATA LENGTH EXCEEDED (EXTENDED COPY: the copy manager holds no inline data).
+    pub const fn inline_data_length_exceeded() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x0B)
+    }
+
+    /// 0A/ASC/ASCQ COPY ABORTED while processing segment descriptor `segment` (SPC-4 §6.4.3.3): the segment number
+    /// in the COMMAND-SPECIFIC INFORMATION field (its low two bytes; the source and destination sense data offsets
+    /// are zero) and a segment pointer to byte `byte` of that segment descriptor.
+    pub const fn copy_aborted(asc: u8, ascq: u8, segment: u16, byte: u16) -> Self {
+        Self::new(SenseKey::CopyAborted, asc, ascq)
+            .with_command_specific(segment as u32)
+            .with_sks(SenseKeySpecific::SegmentPointer { in_segment: true, byte, bit: None })
+    }
+
     /// 04/44/00 INTERNAL TARGET FAILURE.
     pub const fn internal_target_failure() -> Self {
         Self::new(SenseKey::HardwareError, 0x44, 0x00)
@@ -270,6 +343,9 @@ impl Sense {
             b[3..7].copy_from_slice(&info.to_be_bytes());
         }
         b[7] = (FIXED_SENSE_LEN - 8) as u8;
+        if let Some(csi) = self.command_specific {
+            b[8..12].copy_from_slice(&csi.to_be_bytes());
+        }
         b[12] = self.asc;
         b[13] = self.ascq;
         if let Some(sks) = self.sks {
@@ -279,14 +355,18 @@ impl Sense {
     }
 
     /// Descriptor-format sense data (SPC-4 §4.5.2), response code 72h (current error), with an Information
-    /// descriptor (§4.5.2.2) when INFORMATION is set and a Sense key specific descriptor (§4.5.2.4) when the
-    /// sense-key-specific field is set.
+    /// descriptor (§4.5.2.2) when INFORMATION is set, a Command-specific information descriptor (§4.5.2.3) when
+    /// that field is set and a Sense key specific descriptor (§4.5.2.4) when the sense-key-specific field is set.
     pub fn to_descriptor(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(8 + 12 + 8);
         b.extend_from_slice(&[0x72, self.key as u8, self.asc, self.ascq, 0, 0, 0, 0]);
         if let Some(info) = self.information {
             b.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
             b.extend_from_slice(&info.to_be_bytes());
+        }
+        if let Some(csi) = self.command_specific {
+            b.extend_from_slice(&[0x01, 0x0A, 0x00, 0x00]);
+            b.extend_from_slice(&u64::from(csi).to_be_bytes());
         }
         if let Some(sks) = self.sks {
             let [s0, s1, s2] = sks.to_bytes();
@@ -352,6 +432,20 @@ mod tests {
                 0x72, 0x05, 0x24, 0x00, 0, 0, 0, 20, // header
                 0x00, 0x0A, 0x80, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, // information descriptor
                 0x02, 0x06, 0x00, 0x00, 0xC0, 0x00, 0x02, 0x00, // sense key specific descriptor
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_aborted_carries_segment_number_and_segment_pointer() {
+        let s = Sense::copy_aborted(0x0D, 0x02, 3, 6);
+        assert_eq!(s.to_fixed(), [0x70, 0, 0x0A, 0, 0, 0, 0, 10, 0, 0, 0, 3, 0x0D, 0x02, 0, 0xA0, 0, 6]);
+        assert_eq!(
+            s.to_descriptor(),
+            [
+                0x72, 0x0A, 0x0D, 0x02, 0, 0, 0, 20, // header
+                0x01, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, // command-specific information
+                0x02, 0x06, 0, 0, 0xA0, 0, 6, 0, // segment pointer
             ]
         );
     }

@@ -98,7 +98,7 @@ pub(crate) fn report_supported_operation_codes(lu: &LogicalUnit, cmd: &Command<'
     let rctd = c.bit(2, 7);
     let options = c.u8(2) & 0x07;
     let alloc = c.u32(6) as usize;
-    let all: Vec<&OpInfo> = crate::commands().iter().filter(|op| lu.thin || !op.has(THIN_ONLY)).collect();
+    let all: Vec<&OpInfo> = lu.table().ops.iter().filter(|op| lu.thin || !op.has(THIN_ONLY)).collect();
     let data = if options == 0 {
         let mut descriptors = Vec::with_capacity(all.len() * 20);
         for op in &all {

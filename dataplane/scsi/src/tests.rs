@@ -324,6 +324,7 @@ fn expected_standard(rmb: bool) -> Vec<u8> {
     d[2] = 0x06;
     d[3] = 0x12;
     d[4] = 91;
+    d[5] = 0x08;
     d[7] = 0x02;
     d[8..16].copy_from_slice(b"POLLTGT ");
     d[16..32].copy_from_slice(b"VDISK           ");
@@ -379,7 +380,7 @@ fn inquiry_strings_are_padded_truncated_and_sanitized() {
 fn vpd_supported_pages_and_every_listed_page_is_readable() {
     let lu = ready(cfg());
     let d = assert_good(exec(&lu, &inquiry(true, 0, 255)));
-    assert_eq!(d, [0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+    assert_eq!(d, [0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
     for &page in &d[4..] {
         let p = assert_good(exec(&lu, &inquiry(true, page, 255)));
         assert_eq!(p[1], page);

@@ -83,7 +83,8 @@ pub(super) fn abandon(device: &Device, lun: u64, cdb: &[u8]) {
 fn lock_need(a: &Action) -> Option<(u64, u64, bool)> {
     let span = |offset: u64, len: u64| (offset, offset.saturating_add(len));
     let (start, end) = match a {
-        Action::Respond(_) | Action::Flush | Action::GetLbaStatus { .. } => return None,
+        // EXTENDED COPY takes the range of each of its steps on the copy targets (xcopy.rs).
+        Action::Respond(_) | Action::Flush | Action::GetLbaStatus { .. } | Action::ExtendedCopy(_) => return None,
         Action::Read { offset, len, .. }
         | Action::Write { offset, len, .. }
         | Action::Verify { offset, len, .. }
@@ -265,7 +266,12 @@ impl BlockOp {
             }
             Action::Respond(r) => (BlockOp { state: State::Last }, Step::Done(Outcome::Response(r))),
             // SANITIZE starts with [`BlockOp::sanitize`]; READ, WRITE and FLUSH are single I/Os of the driver.
-            Action::Sanitize(_) | Action::Read { .. } | Action::Write { .. } | Action::Flush => fail(State::Last),
+            // EXTENDED COPY runs in xcopy.rs.
+            Action::Sanitize(_)
+            | Action::Read { .. }
+            | Action::Write { .. }
+            | Action::Flush
+            | Action::ExtendedCopy(_) => fail(State::Last),
         }
     }
 
@@ -449,7 +455,7 @@ impl BlockOp {
 
 impl ReactorState {
     /// The nexus of connection slot `i` (0 when it has no session any more).
-    fn nexus_of(&self, i: usize) -> NexusId {
+    pub(super) fn nexus_of(&self, i: usize) -> NexusId {
         self.slots.get(i).and_then(|s| s.as_ref()).and_then(|s| s.session.as_ref()).map_or(NexusId(0), |s| s.nexus)
     }
 
@@ -493,7 +499,7 @@ impl ReactorState {
     }
 
     /// Takes `start..end` of `device`'s range lock; `Err` carries the queued exclusive request to retry with.
-    fn acquire(
+    pub(super) fn acquire(
         &mut self,
         device: &Arc<Device>,
         start: u64,
@@ -613,8 +619,17 @@ impl ReactorState {
     /// Forgets this reactor's range-lock state of devices that are gone (not in `live`) once none of its commands
     /// uses it, giving the lock slot back.
     pub(crate) fn drop_idle_locks(&mut self, live: &std::collections::HashSet<u64>) {
-        let busy: std::collections::HashSet<u64> =
-            self.parked.iter().map(|p| p.device.id).chain(self.pending.values().map(|p| p.device.id)).collect();
+        let copies = self.pending.values().filter_map(|p| match &p.kind {
+            PendingKind::Copy(op) => Some(op.devices()),
+            _ => None,
+        });
+        let busy: std::collections::HashSet<u64> = self
+            .parked
+            .iter()
+            .map(|p| p.device.id)
+            .chain(self.pending.values().map(|p| p.device.id))
+            .chain(copies.flatten())
+            .collect();
         self.locks.retain(|id, l| {
             let keep = live.contains(id) || l.fast > 0 || busy.contains(id);
             if !keep {
