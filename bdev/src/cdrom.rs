@@ -64,6 +64,10 @@ impl CdromBdev {
 }
 
 impl Bdev for CdromBdev {
+    fn block_size(&self) -> u32 {
+        CDROM_BLOCK_SIZE
+    }
+
     fn info(&self) -> BdevInfo {
         let medium = self.shared.medium();
         BdevInfo {

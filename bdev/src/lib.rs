@@ -127,6 +127,11 @@ pub enum BdevError {
 pub trait Bdev: Send + Sync {
     /// Static description.
     fn info(&self) -> BdevInfo;
+    /// The block size of [`Bdev::info`], without building the whole description (the command path asks it per
+    /// command).
+    fn block_size(&self) -> u32 {
+        self.info().block_size
+    }
     /// One channel per reactor (SPDK's io_channel); never shared between threads.
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError>;
     /// Changes the capacity (SCST's `resync_size`): `None` re-reads the size of the backing file or device, `Some`

@@ -47,6 +47,10 @@ impl Bdev for NullBdev {
         info
     }
 
+    fn block_size(&self) -> u32 {
+        self.info.block_size
+    }
+
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
         Ok(Box::new(NullChannel {
             geom: Geometry {

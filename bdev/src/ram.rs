@@ -142,6 +142,10 @@ impl Bdev for RamBdev {
         self.info.clone()
     }
 
+    fn block_size(&self) -> u32 {
+        self.info.block_size
+    }
+
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
         Ok(Box::new(RamChannel {
             mem: Arc::clone(&self.mem),

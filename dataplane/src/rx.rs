@@ -9,7 +9,6 @@
 //! `rbuf` in the same call. The claimed buffer goes to the bdev as the WRITE's buffer: page aligned (O_DIRECT) and
 //! never copied again. Small PDUs that arrive many per read are copied once, like SPDK's receive pipe does.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::{Buf as _, Bytes, BytesMut};
@@ -17,6 +16,7 @@ use polltgt_hugepages::{Buf, BufPool};
 use polltgt_iscsi::conn::Connection;
 use polltgt_iscsi::session::Placement;
 use polltgt_tcpstack::{KernelConn, RecvStatus, TcpError};
+use rustc_hash::FxHashMap as HashMap;
 
 /// Receive buffer bytes offered to one read.
 pub(crate) const RECV_CHUNK: usize = 256 * 1024;
@@ -71,7 +71,7 @@ fn claims_data(opcode: u8) -> bool {
 
 impl RxPath {
     pub(crate) fn new() -> RxPath {
-        RxPath { rbuf: BytesMut::with_capacity(RECV_CHUNK), claimed: HashMap::new(), landing: None }
+        RxPath { rbuf: BytesMut::with_capacity(RECV_CHUNK), claimed: HashMap::default(), landing: None }
     }
 
     /// The claimed buffer of a delivered placed write.

@@ -336,6 +336,10 @@ impl Bdev for FileBdev {
         info
     }
 
+    fn block_size(&self) -> u32 {
+        self.info.block_size
+    }
+
     fn resize(&self, num_blocks: Option<u64>) -> Result<u64, BdevError> {
         if num_blocks.is_some() {
             return Err(BdevError::InvalidConfig(format!(

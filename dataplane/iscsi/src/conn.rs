@@ -236,6 +236,9 @@ pub struct Connection {
     digest_tx: u64,
     closed: bool,
     stats: ConnStats,
+    /// Where the headers of sent PDUs are written: each header is split off as a `Bytes` sharing this block (a
+    /// reference count, not an allocation per PDU); a new block is taken when one is used up.
+    headers: BytesMut,
 }
 
 impl std::fmt::Debug for Connection {
@@ -270,6 +273,7 @@ impl Connection {
             digest_tx: 0,
             closed: false,
             stats: ConnStats::default(),
+            headers: BytesMut::new(),
         }
     }
 
@@ -411,20 +415,34 @@ impl Connection {
 
     /// The next PDU to send as a chain of buffers.
     pub fn poll_transmit(&mut self) -> Option<Vec<Bytes>> {
-        if let Some(chain) = self.out.pop_front() {
+        let mut chain = Vec::new();
+        self.poll_transmit_into(&mut chain).then_some(chain)
+    }
+
+    /// [`Connection::poll_transmit`] appending the next PDU's buffers to `chain` (which the caller may reuse from
+    /// PDU to PDU); false when there is nothing to send.
+    pub fn poll_transmit_into(&mut self, chain: &mut Vec<Bytes>) -> bool {
+        if let Some(c) = self.out.pop_front() {
             self.stats.pdus_sent += 1;
-            return Some(chain);
+            chain.extend(c);
+            return true;
         }
         loop {
-            let Phase::Full(s) = &mut self.phase else { return None };
-            let pdu = s.poll_pdu()?;
-            match encode(&pdu.header, pdu.data, self.digests) {
-                Ok(mut chain) => {
+            let Phase::Full(s) = &mut self.phase else { return false };
+            let Some(pdu) = s.poll_pdu() else { return false };
+            let start = chain.len();
+            match encode_into(&pdu.header, pdu.data, self.digests, &mut self.headers, chain) {
+                Ok(()) => {
                     self.stats.pdus_sent += 1;
-                    self.inject_send_fault(&mut chain);
-                    return Some(chain);
+                    if self.faults.send_every != 0 {
+                        if let Some(c) = chain.get_mut(start..) {
+                            self.inject_send_fault(c);
+                        }
+                    }
+                    return true;
                 }
                 Err(e) => {
+                    chain.truncate(start);
                     tracing::error!(error = %e, header = ?pdu.header, "PDU dropped");
                     self.close_with(CloseReason::Internal);
                 }
@@ -744,15 +762,41 @@ impl Connection {
 
 /// One PDU as a chain of buffers: BHS (+ header digest), the data segment buffers, padding (+ data digest).
 pub fn encode(header: &Header, data: Vec<Bytes>, digests: Digests) -> Result<Vec<Bytes>, ConnError> {
+    let mut chain = Vec::with_capacity(data.len() + 2);
+    encode_into(header, data, digests, &mut BytesMut::new(), &mut chain)?;
+    Ok(chain)
+}
+
+/// Bytes of header block taken at a time by [`encode_into`] (about 300 BHSs).
+const HEADER_BLOCK: usize = 16 * 1024;
+
+/// [`encode`] appending to `chain`, with the header (and its digest) written into `headers` and split off it.
+pub fn encode_into(
+    header: &Header,
+    data: Vec<Bytes>,
+    digests: Digests,
+    headers: &mut BytesMut,
+    chain: &mut Vec<Bytes>,
+) -> Result<(), ConnError> {
     let data_len: usize = data.iter().map(Bytes::len).sum();
     let dsl = u32::try_from(data_len).map_err(|_| ConnError::Emit(data_len))?;
-    let mut head = header.to_vec(dsl)?;
-    if digests.header {
-        let d = wire::header_digest(&head);
-        head.extend_from_slice(&wire::digest_to_wire(d));
+    let head_len = header.buffer_len();
+    let need = head_len + if digests.header { wire::DIGEST_LEN } else { 0 };
+    if headers.capacity() < need {
+        // Reclaims the block in place when every header split off it has been dropped, else takes a new one.
+        headers.reserve(HEADER_BLOCK.max(need));
     }
-    let mut chain = Vec::with_capacity(data.len() + 2);
-    chain.push(Bytes::from(head));
+    headers.resize(head_len, 0);
+    if let Err(e) = header.emit(dsl, headers) {
+        headers.clear();
+        return Err(e.into());
+    }
+    if digests.header {
+        let d = wire::header_digest(headers);
+        headers.extend_from_slice(&wire::digest_to_wire(d));
+    }
+    chain.reserve(data.len() + 2);
+    chain.push(headers.split().freeze());
     let mut digest = DataDigest::new();
     for b in data {
         if b.is_empty() {
@@ -772,7 +816,7 @@ pub fn encode(header: &Header, data: Vec<Bytes>, digests: Digests) -> Result<Vec
     } else if !pad.is_empty() {
         chain.push(Bytes::from_static(pad));
     }
-    Ok(chain)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@
 //! * task management (§11.5, §11.6), with aborted tasks silenced and their R2T state cleaned up;
 //! * logout (§11.14, §11.15); Reject (§11.17) for SNACK at ERL 0, out-of-phase and unknown opcodes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -576,13 +578,13 @@ impl Session {
             exp_cmd_sn: numbering.exp_cmd_sn,
             max_cmd_sn_announced: numbering.max_cmd_sn,
             slots_used: 0,
-            tasks: HashMap::new(),
-            by_id: HashMap::new(),
+            tasks: HashMap::default(),
+            by_id: HashMap::default(),
             next_task_id: 1,
-            aborted_in_driver: HashMap::new(),
+            aborted_in_driver: HashMap::default(),
             aborted_itts: VecDeque::new(),
-            pending: HashMap::new(),
-            tmfs: HashMap::new(),
+            pending: HashMap::default(),
+            tmfs: HashMap::default(),
             held_tmf: Vec::new(),
             text: None,
             responder: text,
@@ -1483,6 +1485,26 @@ impl Session {
 
     /// Move task `itt` on: solicit write data, deliver it to the SCSI layer, or terminate it after a violation.
     fn progress(&mut self, itt: u32, now: Instant) {
+        // In place when nothing is owed or to be solicited (reads, writes whose data has all arrived): the task
+        // only waits for its CmdSN turn or is delivered; moving it out of the table and back costs more.
+        {
+            let Some(task) = self.tasks.get_mut(&itt) else {
+                return;
+            };
+            let settled = task.failed.is_none()
+                && task.write_state.as_ref().is_none_or(|ws| {
+                    ws.unsolicited.is_none() && ws.r2ts.is_empty() && ws.solicit_from == Some(task.edtl)
+                });
+            if settled {
+                if task.write_state.is_some() {
+                    task.deadline = None;
+                }
+                if task.released && !task.delivered {
+                    self.events.push_back(SessionEvent::Command(deliver(itt, task)));
+                }
+                return;
+            }
+        }
         let Some(mut task) = self.tasks.remove(&itt) else {
             return;
         };
@@ -1551,28 +1573,7 @@ impl Session {
             }
         }
         if complete && task.released && !task.delivered {
-            task.delivered = true;
-            let data_out = match task.write_state.as_mut() {
-                Some(ws) => {
-                    let mut pieces = std::mem::take(&mut ws.pieces);
-                    pieces.sort_by_key(|(off, _)| *off);
-                    pieces.into_iter().map(|(_, b)| b).collect()
-                }
-                None => Vec::new(),
-            };
-            self.events.push_back(SessionEvent::Command(ScsiTask {
-                id: task.id,
-                itt,
-                lun: task.lun,
-                cdb: task.cdb.clone(),
-                edtl: task.edtl,
-                read: task.read,
-                write: task.write,
-                attr: task.attr,
-                immediate: task.immediate,
-                data_out,
-                placed: task.write_state.as_ref().is_some_and(|w| w.placed),
-            }));
+            self.events.push_back(SessionEvent::Command(deliver(itt, &mut task)));
         }
         self.tasks.insert(itt, task);
     }
@@ -1667,7 +1668,7 @@ impl Session {
         );
     }
 
-    fn send_result(&mut self, task: &Task, result: CommandResult) {
+    fn send_result(&mut self, task: &Task, mut result: CommandResult) {
         let edtl = task.edtl;
         let residual = Residual::of(result.transfer_len, edtl);
         let good = result.status == STATUS_GOOD && result.sense.is_none();
@@ -1677,6 +1678,9 @@ impl Session {
             let send_len = avail.min(u64::from(edtl)) as u32;
             let mxd = self.max_xmit();
             let mbl = self.params.max_burst_length.max(1);
+            // The common case, one buffer that fits one Data-In PDU: its list goes out as it is.
+            let single = result.data_in.len() == 1 && avail == u64::from(send_len) && send_len <= mxd.min(mbl);
+            let mut whole = if single { Some(std::mem::take(&mut result.data_in)) } else { None };
             let mut cursor = SgCursor::new(&result.data_in);
             let mut offset: u32 = 0;
             while offset < send_len {
@@ -1684,7 +1688,10 @@ impl Session {
                 let len = mxd.min(burst_end - offset);
                 let end = offset + len;
                 let collapse = end == send_len && good;
-                let chunk = cursor.take(len as usize);
+                let chunk = match whole.take() {
+                    Some(list) => list,
+                    None => cursor.take(len as usize),
+                };
                 let stat_sn = if collapse { self.alloc_stat_sn() } else { SerialNumber(0) };
                 self.push(
                     Header::DataIn(DataIn {
@@ -1865,6 +1872,33 @@ impl Session {
 
     fn target_rsp_deadline(&self, now: Instant) -> Option<Instant> {
         Some(now.checked_add(self.target.rsp_timeout).unwrap_or(now))
+    }
+}
+
+/// Marks `task` delivered and builds the command for the SCSI layer: its data in offset order, its CDB (which the
+/// task needs no more).
+fn deliver(itt: u32, task: &mut Task) -> ScsiTask {
+    task.delivered = true;
+    let data_out = match task.write_state.as_mut() {
+        Some(ws) => {
+            let mut pieces = std::mem::take(&mut ws.pieces);
+            pieces.sort_by_key(|(off, _)| *off);
+            pieces.into_iter().map(|(_, b)| b).collect()
+        }
+        None => Vec::new(),
+    };
+    ScsiTask {
+        id: task.id,
+        itt,
+        lun: task.lun,
+        cdb: std::mem::take(&mut task.cdb),
+        edtl: task.edtl,
+        read: task.read,
+        write: task.write,
+        attr: task.attr,
+        immediate: task.immediate,
+        data_out,
+        placed: task.write_state.as_ref().is_some_and(|w| w.placed),
     }
 }
 
