@@ -7,7 +7,7 @@
 //! on this reactor with a pool buffer; the completion is turned into SCSI status by the LU and handed back to the
 //! iSCSI core, whose PDUs go to the TCP stack as buffer chains (READ data by reference, never copied).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ use polltgt_iscsi::session::{CommandResult, ScsiTask, TaskId};
 use polltgt_iscsi::wire::{TmfFunction, TmfResponseCode};
 use polltgt_scsi::{Action, Command, IoResult, NexusId, Response, Sense};
 use polltgt_tcpstack::{KernelConn, RecvStatus};
+// Integer keys (bdev tags, device ids) on the command path: FxHash, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::placement::Choice;
 use crate::reactor::{PollStatus, Poller, WakeSet};
@@ -214,6 +216,9 @@ pub struct ReactorState {
     zerocopy_threshold: Option<usize>,
     /// EXTENDED COPYs waiting for the range of their next step.
     copy_waits: Vec<xcopy::CopyWait>,
+    /// One PDU's buffers on their way from a connection to its socket (reused: no vector per PDU).
+    tx_chain: Vec<Bytes>,
+    tx_done: Vec<u64>,
     pub stats: DriverStats,
 }
 
@@ -226,17 +231,19 @@ impl ReactorState {
             slots: Vec::new(),
             free_slots: Vec::new(),
             generation: 0,
-            channels: HashMap::new(),
-            pending: HashMap::new(),
+            channels: HashMap::default(),
+            pending: HashMap::default(),
             next_tag: 1,
             completions: Vec::new(),
             preempt_waits: Vec::new(),
-            locks: HashMap::new(),
+            locks: HashMap::default(),
             parked: Vec::new(),
             stalled: VecDeque::new(),
             retrying: false,
             zerocopy_threshold: None,
             copy_waits: Vec::new(),
+            tx_chain: Vec::new(),
+            tx_done: Vec::new(),
             stats: DriverStats::default(),
         }
     }
@@ -402,14 +409,10 @@ impl ReactorState {
         }
         // Transmit.
         if let Some(slot) = self.slots[i].as_mut() {
-            while slot.tcp.queued_bytes() <= SEND_HIGH_WATER {
-                match slot.iscsi.poll_transmit() {
-                    Some(chain) => {
-                        slot.tcp.send_chain(chain, 0);
-                        busy = true;
-                    }
-                    None => break,
-                }
+            let chain = &mut self.tx_chain;
+            while slot.tcp.queued_bytes() <= SEND_HIGH_WATER && slot.iscsi.poll_transmit_into(chain) {
+                slot.tcp.send_from(chain, 0);
+                busy = true;
             }
             let flushed = match slot.tcp.flush() {
                 Ok(done) => done,
@@ -419,8 +422,9 @@ impl ReactorState {
                     true
                 }
             };
-            let mut done = Vec::new();
-            slot.tcp.poll_send_complete(&mut done);
+            // Transmit completions carry no work for the driver (tags 0): collected only so the stack drops them.
+            self.tx_done.clear();
+            slot.tcp.poll_send_complete(&mut self.tx_done);
             if slot.peer_closed || slot.iscsi.is_closed() {
                 slot.closing = true;
             }
@@ -700,7 +704,7 @@ impl ReactorState {
                 // Send at most EDTL bytes, but read whole blocks: an EDTL that is not a multiple of the block size
                 // (iSCSI residual overflow, RFC 7143 §11.4.5) still gets its first EDTL bytes.
                 let send = len.min(u64::from(task.edtl));
-                let block = u64::from(device.bdev.info().block_size.max(1));
+                let block = u64::from(device.bdev.block_size().max(1));
                 let xfer = send.div_ceil(block).saturating_mul(block).min(len);
                 if xfer == 0 {
                     self.release_hold(&device, hold);
@@ -729,7 +733,7 @@ impl ReactorState {
             }
             Action::Write { offset, len, fua } => {
                 let have = if task.placed { u64::from(task.edtl) } else { total_len(&task.data_out) as u64 };
-                let block = u64::from(device.bdev.info().block_size.max(1));
+                let block = u64::from(device.bdev.block_size().max(1));
                 let xfer = len.min(have) / block * block;
                 if xfer == 0 {
                     self.release_hold(&device, hold);

@@ -27,9 +27,10 @@ use crate::{sys, Accepted, ConnStats, RecvStatus, TcpBackend, TcpConnection, Tcp
 /// Listen backlog: the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 1024;
 
-/// Buffers passed to one writev(2). Linux accepts up to 1024 (`UIO_MAXIOV`); 64 keeps the array on the stack small
-/// and is far more than one iSCSI PDU needs (header, data segment pieces, padding, digest).
-const MAX_IOV: usize = 64;
+/// Buffers passed to one writev(2). Linux accepts up to 1024 (`UIO_MAXIOV`); 256 (4 KiB of iovecs on the stack)
+/// lets one call carry the responses of 128 commands of 4 KiB (a header and a data buffer each), so a reactor
+/// answering a deep queue pays one system call for many commands.
+const MAX_IOV: usize = 256;
 
 /// Notifications after which a connection whose zero-copy sends were all copied by the kernel stops using them.
 pub const ZEROCOPY_PROBE: u64 = 16;
@@ -129,10 +130,11 @@ impl KernelListener {
     }
 }
 
-/// One queued chain: the buffers not yet fully written (the front one possibly advanced past a partial write).
+/// One queued chain. Its buffers are in the connection's flat buffer queue: those numbered (in queueing order)
+/// below `end`, back to the end of the chain before it.
 #[derive(Debug)]
 struct PendingChain {
-    bufs: VecDeque<Bytes>,
+    end: u64,
     tag: u64,
     /// The last zero-copy send that took bytes of this chain.
     zc_last: Option<u32>,
@@ -144,6 +146,12 @@ pub struct KernelConn {
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    /// Buffers not yet fully written, of all chains, in order (the front one possibly advanced past a partial
+    /// write): one writev(2) takes buffers of many chains without walking chain by chain.
+    bufs: VecDeque<Bytes>,
+    /// Number of buffers ever written completely (popped from `bufs`), and ever queued.
+    popped: u64,
+    pushed: u64,
     queue: VecDeque<PendingChain>,
     queued_bytes: usize,
     /// Tags completed and not yet collected by `poll_send_complete`.
@@ -185,6 +193,9 @@ impl KernelConn {
             stream,
             peer,
             local,
+            bufs: VecDeque::new(),
+            popped: 0,
+            pushed: 0,
             queue: VecDeque::new(),
             queued_bytes: 0,
             completed: Vec::new(),
@@ -277,20 +288,26 @@ impl KernelConn {
     /// Empty buffers are dropped right away; a chain without bytes completes when the queue reaches it. After
     /// [`KernelConn::shutdown`] the chain is released at once and its tag completes.
     pub fn send_chain(&mut self, mut chain: Vec<Bytes>, tag: u64) {
+        self.send_from(&mut chain, tag);
+    }
+
+    /// [`KernelConn::send_chain`] taking the buffers out of `chain`, which is left empty with its capacity (a
+    /// caller that reuses one vector queues PDUs without allocating).
+    pub fn send_from(&mut self, chain: &mut Vec<Bytes>, tag: u64) {
         self.stats.chains_queued = self.stats.chains_queued.saturating_add(1);
         if self.shut_down {
-            drop(chain);
+            chain.clear();
             self.complete(tag);
             return;
         }
-        chain.retain(|b| !b.is_empty());
-        let len: usize = chain.iter().map(Bytes::len).sum();
-        self.queued_bytes = self.queued_bytes.saturating_add(len);
-        self.queue.push_back(PendingChain {
-            bufs: VecDeque::from(chain),
-            tag,
-            zc_last: None,
-        });
+        for b in chain.drain(..) {
+            if !b.is_empty() {
+                self.queued_bytes = self.queued_bytes.saturating_add(b.len());
+                self.bufs.push_back(b);
+                self.pushed += 1;
+            }
+        }
+        self.queue.push_back(PendingChain { end: self.pushed, tag, zc_last: None });
     }
 
     /// Writes as many queued bytes as the socket takes without blocking, with one writev(2) per up to
@@ -305,15 +322,10 @@ impl KernelConn {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;
             let mut offered = 0usize;
-            'fill: for chain in &self.queue {
-                for buf in &chain.bufs {
-                    let Some(slot) = iov.get_mut(count) else {
-                        break 'fill;
-                    };
-                    *slot = IoSlice::new(buf);
-                    count += 1;
-                    offered += buf.len();
-                }
+            for (slot, buf) in iov.iter_mut().zip(&self.bufs) {
+                *slot = IoSlice::new(buf);
+                count += 1;
+                offered += buf.len();
             }
             let slices = iov.get(..count).unwrap_or(&[]);
             let mut zerocopy = self.zc.threshold.is_some_and(|t| offered >= t);
@@ -425,8 +437,9 @@ impl KernelConn {
         while let Some((tag, _)) = self.zc.awaiting.pop_front() {
             self.complete(tag);
         }
+        self.bufs.clear();
+        self.popped = self.pushed;
         while let Some(chain) = self.queue.pop_front() {
-            drop(chain.bufs);
             self.complete(chain.tag);
         }
         self.queued_bytes = 0;
@@ -452,50 +465,50 @@ impl KernelConn {
     fn consume(&mut self, mut n: usize, zc: Option<u32>) {
         self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(n as u64);
         self.queued_bytes = self.queued_bytes.saturating_sub(n);
+        let before = self.popped;
         let mut pinned = Vec::new();
+        let mut partial = false;
         while n > 0 {
-            let Some(chain) = self.queue.front_mut() else {
+            let Some(buf) = self.bufs.front_mut() else {
                 break;
             };
-            while n > 0 {
-                let Some(buf) = chain.bufs.front_mut() else {
-                    break;
-                };
-                if n >= buf.len() {
-                    n -= buf.len();
-                    if let Some(b) = chain.bufs.pop_front() {
-                        if zc.is_some() {
-                            pinned.push(b);
-                        }
-                    }
-                } else {
+            if n >= buf.len() {
+                n -= buf.len();
+                self.popped += 1;
+                if let Some(b) = self.bufs.pop_front() {
                     if zc.is_some() {
-                        pinned.push(buf.split_to(n));
-                    } else {
-                        buf.advance(n);
+                        pinned.push(b);
                     }
-                    n = 0;
                 }
-            }
-            if zc.is_some() {
-                chain.zc_last = zc;
-            }
-            if !chain.bufs.is_empty() {
-                break;
-            }
-            if let Some(done) = self.queue.pop_front() {
-                self.finish_chain(done.tag, done.zc_last);
+            } else {
+                if zc.is_some() {
+                    pinned.push(buf.split_to(n));
+                } else {
+                    buf.advance(n);
+                }
+                partial = true;
+                n = 0;
             }
         }
         if let Some(id) = zc {
+            // The chains that had bytes in this send: from the first unfinished one up to the one the send ended in.
+            let touched_end = self.popped + u64::from(partial);
+            let mut start = before;
+            for chain in self.queue.iter_mut() {
+                if start >= touched_end {
+                    break;
+                }
+                chain.zc_last = Some(id);
+                start = chain.end;
+            }
             self.zc.held.push_back((id, pinned));
         }
         self.retire_finished();
     }
 
-    /// Completes the chains at the front of the queue that have no bytes left (empty chains).
+    /// Completes the chains at the front of the queue whose buffers are all written.
     fn retire_finished(&mut self) {
-        while self.queue.front().is_some_and(|c| c.bufs.is_empty()) {
+        while self.queue.front().is_some_and(|c| c.end <= self.popped) {
             if let Some(done) = self.queue.pop_front() {
                 self.finish_chain(done.tag, done.zc_last);
             }
@@ -539,6 +552,9 @@ impl TcpConnection for KernelConn {
     }
     fn send_chain(&mut self, chain: Vec<Bytes>, tag: u64) {
         KernelConn::send_chain(self, chain, tag)
+    }
+    fn send_from(&mut self, chain: &mut Vec<Bytes>, tag: u64) {
+        KernelConn::send_from(self, chain, tag)
     }
     fn flush(&mut self) -> Result<bool, TcpError> {
         KernelConn::flush(self)

@@ -97,6 +97,11 @@ pub trait TcpConnection {
     /// `tag` comes back from [`TcpConnection::poll_send_complete`] once the stack no longer needs any buffer of the
     /// chain.
     fn send_chain(&mut self, chain: Vec<Bytes>, tag: u64);
+    /// [`TcpConnection::send_chain`] taking the buffers out of `chain` and leaving it empty, with its capacity, for
+    /// the caller to reuse (no vector allocated per PDU).
+    fn send_from(&mut self, chain: &mut Vec<Bytes>, tag: u64) {
+        self.send_chain(std::mem::take(chain), tag)
+    }
     /// Pushes queued bytes to the network as far as it takes them without blocking. `Ok(true)` when nothing is
     /// left queued.
     fn flush(&mut self) -> Result<bool, TcpError>;
