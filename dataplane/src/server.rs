@@ -17,6 +17,11 @@ use crate::reactor::{PollStatus, Poller, ReactorConfig, ReactorError, ReactorHan
 const LISTENER_TOKEN: u64 = 1 << 62;
 /// Per size class, what a reactor's buffer cache may hold.
 const REACTOR_CACHE_BYTES: usize = 4 << 20;
+/// How often a polling reactor asks its listeners for new connections (SPDK's acceptor poller runs every
+/// `ACCEPT_TIMEOUT_US` = 1 ms too). accept4(2) on a non-blocking listener is no cheap "nothing pending" check: the
+/// kernel allocates a socket, inode and file before it finds the queue empty and frees them again, several
+/// microseconds that, asked on every loop iteration, cost more than the I/O the iteration moved.
+const ACCEPT_PERIOD: Duration = Duration::from_millis(1);
 use crate::registry::{Portal, Registry};
 use crate::stats::DataplaneSnapshot;
 
@@ -83,6 +88,8 @@ impl Acceptor {
 struct AcceptPoller {
     acceptor: Option<Acceptor>,
     inbox: crossbeam_channel::Receiver<Acceptor>,
+    /// The listeners are asked again from then on ([`ACCEPT_PERIOD`]); None: at the next poll.
+    next_accept: Option<Instant>,
 }
 
 impl Poller<ReactorState> for AcceptPoller {
@@ -95,12 +102,20 @@ impl Poller<ReactorState> for AcceptPoller {
                 self.acceptor = Some(a);
             }
         }
-        match self.acceptor.as_mut() {
+        if self.next_accept.is_some_and(|t| now < t) {
+            return PollStatus::Idle;
+        }
+        let status = match self.acceptor.as_mut() {
             Some(a) => a.poll(state, now),
             None => PollStatus::Idle,
-        }
+        };
+        // After a connection arrived, look again at once (a burst of logins); else in a while.
+        self.next_accept = if status == PollStatus::Busy { None } else { now.checked_add(ACCEPT_PERIOD) };
+        status
     }
     fn prepare_sleep(&mut self, _state: &mut ReactorState, _now: Instant, wake: &mut WakeSet) -> bool {
+        // Woken by a listener (or anything else), the reactor accepts at its first poll.
+        self.next_accept = None;
         let Some(a) = self.acceptor.as_ref() else {
             // The acceptor arrives by channel right after start-up: keep polling until it is there.
             return false;
@@ -171,7 +186,7 @@ impl Server {
             let mut pollers: Vec<Box<dyn Poller<ReactorState>>> = Vec::new();
             if id == 0 {
                 if let Some(inbox) = arx.lock().ok().and_then(|mut g| g.take()) {
-                    pollers.push(Box::new(AcceptPoller { acceptor: None, inbox }));
+                    pollers.push(Box::new(AcceptPoller { acceptor: None, inbox, next_accept: None }));
                 }
             }
             pollers.push(Box::new(ConnPoller));
