@@ -147,6 +147,8 @@ pub struct ReactorStats {
     /// `idle_tsc` in nanoseconds (updated with it).
     pub idle_ns: AtomicU64,
     pub iterations: AtomicU64,
+    /// Iterations in which some poller or message was busy (the others were idle).
+    pub busy_iterations: AtomicU64,
     pub messages: AtomicU64,
     /// Times the reactor went to sleep (interrupt or sleep mode).
     pub sleeps: AtomicU64,
@@ -210,6 +212,7 @@ struct Totals {
     busy: u64,
     idle: u64,
     iterations: u64,
+    busy_iterations: u64,
     messages: u64,
     sleeps: u64,
 }
@@ -339,6 +342,8 @@ impl<S> Reactor<S> {
             match status {
                 PollStatus::Busy => {
                     self.totals.busy += d;
+                    self.totals.busy_iterations += 1;
+                    self.stats.busy_iterations.store(self.totals.busy_iterations, Ordering::Relaxed);
                     self.stats.busy_tsc.store(self.totals.busy, Ordering::Relaxed);
                     self.stats.busy_ns.store(cal.to_ns(self.totals.busy), Ordering::Relaxed);
                 }

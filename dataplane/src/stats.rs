@@ -33,6 +33,8 @@ pub struct ReactorSnapshot {
     pub busy_ns: u64,
     pub idle_ns: u64,
     pub iterations: u64,
+    /// Iterations in which a poller or message was busy.
+    pub busy_iterations: u64,
     pub messages: u64,
     pub sleeps: u64,
     pub pollers: Vec<PollerSnapshot>,
@@ -71,6 +73,7 @@ impl ReactorSnapshot {
             busy_ns: s.busy_ns.load(Ordering::Relaxed),
             idle_ns: s.idle_ns.load(Ordering::Relaxed),
             iterations: s.iterations.load(Ordering::Relaxed),
+            busy_iterations: s.busy_iterations.load(Ordering::Relaxed),
             messages: s.messages.load(Ordering::Relaxed),
             sleeps: s.sleeps.load(Ordering::Relaxed),
             pollers,
