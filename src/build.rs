@@ -132,6 +132,7 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
         removable: d.removable,
         rotational: d.rotational,
         write_cache: !d.write_through,
+        nv_cache: d.nv_cache,
         thin_provisioned: d.thin_provisioned,
         vendor: d.t10_vend_id.clone().unwrap_or_else(|| "POLLTGT".to_string()),
         product: d.prod_id.clone().unwrap_or_else(|| d.name.chars().take(16).collect()),

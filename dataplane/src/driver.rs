@@ -670,6 +670,11 @@ impl ReactorState {
                 blockops::abandon(&device, lun, &task.cdb);
                 self.respond(i, task.id, Response::check_condition(&Sense::write_protected()), now);
             }
+            // ... and MODE SENSE shows it write protected (WP, SBC-3 §6.4.1).
+            Action::Respond(mut r) if lun_read_only => {
+                polltgt_scsi::mark_write_protected(&task.cdb, &mut r);
+                self.begin(i, task, device, lun, Action::Respond(r), claimed, now)
+            }
             a => self.begin(i, task, device, lun, a, claimed, now),
         }
     }

@@ -28,6 +28,9 @@ pub struct LuConfig {
     /// Volatile write cache enabled: the default and initial WCE bit of the Caching mode page (changeable with MODE
     /// SELECT). With WCE = 0 every write is written through ([`Action::Write`] with `fua`).
     pub write_cache: bool,
+    /// Non-volatile cache (SCST `nv_cache`): the bdev's cache survives power loss, so SYNCHRONIZE CACHE completes
+    /// without flushing and FUA is not passed on (SBC-3 §5.26: the data are already on non-volatile media).
+    pub nv_cache: bool,
     /// Thin provisioned (SCST `thin_provisioned`): logical block provisioning management (LBPME) is reported in
     /// READ CAPACITY (16) with LBPRZ (unmapped blocks read as zeros), the Logical Block Provisioning VPD page
     /// reports UNMAP and WRITE SAME (10/16) with the UNMAP bit, and GET LBA STATUS asks the bdev which blocks are
@@ -64,6 +67,7 @@ impl Default for LuConfig {
             removable: false,
             rotational: false,
             write_cache: true,
+            nv_cache: false,
             thin_provisioned: false,
             vendor: "POLLTGT".into(),
             product: "VDISK".into(),
@@ -129,8 +133,12 @@ impl LuConfig {
 #[derive(Debug)]
 pub struct LogicalUnit {
     pub(crate) block_size: u32,
-    pub(crate) read_only: bool,
-    pub(crate) removable: bool,
+    /// Write protected (device `read_only`); changed at run time by [`LogicalUnit::reconfigure`].
+    pub(crate) read_only: AtomicBool,
+    /// Removable medium (RMB); changed at run time by [`LogicalUnit::reconfigure`].
+    pub(crate) removable: AtomicBool,
+    /// Non-volatile cache: SYNCHRONIZE CACHE and FUA need no flush.
+    pub(crate) nv_cache: AtomicBool,
     pub(crate) thin: bool,
     pub(crate) max_transfer_blocks: u32,
     pub(crate) num_blocks: AtomicU64,
@@ -162,8 +170,9 @@ impl LogicalUnit {
         let medium = !cdrom || cfg.medium;
         Self {
             block_size: cfg.block_size,
-            read_only: cfg.read_only || cdrom,
-            removable: cfg.removable || cdrom,
+            read_only: AtomicBool::new(cfg.read_only || cdrom),
+            removable: AtomicBool::new(cfg.removable || cdrom),
+            nv_cache: AtomicBool::new(cfg.nv_cache),
             thin: cfg.thin_provisioned,
             max_transfer_blocks: cfg.max_transfer_blocks,
             num_blocks: AtomicU64::new(cfg.num_blocks),
@@ -210,9 +219,30 @@ impl LogicalUnit {
         self.thin
     }
 
+    /// Whether the logical unit is write protected (device `read_only`; a CD-ROM always is).
+    pub fn read_only(&self) -> bool {
+        self.read_only.load(Ordering::Acquire)
+    }
+
+    /// Whether the medium is removable (RMB).
+    pub fn removable(&self) -> bool {
+        self.removable.load(Ordering::Acquire)
+    }
+
+    /// Whether the cache is non-volatile (SCST `nv_cache`): no flush is needed for SYNCHRONIZE CACHE and FUA.
+    pub fn nv_cache(&self) -> bool {
+        self.nv_cache.load(Ordering::Relaxed)
+    }
+
     /// Whether the volatile write cache is enabled (the current WCE bit).
     pub fn write_cache_enabled(&self) -> bool {
         self.mode.current() & WCE != 0
+    }
+
+    /// Whether a write must reach stable storage before it completes: FUA was set (`fua`) or the volatile write
+    /// cache is off (WCE = 0), unless the cache is non-volatile (`nv_cache`), where every write is stable already.
+    pub fn write_through(&self, fua: bool) -> bool {
+        (fua || !self.write_cache_enabled()) && !self.nv_cache()
     }
 
     /// Whether sense data are reported in descriptor format (the current D_SENSE bit, SPC-4 §4.5.1).
@@ -285,7 +315,7 @@ impl LogicalUnit {
             return Err(Sense::sanitize_in_progress());
         }
         if info.has(WRITES) {
-            if self.read_only {
+            if self.read_only() {
                 return Err(Sense::write_protected());
             }
             if self.mode.current() & SWP != 0 {
@@ -380,8 +410,8 @@ impl LogicalUnit {
     pub fn set_identity(&self, cfg: &LuConfig) {
         let mut cfg = cfg.clone();
         cfg.block_size = self.block_size;
-        cfg.read_only = self.read_only;
-        cfg.removable = self.removable;
+        cfg.read_only = self.read_only();
+        cfg.removable = self.removable();
         cfg.thin_provisioned = self.thin;
         cfg.max_transfer_blocks = self.max_transfer_blocks;
         cfg.device_type = self.device_type;

@@ -32,16 +32,17 @@ pub(crate) const D_SENSE: u8 = 1 << 1;
 /// Current-value bit: SWP (Control page byte 4 bit 3): software write protect.
 pub(crate) const SWP: u8 = 1 << 2;
 
-/// The current values of the changeable mode parameters.
+/// The current values of the changeable mode parameters, and their defaults (which the device attributes set:
+/// WCE from `write_through`, changed at run time by [`LogicalUnit::reconfigure`]).
 #[derive(Debug)]
 pub(crate) struct ModeState {
     bits: AtomicU8,
-    default: u8,
+    default: AtomicU8,
 }
 
 impl ModeState {
     pub(crate) fn new(default: u8) -> Self {
-        Self { bits: AtomicU8::new(default), default }
+        Self { bits: AtomicU8::new(default), default: AtomicU8::new(default) }
     }
 
     /// The current bits (one relaxed load; the bits are independent flags).
@@ -50,12 +51,22 @@ impl ModeState {
     }
 
     pub(crate) fn default_bits(&self) -> u8 {
-        self.default
+        self.default.load(Ordering::Relaxed)
     }
 
     /// Replaces the current bits; returns the previous ones.
     pub(crate) fn set(&self, bits: u8) -> u8 {
         self.bits.swap(bits, Ordering::AcqRel)
+    }
+
+    /// Sets `bit` in both the default and the current values to `on` (a device attribute changed by the
+    /// administrator overrides what MODE SELECT chose). Returns whether the current value changed.
+    pub(crate) fn set_default(&self, bit: u8, on: bool) -> bool {
+        let apply = |v: u8| if on { v | bit } else { v & !bit };
+        let _ = self.default.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(apply(v)));
+        let old = self.bits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(apply(v)));
+        let old = old.unwrap_or_else(|v| v);
+        apply(old) != old
     }
 }
 
@@ -181,7 +192,7 @@ pub(crate) fn block_descriptor(lu: &LogicalUnit, long: bool, pc: PageControl) ->
 /// DEVICE-SPECIFIC PARAMETER of the mode parameter header (SBC-3 §6.4.1): WP when the logical unit is write
 /// protected (read only or SWP), DPOFUA always (DPO and FUA are accepted in READ, WRITE and VERIFY CDBs).
 pub(crate) fn device_specific(lu: &LogicalUnit) -> u8 {
-    let wp = if lu.read_only || lu.mode.current() & SWP != 0 { 0x80 } else { 0 };
+    let wp = if lu.read_only() || lu.mode.current() & SWP != 0 { 0x80 } else { 0 };
     wp | 0x10
 }
 

@@ -87,7 +87,7 @@ pub(crate) fn write(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense
     if len == 0 {
         return good(Vec::new());
     }
-    Ok(Action::Write { offset, len, fua: rw.fua() || !lu.write_cache_enabled() })
+    Ok(Action::Write { offset, len, fua: lu.write_through(rw.fua()) })
 }
 
 /// WRITE AND VERIFY (10/12/16) (SBC-3 §5.40): BYTCHK 00b writes through to stable storage (`fua`), which is what
@@ -107,7 +107,7 @@ pub(crate) fn write_and_verify(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Ac
     if rw.bytchk() == 1 {
         return Ok(Action::WriteVerify { offset, len });
     }
-    Ok(Action::Write { offset, len, fua: true })
+    Ok(Action::Write { offset, len, fua: lu.write_through(true) })
 }
 
 /// VERIFY (10/12/16) (SBC-3 §5.33): BYTCHK 00b verifies the medium, 01b compares it with the Data-Out buffer, 11b
@@ -152,7 +152,7 @@ pub(crate) fn compare_and_write(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<A
     if len == 0 {
         return good(Vec::new());
     }
-    Ok(Action::CompareAndWrite { offset, len, fua: flags & 0x08 != 0 || !lu.write_cache_enabled() })
+    Ok(Action::CompareAndWrite { offset, len, fua: lu.write_through(flags & 0x08 != 0) })
 }
 
 /// ORWRITE (16) (SBC-3 §5.9): ORPROTECT must be zero; the transfer is bounded like an atomic write, since the
@@ -168,7 +168,7 @@ pub(crate) fn orwrite(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sen
     if len == 0 {
         return good(Vec::new());
     }
-    Ok(Action::OrWrite { offset, len, fua: rw.fua() || !lu.write_cache_enabled() })
+    Ok(Action::OrWrite { offset, len, fua: lu.write_through(rw.fua()) })
 }
 
 /// WRITE ATOMIC (16) (SBC-4 §5.48): ATOMIC BOUNDARY (bytes 10..11) must be zero (no boundaries: MAXIMUM ATOMIC
@@ -201,7 +201,7 @@ pub(crate) fn write_atomic(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action
     if len == 0 {
         return good(Vec::new());
     }
-    Ok(Action::WriteAtomic { offset, len, fua: flags & 0x08 != 0 || !lu.write_cache_enabled() })
+    Ok(Action::WriteAtomic { offset, len, fua: lu.write_through(flags & 0x08 != 0) })
 }
 
 /// READ DEFECT DATA (10) (SBC-3 §5.12) and (12) (SBC-3 §5.13): there are no defects. The header echoes the
@@ -334,9 +334,13 @@ pub(crate) fn pre_fetch(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, S
 
 /// SYNCHRONIZE CACHE (10/16): checks the range (NUMBER OF LOGICAL BLOCKS 0 = up to the end) and flushes the bdev.
 /// IMMED is honoured by completing after the flush, which the standard permits for an immediate request.
+/// With a non-volatile cache (`nv_cache`) there is nothing to flush: the command completes at once.
 pub(crate) fn synchronize_cache(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
     let rw = Rw::parse(Cdb(cmd.cdb));
     lu.byte_range(rw.lba, rw.blocks)?;
+    if lu.nv_cache() {
+        return good(Vec::new());
+    }
     Ok(Action::Flush)
 }
 
@@ -388,7 +392,7 @@ pub(crate) fn start_stop_unit(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Act
     let loej = c.bit(4, 1);
     let start = c.bit(4, 0);
     if loej {
-        if !lu.removable {
+        if !lu.removable() {
             return Err(Sense::invalid_field_in_cdb(4, Some(1)));
         }
         let mut locked = lu.nexus.lock();
@@ -417,7 +421,7 @@ pub(crate) fn prevent_allow(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Actio
     if prevent > 1 {
         return Err(Sense::invalid_field_in_cdb(4, Some(1)));
     }
-    if lu.removable {
+    if lu.removable() {
         lu.nexus.lock().state(cmd.nexus).prevent = prevent == 1;
     }
     good(Vec::new())

@@ -424,7 +424,7 @@ impl LogicalUnit {
         if !self.medium_present() || self.sanitizing.load(std::sync::atomic::Ordering::Acquire) {
             return Err((0x0D, 0x02));
         }
-        if write && (lun_read_only || self.read_only || self.mode.current() & crate::mode::SWP != 0) {
+        if write && (lun_read_only || self.read_only() || self.mode.current() & crate::mode::SWP != 0) {
             return Err((0x27, 0x00));
         }
         let cdb: &[u8] = if write { &[crate::opcode::WRITE_16; 16] } else { &[crate::opcode::READ_16; 16] };
