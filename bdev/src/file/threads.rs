@@ -74,6 +74,7 @@ impl Workers {
     }
 
     /// How many workers run.
+    #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
         self.count
     }
