@@ -382,6 +382,13 @@ impl Registry {
         self.write().portals.push(portal);
     }
 
+    /// Forget the portal bound to `addr` (SendTargets stops reporting it); returns it. See [`crate::portals`].
+    pub fn remove_portal(&self, addr: SocketAddr) -> Option<Portal> {
+        let mut inner = self.write();
+        let i = inner.portals.iter().position(|p| p.addr == addr)?;
+        Some(inner.portals.remove(i))
+    }
+
     pub fn set_discovery_params(&self, params: TargetParams) {
         *self.discovery.write().unwrap_or_else(|p| p.into_inner()) = params;
     }

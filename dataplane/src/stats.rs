@@ -35,6 +35,8 @@ pub struct ReactorSnapshot {
     pub iterations: u64,
     pub messages: u64,
     pub sleeps: u64,
+    /// The reactor thread's id (SCST `thread_pid`).
+    pub tid: u64,
     pub pollers: Vec<PollerSnapshot>,
     /// Normal sessions running here now and since start, whether a dedicated session holds the reactor, and
     /// sessions moved here after login (see [`crate::placement`]).
@@ -73,6 +75,7 @@ impl ReactorSnapshot {
             iterations: s.iterations.load(Ordering::Relaxed),
             messages: s.messages.load(Ordering::Relaxed),
             sleeps: s.sleeps.load(Ordering::Relaxed),
+            tid: s.tid.load(Ordering::Relaxed),
             pollers,
             ..Default::default()
         }
