@@ -106,6 +106,7 @@ pub(crate) fn open_bdev(d: &DeviceConfig) -> anyhow::Result<Arc<dyn Bdev>> {
                 o_direct: d.o_direct || d.iopoll,
                 iopoll: d.iopoll,
                 rotational: Some(d.rotational),
+                threads: d.threads_num.map_or(FileOptions::default().threads, |n| n as usize),
                 ..FileOptions::default()
             };
             Arc::new(

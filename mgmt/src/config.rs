@@ -437,6 +437,14 @@ pub struct DeviceConfig {
     /// (`vdisk_blockio`, which then opens with O_DIRECT; or `vdisk_fileio` with `o_direct`). Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "values::flag")]
     pub iopoll: bool,
+    /// I/O threads of a file or block device (SCST `threads_num`): the worker pool of the thread engine (which also
+    /// answers GET LBA STATUS lookups for io_uring channels), 1..128. Changeable at run time. Default 4.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_ranged::<_, u32, 1, 128>"
+    )]
+    pub threads_num: Option<u32>,
     /// Report a rotating medium in the Block Device Characteristics VPD page (SBC-3 §6.6.2). Default true, as SCST.
     #[serde(default = "yes", deserialize_with = "values::flag")]
     pub rotational: bool,
@@ -501,6 +509,7 @@ impl DeviceConfig {
             nv_cache: false,
             o_direct: false,
             iopoll: false,
+            threads_num: None,
             rotational: true,
             write_through: false,
             removable: false,
@@ -1312,6 +1321,12 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
         return Err(finding(
             at.key("iopoll"),
             format!("iopoll applies to vdisk_blockio, or vdisk_fileio with o_direct, not {handler} without it"),
+        ));
+    }
+    if d.threads_num.is_some() && !d.handler.needs_filename() {
+        return Err(finding(
+            at.key("threads_num"),
+            format!("threads_num applies to vdisk_fileio and vdisk_blockio; {handler} does its I/O on the reactors"),
         ));
     }
     if let Some(bytes) = d.size_bytes() {

@@ -85,6 +85,11 @@ pub const METHODS: &[&str] = &[
     "bdev_aio_rescan",
     "iscsi_get_options",
     "iscsi_set_options",
+    "iscsi_get_portals",
+    "iscsi_add_portal",
+    "iscsi_delete_portal",
+    "iscsi_get_portal_groups",
+    "bdev_set_attribute",
     "iscsi_get_target_nodes",
     "iscsi_create_target_node",
     "iscsi_delete_target_node",
@@ -265,6 +270,12 @@ struct SetAttr {
     name: String,
     attribute: String,
     value: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalAddress {
+    address: String,
 }
 
 #[derive(Deserialize)]
@@ -559,6 +570,46 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 Ok(())
             })
             .map_err(|e| e.on("targets/iscsi"))?;
+            Ok(Value::Bool(true))
+        }
+        "iscsi_get_portals" => {
+            decode::<NoParams>(params)?;
+            let listening = b.portals();
+            let list: Vec<Value> = m
+                .config()
+                .portals
+                .iter()
+                .map(|p| json!({ "address": p.address, "tpgt": p.tpgt, "listening": listening.iter().any(|(a, _)| *a == p.address) }))
+                .collect();
+            Ok(Value::Array(list))
+        }
+        "iscsi_get_portal_groups" => {
+            // SPDK's shape: one group per tag with its portals.
+            decode::<NoParams>(params)?;
+            let mut groups: std::collections::BTreeMap<u16, Vec<Value>> = Default::default();
+            for p in m.config().portals {
+                groups
+                    .entry(p.tpgt)
+                    .or_default()
+                    .push(json!({ "host": p.address.ip().to_string(), "port": p.address.port().to_string() }));
+            }
+            Ok(Value::Array(groups.into_iter().map(|(tag, portals)| json!({ "tag": tag, "portals": portals })).collect()))
+        }
+        "iscsi_add_portal" => {
+            let p: crate::config::PortalConfig = decode(params)?;
+            let bound = m.add_portal(p)?;
+            Ok(json!({ "address": bound }))
+        }
+        "iscsi_delete_portal" => {
+            let p: PortalAddress = decode(params)?;
+            let addr = crate::values::parse_portal(&p.address)
+                .map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid params: address: {e}")))?;
+            m.remove_portal(addr)?;
+            Ok(Value::Bool(true))
+        }
+        "bdev_set_attribute" => {
+            let p: SetAttr = decode(params)?;
+            tree::set(m, &format!("devices/{}/{}", p.name, p.attribute), &value_text(&p.value))?;
             Ok(Value::Bool(true))
         }
         "iscsi_get_target_nodes" => {

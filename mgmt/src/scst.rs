@@ -71,13 +71,20 @@ pub fn device_from_params(
 /// Set one creation attribute of a device from text (`filename`, `blocksize`, `nv_cache`, ...).
 pub fn set_device_param(dev: &mut DeviceConfig, k: &str, v: &str) -> Result<(), MgmtError> {
     let mut obj = serde_json::to_value(&*dev).map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))?;
+    let identity = matches!(k, "t10_vend_id" | "prod_id" | "prod_rev_lvl" | "t10_dev_id" | "usn");
     let value = match k {
+        // An empty identity string or threads_num: back to the default (the key left out).
+        _ if (identity || k == "threads_num") && v.trim().is_empty() => None,
         // Paths and identity strings stay text even when they look like numbers.
-        "filename" | "t10_vend_id" | "prod_id" | "prod_rev_lvl" | "t10_dev_id" | "usn" => Value::String(v.to_string()),
-        _ => scalar(v),
+        "filename" => Some(Value::String(v.to_string())),
+        _ if identity => Some(Value::String(v.to_string())),
+        _ => Some(scalar(v)),
     };
     if let Some(o) = obj.as_object_mut() {
-        o.insert(k.to_string(), value);
+        match value {
+            Some(value) => o.insert(k.to_string(), value),
+            None => o.remove(k),
+        };
     }
     *dev = serde_json::from_value(obj).map_err(|e| MgmtError::invalid(e.to_string()).attr(k))?;
     Ok(())
@@ -131,6 +138,7 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
             }
         }
         ["targets", "iscsi"] => driver_command(m, cmd, &w, &here),
+        ["targets", "iscsi", "portals"] => portals_command(m, cmd, &w, &here),
         ["targets", "iscsi", t, "luns"] => luns_command(m, t, None, cmd, &w, &here),
         ["targets", "iscsi", t, "ini_groups", g, "luns"] => luns_command(m, t, Some(g), cmd, &w, &here),
         ["targets", "iscsi", t, "ini_groups"] => match (verb, w.get(1), w.len()) {
@@ -146,6 +154,33 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
             _ => Err(usage(&here, "add NAME | del NAME | move NAME GROUP | clear")),
         },
         _ => Err(MgmtError::not_found("no mgmt file here").on(here)),
+    }
+}
+
+/// `targets/iscsi/portals/mgmt`: `add ADDRESS[:PORT] [tpgt=N]` starts listening (port 0: any free port),
+/// `del ADDRESS[:PORT]` stops and closes the connections that came through the portal.
+fn portals_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), MgmtError> {
+    let expected = "add ADDRESS[:PORT] [tpgt=N] | del ADDRESS[:PORT]";
+    let addr = |s: &str| {
+        crate::values::parse_portal(s).map_err(|e| MgmtError::invalid(e.0).on(here.to_string()))
+    };
+    match (w.first().copied(), w.get(1).copied()) {
+        (Some("add"), Some(a)) => {
+            let mut p = crate::config::PortalConfig::new(addr(a)?);
+            for (k, v) in parse_params(after_words(cmd, 2))? {
+                match k.as_str() {
+                    "tpgt" => {
+                        p.tpgt = v.parse().map_err(|_| {
+                            MgmtError::invalid(format!("{v:?} is not a portal group tag (0..65535)")).attr("tpgt")
+                        })?
+                    }
+                    _ => return Err(MgmtError::invalid(format!("unknown portal parameter {k:?} (tpgt)")).on(here.to_string())),
+                }
+            }
+            m.add_portal(p).map(drop)
+        }
+        (Some("del"), Some(a)) if w.len() == 2 => m.remove_portal(addr(a)?),
+        _ => Err(usage(here, expected)),
     }
 }
 

@@ -336,7 +336,7 @@ fn error_unknown_key() {
     assert_eq!(
         err("devices:\n  - { name: d, handler: ram, size: 1G, readonly: true }\n"),
         "polltgt.yaml:2:40: devices[0].readonly: unknown field `readonly`, expected one of `name`, `handler`, `size`, \
-         `size_mb`, `filename`, `blocksize`, `read_only`, `nv_cache`, `o_direct`, `iopoll`, `rotational`, \
+         `size_mb`, `filename`, `blocksize`, `read_only`, `nv_cache`, `o_direct`, `iopoll`, `threads_num`, `rotational`, \
          `write_through`, `removable`, `thin_provisioned`, `t10_vend_id`, `prod_id`, `prod_rev_lvl`, `t10_dev_id`, `usn`"
     );
 }
