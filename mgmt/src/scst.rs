@@ -125,7 +125,14 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
                 .iter()
                 .copied()
                 .find(|x| x.as_str() == *h)
-                .ok_or_else(|| MgmtError::not_found("no such handler").on(here.clone()))?;
+                .ok_or_else(|| {
+                    MgmtError::not_found(format!(
+                        "handler {h} is not supported by polltgt (no SCSI pass-through or user-space handlers); \
+                         handlers: {}",
+                        HANDLERS.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                    .on(here.clone())
+                })?;
             match (verb, w.get(1)) {
                 ("add_device", Some(name)) => {
                     let params = parse_params(after_words(cmd, 2))?;
@@ -212,6 +219,13 @@ fn luns_command(m: &Manager, t: &str, g: Option<&str>, cmd: &str, w: &[&str], he
 }
 
 /// IncomingUser / IncomingUser1 / ... / OutgoingUser as SCST names them.
+/// The number of a numbered `IncomingUser<n>` attribute (1..8), if it is one.
+fn chap_slot(name: &str) -> Option<usize> {
+    name.strip_prefix("IncomingUser")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| (1..=crate::config::NUMBERED_USERS).contains(n))
+}
+
 fn chap_kind(name: &str) -> Option<bool> {
     if name == "OutgoingUser" {
         Some(false)
@@ -252,7 +266,7 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
                     .on(here.to_string())
             })?;
             let acc = account(value).map_err(|e| e.attr(attr.to_string()).on(here.to_string()))?;
-            m.edit(|c| chap_edit(c.iscsi.chap_accounts_mut(), incoming, acc, verb == "add_attribute"))
+            m.edit(|c| chap_edit(c.iscsi.chap_accounts_mut(), incoming, chap_slot(attr), acc, verb == "add_attribute"))
                 .map_err(|e| e.attr(attr.to_string()).on(here.to_string()))
         }
         (Some(verb @ ("add_target_attribute" | "del_target_attribute")), Some(t)) if w.len() >= 4 => {
@@ -269,10 +283,16 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
 
 /// Add or delete a CHAP account. An incoming account is found by user name in the `IncomingUser` list and in the
 /// numbered `IncomingUser1`.. attributes; an added one goes to the list (replacing the user's old account).
-fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount, add: bool) -> Result<(), MgmtError> {
+fn chap_edit(
+    accounts: ChapAccountsMut<'_>,
+    is_incoming: bool,
+    slot: Option<usize>,
+    acc: ChapAccount,
+    add: bool,
+) -> Result<(), MgmtError> {
     let ChapAccountsMut {
         incoming,
-        numbered,
+        mut numbered,
         outgoing,
     } = accounts;
     match (is_incoming, add) {
@@ -280,15 +300,19 @@ fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount,
             let before = incoming.len();
             incoming.retain(|a| a.user != acc.user);
             let mut found = incoming.len() != before;
-            for n in numbered {
+            for n in numbered.iter_mut() {
                 if n.as_ref().is_some_and(|a| a.user == acc.user) {
-                    *n = None;
+                    **n = None;
                     found = true;
                 }
             }
             if add {
                 // Adding an account for a user already listed replaces its secret, as writing IncomingUserN would.
-                incoming.push(acc);
+                // A numbered name (IncomingUser1..8) is that attribute, as in SCST's sysfs listing.
+                match slot.and_then(|n| n.checked_sub(1)).and_then(|i| numbered.into_iter().nth(i)) {
+                    Some(n) => *n = Some(acc),
+                    None => incoming.push(acc),
+                }
             } else if !found {
                 return Err(MgmtError::not_found(format!("no IncomingUser {:?}", acc.user)));
             }
@@ -308,7 +332,8 @@ fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount,
 pub fn apply_target_attribute(t: &mut TargetConfig, attr: &str, value: &str, add: bool) -> Result<(), MgmtError> {
     if let Some(incoming) = chap_kind(attr) {
         let acc = account(value).map_err(|e| e.attr(attr.to_string()))?;
-        return chap_edit(t.chap_accounts_mut(), incoming, acc, add).map_err(|e| e.attr(attr.to_string()));
+        return chap_edit(t.chap_accounts_mut(), incoming, chap_slot(attr), acc, add)
+            .map_err(|e| e.attr(attr.to_string()));
     }
     if attr == "allowed_portal"
         || (attr.starts_with("allowed_portal") && attr[14..].chars().all(|c| c.is_ascii_digit()))
@@ -474,7 +499,10 @@ mod tests {
         apply_target_attribute(&mut t, "MaxBurstLength", "131072", true).unwrap();
         apply_target_attribute(&mut t, "HeaderDigest", "CRC32C,None", true).unwrap();
         apply_target_attribute(&mut t, "InitialR2T", "No", true).unwrap();
-        assert_eq!(t.incoming_users.len(), 2);
+        // IncomingUser1 is the numbered attribute, as SCST lists it; the credentials hold both accounts.
+        assert_eq!(t.incoming_users.len(), 1);
+        assert_eq!(t.incoming_user1.as_ref().map(|a| a.user.as_str()), Some("joe2"));
+        assert_eq!(t.credentials().incoming.len(), 2);
         assert_eq!(t.outgoing_user.as_ref().map(|a| a.user.as_str()), Some("jim1"));
         assert_eq!(
             t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
@@ -483,7 +511,9 @@ mod tests {
         assert_eq!(t.max_burst_length, 131072);
         assert_eq!(t.header_digest.to_string(), "CRC32C,None");
         apply_target_attribute(&mut t, "IncomingUser", "joe 12charsecret", false).unwrap();
-        assert_eq!(t.incoming_users.len(), 1);
+        assert_eq!(t.incoming_users.len(), 0);
+        apply_target_attribute(&mut t, "IncomingUser1", "joe2 12charsecret2", false).unwrap();
+        assert_eq!(t.credentials().incoming.len(), 0);
         assert!(apply_target_attribute(&mut t, "allowed_portal", "1.2.3.4", false).is_err());
         assert!(apply_target_attribute(&mut t, "MaxBurstLength", "100", true).is_err());
         // redirect and MaxSessions are plain target attributes (scst.conf lines, sysfs files).

@@ -664,7 +664,17 @@ pub fn set_target_attr(t: &mut TargetConfig, name: &str, value: &str) -> Result<
         _ => scalar(value),
     };
     obj.insert(name.to_string(), new);
+    let default_first_burst = TargetConfig::new(t.name.clone()).first_burst_length;
     *t = serde_json::from_value(v).map_err(|e| MgmtError::invalid(e.to_string()).attr(name))?;
+    // A FirstBurstLength left at its default follows a lower MaxBurstLength (RFC 7143 §13.14: it may not exceed
+    // it), so that SCST scripts which lower MaxBurstLength before they set FirstBurstLength (the iSCSI-SCST
+    // README's advanced sample) run line for line. An explicitly set FirstBurstLength above it stays an error.
+    if name == "MaxBurstLength"
+        && t.first_burst_length == default_first_burst
+        && t.first_burst_length > t.max_burst_length
+    {
+        t.first_burst_length = t.max_burst_length;
+    }
     Ok(())
 }
 

@@ -362,7 +362,7 @@ fn scst_management_strings_map_to_the_same_calls() {
     let c = m.config();
     let t = c.target("iqn.2006-10.net.vlnb:tgt1").unwrap();
     assert!(t.enabled);
-    assert_eq!(t.incoming_users[0].user, "joe2");
+    assert_eq!(t.incoming_user1.as_ref().map(|a| a.user.as_str()), Some("joe2"), "IncomingUser1 as SCST lists it");
     assert_eq!(
         t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         vec!["10.170.7?.2"]
@@ -398,7 +398,7 @@ fn scst_management_strings_map_to_the_same_calls() {
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     let e = w(
-        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser",
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser1",
         "x y",
     )
     .unwrap_err();
