@@ -159,6 +159,12 @@ fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
     assert_eq!(node(&m, "/sys/kernel/scst_tgt/devices").children, vec!["d0", "d1"]);
     assert_eq!(node(&m, "handlers/vdisk_nullio").children, vec!["d0"]);
     assert_eq!(node(&m, "targets/iscsi").children, vec![T, "portals"]);
+    // SCST's root threads (the reactors, read-only), the pool's statistics, a handler's trace_level.
+    let root = node(&m, "");
+    assert_eq!(root.attr("threads").map(|a| (a.value.as_str(), a.writable)), Some(("1", false)));
+    assert_eq!(node(&m, "sgv").children, vec!["sgv"]);
+    assert!(node(&m, "sgv/sgv").attr("stats").is_some());
+    assert!(node(&m, "handlers/vdisk_fileio").attr("trace_level").is_some_and(|a| a.writable));
     assert_eq!(
         node(&m, &format!("targets/iscsi/{T}")).children,
         vec!["ini_groups", "luns", "sessions"]
