@@ -373,15 +373,15 @@ impl Backend for LiveBackend {
         if old.read_only && !new.read_only && dev.bdev.info().read_only {
             return Err(err(
                 ErrorKind::Unsupported,
-                "read_only: the backing file was opened read-only when the device was created; delete the device \
-                 and add it again writable",
+                "the backing file was opened read-only when the device was created; delete the device and add it \
+                 again writable",
             ));
         }
         if new.threads_num != old.threads_num {
             let n = new.threads_num.map_or(polltgt_bdev::FileOptions::default().threads, |n| n as usize);
             dev.bdev
                 .set_threads(n)
-                .map_err(|e| err(ErrorKind::Unsupported, format!("threads_num: {e}")))?;
+                .map_err(|e| err(ErrorKind::Unsupported, e.to_string()))?;
         }
         // Identity, write protection, caches, rotation, removable medium: the logical unit raises the unit
         // attentions (INQUIRY DATA HAS CHANGED, MODE PARAMETERS CHANGED).

@@ -47,12 +47,15 @@ fn device_attributes_change_live_with_sessions_open() {
     let dir = tempfile::tempdir().unwrap();
     let disk = files.path().join("file1.img");
     std::fs::File::create(&disk).unwrap().set_len(8 << 20).unwrap();
+    let ro = files.path().join("ro.img");
+    std::fs::File::create(&ro).unwrap().set_len(1 << 20).unwrap();
     let yaml = format!(
         "portals: [ {{ address: \"127.0.0.1:0\" }} ]\n\
          devices:\n  - {{ name: ram0, handler: ram, size: 16M }}\n  - {{ name: file1, handler: vdisk_fileio, filename: {} }}\n  \
-         - {{ name: null2, handler: vdisk_nullio, size: 16M }}\n\
+         - {{ name: null2, handler: vdisk_nullio, size: 16M }}\n  - {{ name: ro3, handler: vdisk_fileio, filename: {}, read_only: true }}\n\
          targets:\n  - name: {T}\n    luns: [ {{ lun: 0, device: ram0 }}, {{ lun: 1, device: file1 }}, {{ lun: 2, device: null2, read_only: true }} ]\n",
-        disk.display()
+        disk.display(),
+        ro.display()
     );
     let t = Target::start_with_yaml(dir, &yaml);
     let mut a = Session::open(&url(&t.addr, 0), INI_A);
@@ -117,6 +120,10 @@ fn device_attributes_change_live_with_sessions_open() {
     let e = t.cli(&["set", "devices/ram0/threads_num", "2"]);
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("devices/ram0: threads_num: not writable for a ram device"));
+    // A file opened read-only at creation cannot take writes: making it writable live is refused, named.
+    let e = t.cli(&["set", "devices/ro3/read_only", "0"]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && err.contains("devices/ro3: read_only: the backing file was opened read-only"), "{err}");
     // Creation attributes stay fixed, named in the error; nothing changed.
     let e = t.cli(&["set", "devices/file1/blocksize", "4096"]);
     let err = String::from_utf8_lossy(&e.stderr);

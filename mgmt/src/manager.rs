@@ -183,8 +183,13 @@ impl Manager {
                     let mut live_old = o.clone();
                     copy_live_device_attrs(&mut live_old, d);
                     if live_old != *o {
-                        b.update_device(o, d)
-                            .map_err(|e| MgmtError::from(e).on(device_path(&d.name)))?;
+                        b.update_device(o, d).map_err(|e| {
+                            let e = MgmtError::from(e).on(device_path(&d.name));
+                            match first_difference(o, &live_old) {
+                                Some(attr) => e.attr(attr),
+                                None => e,
+                            }
+                        })?;
                     }
                     if d.size_bytes() != o.size_bytes() {
                         let size = d.size_bytes();

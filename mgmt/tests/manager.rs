@@ -104,7 +104,7 @@ impl Backend for Fake {
     }
     fn update_device(&self, old: &DeviceConfig, new: &DeviceConfig) -> Result<(), BackendError> {
         if new.threads_num == Some(99) {
-            return Err(BackendError::new(ErrorKind::Unsupported, "threads_num: too many"));
+            return Err(BackendError::new(ErrorKind::Unsupported, "too many"));
         }
         self.log(format!("update_device {} read_only={}->{} usn={:?}", new.name, old.read_only, new.read_only, new.usn));
         Ok(())
@@ -719,7 +719,14 @@ fn device_attributes_change_live_or_are_refused_by_name() {
     tree::set(&m, "devices/f/threads_num", "8").unwrap();
     assert_eq!(node(&m, "devices/f").attr("threads_pool_type").unwrap().value, "shared");
     let e = tree::set(&m, "devices/f/threads_num", "99").unwrap_err();
-    assert!(e.to_string().contains("threads_num"), "{e}");
+    assert_eq!(e.to_string(), "devices/f: threads_num: too many");
+    let e = m
+        .edit(|c| {
+            c.devices.iter_mut().find(|d| d.name == "f").unwrap().threads_num = Some(99);
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!((e.object.as_deref(), e.attribute.as_deref()), (Some("devices/f"), Some("threads_num")), "{e}");
     assert_eq!(m.config().device("f").unwrap().threads_num, Some(8));
     let e = tree::set(&m, "devices/f/threads_num", "200").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
