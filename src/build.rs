@@ -128,6 +128,7 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
     let naa_id = (0x3 << 60) | (hash & 0x0fff_ffff_ffff_ffff);
     LuConfig {
         block_size: info.block_size,
+        physical_block_size: d.physical_blocksize.unwrap_or(0),
         num_blocks: info.num_blocks,
         read_only: d.read_only,
         removable: d.removable,

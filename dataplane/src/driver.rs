@@ -36,6 +36,8 @@ mod blockops;
 
 mod xcopy;
 
+mod sanitize;
+
 use blockops::{BlockOp, Hold, LocalLock, Parked};
 
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
@@ -214,6 +216,8 @@ pub struct ReactorState {
     zerocopy_threshold: Option<usize>,
     /// EXTENDED COPYs waiting for the range of their next step.
     copy_waits: Vec<xcopy::CopyWait>,
+    /// Sanitize operations in flight, by the tag of their I/O (sanitize.rs).
+    sanitizes: HashMap<u64, sanitize::SanitizeRun>,
     pub stats: DriverStats,
 }
 
@@ -237,6 +241,7 @@ impl ReactorState {
             retrying: false,
             zerocopy_threshold: None,
             copy_waits: Vec::new(),
+            sanitizes: HashMap::new(),
             stats: DriverStats::default(),
         }
     }
@@ -778,6 +783,7 @@ impl ReactorState {
             }
             Action::Flush => (Op::Flush, PendingKind::Flush),
             Action::ExtendedCopy(job) => return self.start_copy(i, task, device, lun, job, hold, now),
+            Action::Sanitize { op, immed } => return self.start_sanitize(i, task, device, lun, op, immed, hold, now),
             other => return self.start_ops(i, task, device, lun, other, hold, now),
         };
         self.submit(i, task, device, lun, op, kind, hold);
@@ -920,6 +926,10 @@ impl ReactorState {
     }
 
     fn finish_io(&mut self, c: Completion, now: Instant) {
+        if let Some(run) = self.sanitizes.remove(&c.tag) {
+            // A sanitize operation belongs to no connection (sanitize.rs).
+            return self.sanitize_step(run, Some(c), now);
+        }
         let Some(p) = self.pending.remove(&c.tag) else { return };
         if matches!(p.kind, PendingKind::Copy(_)) {
             // An EXTENDED COPY step; the copy looks after its connection's state itself.
@@ -1150,6 +1160,7 @@ impl ReactorState {
     /// layer drops for an aborted task.
     fn abort_waiting(&mut self, i: usize, now: Instant, pred: impl Fn(&ScsiTask, Option<u64>) -> bool) {
         self.abort_parked(i, now, |t, l| pred(t, Some(l)));
+        self.release_sanitize_waiters(i, now, &pred);
         let Some(generation) = self.slots[i].as_ref().map(|s| s.generation) else { return };
         let mut ended = Vec::new();
         self.stalled.retain(|st| {

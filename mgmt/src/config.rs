@@ -424,6 +424,16 @@ pub struct DeviceConfig {
     /// Logical block size. Default 512.
     #[serde(default)]
     pub blocksize: BlockSize,
+    /// Physical block size in bytes (SPDK's `physical_block_size`): a power of two multiple of `blocksize`, at
+    /// most 2^15 logical blocks. Reported as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT in READ CAPACITY (16)
+    /// (SBC-3 §5.16.2) and as OPTIMAL TRANSFER LENGTH GRANULARITY in the Block Limits VPD page. A creation-time
+    /// attribute like `blocksize`. Default: `blocksize` (one logical block per physical block).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_ranged::<_, u32, 512, { 1 << 31 }>"
+    )]
+    pub physical_blocksize: Option<u32>,
     /// Write-protect the device (SBC-3 §6.5.1 WP bit). Default false.
     #[serde(default, deserialize_with = "values::flag")]
     pub read_only: bool,
@@ -505,6 +515,7 @@ impl DeviceConfig {
             size_mb: None,
             filename: None,
             blocksize: BlockSize::default(),
+            physical_blocksize: None,
             read_only: false,
             nv_cache: false,
             o_direct: false,
@@ -520,6 +531,11 @@ impl DeviceConfig {
             t10_dev_id: None,
             usn: None,
         }
+    }
+
+    /// The physical block size in bytes: `physical_blocksize`, or the logical block size.
+    pub fn physical_block_bytes(&self) -> u32 {
+        self.physical_blocksize.unwrap_or(self.blocksize.bytes())
     }
 
     /// The configured size in bytes (`size`, or `size_mb` MiB), if any.
@@ -1295,6 +1311,9 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
         if d.thin_provisioned {
             return Err(finding(at.key("thin_provisioned"), "a vcdrom device is read-only"));
         }
+        if d.physical_blocksize.is_some() {
+            return Err(finding(at.key("physical_blocksize"), "a vcdrom device has 2048-byte blocks"));
+        }
     } else {
         if d.filename.is_some() {
             return Err(finding(
@@ -1328,6 +1347,15 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
             at.key("threads_num"),
             format!("threads_num applies to vdisk_fileio and vdisk_blockio; {handler} does its I/O on the reactors"),
         ));
+    }
+    if let Some(p) = d.physical_blocksize {
+        let bs = d.blocksize.bytes();
+        if p < bs || p % bs != 0 || !(p / bs).is_power_of_two() || p / bs > 1 << 15 {
+            return Err(finding(
+                at.key("physical_blocksize"),
+                format!("{p} is not a power of two multiple of blocksize {bs} (at most {} bytes)", u64::from(bs) << 15),
+            ));
+        }
     }
     if let Some(bytes) = d.size_bytes() {
         let bs = u64::from(d.blocksize.bytes());

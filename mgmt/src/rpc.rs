@@ -235,6 +235,9 @@ struct SpdkBdev {
     num_blocks: u64,
     #[serde(default = "default_block_size")]
     block_size: u64,
+    /// SPDK's `physical_block_size` (bytes; default: the block size).
+    #[serde(default)]
+    physical_block_size: Option<u64>,
 }
 
 fn default_block_size() -> u64 {
@@ -497,7 +500,13 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             } else {
                 Handler::VdiskNullio
             };
-            let d = spdk_device(p.name.clone(), handler, p.block_size, p.num_blocks)?;
+            let mut d = spdk_device(p.name.clone(), handler, p.block_size, p.num_blocks)?;
+            if let Some(pbs) = p.physical_block_size {
+                let pbs = u32::try_from(pbs).map_err(|_| {
+                    RpcError::new(INVALID_PARAMS, "invalid params: physical_block_size: out of range")
+                })?;
+                d.physical_blocksize = Some(pbs);
+            }
             m.add_device(d)?;
             Ok(Value::String(p.name))
         }

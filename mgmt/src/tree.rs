@@ -260,6 +260,9 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     }
     let blocksize = if cdrom { state.as_ref().map_or(2048, |s| s.block_size) } else { d.blocksize.bytes() };
     out.push(attr("blocksize", blocksize.to_string(), configured("blocksize"), false));
+    if !cdrom {
+        out.push(attr("physical_blocksize", d.physical_block_bytes().to_string(), d.physical_blocksize.is_some(), false));
+    }
     out.push(attr("size", size.to_string(), d.size.is_some(), !cdrom));
     out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), !cdrom));
     for k in [
