@@ -235,18 +235,6 @@ impl SessionTable {
         sent
     }
 
-    /// Asks every reactor to abort, silently, the tasks that other sessions (all but `except`) have on these
-    /// devices: a logical unit or target reset aborts the tasks of every I_T nexus (SAM-5 §7.6, §7.7, TAS=0). The
-    /// unit attention the reset establishes tells those initiators.
-    pub(crate) fn abort_device_tasks(&self, devices: Vec<u64>, except: ConnRef) {
-        let Some(reactors) = self.reactors.get() else { return };
-        let devices = std::sync::Arc::new(devices);
-        for r in reactors {
-            let devices = devices.clone();
-            r.send(move |s: &mut ReactorState, now| s.abort_device_tasks(&devices, except, now));
-        }
-    }
-
     /// Registers a session that just completed its login on `conn`. Returns the connections of the sessions it
     /// reinstates (same initiator name, ISID and target, RFC 7143 §6.3.5), already marked `reinstating`: the
     /// caller closes them with [`Self::close_conn`].

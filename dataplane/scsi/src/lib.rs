@@ -33,6 +33,7 @@ mod xcopy;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
 pub use mmc::MediumChangeError;
+pub use mode::TST_PER_NEXUS;
 pub use provisioning::{LbaExtent, ProvisioningStatus};
 pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
 pub use ops::{commands, opcode, OpInfo};
