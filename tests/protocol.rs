@@ -208,6 +208,27 @@ fn rsp_timeout_closes_a_connection_that_never_sends_its_data() {
     assert!(t.wait_for_log("RspTimeout", LIMIT), "{}", t.output());
 }
 
+#[test]
+fn login_timeout_closes_silent_and_stalled_logins_but_not_sessions() {
+    let t = start("", "iscsi:\n  LoginTimeout: 2\n", "    NopInInterval: 0\n");
+    let mut done = RawConn::connect(&t.addr);
+    done.login(Some(IQN), &[]);
+    // Connects and sends nothing.
+    let mut silent = RawConn::connect(&t.addr);
+    // Stops in the middle of its login: a security-stage PDU without the T bit, answered, then nothing more.
+    let mut stalled = RawConn::connect(&t.addr);
+    let h = stalled.login_request(0, 1, false);
+    stalled.send(h, &raw::keys(&[&format!("InitiatorName={}", raw::INITIATOR), &format!("TargetName={IQN}"), "SessionType=Normal", "AuthMethod=None"]));
+    let p = stalled.recv();
+    assert!(matches!(&p.header, Header::LoginResponse(r) if r.status_class == 0 && !r.transit), "{:?}", p.header);
+    assert!(silent.closed_within(TIMERS), "a connection that never logs in is closed after LoginTimeout");
+    assert!(stalled.closed_within(TIMERS), "a login that stops half way is closed after LoginTimeout");
+    assert!(t.wait_for_log("login timed out", LIMIT), "{}", t.output());
+    // The session that completed its login long before is not affected.
+    let itt = done.ping(b"alive");
+    done.recv_until("NOP-In echo", |h| matches!(h, Header::NopIn(n) if n.itt == itt));
+}
+
 // ----- logout on shutdown -----
 
 #[test]

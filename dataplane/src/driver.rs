@@ -331,6 +331,7 @@ impl ReactorState {
         let catalog: Arc<dyn polltgt_iscsi::login::TargetCatalog> = self.registry.clone();
         let mut iscsi = Connection::new(catalog, portal, peer, now);
         iscsi.set_digest_faults(self.registry.digest_faults());
+        iscsi.set_login_timeout(self.registry.login_timeout());
         self.generation += 1;
         let slot = ConnSlot {
             generation: self.generation,

@@ -359,6 +359,9 @@ struct IscsiOptions {
     /// `"<host>[:port] [AccessControl]"`; `""` removes the iSNS server.
     #[serde(default, rename = "iSNSServer")]
     isns_server: Option<String>,
+    /// Seconds, 1..3600.
+    #[serde(default, rename = "LoginTimeout")]
+    login_timeout: Option<u64>,
 }
 
 /// Text of a JSON parameter value for attribute writes (strings as they are, numbers and booleans as SCST writes
@@ -535,7 +538,7 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             decode::<NoParams>(params)?;
             let c = m.config();
             Ok(
-                json!({ "enabled": c.iscsi.enabled, "iSNSServer": c.iscsi.isns_server.as_ref().map(|s| s.to_string()), "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
+                json!({ "enabled": c.iscsi.enabled, "iSNSServer": c.iscsi.isns_server.as_ref().map(|s| s.to_string()), "LoginTimeout": c.iscsi.login_timeout, "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
             )
         }
         "iscsi_set_options" => {
@@ -549,9 +552,19 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                     })?))
                 }
             };
+            let login_timeout = match p.login_timeout {
+                None => None,
+                Some(n) => Some(
+                    crate::tree::parse_login_timeout(&n.to_string())
+                        .map_err(|e| e.on("targets/iscsi").attr("LoginTimeout"))?,
+                ),
+            };
             m.edit(|c| {
                 if let Some(e) = p.enabled {
                     c.iscsi.enabled = e;
+                }
+                if let Some(t) = login_timeout {
+                    c.iscsi.login_timeout = t;
                 }
                 if let Some(s) = isns {
                     c.iscsi.isns_server = s;

@@ -522,6 +522,19 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
         (ErrorKind::Invalid, Some("iSNSServer"))
     );
 
+    // The driver's LoginTimeout: default 30 (not marked), set, shown and marked, refused out of range.
+    let login = a(&node(&m, "targets/iscsi"), "LoginTimeout");
+    assert_eq!((login.value.as_str(), login.key, login.writable), ("30", false, true));
+    tree::set(&m, "targets/iscsi/LoginTimeout", "5").unwrap();
+    assert_eq!(m.config().iscsi.login_timeout, 5);
+    let login = a(&node(&m, "targets/iscsi"), "LoginTimeout");
+    assert_eq!((login.value.as_str(), login.key), ("5", true));
+    for bad in ["0", "3601", "soon"] {
+        let e = tree::set(&m, "targets/iscsi/LoginTimeout", bad).unwrap_err();
+        assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Invalid, Some("LoginTimeout")), "{bad}");
+    }
+    assert_eq!(m.config().iscsi.login_timeout, 5, "a refused value changes nothing");
+
     // Numbered accounts keep their names; the list takes the free ones; deleting by user finds either.
     m.edit_target(T, |t| {
         t.incoming_user1 = Some(polltgt_mgmt::ChapAccount::new("one", "12charsecret1"));
@@ -545,7 +558,9 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
         "{yaml}"
     );
     assert!(
-        yaml.contains("MaxSessions: 3") && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl"),
+        yaml.contains("MaxSessions: 3")
+            && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl")
+            && yaml.contains("LoginTimeout: 5"),
         "{yaml}"
     );
     let again = Config::from_yaml_str(&yaml, "saved.yaml").unwrap();
