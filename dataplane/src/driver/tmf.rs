@@ -70,8 +70,9 @@ impl ReactorState {
         let deadline = now.checked_add(self.resets.limit).unwrap_or(now);
         let Some(slot) = self.slots.get_mut(i).and_then(|s| s.as_mut()) else { return };
         let origin = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+        let me = self.id;
         let others: Vec<_> =
-            self.registry.reactors().iter().enumerate().filter(|(id, _)| *id != self.id).map(|(_, h)| h.clone()).collect();
+            self.registry.reactors().iter().enumerate().filter(|(id, _)| *id != me).map(|(_, h)| h.clone()).collect();
         let join = Arc::new(ResetJoin { remaining: AtomicUsize::new(1 + others.len()), origin });
         // Set before any acknowledgement can arrive (this reactor's own may come at once).
         let Some(tmf) = slot.tmfs.last_mut() else { return };
@@ -108,7 +109,9 @@ impl ReactorState {
             });
             let aborted = before.saturating_sub(slot.iscsi.session().map_or(0, |s| s.task_count()));
             if aborted > 0 {
-                tracing::info!(reactor = self.id, tasks = aborted, at_devices = held.len(), "tasks aborted by a reset from another nexus");
+                let at_devices = held.len();
+                let reactor = self.id;
+                tracing::info!(reactor, tasks = aborted, at_devices, "tasks aborted by a reset from another nexus");
             }
             if !held.is_empty() {
                 held_by_slot.push((i, slot.generation, held));
@@ -179,7 +182,7 @@ impl ReactorState {
         let mut expired = false;
         for t in &mut slot.tmfs {
             if t.reset.as_ref().is_some_and(|(_, deadline)| *deadline <= now) {
-                tracing::warn!(reactor = self.id, itt = t.itt, "reset not acknowledged by every reactor in time: rejected");
+                tracing::warn!(reactor = self.id, itt = t.itt, "reset not acknowledged by every reactor in time");
                 t.reset = None;
                 t.waiting_for.clear();
                 t.rejected = true;
