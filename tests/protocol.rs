@@ -424,10 +424,15 @@ fn task_management_functions_end_to_end() {
     // TARGET WARM RESET: the same unit attention on every LUN of the target.
     assert_eq!(b.tmf(6, 0xffff_ffff, 0), 0, "TARGET WARM RESET");
     assert_eq!(a.test_unit_ready(), (2, 0x06, 0x29, 0x03));
-    // TARGET COLD RESET: answered, then the connection closes.
+    // TARGET COLD RESET: answered, then every connection to the target closes (RFC 7143 §11.5.1), the other
+    // initiator's too; a new session starts with POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00).
     assert_eq!(a.tmf(7, 0xffff_ffff, 0), 0, "TARGET COLD RESET");
-    assert!(a.closed_within(TIMERS), "a cold reset drops the connection");
-    assert_eq!(b.test_unit_ready(), (2, 0x06, 0x29, 0x03));
+    assert!(a.closed_within(TIMERS), "a cold reset drops the requester's connection");
+    assert!(b.closed_within(TIMERS), "and every other connection to the target");
+    let mut c = RawConn::connect(&t.addr);
+    c.login(Some(IQN), &[]);
+    assert_eq!(c.test_unit_ready(), (2, 0x06, 0x29, 0x00));
+    assert_eq!(c.test_unit_ready().0, 0);
 }
 
 // ----- sessions -----

@@ -1195,8 +1195,17 @@ impl ReactorState {
             let response = if t.rejected { TmfResponseCode::FunctionRejected } else { response };
             slot.iscsi.complete_task_mgmt(t.itt, response.into(), now);
             if function == Some(TmfFunction::TargetColdReset) {
-                // SAM-5: a cold reset also drops the connection (RFC 7143 §11.5.1).
+                // RFC 7143 §11.5.1: after a cold reset the target closes all of its TCP connections to all
+                // initiators (every session of the target node), this one once its response is out.
                 slot.iscsi.close();
+                if let Some(s) = session {
+                    let me = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+                    for conn in self.registry.sessions().target_connections(&s.target.name) {
+                        if conn != me {
+                            let _ = self.registry.sessions().close_conn(conn);
+                        }
+                    }
+                }
             }
         }
     }

@@ -219,6 +219,11 @@ impl SessionTable {
         Ok(info)
     }
 
+    /// The connections of every normal session of `target` (for a TARGET COLD RESET, which closes them all).
+    pub(crate) fn target_connections(&self, target: &str) -> Vec<ConnRef> {
+        self.lock().values().filter(|e| e.info.target_name.as_deref() == Some(target)).map(|e| e.conn).collect()
+    }
+
     /// Closes every session of `target`; returns how many were asked to close.
     pub fn force_close_target(&self, target: &str) -> usize {
         self.for_target(target).iter().filter(|s| self.force_close(s.tsih).is_ok()).count()
