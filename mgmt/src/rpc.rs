@@ -187,7 +187,12 @@ fn handle_one(m: &Manager, request: Value) -> Option<Value> {
             RpcError::new(INVALID_REQUEST, format!("unknown member {k:?}")),
         ));
     }
-    respond(call(m, &method, params))
+    let mut result = call(m, &method, params);
+    // No secret in any answer (crate::redact).
+    if let Ok(v) = result.as_mut() {
+        crate::redact::json(v);
+    }
+    respond(result)
 }
 
 fn decode<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
@@ -404,8 +409,11 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         "framework_get_config" => {
             let p: GetConfig = decode(params)?;
             match p.format.as_deref() {
-                None | Some("json") => to_json(m.config()),
-                Some("yaml") => Ok(Value::String(m.config_yaml()?)),
+                None | Some("json") => to_json(crate::redact::config(&m.config())),
+                Some("yaml") => Ok(Value::String(
+                    crate::save::minimal_yaml(&crate::redact::config(&m.config()))
+                        .map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))?,
+                )),
                 Some(f) => Err(RpcError::new(
                     INVALID_PARAMS,
                     format!("invalid params: format {f:?} (json, yaml)"),
@@ -582,7 +590,7 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 .targets
                 .iter()
                 .filter(|t| p.name.as_deref().is_none_or(|n| n == t.name.as_str()))
-                .map(|t| tree::target_json(m, t, &all))
+                .map(|t| tree::target_json(m, &crate::redact::target(t), &all))
                 .collect();
             if let (Some(n), true) = (&p.name, list.is_empty()) {
                 return Err(MgmtError::not_found("no such target")

@@ -95,12 +95,9 @@ fn json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// An account attribute's value: the user name, never the secret (crate::redact).
 fn chap_text(v: &Value) -> String {
-    format!(
-        "{} {}",
-        v.get("user").and_then(Value::as_str).unwrap_or(""),
-        v.get("secret").and_then(Value::as_str).unwrap_or("")
-    )
+    crate::redact::account_text(v.get("user").and_then(Value::as_str).unwrap_or(""))
 }
 
 /// Negotiation and timeout attributes of a target, in SCST's order; all writable (new sessions use them).

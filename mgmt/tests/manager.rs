@@ -545,9 +545,19 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
     w(&format!("add_target_attribute {T} IncomingUser joe 12charsecret")).unwrap();
     w(&format!("add_target_attribute {T} IncomingUser jim 12charsecret2")).unwrap();
     let t = node(&m, &format!("targets/iscsi/{T}"));
-    assert_eq!(a(&t, "IncomingUser").value, "joe 12charsecret");
-    assert_eq!(a(&t, "IncomingUser1").value, "one 12charsecret1");
-    assert_eq!(a(&t, "IncomingUser2").value, "jim 12charsecret2");
+    // The tree names the accounts, never their secrets (no secret in any RPC output).
+    assert_eq!(a(&t, "IncomingUser").value, "joe <hidden secret>");
+    assert_eq!(a(&t, "IncomingUser1").value, "one <hidden secret>");
+    assert_eq!(a(&t, "IncomingUser2").value, "jim <hidden secret>");
+    for request in [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "object_walk", "params": { "path": "" } }),
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "framework_get_config" }),
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "framework_get_config", "params": { "format": "yaml" } }),
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "iscsi_get_target_nodes" }),
+    ] {
+        let answer = polltgt_mgmt::rpc::handle(&m, request.clone()).unwrap().to_string();
+        assert!(!answer.contains("12charsecret") && answer.contains("jim"), "{request}: {answer}");
+    }
     w(&format!("del_target_attribute {T} IncomingUser one 12charsecret1")).unwrap();
     assert!(m.config().target(T).unwrap().incoming_user1.is_none());
 
