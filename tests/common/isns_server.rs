@@ -170,7 +170,7 @@ impl IsnsServer {
             push_tlv(&mut attrs, 16, &ip_value(ip));
             push_tlv(&mut attrs, 17, &u32::from(port).to_be_bytes());
             match exchange(ip, port, 0x000d, &attrs) {
-                Some((function, status, body)) if function == 0x800d => out.push((status, body == attrs)),
+                Some((0x800d, status, body)) => out.push((status, body == attrs)),
                 _ => out.push((u32::MAX, false)),
             }
         }
