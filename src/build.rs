@@ -33,6 +33,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
     restore_reservations(&registry, &cfg.state_dir)?;
     registry.set_driver_enabled(cfg.iscsi.enabled);
     registry.set_digest_faults(cfg.iscsi.debug_digest_failures.to_faults());
+    registry.set_login_timeout(cfg.iscsi.login_timeout());
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {

@@ -184,7 +184,19 @@ pub struct IscsiConfig {
     /// digest gets a digest error). Off by default.
     #[serde(rename = "DEBUG_DIGEST_FAILURES", default, skip_serializing_if = "DigestFaultConfig::is_off")]
     pub debug_digest_failures: DigestFaultConfig,
+    /// Seconds a connection may take from its accept to a completed login, 1..3600; a connection that sends
+    /// nothing, or stops in the middle of its login, is closed then (new connections use a changed value). Default
+    /// 30. Driver level: the target is not known before the login names it.
+    #[serde(
+        rename = "LoginTimeout",
+        default = "defaults::login_timeout",
+        deserialize_with = "values::ranged::<_, u32, 1, MAX_LOGIN_TIMEOUT>"
+    )]
+    pub login_timeout: u32,
 }
+
+/// Largest `LoginTimeout` in seconds.
+pub const MAX_LOGIN_TIMEOUT: u64 = 3600;
 
 impl Default for IscsiConfig {
     fn default() -> Self {
@@ -202,6 +214,7 @@ impl Default for IscsiConfig {
             incoming_user8: None,
             isns_server: None,
             debug_digest_failures: DigestFaultConfig::default(),
+            login_timeout: defaults::login_timeout(),
         }
     }
 }
@@ -215,6 +228,12 @@ impl IscsiConfig {
             && self.numbered_incoming().iter().all(|(_, a)| a.is_none())
             && self.isns_server.is_none()
             && self.debug_digest_failures.is_off()
+            && self.login_timeout == defaults::login_timeout()
+    }
+
+    /// `LoginTimeout` as a duration.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout.into())
     }
 
     /// The CHAP accounts of discovery sessions, for the iSCSI core.
@@ -832,6 +851,9 @@ mod defaults {
     pub(super) fn rsp_timeout() -> u32 {
         TargetParams::default().rsp_timeout.as_secs() as u32
     }
+    pub(super) fn login_timeout() -> u32 {
+        polltgt_iscsi::conn::LOGIN_TIMEOUT.as_secs() as u32
+    }
 }
 
 impl TargetConfig {
@@ -1090,6 +1112,7 @@ impl Config {
             &iscsi,
         )?;
         check_numbered_chap(&self.iscsi.incoming_users, &self.iscsi.numbered_incoming(), &iscsi)?;
+        value_at(iscsi.key("LoginTimeout"), check_range(self.iscsi.login_timeout.into(), 1, MAX_LOGIN_TIMEOUT))?;
         self.check_devices(&root.key("devices"))?;
         self.check_targets(&root.key("targets"))?;
         self.check_chap_directions()

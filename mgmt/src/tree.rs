@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::{ErrorKind, SessionInfo};
-use crate::config::{Config, DeviceConfig, Handler, LunConfig, TargetConfig};
+use crate::config::{Config, DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig, MAX_LOGIN_TIMEOUT};
 use crate::manager::{device_path, device_users, target_path, Manager, MgmtError, LIVE_DEVICE_ATTRS};
 use crate::protocol::IsnsServer;
 use crate::values::{ChapAccount, Size};
@@ -95,12 +95,9 @@ fn json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// An account attribute's value: the user name, never the secret (crate::redact).
 fn chap_text(v: &Value) -> String {
-    format!(
-        "{} {}",
-        v.get("user").and_then(Value::as_str).unwrap_or(""),
-        v.get("secret").and_then(Value::as_str).unwrap_or("")
-    )
+    crate::redact::account_text(v.get("user").and_then(Value::as_str).unwrap_or(""))
 }
 
 /// Negotiation and timeout attributes of a target, in SCST's order; all writable (new sessions use them).
@@ -482,6 +479,13 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
                 c.iscsi.isns_server.is_some(),
                 true,
             ));
+            let login_timeout = IscsiConfig::default().login_timeout;
+            attrs.push(attr(
+                "LoginTimeout",
+                c.iscsi.login_timeout.to_string(),
+                c.iscsi.login_timeout != login_timeout,
+                true,
+            ));
             attrs.push(attr(
                 "mgmt",
                 "add_target NAME | del_target NAME | add_attribute|del_attribute IncomingUser|OutgoingUser USER SECRET | \
@@ -716,6 +720,14 @@ pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
             })
             .map_err(|e| at(e, "iSNSServer"))
         }
+        ["targets", "iscsi", "LoginTimeout"] => {
+            let secs = parse_login_timeout(value).map_err(|e| at(e, "LoginTimeout"))?;
+            m.edit(|c| {
+                c.iscsi.login_timeout = secs;
+                Ok(())
+            })
+            .map_err(|e| at(e, "LoginTimeout"))
+        }
         ["targets", "iscsi", t, a] if TARGET_PARAMS.contains(a) || TARGET_WRITABLE.contains(a) => {
             m.edit_target(t, |tc| set_target_attr(tc, a, value)).map_err(|e| e.attr(a.to_string()))
         }
@@ -810,6 +822,14 @@ pub fn parse_flag(v: &str) -> Result<bool, MgmtError> {
         "1" | "yes" | "true" | "on" => Ok(true),
         "0" | "no" | "false" | "off" => Ok(false),
         _ => Err(MgmtError::invalid(format!("{v:?} is not 1 or 0"))),
+    }
+}
+
+/// The driver's `LoginTimeout`: whole seconds, 1..3600.
+pub fn parse_login_timeout(v: &str) -> Result<u32, MgmtError> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_LOGIN_TIMEOUT).contains(&u64::from(n)) => Ok(n),
+        _ => Err(MgmtError::invalid(format!("{v:?} is not a number of seconds in 1..{MAX_LOGIN_TIMEOUT}"))),
     }
 }
 

@@ -35,6 +35,7 @@ mod xcopy;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
 pub use mmc::MediumChangeError;
+pub use mode::TST_PER_NEXUS;
 pub use provisioning::{LbaExtent, ProvisioningStatus};
 pub use reconfig::{mark_write_protected, Reconfigured};
 pub use sanitize::SanitizePhase;

@@ -798,7 +798,8 @@ fn caching(wce: bool) -> Vec<u8> {
 }
 
 fn control() -> Vec<u8> {
-    vec![0x0A, 0x0A, 0x02, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]
+    // TST 001b (a task set per I_T nexus), GLTSD; QUEUE ALGORITHM MODIFIER 1; TAS 0; BUSY TIMEOUT PERIOD unlimited.
+    vec![0x0A, 0x0A, 0x22, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]
 }
 
 fn info_exceptions() -> Vec<u8> {

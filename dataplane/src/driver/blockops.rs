@@ -658,6 +658,7 @@ impl ReactorState {
                 self.complete(p.slot, p.task, result, now);
                 self.check_tmfs(p.slot, tag, now);
                 self.preempt_io_done(tag, now);
+                self.reset_io_done(tag, now);
             }
         }
     }
