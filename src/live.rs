@@ -11,6 +11,7 @@ use polltgt_bdev::{BdevError, BdevKind};
 use polltgt_dataplane::isns::IsnsSlot;
 use polltgt_dataplane::lifecycle::ResizeError;
 use polltgt_dataplane::medium::MediumError;
+use polltgt_dataplane::portals::{PortalControl, PortalError};
 use polltgt_dataplane::live::{ConnSnapshot, Control, ControlError, SessionSnapshot};
 use polltgt_dataplane::registry::{IniGroup, LunEntry, ReactorPolicy, Registry, RegistryError, TargetEntry};
 use polltgt_dataplane::sessions::SessionsError;
@@ -21,7 +22,7 @@ use polltgt_mgmt::backend::{
     PollerInfo, PoolClassInfo, PoolInfo, ReactorInfo, SessionInfo,
 };
 use polltgt_mgmt::protocol::IsnsServer;
-use polltgt_mgmt::{DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig};
+use polltgt_mgmt::{DeviceConfig, Handler, IscsiConfig, LunConfig, PortalConfig, TargetConfig};
 
 use crate::build::{isns_config, lu_config, open_bdev};
 
@@ -112,13 +113,25 @@ pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<Targ
     Ok(e)
 }
 
+fn portal_err(e: PortalError) -> BackendError {
+    let kind = match &e {
+        PortalError::Exists(_) => ErrorKind::Exists,
+        PortalError::NotFound(_) => ErrorKind::NotFound,
+        PortalError::Listen { .. } => ErrorKind::Io,
+        PortalError::LastPortal => ErrorKind::Busy,
+        PortalError::NoAnswer(_) => ErrorKind::Internal,
+    };
+    err(kind, e.to_string())
+}
+
 /// Replaces the `tracing` filter; set up by `main`.
 pub type TraceSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// The backend of the running target.
 pub struct LiveBackend {
     control: Control,
-    portals: Vec<(SocketAddr, u16)>,
+    /// Portals added and removed at run time.
+    portals: PortalControl,
     /// The iSNS client (`iSNSServer`), started, replaced or stopped by [`Backend::apply_driver`].
     isns: IsnsSlot,
     trace_level: Mutex<String>,
@@ -128,7 +141,7 @@ pub struct LiveBackend {
 impl LiveBackend {
     pub fn new(
         control: Control,
-        portals: Vec<(SocketAddr, u16)>,
+        portals: PortalControl,
         isns: IsnsSlot,
         trace_level: String,
         set_trace: TraceSetter,
@@ -347,8 +360,34 @@ impl Backend for LiveBackend {
             usn: lu.serial,
             t10_dev_id: lu.device_id,
             engine: format!("{:?}", info.kind).to_lowercase(),
-            threads_num: 0,
+            threads_num: u32::try_from(dev.bdev.threads()).unwrap_or(u32::MAX),
         })
+    }
+
+    fn update_device(&self, old: &DeviceConfig, new: &DeviceConfig) -> Result<(), BackendError> {
+        let dev = self
+            .registry()
+            .device(&new.name)
+            .ok_or_else(|| err(ErrorKind::NotFound, "no such device"))?;
+        // A file opened read-only at creation cannot take writes: refuse before anything changes.
+        if old.read_only && !new.read_only && dev.bdev.info().read_only {
+            return Err(err(
+                ErrorKind::Unsupported,
+                "the backing file was opened read-only when the device was created; delete the device and add it \
+                 again writable",
+            ));
+        }
+        if new.threads_num != old.threads_num {
+            let n = new.threads_num.map_or(polltgt_bdev::FileOptions::default().threads, |n| n as usize);
+            dev.bdev
+                .set_threads(n)
+                .map_err(|e| err(ErrorKind::Unsupported, e.to_string()))?;
+        }
+        // Identity, write protection, caches, rotation, removable medium: the logical unit raises the unit
+        // attentions (INQUIRY DATA HAS CHANGED, MODE PARAMETERS CHANGED).
+        let changed = dev.lu.reconfigure(&lu_config(new, dev.bdev.as_ref()));
+        tracing::info!(device = %new.name, inquiry = changed.inquiry, mode = changed.mode, "device attributes changed");
+        Ok(())
     }
 
     fn apply_target(&self, t: &TargetConfig) -> Result<(), BackendError> {
@@ -370,6 +409,7 @@ impl Backend for LiveBackend {
         self.registry().set_discovery_credentials(iscsi.credentials());
         self.registry()
             .set_digest_faults(iscsi.debug_digest_failures.to_faults());
+        self.registry().set_login_timeout(iscsi.login_timeout());
         Ok(())
     }
 
@@ -406,6 +446,7 @@ impl Backend for LiveBackend {
                 .map(|r| ReactorInfo {
                     id: r.id,
                     core: r.core,
+                    tid: r.tid,
                     tick_rate: r.tick_rate,
                     busy_tsc: r.busy_tsc,
                     idle_tsc: r.idle_tsc,
@@ -471,7 +512,19 @@ impl Backend for LiveBackend {
     }
 
     fn portals(&self) -> Vec<(SocketAddr, u16)> {
-        self.portals.clone()
+        self.portals.list().into_iter().map(|p| (p.addr, p.tpgt)).collect()
+    }
+
+    fn add_portal(&self, portal: &PortalConfig) -> Result<SocketAddr, BackendError> {
+        let p = self.portals.add(portal.address, portal.tpgt).map_err(portal_err)?;
+        self.isns.refresh();
+        Ok(p.addr)
+    }
+
+    fn remove_portal(&self, addr: SocketAddr) -> Result<usize, BackendError> {
+        let closed = self.portals.remove(addr).map_err(portal_err)?;
+        self.isns.refresh();
+        Ok(closed)
     }
 
     fn trace_level(&self) -> String {

@@ -134,10 +134,21 @@ fn serve(
     let report = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(libc::SIGUSR1, report.clone())?;
     let (server, pool) = build::start(cfg)?;
-    let portals = server.portals().iter().map(|p| (p.addr, p.tpgt)).collect();
     let control = Control::new(server.registry().clone(), server.reactors().to_vec(), pool);
-    let backend = Arc::new(live::LiveBackend::new(control, portals, server.isns().clone(), trace_level, set_trace));
-    let manager = Arc::new(Manager::new(cfg.clone(), backend, config_path));
+    let backend = Arc::new(live::LiveBackend::new(
+        control,
+        server.portal_control().clone(),
+        server.isns().clone(),
+        trace_level,
+        set_trace,
+    ));
+    // The running configuration names the portals as bound (port 0 replaced by the kernel's choice), so that they
+    // can be removed by address and save-config writes what listens.
+    let mut running = cfg.clone();
+    for (p, bound) in running.portals.iter_mut().zip(server.portals()) {
+        p.address = bound.addr;
+    }
+    let manager = Arc::new(Manager::new(running, backend, config_path));
     let rpc = match rpc_socket.or_else(|| cfg.mgmt.rpc_socket.clone()) {
         Some(path) => Some(RpcServer::start(&path, manager.clone())?),
         None => None,

@@ -13,18 +13,22 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(30);
 const T: &str = "iqn.2026-11.io.polltgt:save";
 
-/// The whole object tree, without what is run time by nature (statistics, assigned ids, sessions).
+/// The whole object tree, without what is run time by nature (statistics, assigned ids, thread ids, sessions).
 fn tree(t: &Target) -> Vec<Value> {
     let nodes = t.rpc_ok("object_walk", json!({ "path": "" }));
     nodes
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["path"] != "sgv")
+        .filter(|n| !n["path"].as_str().is_some_and(|p| p == "sgv" || p.starts_with("sgv/")))
         .map(|n| {
             let mut n = n.clone();
             if let Some(attrs) = n["attributes"].as_array_mut() {
-                attrs.retain(|a| !(a["name"] == "tid" || (a["name"] == "rel_tgt_id" && a["key"] == false)));
+                attrs.retain(|a| {
+                    !(a["name"] == "tid"
+                        || a["name"] == "thread_pid"
+                        || (a["name"] == "rel_tgt_id" && a["key"] == false))
+                });
             }
             n
         })
@@ -89,12 +93,14 @@ fn save_config_round_trips_to_an_identical_running_tree() {
         "/sys/kernel/scst_tgt/targets/iscsi/iqn.2026-11.io.polltgt:two/enabled",
         "1",
     ]);
-    // FirstBurstLength may not exceed MaxBurstLength (RFC 7143 §13.14): lower it first.
+    // FirstBurstLength may not exceed MaxBurstLength (RFC 7143 §13.14): one set explicitly is not lowered behind
+    // the administrator's back (one left at its default follows MaxBurstLength down, for SCST scripts).
+    t.cli_ok(&["set", &format!("targets/iscsi/{T}/FirstBurstLength"), "262144"]);
     let out = t.cli(&["set", &format!("targets/iscsi/{T}/MaxBurstLength"), "131072"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
-            "targets/iscsi/{T}: FirstBurstLength: 1048576 exceeds MaxBurstLength 131072"
+            "targets/iscsi/{T}: FirstBurstLength: 262144 exceeds MaxBurstLength 131072"
         )),
         "{err}"
     );

@@ -142,6 +142,17 @@ pub trait Bdev: Send + Sync {
         let _ = num_blocks;
         Err(BdevError::InvalidConfig(format!("{} cannot be resized", self.info().name)))
     }
+    /// Worker threads doing the backend's I/O (SCST `threads_num`; SCST's `threads_pool_type` is `shared`: one pool
+    /// for every initiator); 0 when I/O runs on the reactors (RAM, null, CD-ROM images).
+    fn threads(&self) -> usize {
+        0
+    }
+    /// Changes the number of I/O threads while the bdev is in use; returns it. Backends without threads answer
+    /// [`BdevError::InvalidConfig`].
+    fn set_threads(&self, threads: usize) -> Result<usize, BdevError> {
+        let _ = threads;
+        Err(BdevError::InvalidConfig(format!("{} does its I/O on the reactors, without I/O threads", self.info().name)))
+    }
     /// Replaces a removable medium (a CD-ROM's image, SCST `vcdrom`'s `filename`) with the one at `path`, or
     /// removes it (`None`). The new medium is opened before anything changes; returns its number of blocks (0:
     /// none). Backends without a removable medium answer [`BdevError::InvalidConfig`].

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod live;
 pub mod nexus;
 pub mod placement;
+pub mod portals;
 pub mod pr_store;
 pub mod rangelock;
 pub mod registry;

@@ -43,6 +43,15 @@ impl PollStatus {
     }
 }
 
+/// The calling thread's id as the kernel numbers it (the target of `/proc/thread-self`, "PID/task/TID"); 0 when
+/// it cannot be read.
+fn thread_id() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// What wakes a sleeping reactor (interrupt mode): file descriptors and the earliest deadline of its pollers.
 #[derive(Debug, Default)]
 pub struct WakeSet {
@@ -152,6 +161,9 @@ pub struct ReactorStats {
     pub messages: AtomicU64,
     /// Times the reactor went to sleep (interrupt or sleep mode).
     pub sleeps: AtomicU64,
+    /// The operating system's id of the reactor thread (SCST's `thread_pid`); 0 until it runs or where
+    /// /proc/thread-self cannot tell.
+    pub tid: AtomicU64,
     pub pollers: std::sync::Mutex<Vec<Arc<PollerCounters>>>,
 }
 
@@ -533,6 +545,7 @@ impl<S: 'static> ReactorSet<S> {
                     }
                     let (state, pollers) = build2(id);
                     let (mut reactor, handle) = Reactor::new(id, core, state, idle);
+                    reactor.stats.tid.store(thread_id(), Ordering::Relaxed);
                     for p in pollers {
                         reactor.add_poller(p);
                     }
@@ -647,6 +660,10 @@ mod tests {
         let cfg = ReactorConfig { count: 2, ..Default::default() };
         let set = ReactorSet::spawn(&cfg, |id| (id, Vec::new())).unwrap();
         assert_eq!(set.len(), 2);
+        // Each reactor thread reports its own kernel thread id (SCST's thread_pid), not the process id.
+        let tids: Vec<u64> = set.handles().iter().map(|h| h.stats().tid.load(Ordering::Relaxed)).collect();
+        assert!(tids.iter().all(|t| *t != 0 && *t != u64::from(std::process::id())), "{tids:?}");
+        assert_ne!(tids[0], tids[1]);
         let (tx, rx) = crossbeam_channel::unbounded();
         for h in set.handles() {
             let tx = tx.clone();

@@ -22,6 +22,7 @@ const REACTOR_CACHE_BYTES: usize = 4 << 20;
 /// kernel allocates a socket, inode and file before it finds the queue empty and frees them again, several
 /// microseconds that, asked on every loop iteration, cost more than the I/O the iteration moved.
 const ACCEPT_PERIOD: Duration = Duration::from_millis(1);
+use crate::portals::{AcceptorCmd, PortalControl};
 use crate::registry::{Portal, Registry};
 use crate::stats::DataplaneSnapshot;
 
@@ -44,7 +45,12 @@ pub struct PortalConfig {
 /// Accepts connections on every listener and hands each to a reactor, round robin: connections, not targets, are
 /// spread over reactors, so one busy target can use every core.
 struct Acceptor {
-    listeners: Vec<KernelListener>,
+    /// Listeners with the serial number that names them in the wake set (unique, so a closed listener's descriptor
+    /// number reused by a new one is registered again).
+    listeners: Vec<(KernelListener, u64)>,
+    next_serial: u64,
+    /// Portals added and removed at run time (crate::portals).
+    cmds: crossbeam_channel::Receiver<AcceptorCmd>,
     reactors: Vec<ReactorHandle<ReactorState>>,
     next: usize,
     /// Cleared at shutdown: the listeners are closed.
@@ -54,11 +60,25 @@ struct Acceptor {
 impl Acceptor {
     fn poll(&mut self, local_state: &mut ReactorState, now: Instant) -> PollStatus {
         let mut status = PollStatus::Idle;
+        while let Ok(cmd) = self.cmds.try_recv() {
+            status = PollStatus::Busy;
+            match cmd {
+                AcceptorCmd::Add(l) => {
+                    self.listeners.push((l, self.next_serial));
+                    self.next_serial += 1;
+                }
+                AcceptorCmd::Remove(addr, reply) => {
+                    let before = self.listeners.len();
+                    self.listeners.retain(|(l, _)| l.local_addr() != addr);
+                    let _ = reply.send(self.listeners.len() != before);
+                }
+            }
+        }
         if !self.accepting.load(Ordering::Acquire) && !self.listeners.is_empty() {
             tracing::info!("no longer accepting connections");
             self.listeners.clear();
         }
-        for l in &mut self.listeners {
+        for (l, _) in &mut self.listeners {
             loop {
                 match l.accept() {
                     Ok(Some(acc)) => {
@@ -120,8 +140,8 @@ impl Poller<ReactorState> for AcceptPoller {
             // The acceptor arrives by channel right after start-up: keep polling until it is there.
             return false;
         };
-        for (i, l) in a.listeners.iter().enumerate() {
-            wake.add_fd(l.as_raw_fd(), LISTENER_TOKEN + i as u64, true, false);
+        for (l, serial) in &a.listeners {
+            wake.add_fd(l.as_raw_fd(), LISTENER_TOKEN + serial, true, false);
         }
         true
     }
@@ -142,6 +162,7 @@ pub struct Server {
     accepting: Arc<AtomicBool>,
     isns: IsnsSlot,
     pool: BufPool,
+    portal_control: PortalControl,
 }
 
 impl Server {
@@ -196,17 +217,31 @@ impl Server {
         // The session table's reactor handles and the placement directory (crate::placement).
         registry.set_reactors(reactors.handles().to_vec());
         let accepting = Arc::new(AtomicBool::new(true));
-        let acceptor =
-            Acceptor { listeners, reactors: reactors.handles().to_vec(), next: 0, accepting: accepting.clone() };
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let next_serial = listeners.len() as u64;
+        let acceptor = Acceptor {
+            listeners: listeners.into_iter().zip(0..).collect(),
+            next_serial,
+            cmds: cmd_rx,
+            reactors: reactors.handles().to_vec(),
+            next: 0,
+            accepting: accepting.clone(),
+        };
+        let portal_control = PortalControl::new(registry.clone(), cmd_tx, reactors.handles().to_vec());
         // The channel holds one value and nobody else sends on it, so this cannot block or fail while reactor 0 runs.
         let _ = atx.send(acceptor);
         let isns = IsnsSlot::new(registry.clone());
-        Ok(Server { reactors, portals: bound, registry, accepting, isns, pool })
+        Ok(Server { reactors, portals: bound, registry, accepting, isns, pool, portal_control })
     }
 
-    /// The addresses actually bound.
+    /// The addresses bound at start (see [`Server::portal_control`] for those listening now).
     pub fn portals(&self) -> &[Portal] {
         &self.portals
+    }
+
+    /// Adds and removes portals while the target runs ([`crate::portals`]).
+    pub fn portal_control(&self) -> &PortalControl {
+        &self.portal_control
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

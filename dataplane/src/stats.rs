@@ -37,6 +37,8 @@ pub struct ReactorSnapshot {
     pub busy_iterations: u64,
     pub messages: u64,
     pub sleeps: u64,
+    /// The reactor thread's id (SCST `thread_pid`).
+    pub tid: u64,
     pub pollers: Vec<PollerSnapshot>,
     /// Normal sessions running here now and since start, whether a dedicated session holds the reactor, and
     /// sessions moved here after login (see [`crate::placement`]).
@@ -76,6 +78,7 @@ impl ReactorSnapshot {
             busy_iterations: s.busy_iterations.load(Ordering::Relaxed),
             messages: s.messages.load(Ordering::Relaxed),
             sleeps: s.sleeps.load(Ordering::Relaxed),
+            tid: s.tid.load(Ordering::Relaxed),
             pollers,
             ..Default::default()
         }

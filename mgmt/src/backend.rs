@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DeviceConfig, IscsiConfig, TargetConfig};
+use crate::config::{DeviceConfig, IscsiConfig, PortalConfig, TargetConfig};
 
 /// Why the running target refused or failed an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,6 +155,9 @@ pub struct PollerInfo {
 pub struct ReactorInfo {
     pub id: usize,
     pub core: Option<usize>,
+    /// The reactor thread's id in the operating system (SCST `thread_pid`); 0 when unknown.
+    #[serde(default)]
+    pub tid: u64,
     pub tick_rate: u64,
     pub busy_tsc: u64,
     pub idle_tsc: u64,
@@ -278,6 +281,26 @@ pub trait Backend: Send + Sync {
         let _ = dev;
         Err(BackendError::new(ErrorKind::Unsupported, "media changes are not supported"))
     }
+    /// Apply the run-time changeable attributes of a device that `old` describes as `new`: read_only, nv_cache,
+    /// write_through, rotational, removable, the identity strings (t10_vend_id, prod_id, prod_rev_lvl, t10_dev_id,
+    /// usn) and threads_num. Sessions get INQUIRY DATA HAS CHANGED or MODE PARAMETERS CHANGED as the change calls
+    /// for. The manager has checked that nothing else differs.
+    fn update_device(&self, old: &DeviceConfig, new: &DeviceConfig) -> Result<(), BackendError> {
+        let _ = (old, new);
+        Err(BackendError::new(ErrorKind::Unsupported, "device attributes cannot change at run time"))
+    }
+    /// Start listening on a portal (port 0: the kernel picks one); returns the address bound. Sessions on other
+    /// portals are untouched.
+    fn add_portal(&self, portal: &PortalConfig) -> Result<SocketAddr, BackendError> {
+        let _ = portal;
+        Err(BackendError::new(ErrorKind::Unsupported, "portals cannot change at run time"))
+    }
+    /// Stop listening on the portal bound to `addr` and close the connections (sessions, discovery, logins) that
+    /// came through it; returns how many were closed.
+    fn remove_portal(&self, addr: SocketAddr) -> Result<usize, BackendError> {
+        let _ = addr;
+        Err(BackendError::new(ErrorKind::Unsupported, "portals cannot change at run time"))
+    }
     /// Create a target, or bring an existing one in line with `target` (attributes, CHAP, ACL, LUN maps); running
     /// sessions see LUN changes with the unit attentions they call for. Devices are referenced by name and exist.
     fn apply_target(&self, target: &TargetConfig) -> Result<(), BackendError>;
@@ -298,7 +321,7 @@ pub trait Backend: Send + Sync {
     fn target_tid(&self, name: &str) -> Option<u32>;
     /// Logins refused with "authentication failure".
     fn auth_failures(&self) -> u64;
-    /// The addresses the target listens on, with their TPGT.
+    /// The addresses the target listens on now, with their TPGT.
     fn portals(&self) -> Vec<(SocketAddr, u16)>;
     /// The `tracing` filter in force (SCST `trace_level`).
     fn trace_level(&self) -> String;

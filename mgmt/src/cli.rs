@@ -78,6 +78,9 @@ pub enum ListWhat {
     },
     Connections,
     Reactors,
+    /// Listening portals (add and remove them with `polltgt rpc iscsi_add_portal` / `iscsi_delete_portal`, or the
+    /// SCST-style `targets/iscsi/portals/mgmt` commands).
+    Portals,
 }
 
 /// A CLI failure: the message to print and the exit status.
@@ -226,6 +229,20 @@ fn show_node(n: &Node) -> String {
 
 fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
     match what {
+        ListWhat::Portals => {
+            let ps: Vec<Value> = decode(c.call("iscsi_get_portals", json!({}))?)?;
+            let rows = ps
+                .iter()
+                .map(|p| {
+                    vec![
+                        p["address"].as_str().unwrap_or("").to_string(),
+                        p["tpgt"].to_string(),
+                        if p["listening"].as_bool().unwrap_or(false) { "yes".into() } else { "no".into() },
+                    ]
+                })
+                .collect::<Vec<_>>();
+            Ok(table(&["ADDRESS", "TPGT", "LISTENING"], &rows))
+        }
         ListWhat::Targets => {
             let targets: Vec<Value> = decode(c.call("iscsi_get_target_nodes", json!({}))?)?;
             let rows = targets
@@ -401,6 +418,7 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                     let total = (r.busy_ns + r.idle_ns).max(1);
                     vec![
                         r.id.to_string(),
+                        r.tid.to_string(),
                         r.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                         format!("{:.1}", 100.0 * r.busy_ns as f64 / total as f64),
                         r.connections.to_string(),
@@ -416,6 +434,7 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
             Ok(table(
                 &[
                     "REACTOR",
+                    "TID",
                     "CORE",
                     "BUSY%",
                     "CONNECTIONS",

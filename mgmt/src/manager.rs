@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::{Backend, BackendError, ErrorKind};
-use crate::config::{Config, DeviceConfig, Handler, IniGroupConfig, LunConfig, TargetConfig};
+use crate::config::{Config, DeviceConfig, Handler, IniGroupConfig, LunConfig, PortalConfig, TargetConfig};
 use crate::values::{Size, TargetName};
 
 /// A management error: what went wrong, on which object (an object-tree path such as
@@ -140,21 +140,17 @@ impl Manager {
             }
             None => MgmtError::invalid(e.to_string()),
         })?;
-        self.apply(&guard, &new)?;
+        self.apply(&guard, &mut new)?;
         *guard = new;
         Ok(out)
     }
 
-    /// Bring the running target from `old` to `new`: devices first (so LUNs can map them), then targets, then what
-    /// was removed.
-    fn apply(&self, old: &Config, new: &Config) -> Result<(), MgmtError> {
+    /// Bring the running target from `old` to `new`: portals, devices (so LUNs can map them), targets, then what
+    /// was removed. A portal added with port 0 is recorded in `new` with the port the kernel chose.
+    fn apply(&self, old: &Config, new: &mut Config) -> Result<(), MgmtError> {
         let b = &self.backend;
-        if old.mgmt != new.mgmt || old.portals != new.portals || old.reactors != new.reactors {
-            return Err(MgmtError::new(
-                ErrorKind::Unsupported,
-                "portals, reactors and the mgmt section take effect at the next start; edit the file and restart",
-            ));
-        }
+        fixed_at_start(old, new)?;
+        self.apply_portals(old, new)?;
         for d in &new.devices {
             match old.device(&d.name) {
                 None => b
@@ -167,17 +163,33 @@ impl Manager {
                     if d.handler == Handler::Vcdrom {
                         fixed.filename = d.filename.clone();
                     }
-                    if fixed != *d {
+                    copy_live_device_attrs(&mut fixed, d);
+                    if let Some(attr) = first_difference(&fixed, d) {
                         return Err(MgmtError::new(
                             ErrorKind::Unsupported,
-                            "only size and size_mb (and a vcdrom's filename) can change while the device exists; the \
-                             other attributes are set when it is created",
+                            format!(
+                                "set when the device is created and fixed afterwards (live: size, size_mb, {}, and a \
+                                 vcdrom's filename); delete the device and add it again to change it",
+                                LIVE_DEVICE_ATTRS.join(", ")
+                            ),
                         )
-                        .on(device_path(&d.name)));
+                        .on(device_path(&d.name))
+                        .attr(attr));
                     }
                     if d.handler == Handler::Vcdrom && d.filename != o.filename {
                         b.change_medium(d)
                             .map_err(|e| MgmtError::from(e).on(device_path(&d.name)).attr("filename"))?;
+                    }
+                    let mut live_old = o.clone();
+                    copy_live_device_attrs(&mut live_old, d);
+                    if live_old != *o {
+                        b.update_device(o, d).map_err(|e| {
+                            let e = MgmtError::from(e).on(device_path(&d.name));
+                            match first_difference(o, &live_old) {
+                                Some(attr) => e.attr(attr),
+                                None => e,
+                            }
+                        })?;
                     }
                     if d.size_bytes() != o.size_bytes() {
                         let size = d.size_bytes();
@@ -209,6 +221,41 @@ impl Manager {
         if old.iscsi != new.iscsi {
             b.apply_driver(&new.iscsi)
                 .map_err(|e| MgmtError::from(e).on("targets/iscsi"))?;
+        }
+        Ok(())
+    }
+
+    /// Portals removed from `new` stop listening (their connections are closed), portals added start; a portal's
+    /// tpgt is fixed while it exists.
+    fn apply_portals(&self, old: &Config, new: &mut Config) -> Result<(), MgmtError> {
+        let here = |a: std::net::SocketAddr| format!("{PORTALS_PATH}/{a}");
+        for n in &new.portals {
+            if let Some(o) = old.portals.iter().find(|o| o.address == n.address) {
+                if o.tpgt != n.tpgt {
+                    return Err(MgmtError::new(
+                        ErrorKind::Unsupported,
+                        "the tpgt of a portal is fixed while it listens; delete the portal and add it again",
+                    )
+                    .on(here(n.address))
+                    .attr("tpgt"));
+                }
+            }
+        }
+        for o in &old.portals {
+            if !new.portals.iter().any(|n| n.address == o.address) {
+                self.backend
+                    .remove_portal(o.address)
+                    .map_err(|e| MgmtError::from(e).on(here(o.address)))?;
+            }
+        }
+        for n in new.portals.iter_mut() {
+            if !old.portals.iter().any(|o| o.address == n.address) {
+                let bound = self
+                    .backend
+                    .add_portal(n)
+                    .map_err(|e| MgmtError::from(e).on(here(n.address)))?;
+                n.address = bound;
+            }
         }
         Ok(())
     }
@@ -274,6 +321,57 @@ impl Manager {
             Ok(())
         })
         .map_err(|e| e.on(device_path(name)))
+    }
+
+    /// Set one attribute of a device from text (SCST: write the device's sysfs attribute). The attributes of
+    /// [`LIVE_DEVICE_ATTRS`] change at once, with the unit attentions they call for; an empty value returns an
+    /// identity string or `threads_num` to its default. Others are refused, naming the attribute.
+    pub fn set_device_attr(&self, name: &str, attr: &str, value: &str) -> Result<(), MgmtError> {
+        self.edit(|c| {
+            let d = c
+                .devices
+                .iter_mut()
+                .find(|d| d.name == name)
+                .ok_or_else(|| MgmtError::not_found("no such device"))?;
+            crate::scst::set_device_param(d, attr, value)
+        })
+        .map_err(|e| e.on(device_path(name)).attr(attr))
+    }
+
+    // ---- portals -------------------------------------------------------------------------------------------
+
+    /// Start listening on a portal (`iscsi_add_portal`; port 0: the kernel picks one). Returns the address bound.
+    pub fn add_portal(&self, portal: PortalConfig) -> Result<std::net::SocketAddr, MgmtError> {
+        let here = format!("{PORTALS_PATH}/{}", portal.address);
+        let wanted = portal.address;
+        self.edit(|c| {
+            if wanted.port() != 0 && c.portals.iter().any(|p| p.address == wanted) {
+                return Err(MgmtError::new(ErrorKind::Exists, "a portal listens on this address already"));
+            }
+            c.portals.push(portal);
+            Ok(c.portals.len() - 1)
+        })
+        .map(|i| self.lock().portals.get(i).map_or(wanted, |p| p.address))
+        .map_err(|e| e.on(here))
+    }
+
+    /// Stop listening on a portal and close the connections that came through it (`iscsi_delete_portal`).
+    pub fn remove_portal(&self, address: std::net::SocketAddr) -> Result<(), MgmtError> {
+        self.edit(|c| {
+            let before = c.portals.len();
+            c.portals.retain(|p| p.address != address);
+            if c.portals.len() == before {
+                return Err(MgmtError::not_found("no portal listens on this address"));
+            }
+            if c.portals.is_empty() {
+                return Err(MgmtError::new(
+                    ErrorKind::Busy,
+                    "the last portal cannot be removed (the target would be unreachable); add another one first",
+                ));
+            }
+            Ok(())
+        })
+        .map_err(|e| e.on(format!("{PORTALS_PATH}/{address}")))
     }
 
     /// Change the medium of a `vcdrom` device (SCST: write its `filename`; `None`, an empty name, ejects).
@@ -569,6 +667,79 @@ impl Manager {
             .map_err(|e| MgmtError::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))?;
         Ok(path)
     }
+}
+
+/// The object-tree directory of the portals (a polltgt addition: SCST's iscsi-scstd takes its portals from its
+/// command line).
+pub const PORTALS_PATH: &str = "targets/iscsi/portals";
+
+/// Device attributes that change while the device exists (besides size, size_mb and a vcdrom's filename).
+pub const LIVE_DEVICE_ATTRS: [&str; 11] = [
+    "read_only",
+    "nv_cache",
+    "write_through",
+    "rotational",
+    "removable",
+    "t10_vend_id",
+    "prod_id",
+    "prod_rev_lvl",
+    "t10_dev_id",
+    "usn",
+    "threads_num",
+];
+
+/// Copy the attributes of [`LIVE_DEVICE_ATTRS`] from `from` to `to`.
+fn copy_live_device_attrs(to: &mut DeviceConfig, from: &DeviceConfig) {
+    to.read_only = from.read_only;
+    to.nv_cache = from.nv_cache;
+    to.write_through = from.write_through;
+    to.rotational = from.rotational;
+    to.removable = from.removable;
+    to.t10_vend_id = from.t10_vend_id.clone();
+    to.prod_id = from.prod_id.clone();
+    to.prod_rev_lvl = from.prod_rev_lvl.clone();
+    to.t10_dev_id = from.t10_dev_id.clone();
+    to.usn = from.usn.clone();
+    to.threads_num = from.threads_num;
+}
+
+/// The name of the first attribute in which `a` and `b` differ (configuration field names, SCST's).
+fn first_difference<T: serde::Serialize>(a: &T, b: &T) -> Option<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return Some("?".to_string());
+    };
+    a.keys()
+        .chain(b.keys())
+        .find(|k| a.get(*k) != b.get(*k))
+        .cloned()
+}
+
+/// What only a restart changes: the reactors (threads, CPUs, idle policy, zero-copy threshold, buffer pool cap),
+/// the state directory and the management interfaces. Refused naming the attribute.
+fn fixed_at_start(old: &Config, new: &Config) -> Result<(), MgmtError> {
+    let restart = |object: &str, attr: String| {
+        let e = MgmtError::new(
+            ErrorKind::Unsupported,
+            "takes effect at the next start (the reactor threads, the buffer pool and the management sockets are \
+             set up once); edit the configuration file and restart",
+        );
+        let e = if object.is_empty() { e } else { e.on(object.to_string()) };
+        e.attr(attr)
+    };
+    if old.reactors != new.reactors {
+        let attr = first_difference(&old.reactors, &new.reactors).unwrap_or_else(|| "reactors".into());
+        return Err(restart("reactors", attr));
+    }
+    if old.mgmt != new.mgmt {
+        let attr = first_difference(&old.mgmt, &new.mgmt).unwrap_or_else(|| "mgmt".into());
+        return Err(restart("mgmt", attr));
+    }
+    if old.state_dir != new.state_dir {
+        return Err(restart("", "state_dir".into()));
+    }
+    Ok(())
 }
 
 /// The object-tree path and attribute of a configuration field path (`targets[0].luns[1].device` ->

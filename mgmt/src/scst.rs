@@ -71,13 +71,20 @@ pub fn device_from_params(
 /// Set one creation attribute of a device from text (`filename`, `blocksize`, `nv_cache`, ...).
 pub fn set_device_param(dev: &mut DeviceConfig, k: &str, v: &str) -> Result<(), MgmtError> {
     let mut obj = serde_json::to_value(&*dev).map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))?;
+    let identity = matches!(k, "t10_vend_id" | "prod_id" | "prod_rev_lvl" | "t10_dev_id" | "usn");
     let value = match k {
+        // An empty identity string or threads_num: back to the default (the key left out).
+        _ if (identity || k == "threads_num") && v.trim().is_empty() => None,
         // Paths and identity strings stay text even when they look like numbers.
-        "filename" | "t10_vend_id" | "prod_id" | "prod_rev_lvl" | "t10_dev_id" | "usn" => Value::String(v.to_string()),
-        _ => scalar(v),
+        "filename" => Some(Value::String(v.to_string())),
+        _ if identity => Some(Value::String(v.to_string())),
+        _ => Some(scalar(v)),
     };
     if let Some(o) = obj.as_object_mut() {
-        o.insert(k.to_string(), value);
+        match value {
+            Some(value) => o.insert(k.to_string(), value),
+            None => o.remove(k),
+        };
     }
     *dev = serde_json::from_value(obj).map_err(|e| MgmtError::invalid(e.to_string()).attr(k))?;
     Ok(())
@@ -118,7 +125,14 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
                 .iter()
                 .copied()
                 .find(|x| x.as_str() == *h)
-                .ok_or_else(|| MgmtError::not_found("no such handler").on(here.clone()))?;
+                .ok_or_else(|| {
+                    MgmtError::not_found(format!(
+                        "handler {h} is not supported by polltgt (no SCSI pass-through or user-space handlers); \
+                         handlers: {}",
+                        HANDLERS.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                    .on(here.clone())
+                })?;
             match (verb, w.get(1)) {
                 ("add_device", Some(name)) => {
                     let params = parse_params(after_words(cmd, 2))?;
@@ -131,6 +145,7 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
             }
         }
         ["targets", "iscsi"] => driver_command(m, cmd, &w, &here),
+        ["targets", "iscsi", "portals"] => portals_command(m, cmd, &w, &here),
         ["targets", "iscsi", t, "luns"] => luns_command(m, t, None, cmd, &w, &here),
         ["targets", "iscsi", t, "ini_groups", g, "luns"] => luns_command(m, t, Some(g), cmd, &w, &here),
         ["targets", "iscsi", t, "ini_groups"] => match (verb, w.get(1), w.len()) {
@@ -146,6 +161,33 @@ pub fn execute(m: &Manager, dir: &str, cmd: &str) -> Result<(), MgmtError> {
             _ => Err(usage(&here, "add NAME | del NAME | move NAME GROUP | clear")),
         },
         _ => Err(MgmtError::not_found("no mgmt file here").on(here)),
+    }
+}
+
+/// `targets/iscsi/portals/mgmt`: `add ADDRESS[:PORT] [tpgt=N]` starts listening (port 0: any free port),
+/// `del ADDRESS[:PORT]` stops and closes the connections that came through the portal.
+fn portals_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), MgmtError> {
+    let expected = "add ADDRESS[:PORT] [tpgt=N] | del ADDRESS[:PORT]";
+    let addr = |s: &str| {
+        crate::values::parse_portal(s).map_err(|e| MgmtError::invalid(e.0).on(here.to_string()))
+    };
+    match (w.first().copied(), w.get(1).copied()) {
+        (Some("add"), Some(a)) => {
+            let mut p = crate::config::PortalConfig::new(addr(a)?);
+            for (k, v) in parse_params(after_words(cmd, 2))? {
+                match k.as_str() {
+                    "tpgt" => {
+                        p.tpgt = v.parse().map_err(|_| {
+                            MgmtError::invalid(format!("{v:?} is not a portal group tag (0..65535)")).attr("tpgt")
+                        })?
+                    }
+                    _ => return Err(MgmtError::invalid(format!("unknown portal parameter {k:?} (tpgt)")).on(here.to_string())),
+                }
+            }
+            m.add_portal(p).map(drop)
+        }
+        (Some("del"), Some(a)) if w.len() == 2 => m.remove_portal(addr(a)?),
+        _ => Err(usage(here, expected)),
     }
 }
 
@@ -177,6 +219,13 @@ fn luns_command(m: &Manager, t: &str, g: Option<&str>, cmd: &str, w: &[&str], he
 }
 
 /// IncomingUser / IncomingUser1 / ... / OutgoingUser as SCST names them.
+/// The number of a numbered `IncomingUser<n>` attribute (1..8), if it is one.
+fn chap_slot(name: &str) -> Option<usize> {
+    name.strip_prefix("IncomingUser")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| (1..=crate::config::NUMBERED_USERS).contains(n))
+}
+
 fn chap_kind(name: &str) -> Option<bool> {
     if name == "OutgoingUser" {
         Some(false)
@@ -217,7 +266,7 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
                     .on(here.to_string())
             })?;
             let acc = account(value).map_err(|e| e.attr(attr.to_string()).on(here.to_string()))?;
-            m.edit(|c| chap_edit(c.iscsi.chap_accounts_mut(), incoming, acc, verb == "add_attribute"))
+            m.edit(|c| chap_edit(c.iscsi.chap_accounts_mut(), incoming, chap_slot(attr), acc, verb == "add_attribute"))
                 .map_err(|e| e.attr(attr.to_string()).on(here.to_string()))
         }
         (Some(verb @ ("add_target_attribute" | "del_target_attribute")), Some(t)) if w.len() >= 4 => {
@@ -234,10 +283,16 @@ fn driver_command(m: &Manager, cmd: &str, w: &[&str], here: &str) -> Result<(), 
 
 /// Add or delete a CHAP account. An incoming account is found by user name in the `IncomingUser` list and in the
 /// numbered `IncomingUser1`.. attributes; an added one goes to the list (replacing the user's old account).
-fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount, add: bool) -> Result<(), MgmtError> {
+fn chap_edit(
+    accounts: ChapAccountsMut<'_>,
+    is_incoming: bool,
+    slot: Option<usize>,
+    acc: ChapAccount,
+    add: bool,
+) -> Result<(), MgmtError> {
     let ChapAccountsMut {
         incoming,
-        numbered,
+        mut numbered,
         outgoing,
     } = accounts;
     match (is_incoming, add) {
@@ -245,15 +300,19 @@ fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount,
             let before = incoming.len();
             incoming.retain(|a| a.user != acc.user);
             let mut found = incoming.len() != before;
-            for n in numbered {
+            for n in numbered.iter_mut() {
                 if n.as_ref().is_some_and(|a| a.user == acc.user) {
-                    *n = None;
+                    **n = None;
                     found = true;
                 }
             }
             if add {
                 // Adding an account for a user already listed replaces its secret, as writing IncomingUserN would.
-                incoming.push(acc);
+                // A numbered name (IncomingUser1..8) is that attribute, as in SCST's sysfs listing.
+                match slot.and_then(|n| n.checked_sub(1)).and_then(|i| numbered.into_iter().nth(i)) {
+                    Some(n) => *n = Some(acc),
+                    None => incoming.push(acc),
+                }
             } else if !found {
                 return Err(MgmtError::not_found(format!("no IncomingUser {:?}", acc.user)));
             }
@@ -273,7 +332,8 @@ fn chap_edit(accounts: ChapAccountsMut<'_>, is_incoming: bool, acc: ChapAccount,
 pub fn apply_target_attribute(t: &mut TargetConfig, attr: &str, value: &str, add: bool) -> Result<(), MgmtError> {
     if let Some(incoming) = chap_kind(attr) {
         let acc = account(value).map_err(|e| e.attr(attr.to_string()))?;
-        return chap_edit(t.chap_accounts_mut(), incoming, acc, add).map_err(|e| e.attr(attr.to_string()));
+        return chap_edit(t.chap_accounts_mut(), incoming, chap_slot(attr), acc, add)
+            .map_err(|e| e.attr(attr.to_string()));
     }
     if attr == "allowed_portal"
         || (attr.starts_with("allowed_portal") && attr[14..].chars().all(|c| c.is_ascii_digit()))
@@ -410,11 +470,12 @@ mod tests {
         let d = device_from_params(
             "disk2",
             Handler::VdiskFileio,
-            &parse_params("filename=/disk2; blocksize=4096; nv_cache=1").unwrap(),
+            &parse_params("filename=/disk2; blocksize=4096; nv_cache=1; physical_blocksize=16384").unwrap(),
         )
         .unwrap();
         assert_eq!(d.filename.as_deref(), Some(std::path::Path::new("/disk2")));
         assert_eq!(d.blocksize.bytes(), 4096);
+        assert_eq!(d.physical_blocksize, Some(16384));
         assert!(d.nv_cache);
         let n = device_from_params("nullio", Handler::VdiskNullio, &[]).unwrap();
         assert_eq!(n.size_bytes(), Some(5 << 39));
@@ -439,7 +500,10 @@ mod tests {
         apply_target_attribute(&mut t, "MaxBurstLength", "131072", true).unwrap();
         apply_target_attribute(&mut t, "HeaderDigest", "CRC32C,None", true).unwrap();
         apply_target_attribute(&mut t, "InitialR2T", "No", true).unwrap();
-        assert_eq!(t.incoming_users.len(), 2);
+        // IncomingUser1 is the numbered attribute, as SCST lists it; the credentials hold both accounts.
+        assert_eq!(t.incoming_users.len(), 1);
+        assert_eq!(t.incoming_user1.as_ref().map(|a| a.user.as_str()), Some("joe2"));
+        assert_eq!(t.credentials().incoming.len(), 2);
         assert_eq!(t.outgoing_user.as_ref().map(|a| a.user.as_str()), Some("jim1"));
         assert_eq!(
             t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
@@ -448,7 +512,9 @@ mod tests {
         assert_eq!(t.max_burst_length, 131072);
         assert_eq!(t.header_digest.to_string(), "CRC32C,None");
         apply_target_attribute(&mut t, "IncomingUser", "joe 12charsecret", false).unwrap();
-        assert_eq!(t.incoming_users.len(), 1);
+        assert_eq!(t.incoming_users.len(), 0);
+        apply_target_attribute(&mut t, "IncomingUser1", "joe2 12charsecret2", false).unwrap();
+        assert_eq!(t.credentials().incoming.len(), 0);
         assert!(apply_target_attribute(&mut t, "allowed_portal", "1.2.3.4", false).is_err());
         assert!(apply_target_attribute(&mut t, "MaxBurstLength", "100", true).is_err());
         // redirect and MaxSessions are plain target attributes (scst.conf lines, sysfs files).

@@ -230,6 +230,12 @@ impl Importer {
         let mut dev = DeviceConfig::new(name, handler);
         for item in body {
             match item {
+                // polltgt's I/O threads are one pool per device shared by every initiator.
+                Item::Attr { key, args, .. } if key == "threads_pool_type" && args.join(" ") == "shared" => {}
+                Item::Attr { line, key, .. } if key == "threads_pool_type" => self.problem(
+                    *line,
+                    format!("device {name}: threads_pool_type: polltgt has one I/O thread pool per device, shared by every initiator (shared)"),
+                ),
                 Item::Attr { line, key, args } => {
                     let value = args.join(" ");
                     if let Err(e) = set_device_param(&mut dev, key, &value) {
@@ -517,6 +523,32 @@ TARGET_DRIVER iscsi {
         assert_eq!(im.warnings.len(), 3);
         assert!(im.config.devices.is_empty() && im.config.targets[0].luns.is_empty());
         assert!(!im.config.iscsi.enabled && !im.config.targets[0].enabled);
+    }
+
+    /// Every run-time changeable device attribute SCST writes to scst.conf translates, and save-config writes it
+    /// back.
+    #[test]
+    fn device_attributes_translate_and_round_trip() {
+        let text = "HANDLER vdisk_fileio {\n DEVICE d {\n  filename /d.img\n  threads_num 8\n  threads_pool_type shared\n  \
+                    nv_cache 1\n  write_through 1\n  rotational 0\n  removable 1\n  read_only 1\n  t10_vend_id ACME\n  \
+                    prod_id ROCKET\n  prod_rev_lvl 0042\n  t10_dev_id dev-d\n  usn 0123\n }\n}\n";
+        let c = import(text, "a.conf", false).unwrap().config;
+        let d = c.device("d").unwrap();
+        assert_eq!(d.threads_num, Some(8));
+        assert!(d.nv_cache && d.write_through && !d.rotational && d.removable && d.read_only);
+        assert_eq!(
+            [&d.t10_vend_id, &d.prod_id, &d.prod_rev_lvl, &d.t10_dev_id, &d.usn].map(|v| v.as_deref()),
+            [Some("ACME"), Some("ROCKET"), Some("0042"), Some("dev-d"), Some("0123")]
+        );
+        let yaml = crate::save::minimal_yaml(&c).unwrap();
+        assert_eq!(Config::from_yaml_str(&yaml, "saved.yaml").unwrap(), c, "{yaml}");
+        // SCST's per_initiator pools do not exist here; a thread count on a RAM-less null device neither.
+        let e = import(&text.replace("shared", "per_initiator"), "a.conf", false).unwrap_err().to_string();
+        assert!(e.contains("line 5: device d: threads_pool_type"), "{e}");
+        let e = import("HANDLER vdisk_nullio {\n DEVICE n {\n  threads_num 2\n }\n}\n", "n.conf", false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("threads_num applies to vdisk_fileio and vdisk_blockio"), "{e}");
     }
 
     #[test]

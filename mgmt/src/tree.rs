@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::{ErrorKind, SessionInfo};
-use crate::config::{Config, DeviceConfig, Handler, LunConfig, TargetConfig};
-use crate::manager::{device_path, device_users, target_path, Manager, MgmtError};
+use crate::config::{Config, DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig, MAX_LOGIN_TIMEOUT};
+use crate::manager::{device_path, device_users, target_path, Manager, MgmtError, LIVE_DEVICE_ATTRS};
 use crate::protocol::IsnsServer;
 use crate::values::{ChapAccount, Size};
 
@@ -95,12 +95,9 @@ fn json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// An account attribute's value: the user name, never the secret (crate::redact).
 fn chap_text(v: &Value) -> String {
-    format!(
-        "{} {}",
-        v.get("user").and_then(Value::as_str).unwrap_or(""),
-        v.get("secret").and_then(Value::as_str).unwrap_or("")
-    )
+    crate::redact::account_text(v.get("user").and_then(Value::as_str).unwrap_or(""))
 }
 
 /// Negotiation and timeout attributes of a target, in SCST's order; all writable (new sessions use them).
@@ -228,13 +225,17 @@ fn target_attrs(t: &TargetConfig, tid: Option<u32>) -> Vec<Attr> {
 }
 
 /// Device attributes in SCST's names. Creation-time attributes are read-only; `size`/`size_mb` resize and
-/// `resync_size` (write-only) re-reads a file's size; a `vcdrom`'s `filename` changes its medium.
+/// `resync_size` (write-only) re-reads a file's size; a `vcdrom`'s `filename` changes its medium; the attributes of
+/// [`LIVE_DEVICE_ATTRS`] change at once (`threads_num` only for file and block devices; `read_only` and `removable`
+/// not for a vcdrom, which always is both).
 fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     let v = json(d);
     let def = json(&DeviceConfig::new(&d.name, d.handler));
     let state = m.backend().device_state(d);
     let configured = |k: &str| v.get(k).is_some_and(|x| !x.is_null()) && v.get(k) != def.get(k);
     let flag = |k: &str| show(k, v.get(k).unwrap_or(&Value::Bool(false)));
+    let cdrom = d.handler == Handler::Vcdrom;
+    let live = |k: &str| LIVE_DEVICE_ATTRS.contains(&k) && !(cdrom && matches!(k, "read_only" | "removable"));
     let ident = |k: &str, run: Option<String>| {
         let value = v
             .get(k)
@@ -242,10 +243,9 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
             .map(str::to_string)
             .or(run)
             .unwrap_or_default();
-        attr(k, value, configured(k), false)
+        attr(k, value, configured(k), live(k))
     };
     let size = state.as_ref().map(|s| s.size).or(d.size_bytes()).unwrap_or(0);
-    let cdrom = d.handler == Handler::Vcdrom;
     let mut out = vec![attr("handler", d.handler.as_str(), false, false)];
     if d.handler.uses_filename() {
         out.push(attr(
@@ -257,6 +257,9 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     }
     let blocksize = if cdrom { state.as_ref().map_or(2048, |s| s.block_size) } else { d.blocksize.bytes() };
     out.push(attr("blocksize", blocksize.to_string(), configured("blocksize"), false));
+    if !cdrom {
+        out.push(attr("physical_blocksize", d.physical_block_bytes().to_string(), d.physical_blocksize.is_some(), false));
+    }
     out.push(attr("size", size.to_string(), d.size.is_some(), !cdrom));
     out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), !cdrom));
     for k in [
@@ -268,19 +271,23 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
         "removable",
         "thin_provisioned",
     ] {
-        out.push(attr(k, flag(k), configured(k), false));
+        out.push(attr(k, flag(k), configured(k), live(k)));
     }
     out.push(ident("t10_vend_id", state.as_ref().map(|s| s.t10_vend_id.clone())));
     out.push(ident("prod_id", state.as_ref().map(|s| s.prod_id.clone())));
     out.push(ident("prod_rev_lvl", state.as_ref().map(|s| s.prod_rev_lvl.clone())));
     out.push(ident("t10_dev_id", state.as_ref().map(|s| s.t10_dev_id.clone())));
     out.push(ident("usn", state.as_ref().map(|s| s.usn.clone())));
+    // SCST's I/O threads of the device: the thread pool of a file or block device (one pool shared by every
+    // initiator: threads_pool_type "shared"); RAM, null and CD-ROM devices do their I/O on the reactors.
+    let threads = d.handler.needs_filename();
     out.push(attr(
         "threads_num",
         state.as_ref().map_or(0, |s| s.threads_num).to_string(),
-        false,
-        false,
+        d.threads_num.is_some(),
+        threads,
     ));
+    out.push(attr("threads_pool_type", if threads { "shared" } else { "none" }, false, false));
     // SCSI peripheral device type: 0 disk, 5 CD-ROM.
     out.push(attr("type", if cdrom { "5" } else { "0" }, false, false));
     out.push(attr("exported", device_users(c, &d.name).join(" "), false, false));
@@ -301,26 +308,49 @@ fn lun_node(path: String, l: &LunConfig) -> Node {
     }
 }
 
-/// Session directory names: the initiator name, or `name.sid` when one initiator has several sessions.
-pub fn session_names(sessions: &[SessionInfo]) -> Vec<String> {
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+/// Session directory names: the initiator name, in per-portal mode (`per_portal_acl`) `name#portal_ip` as SCST
+/// registers the initiator, with `.sid` appended when one name has several sessions.
+pub fn session_names(sessions: &[SessionInfo], per_portal_acl: bool) -> Vec<String> {
+    let base = |s: &SessionInfo| match (per_portal_acl, s.connections.first()) {
+        (true, Some(c)) => format!("{}#{}", s.initiator_name, c.portal.ip()),
+        _ => s.initiator_name.clone(),
+    };
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for s in sessions {
-        *count.entry(s.initiator_name.as_str()).or_default() += 1;
+        *count.entry(base(s)).or_default() += 1;
     }
     sessions
         .iter()
         .map(|s| {
-            if count[s.initiator_name.as_str()] > 1 {
-                format!("{}.{}", s.initiator_name, s.sid)
+            let b = base(s);
+            if count[&b] > 1 {
+                format!("{b}.{}", s.sid)
             } else {
-                s.initiator_name.clone()
+                b
             }
         })
         .collect()
 }
 
-fn session_attrs(s: &SessionInfo, luns_link: &str) -> Vec<Attr> {
+/// The thread id of each reactor (SCST's `thread_pid`), by reactor id; empty when the reactors do not answer.
+fn reactor_tids(m: &Manager) -> BTreeMap<usize, u64> {
+    m.backend()
+        .dataplane_stats()
+        .map(|s| s.reactors.iter().map(|r| (r.id, r.tid)).collect())
+        .unwrap_or_default()
+}
+
+fn session_attrs(s: &SessionInfo, luns_link: &str, tids: &BTreeMap<usize, u64>) -> Vec<Attr> {
+    // The reactor thread running the session's connection.
+    let thread_pid = s
+        .connections
+        .iter()
+        .filter_map(|c| tids.get(&c.reactor))
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut out = vec![
+        attr("thread_pid", thread_pid, false, false),
         attr("initiator_name", s.initiator_name.clone(), false, false),
         attr("sid", s.sid.clone(), false, false),
         attr("reinstating", if s.reinstating { "1" } else { "0" }, false, false),
@@ -367,6 +397,8 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
             vec![
                 attr("version", env!("CARGO_PKG_VERSION"), false, false),
                 attr("trace_level", backend.trace_level(), false, true),
+                // SCST's global threads: here the reactor threads, fixed while the target runs (reactors.count).
+                attr("threads", c.reactors.reactor_count().to_string(), c.reactors != crate::config::ReactorsConfig::default(), false),
             ],
             ["devices", "handlers", "targets", "sgv"].map(String::from).to_vec(),
         ),
@@ -380,6 +412,7 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
             Some(handler) => node(
                 vec![
                     attr("type", if *handler == Handler::Vcdrom { "5" } else { "0" }, false, false),
+                    attr("trace_level", backend.trace_level(), false, true),
                     attr(
                         "mgmt",
                         "add_device NAME [attribute=value; ...] | del_device NAME",
@@ -405,7 +438,19 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
                 "allocations {} frees {} cache_hits {} cache_misses {} large_allocations {} exhausted {} bytes_in_use {} high_water {} bytes_mapped {} bytes_cached {} thread_caches {}",
                 p.allocations, p.frees, p.cache_hits, p.cache_misses, p.large_allocations, p.exhausted, p.bytes_in_use, p.high_water, p.bytes_mapped, p.bytes_cached, p.thread_caches
             );
-            node(vec![attr("global_stats", text, false, false)], Vec::new())
+            node(vec![attr("global_stats", text, false, false)], vec!["sgv".into()])
+        }
+        // SCST's per-pool statistics (sgv, sgv-clust, sgv-dma): polltgt has one pool, by size class.
+        ["sgv", "sgv"] => {
+            let p = backend.pool();
+            let text = p
+                .classes
+                .iter()
+                .map(|c| format!("{}: slabs {} free {} in_use {} cached {}", c.size, c.slabs, c.free, c.in_use, c.cached))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let max = p.max_bytes.map(|b| b.to_string()).unwrap_or_default();
+            node(vec![attr("stats", text, false, false), attr("max_bytes", max, p.max_bytes.is_some(), false)], Vec::new())
         }
         ["targets"] => node(Vec::new(), vec!["iscsi".into()]),
         ["targets", "iscsi"] => {
@@ -434,6 +479,13 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
                 c.iscsi.isns_server.is_some(),
                 true,
             ));
+            let login_timeout = IscsiConfig::default().login_timeout;
+            attrs.push(attr(
+                "LoginTimeout",
+                c.iscsi.login_timeout.to_string(),
+                c.iscsi.login_timeout != login_timeout,
+                true,
+            ));
             attrs.push(attr(
                 "mgmt",
                 "add_target NAME | del_target NAME | add_attribute|del_attribute IncomingUser|OutgoingUser USER SECRET | \
@@ -441,8 +493,24 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
                 false,
                 true,
             ));
-            node(attrs, c.targets.iter().map(|t| t.name.to_string()).collect())
+            let mut children: Vec<String> = c.targets.iter().map(|t| t.name.to_string()).collect();
+            children.push("portals".into());
+            node(attrs, children)
         }
+        ["targets", "iscsi", "portals"] => node(
+            vec![attr("mgmt", "add ADDRESS[:PORT] [tpgt=N] | del ADDRESS[:PORT]", false, true)],
+            c.portals.iter().map(|p| p.address.to_string()).collect(),
+        ),
+        ["targets", "iscsi", "portals", a] => match c.portals.iter().find(|p| p.address.to_string() == *a) {
+            Some(p) => node(
+                vec![
+                    attr("address", p.address.to_string(), false, false),
+                    attr("tpgt", p.tpgt.to_string(), p.tpgt != 1, false),
+                ],
+                Vec::new(),
+            ),
+            None => Ok(None),
+        },
         ["targets", "iscsi", t, rest @ ..] => {
             let Some(tc) = c.target(t) else { return Ok(None) };
             target_directory(m, tc, rest, &path)
@@ -501,10 +569,17 @@ fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) ->
                 _ => Ok(None),
             }
         }
-        ["sessions"] => node(Vec::new(), session_names(&sessions_of(m, t.name.as_str())?)),
+        ["sessions"] => {
+            // SCST: the PIDs of the threads processing the target's sessions; here every reactor thread.
+            let tids = reactor_tids(m).values().map(u64::to_string).collect::<Vec<_>>().join(" ");
+            node(
+                vec![attr("thread_pid", tids, false, false)],
+                session_names(&sessions_of(m, t.name.as_str())?, t.per_portal_acl),
+            )
+        }
         ["sessions", s, more @ ..] => {
             let sessions = sessions_of(m, t.name.as_str())?;
-            let names = session_names(&sessions);
+            let names = session_names(&sessions, t.per_portal_acl);
             let Some(i) = names.iter().position(|n| n == s) else {
                 return Ok(None);
             };
@@ -515,7 +590,7 @@ fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) ->
             };
             match more {
                 [] => node(
-                    session_attrs(sess, &link),
+                    session_attrs(sess, &link, &reactor_tids(m)),
                     sess.connections.iter().map(|c| c.ip.ip().to_string()).collect(),
                 ),
                 [ip] => match sess.connections.iter().find(|c| c.ip.ip().to_string() == *ip) {
@@ -596,7 +671,17 @@ pub fn set_target_attr(t: &mut TargetConfig, name: &str, value: &str) -> Result<
         _ => scalar(value),
     };
     obj.insert(name.to_string(), new);
+    let default_first_burst = TargetConfig::new(t.name.clone()).first_burst_length;
     *t = serde_json::from_value(v).map_err(|e| MgmtError::invalid(e.to_string()).attr(name))?;
+    // A FirstBurstLength left at its default follows a lower MaxBurstLength (RFC 7143 §13.14: it may not exceed
+    // it), so that SCST scripts which lower MaxBurstLength before they set FirstBurstLength (the iSCSI-SCST
+    // README's advanced sample) run line for line. An explicitly set FirstBurstLength above it stays an error.
+    if name == "MaxBurstLength"
+        && t.first_burst_length == default_first_burst
+        && t.first_burst_length > t.max_burst_length
+    {
+        t.first_burst_length = t.max_burst_length;
+    }
     Ok(())
 }
 
@@ -609,6 +694,12 @@ pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
         ["trace_level"] | ["targets", "iscsi", "trace_level"] | ["handlers", _, "trace_level"] => {
             Ok(m.backend().set_trace_level(value.trim()).map_err(|e| at(e.into(), "trace_level"))?)
         }
+        ["threads"] => Err(MgmtError::new(
+            ErrorKind::Unsupported,
+            "the reactor threads (reactors.count / reactors.cpu_mask) are started once; edit the configuration \
+             file and restart",
+        )
+        .attr("threads")),
         ["targets", "iscsi", "enabled"] => {
             let on = parse_flag(value).map_err(|e| at(e, "enabled"))?;
             m.edit(|c| {
@@ -629,12 +720,21 @@ pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
             })
             .map_err(|e| at(e, "iSNSServer"))
         }
+        ["targets", "iscsi", "LoginTimeout"] => {
+            let secs = parse_login_timeout(value).map_err(|e| at(e, "LoginTimeout"))?;
+            m.edit(|c| {
+                c.iscsi.login_timeout = secs;
+                Ok(())
+            })
+            .map_err(|e| at(e, "LoginTimeout"))
+        }
         ["targets", "iscsi", t, a] if TARGET_PARAMS.contains(a) || TARGET_WRITABLE.contains(a) => {
             m.edit_target(t, |tc| set_target_attr(tc, a, value)).map_err(|e| e.attr(a.to_string()))
         }
         ["targets", "iscsi", t, "sessions", s, "force_close"] => {
             let sessions = sessions_of(m, t)?;
-            let names = session_names(&sessions);
+            let per_portal = m.config().target(t).is_some_and(|x| x.per_portal_acl);
+            let names = session_names(&sessions, per_portal);
             let i = names.iter().position(|n| n == s).ok_or_else(|| no_such(&seg))?;
             m.force_close(&sessions[i].sid).map_err(|e| e.on(seg[..seg.len() - 1].join("/")))
         }
@@ -681,6 +781,17 @@ fn set_device_attr(m: &Manager, d: &str, a: &str, value: &str) -> Result<(), Mgm
             m.resize_device(d, size).map_err(here)
         }
         "resync_size" => m.resync_device(d).map(drop).map_err(here),
+        a if LIVE_DEVICE_ATTRS.contains(&a) => {
+            let c = m.config();
+            let dev = c.device(d).ok_or_else(|| here(MgmtError::not_found("no such device")))?;
+            if !device_attrs(&c, dev, m).iter().any(|x| x.name == a && x.writable) {
+                return Err(here(MgmtError::new(
+                    ErrorKind::Unsupported,
+                    format!("not writable for a {} device", dev.handler.as_str()),
+                )));
+            }
+            m.set_device_attr(d, a, value.trim_end_matches('\n'))
+        }
         // A vcdrom's medium: a path loads it, an empty value ejects (SCST vcdrom).
         "filename" if m.config().device(d).is_some_and(|x| x.handler == Handler::Vcdrom) => {
             let v = value.trim();
@@ -695,7 +806,8 @@ fn set_device_attr(m: &Manager, d: &str, a: &str, value: &str) -> Result<(), Mgm
             if attrs.iter().any(|x| x.name == a) {
                 Err(here(MgmtError::new(
                     ErrorKind::Unsupported,
-                    "set when the device is created (add_device NAME attribute=value) and fixed afterwards",
+                    "set when the device is created (add_device NAME attribute=value) and fixed afterwards; delete \
+                     the device and add it again to change it",
                 )))
             } else {
                 Err(here(MgmtError::not_found("no such attribute")))
@@ -710,6 +822,14 @@ pub fn parse_flag(v: &str) -> Result<bool, MgmtError> {
         "1" | "yes" | "true" | "on" => Ok(true),
         "0" | "no" | "false" | "off" => Ok(false),
         _ => Err(MgmtError::invalid(format!("{v:?} is not 1 or 0"))),
+    }
+}
+
+/// The driver's `LoginTimeout`: whole seconds, 1..3600.
+pub fn parse_login_timeout(v: &str) -> Result<u32, MgmtError> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_LOGIN_TIMEOUT).contains(&u64::from(n)) => Ok(n),
+        _ => Err(MgmtError::invalid(format!("{v:?} is not a number of seconds in 1..{MAX_LOGIN_TIMEOUT}"))),
     }
 }
 

@@ -102,6 +102,25 @@ impl Backend for Fake {
     fn portals(&self) -> Vec<(SocketAddr, u16)> {
         Vec::new()
     }
+    fn update_device(&self, old: &DeviceConfig, new: &DeviceConfig) -> Result<(), BackendError> {
+        if new.threads_num == Some(99) {
+            return Err(BackendError::new(ErrorKind::Unsupported, "too many"));
+        }
+        self.log(format!("update_device {} read_only={}->{} usn={:?}", new.name, old.read_only, new.read_only, new.usn));
+        Ok(())
+    }
+    fn add_portal(&self, portal: &polltgt_mgmt::PortalConfig) -> Result<SocketAddr, BackendError> {
+        self.log(format!("add_portal {} {}", portal.address, portal.tpgt));
+        let mut a = portal.address;
+        if a.port() == 0 {
+            a.set_port(40000);
+        }
+        Ok(a)
+    }
+    fn remove_portal(&self, addr: SocketAddr) -> Result<usize, BackendError> {
+        self.log(format!("remove_portal {addr}"));
+        Ok(1)
+    }
     fn trace_level(&self) -> String {
         "info".into()
     }
@@ -139,7 +158,13 @@ fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
     assert_eq!(node(&m, "").children, vec!["devices", "handlers", "targets", "sgv"]);
     assert_eq!(node(&m, "/sys/kernel/scst_tgt/devices").children, vec!["d0", "d1"]);
     assert_eq!(node(&m, "handlers/vdisk_nullio").children, vec!["d0"]);
-    assert_eq!(node(&m, "targets/iscsi").children, vec![T]);
+    assert_eq!(node(&m, "targets/iscsi").children, vec![T, "portals"]);
+    // SCST's root threads (the reactors, read-only), the pool's statistics, a handler's trace_level.
+    let root = node(&m, "");
+    assert_eq!(root.attr("threads").map(|a| (a.value.as_str(), a.writable)), Some(("1", false)));
+    assert_eq!(node(&m, "sgv").children, vec!["sgv"]);
+    assert!(node(&m, "sgv/sgv").attr("stats").is_some());
+    assert!(node(&m, "handlers/vdisk_fileio").attr("trace_level").is_some_and(|a| a.writable));
     assert_eq!(
         node(&m, &format!("targets/iscsi/{T}")).children,
         vec!["ini_groups", "luns", "sessions"]
@@ -151,7 +176,7 @@ fn the_tree_has_scst_layout_and_marks_non_default_attributes() {
     assert_eq!((imm.value.as_str(), imm.key), ("Yes", false));
     let d1 = node(&m, "devices/d1");
     let rot = d1.attr("rotational").unwrap();
-    assert_eq!((rot.value.as_str(), rot.key, rot.writable), ("0", true, false));
+    assert_eq!((rot.value.as_str(), rot.key, rot.writable), ("0", true, true));
     assert_eq!(
         d1.attr("size").map(|a| (a.value.as_str(), a.key)),
         Some(("67108864", true))
@@ -343,7 +368,7 @@ fn scst_management_strings_map_to_the_same_calls() {
     let c = m.config();
     let t = c.target("iqn.2006-10.net.vlnb:tgt1").unwrap();
     assert!(t.enabled);
-    assert_eq!(t.incoming_users[0].user, "joe2");
+    assert_eq!(t.incoming_user1.as_ref().map(|a| a.user.as_str()), Some("joe2"), "IncomingUser1 as SCST lists it");
     assert_eq!(
         t.allowed_portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         vec!["10.170.7?.2"]
@@ -379,7 +404,7 @@ fn scst_management_strings_map_to_the_same_calls() {
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     let e = w(
-        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser",
+        "/sys/kernel/scst_tgt/targets/iscsi/iqn.2006-10.net.vlnb:tgt1/IncomingUser1",
         "x y",
     )
     .unwrap_err();
@@ -522,6 +547,19 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
         (ErrorKind::Invalid, Some("iSNSServer"))
     );
 
+    // The driver's LoginTimeout: default 30 (not marked), set, shown and marked, refused out of range.
+    let login = a(&node(&m, "targets/iscsi"), "LoginTimeout");
+    assert_eq!((login.value.as_str(), login.key, login.writable), ("30", false, true));
+    tree::set(&m, "targets/iscsi/LoginTimeout", "5").unwrap();
+    assert_eq!(m.config().iscsi.login_timeout, 5);
+    let login = a(&node(&m, "targets/iscsi"), "LoginTimeout");
+    assert_eq!((login.value.as_str(), login.key), ("5", true));
+    for bad in ["0", "3601", "soon"] {
+        let e = tree::set(&m, "targets/iscsi/LoginTimeout", bad).unwrap_err();
+        assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Invalid, Some("LoginTimeout")), "{bad}");
+    }
+    assert_eq!(m.config().iscsi.login_timeout, 5, "a refused value changes nothing");
+
     // Numbered accounts keep their names; the list takes the free ones; deleting by user finds either.
     m.edit_target(T, |t| {
         t.incoming_user1 = Some(polltgt_mgmt::ChapAccount::new("one", "12charsecret1"));
@@ -532,9 +570,19 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
     w(&format!("add_target_attribute {T} IncomingUser joe 12charsecret")).unwrap();
     w(&format!("add_target_attribute {T} IncomingUser jim 12charsecret2")).unwrap();
     let t = node(&m, &format!("targets/iscsi/{T}"));
-    assert_eq!(a(&t, "IncomingUser").value, "joe 12charsecret");
-    assert_eq!(a(&t, "IncomingUser1").value, "one 12charsecret1");
-    assert_eq!(a(&t, "IncomingUser2").value, "jim 12charsecret2");
+    // The tree names the accounts, never their secrets (no secret in any RPC output).
+    assert_eq!(a(&t, "IncomingUser").value, "joe <hidden secret>");
+    assert_eq!(a(&t, "IncomingUser1").value, "one <hidden secret>");
+    assert_eq!(a(&t, "IncomingUser2").value, "jim <hidden secret>");
+    for request in [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "object_walk", "params": { "path": "" } }),
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "framework_get_config" }),
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "framework_get_config", "params": { "format": "yaml" } }),
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "iscsi_get_target_nodes" }),
+    ] {
+        let answer = polltgt_mgmt::rpc::handle(&m, request.clone()).unwrap().to_string();
+        assert!(!answer.contains("12charsecret") && answer.contains("jim"), "{request}: {answer}");
+    }
     w(&format!("del_target_attribute {T} IncomingUser one 12charsecret1")).unwrap();
     assert!(m.config().target(T).unwrap().incoming_user1.is_none());
 
@@ -545,7 +593,9 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
         "{yaml}"
     );
     assert!(
-        yaml.contains("MaxSessions: 3") && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl"),
+        yaml.contains("MaxSessions: 3")
+            && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl")
+            && yaml.contains("LoginTimeout: 5"),
         "{yaml}"
     );
     let again = Config::from_yaml_str(&yaml, "saved.yaml").unwrap();
@@ -612,4 +662,176 @@ fn vcdrom_filename_changes_the_medium() {
     assert_eq!(tree::set(&m, "devices/d0/filename", "/x").unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(tree::set(&m, "devices/cd/filename", "x.iso").unwrap_err().kind, ErrorKind::Invalid);
     assert!(f.calls().is_empty());
+}
+
+fn session_on(initiator: &str, sid: &str, portal: &str) -> SessionInfo {
+    SessionInfo {
+        target: T.into(),
+        initiator_name: initiator.into(),
+        initiator_alias: None,
+        sid: sid.into(),
+        tsih: 1,
+        reinstating: false,
+        group: None,
+        luns: vec![0],
+        params: BTreeMap::new(),
+        active_commands: 0,
+        commands: 0,
+        read_commands: 0,
+        write_commands: 0,
+        read_bytes: 0,
+        write_bytes: 0,
+        errors: 0,
+        connections: vec![ConnectionInfo {
+            reactor: 0,
+            cid: Some(0),
+            ip: "127.0.0.9:50000".parse().unwrap(),
+            portal: portal.parse().unwrap(),
+            state: "full_feature".into(),
+            session_type: Some("normal".into()),
+            initiator_name: Some(initiator.into()),
+            target_name: Some(T.into()),
+            pdus_received: 0,
+            pdus_sent: 0,
+        }],
+    }
+}
+
+/// Identity, write protection, caches and threads_num change live (one backend call, the tree follows); creation
+/// attributes are refused naming themselves; an empty identity value returns to the default.
+#[test]
+fn device_attributes_change_live_or_are_refused_by_name() {
+    let (f, m) = setup();
+    tree::set(&m, "devices/d0/usn", "SN-42").unwrap();
+    tree::set(&m, "/sys/kernel/scst_tgt/handlers/vdisk_nullio/d0/read_only", "1").unwrap();
+    scst::write(&m, "/sys/kernel/scst_tgt/devices/d1/t10_vend_id", "ACME").unwrap();
+    for (a, v) in [("nv_cache", "1"), ("write_through", "1"), ("rotational", "0"), ("removable", "1"), ("prod_id", "ROCKET"), ("prod_rev_lvl", "0042"), ("t10_dev_id", "dev-0")] {
+        tree::set(&m, &format!("devices/d0/{a}"), v).unwrap_or_else(|e| panic!("{a}: {e}"));
+    }
+    let calls = f.calls();
+    assert_eq!(calls.len(), 10, "{calls:?}");
+    assert_eq!(calls[0], "update_device d0 read_only=false->false usn=Some(\"SN-42\")");
+    assert_eq!(calls[1], "update_device d0 read_only=false->true usn=Some(\"SN-42\")");
+    let d0 = node(&m, "devices/d0");
+    for (a, v) in [("usn", "SN-42"), ("read_only", "1"), ("nv_cache", "1"), ("write_through", "1"), ("removable", "1"), ("prod_id", "ROCKET")] {
+        let at = d0.attr(a).unwrap();
+        assert_eq!((at.value.as_str(), at.key, at.writable), (v, true, true), "{a}");
+    }
+    // Back to the default with an empty value.
+    tree::set(&m, "devices/d0/usn", "").unwrap();
+    assert_eq!(m.config().device("d0").unwrap().usn, None);
+    assert!(!node(&m, "devices/d0").attr("usn").unwrap().key);
+    // Creation attributes: refused, naming object and attribute, nothing applied.
+    f.calls();
+    for (a, v) in [("blocksize", "4096"), ("thin_provisioned", "1"), ("o_direct", "1")] {
+        let e = tree::set(&m, &format!("devices/d0/{a}"), v).unwrap_err();
+        assert_eq!((e.kind, e.object.as_deref(), e.attribute.as_deref()), (ErrorKind::Unsupported, Some("devices/d0"), Some(a)), "{e}");
+    }
+    // threads_num is the I/O thread pool of file and block devices; a null device has none.
+    let e = tree::set(&m, "devices/d0/threads_num", "8").unwrap_err();
+    assert!(e.to_string().contains("devices/d0: threads_num: not writable for a vdisk_nullio device"), "{e}");
+    assert!(f.calls().is_empty());
+    // The same through the configuration: an edit touching a fixed attribute names it.
+    let e = m
+        .edit(|c| {
+            c.devices[0].blocksize = polltgt_mgmt::BlockSize::B4096;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(e.attribute.as_deref(), Some("blocksize"), "{e}");
+    // A backend refusal leaves the configuration as it was.
+    m.add_device(polltgt_mgmt::scst::device_from_params("f", polltgt_mgmt::Handler::VdiskFileio, &scst::parse_params("filename=/f.img").unwrap()).unwrap()).unwrap();
+    tree::set(&m, "devices/f/threads_num", "8").unwrap();
+    assert_eq!(node(&m, "devices/f").attr("threads_pool_type").unwrap().value, "shared");
+    let e = tree::set(&m, "devices/f/threads_num", "99").unwrap_err();
+    assert_eq!(e.to_string(), "devices/f: threads_num: too many");
+    let e = m
+        .edit(|c| {
+            c.devices.iter_mut().find(|d| d.name == "f").unwrap().threads_num = Some(99);
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!((e.object.as_deref(), e.attribute.as_deref()), (Some("devices/f"), Some("threads_num")), "{e}");
+    assert_eq!(m.config().device("f").unwrap().threads_num, Some(8));
+    let e = tree::set(&m, "devices/f/threads_num", "200").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
+    // Saved and read back.
+    let yaml = m.config_yaml().unwrap();
+    assert!(yaml.contains("threads_num: 8") && yaml.contains("nv_cache: true") && yaml.contains("prod_id: ROCKET"), "{yaml}");
+    assert_eq!(Config::from_yaml_str(&yaml, "saved.yaml").unwrap(), m.config());
+}
+
+/// Portals: added and removed at run time through the SCST-style directory and JSON-RPC, port 0 recorded as bound,
+/// the last one kept, a tpgt fixed; reactors and the mgmt section only at the next start, naming the attribute.
+#[test]
+fn portals_change_live_and_restart_only_attributes_are_named() {
+    let (f, m) = setup();
+    f.calls();
+    scst::write(&m, "targets/iscsi/portals/mgmt", "add 127.0.0.2:0 tpgt=2").unwrap();
+    assert_eq!(f.calls(), vec!["add_portal 127.0.0.2:0 2"]);
+    assert_eq!(
+        node(&m, "targets/iscsi/portals").children,
+        vec!["127.0.0.1:3260".to_string(), "127.0.0.2:40000".to_string()]
+    );
+    assert_eq!(node(&m, "targets/iscsi/portals/127.0.0.2:40000").attr("tpgt").unwrap().value, "2");
+    let r = polltgt_mgmt::rpc::call(&m, "iscsi_add_portal", json!({ "address": "[::1]:3261" })).unwrap();
+    assert_eq!(r, json!({ "address": "[::1]:3261" }));
+    let e = polltgt_mgmt::rpc::call(&m, "iscsi_add_portal", json!({ "address": "[::1]:3261" })).unwrap_err();
+    assert_eq!(e.code, -17);
+    let groups = polltgt_mgmt::rpc::call(&m, "iscsi_get_portal_groups", json!({})).unwrap();
+    assert_eq!(groups[1]["tag"], 2, "{groups}");
+    f.calls();
+    scst::write(&m, "targets/iscsi/portals/mgmt", "del 127.0.0.1:3260").unwrap();
+    polltgt_mgmt::rpc::call(&m, "iscsi_delete_portal", json!({ "address": "[::1]:3261" })).unwrap();
+    assert_eq!(f.calls(), vec!["remove_portal 127.0.0.1:3260", "remove_portal [::1]:3261"]);
+    let e = scst::write(&m, "targets/iscsi/portals/mgmt", "del 127.0.0.2:40000").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Busy, "the last portal stays: {e}");
+    let e = scst::write(&m, "targets/iscsi/portals/mgmt", "del 127.0.0.3").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let e = m.edit(|c| {
+        c.portals[0].tpgt = 7;
+        Ok(())
+    });
+    assert_eq!(e.unwrap_err().attribute.as_deref(), Some("tpgt"));
+    let yaml = m.config_yaml().unwrap();
+    assert!(yaml.contains("127.0.0.2:40000") && yaml.contains("tpgt: 2"), "{yaml}");
+    // What only a restart changes.
+    let e = m
+        .edit(|c| {
+            c.reactors.count = Some(2);
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!((e.kind, e.object.as_deref(), e.attribute.as_deref()), (ErrorKind::Unsupported, Some("reactors"), Some("count")));
+    let e = tree::set(&m, "threads", "4").unwrap_err();
+    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Unsupported, Some("threads")));
+    assert!(e.to_string().contains("reactors.count"), "{e}");
+    assert!(f.calls().is_empty());
+}
+
+/// In per-portal mode the session directory is `initiator#portal_ip`, as SCST registers the initiator.
+#[test]
+fn per_portal_sessions_are_named_initiator_hash_portal() {
+    let (f, m) = setup();
+    f.sessions.lock().unwrap().extend([
+        session_on("iqn.2026-11.io.x:a", "0000000000000001", "127.0.0.1:3260"),
+        session_on("iqn.2026-11.io.x:a", "0000000000000002", "127.0.0.2:3260"),
+        session_on("iqn.2026-11.io.x:b", "0000000000000003", "127.0.0.2:3260"),
+    ]);
+    let sessions = format!("targets/iscsi/{T}/sessions");
+    assert_eq!(
+        node(&m, &sessions).children,
+        vec!["iqn.2026-11.io.x:a.0000000000000001", "iqn.2026-11.io.x:a.0000000000000002", "iqn.2026-11.io.x:b"]
+    );
+    tree::set(&m, &format!("targets/iscsi/{T}/per_portal_acl"), "1").unwrap();
+    assert_eq!(
+        node(&m, &sessions).children,
+        vec!["iqn.2026-11.io.x:a#127.0.0.1", "iqn.2026-11.io.x:a#127.0.0.2", "iqn.2026-11.io.x:b#127.0.0.2"]
+    );
+    let s = node(&m, &format!("{sessions}/iqn.2026-11.io.x:a#127.0.0.2"));
+    assert_eq!(s.attr("sid").unwrap().value, "0000000000000002");
+    assert!(s.attr("thread_pid").is_some());
+    f.calls();
+    tree::set(&m, &format!("{sessions}/iqn.2026-11.io.x:a#127.0.0.2/force_close"), "1").unwrap();
+    assert_eq!(f.calls(), vec!["force_close 2"]);
 }

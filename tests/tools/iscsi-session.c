@@ -11,6 +11,11 @@
  *   readcap LUN        -> "CAP <blocks> <block_size>" | "CHECK ..."
  *   read LUN LBA       -> one block: "GOOD" | "CHECK ..."
  *   write LUN LBA      -> one block of 0x5a: "GOOD" | "CHECK ..."
+ *   inq LUN            -> standard INQUIRY: "INQ <vendor>|<product>|<revision> RMB <0|1>" (trailing blanks cut)
+ *   serial LUN         -> VPD page 80h: "USN <unit serial number>"
+ *   rotation LUN       -> VPD page B1h: "ROTATION <medium rotation rate>"
+ *   modesense LUN      -> MODE SENSE(6), current Caching page: "WP <0|1> WCE <0|1>"
+ *   sync LUN           -> SYNCHRONIZE CACHE(10) of the whole LUN: "GOOD" | "CHECK ..."
  *   quit
  *
  * A transport failure prints "ERROR <message>". Automatic reconnection is off, so a session the target closes
@@ -27,6 +32,15 @@
 
 static struct iscsi_context *iscsi;
 static int block_size = 512;
+
+/* Cuts the blanks INQUIRY pads its strings with (in place). */
+static char *trim(char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && s[n - 1] == ' ')
+		s[--n] = '\0';
+	return s;
+}
 
 static int status_line(struct scsi_task *task)
 {
@@ -133,6 +147,51 @@ int main(int argc, char **argv)
 			memset(buf, 0x5a, block_size);
 			task = iscsi_write16_sync(iscsi, (int)a, (uint64_t)b, buf, block_size, block_size, 0, 0, 0, 0, 0);
 			free(buf);
+			if (status_line(task) == 0)
+				printf("GOOD\n");
+		} else if (strcmp(cmd, "inq") == 0) {
+			task = iscsi_inquiry_sync(iscsi, (int)a, 0, 0, 255);
+			if (status_line(task) == 0) {
+				struct scsi_inquiry_standard *inq = scsi_datain_unmarshall(task);
+				if (inq == NULL) {
+					printf("ERROR cannot decode INQUIRY\n");
+				} else {
+					printf("INQ %s|%s|%s RMB %d\n", trim(inq->vendor_identification),
+					       trim(inq->product_identification), trim(inq->product_revision_level), inq->rmb ? 1 : 0);
+				}
+			}
+		} else if (strcmp(cmd, "serial") == 0) {
+			task = iscsi_inquiry_sync(iscsi, (int)a, 1, SCSI_INQUIRY_PAGECODE_UNIT_SERIAL_NUMBER, 255);
+			if (status_line(task) == 0) {
+				struct scsi_inquiry_unit_serial_number *sn = scsi_datain_unmarshall(task);
+				if (sn == NULL || sn->usn == NULL)
+					printf("ERROR cannot decode VPD page 80h\n");
+				else
+					printf("USN %s\n", trim(sn->usn));
+			}
+		} else if (strcmp(cmd, "rotation") == 0) {
+			task = iscsi_inquiry_sync(iscsi, (int)a, 1, SCSI_INQUIRY_PAGECODE_BLOCK_DEVICE_CHARACTERISTICS, 255);
+			if (status_line(task) == 0) {
+				struct scsi_inquiry_block_device_characteristics *bdc = scsi_datain_unmarshall(task);
+				if (bdc == NULL)
+					printf("ERROR cannot decode VPD page B1h\n");
+				else
+					printf("ROTATION %d\n", bdc->medium_rotation_rate);
+			}
+		} else if (strcmp(cmd, "modesense") == 0) {
+			task = iscsi_modesense6_sync(iscsi, (int)a, 1, SCSI_MODESENSE_PC_CURRENT, SCSI_MODEPAGE_CACHING, 0, 255);
+			if (status_line(task) == 0) {
+				struct scsi_mode_sense *ms = scsi_datain_unmarshall(task);
+				struct scsi_mode_page *page =
+					ms == NULL ? NULL : scsi_modesense_get_page(ms, SCSI_MODEPAGE_CACHING, 0);
+				if (page == NULL)
+					printf("ERROR cannot decode MODE SENSE\n");
+				else
+					printf("WP %d WCE %d\n", (ms->device_specific_parameter & 0x80) ? 1 : 0,
+					       page->caching.wce ? 1 : 0);
+			}
+		} else if (strcmp(cmd, "sync") == 0) {
+			task = iscsi_synchronizecache10_sync(iscsi, (int)a, 0, 0, 0, 0);
 			if (status_line(task) == 0)
 				printf("GOOD\n");
 		} else {

@@ -20,7 +20,7 @@ mod uring;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use polltgt_hugepages::{Region, RegionOptions};
@@ -29,6 +29,9 @@ use crate::{
     align_extents, check_geometry, sys, Bdev, BdevError, BdevInfo, BdevKind, Channel, Extent, Geometry,
     Op,
 };
+
+/// Most I/O threads a file bdev's pool may have.
+pub const MAX_THREADS: usize = 128;
 
 /// Size of the shared all-zero source used when `fallocate` cannot zero a range.
 const ZERO_CHUNK: usize = 1 << 20;
@@ -166,7 +169,8 @@ pub struct FileBdev {
     engine: FileEngine,
     choice: EngineChoice,
     queue_depth: u32,
-    threads: usize,
+    /// Size of the thread pool (SCST `threads_num`), changed by [`Bdev::set_threads`].
+    threads: Arc<AtomicUsize>,
     iopoll: bool,
     /// The thread pool: the engine of thread channels, and where io_uring channels send Allocation queries.
     workers: Arc<Mutex<Option<threads::Workers>>>,
@@ -198,9 +202,9 @@ impl FileBdev {
         if opts.iopoll && opts.engine == EngineChoice::Threads {
             return Err(BdevError::InvalidConfig("iopoll needs the io_uring engine".into()));
         }
-        if opts.queue_depth == 0 || opts.threads == 0 {
+        if opts.queue_depth == 0 || opts.threads == 0 || opts.threads > MAX_THREADS {
             return Err(BdevError::InvalidConfig(
-                "queue_depth and threads must be at least 1".into(),
+                format!("queue_depth and threads must be at least 1 (threads at most {MAX_THREADS})"),
             ));
         }
         let open_err = |source| BdevError::Open {
@@ -293,7 +297,7 @@ impl FileBdev {
             engine,
             choice: opts.engine,
             queue_depth: opts.queue_depth,
-            threads: opts.threads,
+            threads: Arc::new(AtomicUsize::new(opts.threads)),
             iopoll: opts.iopoll,
             workers: Arc::new(Mutex::new(None)),
         })
@@ -309,7 +313,7 @@ impl FileBdev {
             &self.workers,
             &self.ctx,
             &self.info.name,
-            self.threads,
+            self.threads.load(Ordering::Acquire),
         )?))
     }
 }
@@ -365,6 +369,26 @@ impl Bdev for FileBdev {
         Ok(blocks)
     }
 
+    fn threads(&self) -> usize {
+        self.threads.load(Ordering::Acquire)
+    }
+
+    /// Changes the size of the thread pool: at once when it runs (new workers start, surplus workers exit after the
+    /// jobs queued before), else for when it starts.
+    fn set_threads(&self, threads: usize) -> Result<usize, BdevError> {
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(BdevError::InvalidConfig(format!(
+                "{threads} I/O threads: between 1 and {MAX_THREADS}"
+            )));
+        }
+        let mut w = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(workers) = w.as_mut() {
+            workers.resize(threads)?;
+        }
+        self.threads.store(threads, Ordering::Release);
+        Ok(threads)
+    }
+
     fn open_channel(&self) -> Result<Box<dyn Channel>, BdevError> {
         match self.engine {
             FileEngine::Threads => self.thread_channel(),
@@ -372,7 +396,7 @@ impl Bdev for FileBdev {
                 let side = uring::Side {
                     workers: Arc::clone(&self.workers),
                     name: self.info.name.clone(),
-                    threads: self.threads,
+                    threads: Arc::clone(&self.threads),
                 };
                 match uring::UringChannel::new(Arc::clone(&self.ctx), self.queue_depth, self.iopoll, side) {
                     Ok(ch) => Ok(Box::new(ch)),

@@ -851,3 +851,51 @@ fn iopoll_channel_round_trip_or_clean_refusal() {
     assert!(c.buf.expect("buf back").iter().all(|&b| b == 0x3c));
     assert!(run(ch.as_mut(), Op::Flush).result.is_ok(), "flush through the auxiliary ring");
 }
+
+/// Threads of this process whose name starts with `prefix` (/proc/self/task/*/comm).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("task dir")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .filter(|n| n.starts_with(prefix))
+        .count()
+}
+
+/// Waits (10 s at most) until `n` threads named `prefix` run.
+fn wait_threads(prefix: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named(prefix) != n {
+        assert!(Instant::now() < deadline, "{} threads {prefix}*, expected {n}", threads_named(prefix));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_thread_pool_grows_and_shrinks_while_in_use() {
+    let f = backing(1 << 20, 7);
+    let dev = FileBdev::open("tpool", f.path(), 4096, false, FileOptions { threads: 2, ..opts(EngineChoice::Threads) })
+        .expect("open");
+    assert_eq!(dev.threads(), 2);
+    // Before the pool runs, the size is remembered for its start.
+    assert_eq!(dev.set_threads(3).expect("set"), 3);
+    let mut ch = dev.open_channel().expect("channel");
+    wait_threads("bdev-tpool-io", 3);
+    assert!(run(ch.as_mut(), Op::Read { offset: 0, buf: Buf::zeroed(4096) }).result.is_ok());
+    dev.set_threads(6).expect("grow");
+    wait_threads("bdev-tpool-io", 6);
+    // I/O queued while the pool shrinks completes: surplus workers exit after the jobs queued before.
+    let buf = |_| Buf::zeroed(4096);
+    for (i, b) in (0..64).map(buf).enumerate() {
+        ch.submit(Io { tag: i as u64, op: Op::Read { offset: (i as u64 % 256) * 4096, buf: b } });
+    }
+    dev.set_threads(1).expect("shrink");
+    let done = wait(ch.as_mut(), 64);
+    assert!(done.iter().all(|c| c.result.is_ok()));
+    wait_threads("bdev-tpool-io", 1);
+    assert_eq!(dev.threads(), 1);
+    assert_eq!(dev.workers.lock().unwrap().as_ref().map(|w| w.count()), Some(1));
+    assert!(run(ch.as_mut(), Op::Read { offset: 4096, buf: Buf::zeroed(4096) }).result.is_ok());
+    assert!(matches!(dev.set_threads(0), Err(BdevError::InvalidConfig(_))));
+    assert!(matches!(dev.set_threads(MAX_THREADS + 1), Err(BdevError::InvalidConfig(_))));
+    assert_eq!(dev.threads(), 1, "a refused change changes nothing");
+}

@@ -1,6 +1,7 @@
 //! Thread-pool engine: a few worker threads per bdev doing `pread`/`pwrite` (`FileExt`), `fdatasync` and
 //! `fallocate`. Channels send jobs over an unbounded channel (so `submit` never blocks) and receive completions
-//! over their own channel. Workers exit when the bdev and all its channels are gone.
+//! over their own channel. Workers exit when the pool shrinks (after the
+//! jobs queued before) or when the bdev and all its channels are gone.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -19,34 +20,63 @@ struct Job {
     reply: Sender<Completion>,
 }
 
-/// The worker threads of one bdev.
+/// What a worker receives: a job, or the order to exit (the pool shrinks).
+enum Work {
+    Job(Job),
+    Exit,
+}
+
+/// The worker threads of one bdev (SCST's `threads_num`): their number can change while the bdev is in use.
 pub(crate) struct Workers {
-    jobs: Sender<Job>,
+    jobs: Sender<Work>,
+    /// Kept to start more workers on the same queue.
+    queue: Receiver<Work>,
+    name: String,
+    /// Workers running (or asked to start) minus those asked to exit.
+    count: usize,
+    /// Number of the next worker thread (thread names stay unique).
+    next: usize,
 }
 
 impl Workers {
     pub(crate) fn start(name: &str, threads: usize) -> Result<Workers, BdevError> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..threads {
-            let rx = rx.clone();
+        let (tx, rx) = crossbeam_channel::unbounded::<Work>();
+        let mut w = Workers { jobs: tx, queue: rx, name: name.to_string(), count: 0, next: 0 };
+        w.resize(threads)?;
+        Ok(w)
+    }
+
+    /// Starts or stops workers until `threads` run. A stopping worker finishes the jobs queued before it was told
+    /// to stop; jobs are never lost.
+    pub(crate) fn resize(&mut self, threads: usize) -> Result<(), BdevError> {
+        while self.count < threads {
+            let rx = self.queue.clone();
             std::thread::Builder::new()
-                .name(format!("bdev-{name}-io{i}"))
+                .name(format!("bdev-{}-io{}", self.name, self.next))
                 .spawn(move || {
-                    for Job {
-                        ctx,
-                        tag,
-                        mut op,
-                        reply,
-                    } in rx.iter()
-                    {
+                    for work in rx.iter() {
+                        let Work::Job(Job { ctx, tag, mut op, reply }) = work else { break };
                         let result = execute(&ctx, &mut op);
                         // The channel may be gone; the buffer then returns to its pool here.
                         let _ = reply.send(Completion::of(tag, op, result));
                     }
                 })
                 .map_err(BdevError::Io)?;
+            self.next += 1;
+            self.count += 1;
         }
-        Ok(Workers { jobs: tx })
+        while self.count > threads {
+            // The receiver is alive (self.queue), so this cannot fail.
+            let _ = self.jobs.send(Work::Exit);
+            self.count -= 1;
+        }
+        Ok(())
+    }
+
+    /// How many workers run.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.count
     }
 }
 
@@ -108,7 +138,7 @@ fn zero(
 /// A channel of the thread-pool engine.
 pub(crate) struct ThreadChannel {
     ctx: Arc<FileCtx>,
-    jobs: Sender<Job>,
+    jobs: Sender<Work>,
     reply_tx: Sender<Completion>,
     reply_rx: Receiver<Completion>,
     /// Completions produced at submission (validation failures).
@@ -144,13 +174,14 @@ impl Channel for ThreadChannel {
             op,
             reply: self.reply_tx.clone(),
         };
-        match self.jobs.send(job) {
+        match self.jobs.send(Work::Job(job)) {
             Ok(()) => self.sent += 1,
-            Err(crossbeam_channel::SendError(job)) => {
+            Err(crossbeam_channel::SendError(Work::Job(job))) => {
                 let err = std::io::Error::other("I/O worker threads are gone");
                 self.ready
                     .push_back(Completion::of(job.tag, job.op, Err(BdevError::Io(err))));
             }
+            Err(crossbeam_channel::SendError(Work::Exit)) => {}
         }
     }
 

@@ -54,7 +54,8 @@ struct Req {
 pub(crate) struct Side {
     pub workers: Arc<Mutex<Option<Workers>>>,
     pub name: String,
-    pub threads: usize,
+    /// The pool's size when this channel starts it (SCST `threads_num`).
+    pub threads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A channel of the io_uring engine.
@@ -379,7 +380,7 @@ impl Channel for UringChannel {
         match op {
             Op::Allocation { .. } => {
                 if self.side_channel.is_none() {
-                    match super::side_channel(&self.side.workers, &self.ctx, &self.side.name, self.side.threads) {
+                    match super::side_channel(&self.side.workers, &self.ctx, &self.side.name, self.side.threads.load(std::sync::atomic::Ordering::Acquire)) {
                         Ok(ch) => self.side_channel = Some(ch),
                         Err(e) => return self.ready.push_back(Completion::of(tag, op, Err(e))),
                     }

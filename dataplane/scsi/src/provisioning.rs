@@ -68,7 +68,7 @@ pub(crate) fn write_same(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, 
         // what the CDB describes (what LIO and SCST answer too).
         return Err(Sense::new(SenseKey::IllegalRequest, 0x24, 0x00));
     }
-    Ok(Action::WriteSame { offset, len, unmap, ndob, fua: !lu.write_cache_enabled() })
+    Ok(Action::WriteSame { offset, len, unmap, ndob, fua: lu.write_through(false) })
 }
 
 /// UNMAP (SBC-3 §5.28): the parameter list is an 8-byte header (UNMAP DATA LENGTH, UNMAP BLOCK DESCRIPTOR DATA
