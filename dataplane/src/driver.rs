@@ -429,23 +429,9 @@ impl ReactorState {
             self.handle_event(i, ev, now);
         }
         // Transmit.
+        let (sent, flushed) = self.transmit(i);
+        busy |= sent;
         if let Some(slot) = self.slots[i].as_mut() {
-            let chain = &mut self.tx_chain;
-            while slot.tcp.queued_bytes() <= SEND_HIGH_WATER && slot.iscsi.poll_transmit_into(chain) {
-                slot.tcp.send_from(chain, 0);
-                busy = true;
-            }
-            let flushed = match slot.tcp.flush() {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::debug!(reactor = self.id, error = %e, "send failed");
-                    slot.peer_closed = true;
-                    true
-                }
-            };
-            // Transmit completions carry no work for the driver (tags 0): collected only so the stack drops them.
-            self.tx_done.clear();
-            slot.tcp.poll_send_complete(&mut self.tx_done);
             if slot.peer_closed || slot.iscsi.is_closed() {
                 slot.closing = true;
             }
@@ -458,6 +444,40 @@ impl ReactorState {
             PollStatus::Busy
         } else {
             PollStatus::Idle
+        }
+    }
+
+    /// Moves connection `i`'s PDUs to its socket and flushes it. Returns whether PDUs were queued and whether the
+    /// socket's send queue is empty.
+    fn transmit(&mut self, i: usize) -> (bool, bool) {
+        let Some(slot) = self.slots[i].as_mut() else { return (false, true) };
+        let mut busy = false;
+        let chain = &mut self.tx_chain;
+        while slot.tcp.queued_bytes() <= SEND_HIGH_WATER && slot.iscsi.poll_transmit_into(chain) {
+            slot.tcp.send_from(chain, 0);
+            busy = true;
+        }
+        let flushed = match slot.tcp.flush() {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::debug!(reactor = self.id, error = %e, "send failed");
+                slot.peer_closed = true;
+                true
+            }
+        };
+        // Transmit completions carry no work for the driver (tags 0): collected only so the stack drops them.
+        self.tx_done.clear();
+        slot.tcp.poll_send_complete(&mut self.tx_done);
+        (busy, flushed)
+    }
+
+    /// Sends the responses of the commands that just completed at once, not at the connection poller's next turn
+    /// (which first asks the socket for more input: a system call of latency at queue depth 1).
+    fn transmit_completed(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].as_ref().is_some_and(|s| !s.peer_closed && !s.closing) {
+                self.transmit(i);
+            }
         }
     }
 
@@ -942,6 +962,7 @@ impl ReactorState {
         }
         self.completions = done;
         self.poll_locks(now);
+        self.transmit_completed();
         PollStatus::Busy
     }
 

@@ -134,7 +134,10 @@ pub(crate) fn readv_split(fd: RawFd, first: &mut [u8], rest: &mut BytesMut, rest
     // SAFETY: both iovecs describe writable memory we hold exclusive borrows of for the duration of the call: an
     // initialised slice, and `rest_len <= spare.len()` bytes of `rest`'s allocated spare capacity (writing
     // uninitialised capacity is fine; it is only read after `set_len` below covers exactly what the kernel wrote).
-    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    // The raw system call, not libc's readv(): that one is a thread cancellation point and brackets every call with
+    // __pthread_enable/disable_asynccancel, a few percent of a polling reactor that asks an idle socket each loop
+    // (polltgt never cancels threads).
+    let n = unsafe { libc::syscall(libc::SYS_readv, fd, iov.as_ptr(), 2 as libc::c_int) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
