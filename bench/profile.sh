@@ -3,14 +3,14 @@
 #
 #   bash bench/profile.sh [--callgrind] [--mode poll|interrupt] [--seconds N] [--no-build] [--bin POLLTGT] [WORKLOAD...]
 #
-# WORKLOAD: read4k (4 KiB random read QD32, the default), read128k (128 KiB read QD8), write4k (4 KiB write QD32).
+# WORKLOAD: read4k (4 KiB random read QD32, the default), read4kqd1 (the same at QD1), read128k (128 KiB read QD8), write4k (4 KiB write QD32).
 # For each it starts the release build of polltgt (one reactor pinned to CPU 1, a 1 GiB RAM LUN, MSG_ZEROCOPY
 # threshold 64 KiB, idle mode --mode), runs the initiator on CPU 0, and after a warm-up measures over --seconds:
 #
 # - default: the bench's initiators (iscsi-perf; iscsi-rw from tests/tools for write4k, sequential), reactor busy
 #   µs per command (from the SIGUSR1 statistics line), process CPU µs per command (/proc) and system calls per
 #   command (perf stat -e raw_syscalls:sys_enter, when perf is installed; in poll mode these include the idle
-#   polls while the initiator is slow);
+#   polls while the initiator is slow), by name, and the readv(2)s that returned data (the rest are empty polls);
 # - --callgrind: polltgt runs under valgrind's callgrind with instrumentation on only for the measured interval,
 #   driven by iscsi-batch (bench/src/bin/iscsi-batch.rs: each batch of QD commands in one write, then all their
 #   statuses, so the target sees the same pattern however loaded the machine is). Prints user-space instructions
@@ -45,7 +45,8 @@ done
 
 BIN=${BIN_ARG:-$PWD/target/release/polltgt}
 OUT=$(mktemp -d /tmp/polltgt-profile.XXXXXX)
-PORT=$((20000 + RANDOM % 20000))
+# Below the ephemeral port range (32768+), where other programs' outgoing connections could hold it.
+PORT=$((20000 + RANDOM % 12000))
 IQN=iqn.2026-11.io.polltgt:profile
 URL=iscsi://127.0.0.1:$PORT/$IQN/0
 cat >"$OUT/polltgt.yaml" <<EOF
@@ -124,7 +125,7 @@ stats() {
         sleep 0.05
     done
     grep '^polltgt-stats: ' "$OUT/polltgt.log" | tail -1 | sed 's/^polltgt-stats: //' |
-        python3 -c 'import json,sys; s=json.load(sys.stdin); r=s["reactors"]; print(s["datapath"]["commands"], sum(x["busy_ns"] for x in r), sum(x["iterations"] for x in r), sum(x["busy_iterations"] for x in r))'
+        python3 -c 'import json,sys; s=json.load(sys.stdin); r=s["reactors"]; print(s["datapath"]["commands"], sum(x["busy_ns"] for x in r), sum(x["iterations"] for x in r), sum(x.get("busy_iterations", 0) for x in r))'
 }
 
 proc_cpu() {
@@ -132,6 +133,8 @@ proc_cpu() {
 }
 
 BATCH=$PWD/target/release/iscsi-batch
+# System calls counted one by one in the timing mode (perf tracepoints).
+SYSCALLS="readv recvfrom writev sendmsg recvmsg epoll_wait epoll_ctl accept4 io_uring_enter futex nanosleep clock_nanosleep read write"
 
 # The timing mode runs the bench's initiators (iscsi-perf, iscsi-rw); callgrind mode runs iscsi-batch
 # (bench/src/bin/iscsi-batch.rs), which sends each batch of commands in one write and waits for all of them, so the
@@ -151,6 +154,7 @@ start_load() {
     fi
     case "$1" in
         read4k) taskset -c 0 iscsi-perf -m 32 -b 8 -r -t 3600 "$URL" >/dev/null 2>&1 & ;;
+        read4kqd1) taskset -c 0 iscsi-perf -m 1 -b 8 -r -t 3600 "$URL" >/dev/null 2>&1 & ;;
         read128k) taskset -c 0 iscsi-perf -m 8 -b 256 -t 3600 "$URL" >/dev/null 2>&1 & ;;
         # iscsi-rw writes the whole LUN once and exits: run it again and again.
         write4k) (while taskset -c 0 "$RW" -q 32 -b 8 -s 1 "$URL" write 0 2097144 >/dev/null 2>&1; do :; done) & ;;
@@ -217,8 +221,17 @@ PY
         read -r c0 b0 _ _ < <(stats)
         p0=$(proc_cpu)
         sc=""
+        by=""
         if command -v perf >/dev/null; then
-            sc=$(perf stat -x, -e raw_syscalls:sys_enter -p "$PID" -- sleep "$SECONDS_" 2>&1 | awk -F, '/sys_enter/ {print $1}')
+            # All system calls, and the ones the data path makes by name (the rest: reactor sleeps, timers, ...).
+            # readv(2)s that returned data are counted apart from the empty polls (EAGAIN), which in poll mode
+            # depend on how long the reactor waits for the (loaded) initiator, not on the commands.
+            perf stat -x, -e raw_syscalls:sys_enter $(printf -- '-e syscalls:sys_enter_%s ' $SYSCALLS) \
+                -e syscalls:sys_exit_readv --filter 'ret > 0' -p "$PID" \
+                -- sleep "$SECONDS_" >"$OUT/perf.$w" 2>&1 || true
+            sc=$(awk -F, '/raw_syscalls:sys_enter/ {print $1}' "$OUT/perf.$w")
+            by=$(awk -F, '/syscalls:sys_enter_/ && $1 > 0 {sub(/.*sys_enter_/, "", $3); printf "%s=%s ", $3, $1}
+                /syscalls:sys_exit_readv/ {printf "readv_with_data=%s ", $1}' "$OUT/perf.$w")
         else
             sleep "$SECONDS_"
         fi
@@ -227,12 +240,14 @@ PY
         stop_load
         stop_target
         n=$((c1 - c0))
-        python3 - "$w" "$MODE" "$n" "$b0" "$b1" "$p0" "$p1" "${sc:-0}" "$SECONDS_" <<'PY'
+        python3 - "$w" "$MODE" "$n" "$b0" "$b1" "$p0" "$p1" "${sc:-0}" "$SECONDS_" "$by" <<'PY'
 import sys
-w, mode, n, b0, b1, p0, p1, sc, secs = sys.argv[1:]
+w, mode, n, b0, b1, p0, p1, sc, secs, by = sys.argv[1:]
 n = max(int(n), 1)
+per = ", ".join(f"{k} {int(v) / n:.2f}" for k, v in (x.split("=") for x in by.split()))
 print(f"{w} mode={mode}: {n / float(secs):.0f} commands/s, reactor busy {(int(b1) - int(b0)) / 1e3 / n:.2f} us/command, "
-      f"process CPU {(int(p1) - int(p0)) * 1e4 / n:.2f} us/command, {int(sc) / n:.2f} syscalls/command")
+      f"process CPU {(int(p1) - int(p0)) * 1e4 / n:.2f} us/command, {int(sc) / n:.2f} syscalls/command"
+      + (f" ({per})" if per else ""))
 PY
     fi
 done
