@@ -2,11 +2,14 @@
 //! space) on this machine over loopback, one target at a time, and prints IOPS, MB/s and target CPU microseconds per
 //! I/O for both, with the ratios; plus iperf3 over the same loopback as the ceiling for streaming reads.
 //!
-//! Layout on a 2-core machine: the target on CPU `--target-cpu` (polltgt: one reactor pinned there in poll mode;
-//! tgtd and all its threads pinned there with taskset), the initiator on `--client-cpu`.
-//! CPU per I/O: polltgt's from its reactor busy time (the `busy_ns` of its statistics line, read with SIGUSR1 before
-//! and after each workload; the process CPU time from /proc is printed too, which in poll mode is the whole core);
-//! tgt's from /proc/<pid>/stat (utime + stime of all its threads).
+//! Layout on a 2-core machine: the target on CPU `--target-cpu` (polltgt: one reactor pinned there, once per idle
+//! mode of `--idle`, poll and interrupt by default; tgtd and all its threads pinned there with taskset), the
+//! initiator on `--client-cpu`.
+//! CPU per I/O, both for polltgt: its reactor busy time (the `busy_ns` of its statistics line, read with SIGUSR1
+//! before and after each workload: the loop iterations that moved work) and its process CPU time from
+//! /proc/<pid>/stat like tgt's (utime + stime of all threads). A polling reactor spins on its core whether there is
+//! work or not, so in poll mode the process figure is the whole core divided by the I/Os; the table gives the ratio
+//! to tgt for both. Results are appended to `--out` with the load average of the machine.
 //!
 //! Workloads: libiscsi's iscsi-perf 4 KiB random read at queue depth 1 and 32, 128 KiB sequential read at queue
 //! depth 8, and 4 KiB sequential writes at queue depth 32 with the iscsi-rw load generator of the tests
@@ -47,6 +50,9 @@ struct Args {
     /// Skip tgt (when it is not installed).
     #[arg(long)]
     no_tgt: bool,
+    /// polltgt's reactor idle modes to run, each a full pass (poll: spin; interrupt: sleep in epoll when idle).
+    #[arg(long, value_delimiter = ',', default_value = "poll,interrupt")]
+    idle: Vec<String>,
 }
 
 const IQN: &str = "iqn.2026-11.io.polltgt:bench";
@@ -177,12 +183,12 @@ struct Polltgt {
 }
 
 impl Polltgt {
-    fn start(bin: &Path, cpu: usize, lun_mib: u64, dir: &Path) -> Result<Polltgt> {
+    fn start(bin: &Path, cpu: usize, lun_mib: u64, dir: &Path, idle: &str) -> Result<Polltgt> {
         let cfg = dir.join("polltgt-bench.yaml");
         std::fs::write(
             &cfg,
             format!(
-                "reactors:\n  cpu_mask: \"{:#x}\"\n  idle: poll\n  zerocopy_threshold: 64K\nportals:\n  - address: \"127.0.0.1:0\"\n\
+                "reactors:\n  cpu_mask: \"{:#x}\"\n  idle: {idle}\n  zerocopy_threshold: 64K\nportals:\n  - address: \"127.0.0.1:0\"\n\
                  devices:\n  - name: ram0\n    handler: ram\n    size: {lun_mib}M\n    blocksize: 512\n\
                  targets:\n  - name: {IQN}\n    luns:\n      - {{ lun: 0, device: ram0 }}\n",
                 1u64 << cpu
@@ -422,73 +428,113 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("polltgt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let rw_tool = build_rw_tool(&dir)?;
-    let mut results: Vec<(Measure, Option<Measure>)> = Vec::new();
-    {
-        let mut p = Polltgt::start(&args.polltgt, args.target_cpu, args.lun_mib, &dir)?;
+    let load_before = load_average();
+    // Per idle mode, the polltgt measures of every workload.
+    let mut modes: Vec<(String, Vec<Measure>)> = Vec::new();
+    for idle in &args.idle {
+        let mut p = Polltgt::start(&args.polltgt, args.target_cpu, args.lun_mib, &dir, idle)?;
+        let mut ms = Vec::new();
         for w in WORKLOADS {
-            let m = run_load(&mut p, w.load, &args, &rw_tool).with_context(|| format!("polltgt: {}", w.name))?;
-            eprintln!("polltgt  {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO", w.name, m.iops, m.mbps, m.cpu_us);
-            results.push((m, None));
+            let m = run_load(&mut p, w.load, &args, &rw_tool).with_context(|| format!("polltgt ({idle}): {}", w.name))?;
+            eprintln!(
+                "polltgt {:9} {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO busy {:>7.2} us/IO process",
+                idle, w.name, m.iops, m.mbps, m.cpu_us, m.proc_cpu_us
+            );
+            ms.push(m);
         }
+        modes.push((idle.clone(), ms));
     }
+    let mut tgt: Vec<Option<Measure>> = vec![None; WORKLOADS.len()];
     if !args.no_tgt {
         let mut t = Tgt::start(args.target_cpu, args.lun_mib)?;
         for (i, w) in WORKLOADS.iter().enumerate() {
             let m = run_load(&mut t, w.load, &args, &rw_tool).with_context(|| format!("tgt: {}", w.name))?;
-            eprintln!("tgt      {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO", w.name, m.iops, m.mbps, m.cpu_us);
-            results[i].1 = Some(m);
+            eprintln!("tgt               {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO", w.name, m.iops, m.mbps, m.cpu_us);
+            tgt[i] = Some(m);
         }
     }
     let iperf = iperf3(&args).ok();
+    let load_after = load_average();
     let _ = std::fs::remove_dir_all(&dir);
 
     let mut md = String::new();
     let cmdline: Vec<String> = std::env::args().collect();
     md.push_str(&format!(
-        "# polltgt vs tgt\n\nCommand: `bash bench/run.sh` (= `{}`), {} s per workload, target on CPU {}, initiator on CPU {}, \
-         {} MiB LUN (polltgt: RAM disk, one reactor in poll mode; tgt: file in /dev/shm), loopback.\n\n",
+        "\n## polltgt vs tgt ({})\n\nCommand: `bash bench/run.sh` (= `{}`), {} s per workload, target on CPU {}, initiator on \
+         CPU {}, {} MiB LUN (polltgt: RAM disk, one reactor; tgt: file in /dev/shm), loopback. Load average of the \
+         machine (1/5/15 min) before: {}, after: {}.\n",
+        unix_date(),
         cmdline.join(" "),
         args.seconds,
         args.target_cpu,
         args.client_cpu,
-        args.lun_mib
+        args.lun_mib,
+        load_before,
+        load_after
     ));
-    md.push_str("| workload | polltgt IOPS | polltgt MB/s | polltgt CPU µs/IO (reactor busy) | polltgt process CPU µs/IO | tgt IOPS | tgt MB/s | tgt CPU µs/IO | IOPS ratio | CPU/IO ratio |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (w, (p, t)) in WORKLOADS.iter().zip(&results) {
-        match t {
-            Some(t) => md.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2}x | {:.2} |\n",
-                w.name,
-                p.iops,
-                p.mbps,
-                p.cpu_us,
-                p.proc_cpu_us,
-                t.iops,
-                t.mbps,
-                t.cpu_us,
-                p.iops / t.iops.max(1e-9),
-                p.cpu_us / t.cpu_us.max(1e-9)
-            )),
-            None => md.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | - | - | - | - | - |\n",
-                w.name, p.iops, p.mbps, p.cpu_us, p.proc_cpu_us
-            )),
+    for (idle, ms) in &modes {
+        md.push_str(&format!(
+            "\npolltgt reactor in {idle} mode. CPU/IO ratios to tgt from polltgt's reactor busy time and from its \
+             process CPU time (/proc, like tgt's){}.\n\n",
+            if idle == "poll" { "; in poll mode the process spins on its core, so its process figure is the whole core" } else { "" }
+        ));
+        md.push_str("| workload | polltgt IOPS | polltgt MB/s | polltgt CPU µs/IO (reactor busy) | polltgt process CPU µs/IO | tgt IOPS | tgt MB/s | tgt CPU µs/IO | IOPS ratio | CPU/IO ratio (busy) | CPU/IO ratio (process) |\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for ((w, p), t) in WORKLOADS.iter().zip(ms).zip(&tgt) {
+            match t {
+                Some(t) => md.push_str(&format!(
+                    "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2}x | {:.2} | {:.2} |\n",
+                    w.name,
+                    p.iops,
+                    p.mbps,
+                    p.cpu_us,
+                    p.proc_cpu_us,
+                    t.iops,
+                    t.mbps,
+                    t.cpu_us,
+                    p.iops / t.iops.max(1e-9),
+                    p.cpu_us / t.cpu_us.max(1e-9),
+                    p.proc_cpu_us / t.cpu_us.max(1e-9)
+                )),
+                None => md.push_str(&format!(
+                    "| {} | {:.0} | {:.1} | {:.2} | {:.2} | - | - | - | - | - | - |\n",
+                    w.name, p.iops, p.mbps, p.cpu_us, p.proc_cpu_us
+                )),
+            }
+        }
+        if let Some(bw) = iperf {
+            let seq = ms.get(2).map(|m| m.mbps).unwrap_or(0.0);
+            md.push_str(&format!("\npolltgt ({idle}) 128 KiB sequential read: {:.0}% of iperf3.\n", seq / bw * 100.0));
         }
     }
     if let Some(bw) = iperf {
-        let seq = results.get(2).map(|r| r.0.mbps).unwrap_or(0.0);
         md.push_str(&format!(
-            "\niperf3 on the same loopback (server on the target CPU sending, client on the initiator CPU): {bw:.0} MB/s; \
-             polltgt 128 KiB sequential read reaches {:.0}% of it.\n",
-            seq / bw * 100.0
+            "\niperf3 on the same loopback (server on the target CPU sending, client on the initiator CPU): {bw:.0} MB/s.\n"
         ));
     }
     print!("{md}");
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::File::create(&args.out)?.write_all(md.as_bytes())?;
-    eprintln!("results written to {}", args.out.display());
+    std::fs::OpenOptions::new().create(true).append(true).open(&args.out)?.write_all(md.as_bytes())?;
+    eprintln!("results appended to {}", args.out.display());
     Ok(())
+}
+
+/// The machine's load averages (1, 5, 15 minutes) from /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The current date and time (UTC), from date(1).
+fn unix_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
