@@ -757,6 +757,14 @@ pub struct IniGroupConfig {
     /// The LUNs the group's initiators see. None: they do not see the target.
     #[serde(default)]
     pub luns: Vec<LunConfig>,
+    /// Run the group's sessions only on reactors pinned to these CPUs (the iSCSI-SCST README's "cpu_mask attribute
+    /// of their targets or security groups"). Default: the target's `cpu_mask`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mask: Option<CpuMask>,
+    /// Give each of the group's sessions a reactor of its own while one is free (SCST's initiator group
+    /// `per_sess_dedicated_tgt_threads`). Default: the target's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "values::opt_flag")]
+    pub per_sess_dedicated_tgt_threads: Option<bool>,
 }
 
 impl IniGroupConfig {
@@ -765,6 +773,8 @@ impl IniGroupConfig {
             name: name.to_owned(),
             initiators: Vec::new(),
             luns: Vec::new(),
+            cpu_mask: None,
+            per_sess_dedicated_tgt_threads: None,
         }
     }
 }

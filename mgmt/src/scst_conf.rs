@@ -371,9 +371,18 @@ impl Importer {
                             Item::Attr { key, args, .. } if key == "INITIATOR" && args.len() == 1 => {
                                 g.initiators.push(args[0].clone())
                             }
-                            Item::Attr { line, key, .. } | Item::Section { line, key, .. } => {
-                                self.problem(*line, format!("{owner}: {key} is not supported (LUN, INITIATOR)"))
+                            Item::Attr { line, key, args } if crate::tree::GROUP_WRITABLE.contains(&key.as_str()) => {
+                                if let Err(e) = crate::tree::set_group_attr(&mut g, key, &args.join(" ")) {
+                                    self.problem(*line, format!("{owner}: {e}"));
+                                }
                             }
+                            Item::Attr { line, key, .. } | Item::Section { line, key, .. } => self.problem(
+                                *line,
+                                format!(
+                                    "{owner}: {key} is not supported (LUN, INITIATOR, {})",
+                                    crate::tree::GROUP_WRITABLE.join(", ")
+                                ),
+                            ),
                         }
                     }
                     t.ini_groups.push(g);

@@ -134,6 +134,11 @@ pub(crate) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(FlagVisitor)
 }
 
+/// `deserialize_with` for an optional flag (absent: `#[serde(default)]` gives `None`).
+pub(crate) fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    flag(d).map(Some)
+}
+
 /// Visitor for a string checked by `check`.
 struct CheckedStr<F>(F, &'static str);
 
