@@ -33,6 +33,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<(Server, BufPool)> {
     restore_reservations(&registry, &cfg.state_dir)?;
     registry.set_driver_enabled(cfg.iscsi.enabled);
     registry.set_digest_faults(cfg.iscsi.debug_digest_failures.to_faults());
+    registry.set_login_timeout(cfg.iscsi.login_timeout());
     let portals: Vec<PortalConfig> =
         cfg.portals.iter().map(|p| PortalConfig { addr: p.address, tpgt: p.tpgt }).collect();
     let reactor_cfg = ReactorConfig {
@@ -128,6 +129,7 @@ pub(crate) fn lu_config(d: &DeviceConfig, bdev: &dyn Bdev) -> LuConfig {
     let naa_id = (0x3 << 60) | (hash & 0x0fff_ffff_ffff_ffff);
     LuConfig {
         block_size: info.block_size,
+        physical_block_size: d.physical_blocksize.unwrap_or(0),
         num_blocks: info.num_blocks,
         read_only: d.read_only,
         removable: d.removable,

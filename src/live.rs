@@ -411,6 +411,7 @@ impl Backend for LiveBackend {
         self.registry().set_discovery_credentials(iscsi.credentials());
         self.registry()
             .set_digest_faults(iscsi.debug_digest_failures.to_faults());
+        self.registry().set_login_timeout(iscsi.login_timeout());
         Ok(())
     }
 

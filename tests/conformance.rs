@@ -1,9 +1,10 @@
 //! libiscsi's conformance suite `iscsi-test-cu` against polltgt: `-d` (data-loss tests allowed) on a fully
-//! provisioned file LUN, a thin provisioned file LUN and a thin provisioned RAM LUN, plus the suites that need a LUN
+//! provisioned file LUN, a thin provisioned file LUN with 4096-byte physical blocks of 512-byte logical blocks
+//! (LBPPB 8) and a thin provisioned RAM LUN (LBPPB 1), plus the suites that need a LUN
 //! feature the others lack (removable medium, read-only, SANITIZE with `-S`) and the multipath suite with a second
 //! URL to the same LUN (a second session through the same portal, and one through a second portal). Every run
-//! prints its per-test results and fails on any FAIL, and on any skip that is not one of the documented reasons
-//! (README, "Conformance").
+//! prints its per-test results and fails on any FAIL but the one known test bug below, and on any skip that is not
+//! one of the documented reasons (README, "Conformance").
 
 mod common;
 
@@ -16,7 +17,28 @@ use std::time::Duration;
 enum Kind {
     ThickFile,
     ThinFile,
+    /// Thin provisioned file, 4096-byte physical blocks (LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 3).
+    ThinFile4k,
     ThinRam,
+    /// Fully provisioned 4 GiB file (the opt-in Sanitize.Reset run).
+    LargeFile,
+}
+
+/// A FAIL that is the test's fault, not the target's: on a LUN with more than one logical block per physical
+/// block, GetLBAStatus.UnmapSingle's second loop asks for the status of LBA i + 1 but requires the first LBA
+/// status descriptor to start at LBA i + LBPPB (libiscsi test-tool/test_get_lba_status_unmap_single.c as of
+/// commit 9347cfeb, whose lines match the installed 1.19: line 120 `GETLBASTATUS(sd, &t, i + 1, 24, ...)`, line 134
+/// `if (lbasd->lba != i + lbppb)`, its CU_FAIL on line 135). The two agree only for LBPPB = 1. SBC-3 §5.8.2 wants
+/// the first descriptor to contain the requested LBA, so a descriptor starting at i + LBPPB (past it) is never a
+/// right answer; polltgt's starts at the LBA asked for. The FAIL is accepted only on the LBPPB > 1 run and only
+/// when every failure CUnit reports for the test is that CU_FAIL; the LBPPB = 1 runs pass the test.
+fn known_test_bug(test: &str, kind: Kind) -> Option<(&'static str, &'static str)> {
+    (kind == Kind::ThinFile4k && test == "GetLBAStatus.UnmapSingle").then_some((
+        "test_get_lba_status_unmap_single.c:135  - CU_FAIL(\"[FAILED] GETLBASTATUS command: \" \"lba offset in first \
+         descriptor does not \" \"match request.\")",
+        "test bug for LBPPB > 1: it asks for LBA i + 1 and wants the first descriptor to start at i + LBPPB, \
+         test_get_lba_status_unmap_single.c lines 120 and 134",
+    ))
 }
 
 /// Why a test may be skipped; `None`: it must not be.
@@ -25,32 +47,38 @@ fn skip_reason(test: &str, kind: Kind, full: bool) -> Option<&'static str> {
     if full && suite == "MultipathIO" {
         return Some("one URL: the multipath runs give a second URL to the LUN and cover these");
     }
-    // What the LUN deliberately lacks.
-    if kind == Kind::ThickFile
-        && matches!(
-            test,
-            "Unmap.Simple"
-                | "Unmap.VPD"
-                | "Unmap.ZeroBlocks"
-                | "GetLBAStatus.UnmapSingle"
-                | "Inquiry.BlockLimits"
-                | "WriteSame10.Unmap"
-                | "WriteSame10.UnmapUntilEnd"
-                | "WriteSame16.Unmap"
-                | "WriteSame16.UnmapUntilEnd"
-        )
-    {
-        return Some("the LUN is fully provisioned (no UNMAP)");
-    }
-    if matches!(
+    // What the LUN deliberately lacks. The suite runs the last five only on a thin provisioned LUN with more than
+    // one logical block per physical block.
+    let lbppb_only = matches!(
         test,
         "CompareAndWrite.InvalidDataOutSize"
             | "WriteSame10.InvalidDataOutSize"
             | "WriteSame16.InvalidDataOutSize"
             | "WriteSame10.UnmapUnaligned"
             | "WriteSame16.UnmapUnaligned"
-    ) {
-        return Some("one logical block per physical block (LBPPB = 1); the suite runs these only for LBPPB > 1");
+    );
+    if kind == Kind::ThickFile
+        && (lbppb_only
+            || matches!(
+                test,
+                "Unmap.Simple"
+                    | "Unmap.VPD"
+                    | "Unmap.ZeroBlocks"
+                    | "GetLBAStatus.UnmapSingle"
+                    | "Inquiry.BlockLimits"
+                    | "WriteSame10.Unmap"
+                    | "WriteSame10.UnmapUntilEnd"
+                    | "WriteSame16.Unmap"
+                    | "WriteSame16.UnmapUntilEnd"
+            ))
+    {
+        return Some("the LUN is fully provisioned (no UNMAP)");
+    }
+    if lbppb_only && matches!(kind, Kind::ThinFile | Kind::ThinRam) {
+        return Some(
+            "one logical block per physical block (LBPPB = 1, so that GetLBAStatus.UnmapSingle passes here); the \
+             thin file run with 4096-byte physical blocks covers these",
+        );
     }
     // Sanitize.Readonly and Sanitize.Reservations also try CRYPTOGRAPHIC ERASE after their other checks (which pass)
     // and report "[SKIPPED]" for it.
@@ -95,11 +123,15 @@ enum Second {
 fn device_yaml(dir: &std::path::Path, kind: Kind, attributes: &str) -> String {
     let base = match kind {
         Kind::ThinRam => "    handler: ram\n    size: 128M\n    thin_provisioned: true\n".to_string(),
-        Kind::ThickFile | Kind::ThinFile => {
+        Kind::ThickFile | Kind::ThinFile | Kind::ThinFile4k | Kind::LargeFile => {
             let path = dir.join("disk0.img");
             let f = std::fs::File::create(&path).expect("create backing file");
-            f.set_len(128 << 20).expect("size backing file");
-            let thin = if kind == Kind::ThinFile { "    thin_provisioned: true\n" } else { "" };
+            f.set_len(if kind == Kind::LargeFile { 4 << 30 } else { 128 << 20 }).expect("size backing file");
+            let thin = match kind {
+                Kind::ThinFile => "    thin_provisioned: true\n",
+                Kind::ThinFile4k => "    thin_provisioned: true\n    physical_blocksize: 4096\n",
+                _ => "",
+            };
             format!("    handler: vdisk_fileio\n    filename: {}\n{thin}", path.display())
         }
     };
@@ -142,10 +174,19 @@ fn conformance(r: Run) {
         results.len()
     );
     let mut unexplained = Vec::new();
+    let mut failed = Vec::new();
     for (name, res) in &results {
         let line = match res {
             CuResult::Pass => format!("  pass {name}\n"),
-            CuResult::Fail => format!("  FAIL {name}\n"),
+            CuResult::Fail => match known_test_bug(name, r.kind) {
+                Some((failure, why)) if only_failure(&failures_of(&text, name), failure) => {
+                    format!("  FAIL {name} (known: {why})\n")
+                }
+                _ => {
+                    failed.push(name.clone());
+                    format!("  FAIL {name}\n")
+                }
+            },
             CuResult::Skip => match skip_reason(name, r.kind, full) {
                 Some(why) => format!("  skip {name} ({why})\n"),
                 None => {
@@ -164,7 +205,6 @@ fn conformance(r: Run) {
     } else {
         assert!(!results.is_empty(), "iscsi-test-cu ran nothing on {}:\n{text}", r.label);
     }
-    let failed: Vec<_> = results.iter().filter(|(_, x)| *x == CuResult::Fail).map(|(n, _)| n.as_str()).collect();
     assert!(failed.is_empty(), "iscsi-test-cu on {}: FAILED {failed:?}\n{report}", r.label);
     assert!(unexplained.is_empty(), "iscsi-test-cu on {}: skipped without a documented reason: {unexplained:?}", r.label);
 }
@@ -175,8 +215,14 @@ fn iscsi_test_cu_on_thick_file_lun() {
 }
 
 #[test]
-fn iscsi_test_cu_on_thin_file_lun() {
-    conformance(Run { label: "thin file LUN", kind: Kind::ThinFile, attributes: "", args: &[], second: Second::None });
+fn iscsi_test_cu_on_thin_file_lun_with_4k_physical_blocks() {
+    conformance(Run {
+        label: "thin file LUN, 4096-byte physical blocks",
+        kind: Kind::ThinFile4k,
+        attributes: "",
+        args: &[],
+        second: Second::None,
+    });
 }
 
 #[test]
@@ -201,8 +247,9 @@ fn iscsi_test_cu_feature_suites() {
         args: &["-t", "SCSI.ReadOnly"],
         second: Second::None,
     });
-    // Sanitize.Reset is left out: it expects a SANITIZE still running 3 s after it started (it sleeps, then wants
-    // SANITIZE IN PROGRESS), which a 128 MiB LUN finishes long before.
+    // Sanitize.Reset is left out: it passes only if the SANITIZE still runs after the test's sleeps (3 s, then the
+    // task management functions, a reconnection and 1 s more), which depends on the machine's speed against the
+    // LUN's size (a timing assumption of the test; see iscsi_test_cu_sanitize_reset_on_a_4g_file_lun).
     conformance(Run {
         label: "thin RAM LUN, SANITIZE (-S)",
         kind: Kind::ThinRam,
@@ -230,4 +277,69 @@ fn iscsi_test_cu_multipath() {
         let kind = if second == Second::Session { Kind::ThickFile } else { Kind::ThinRam };
         conformance(Run { label, kind, attributes: "", args: &["-t", "SCSI.MultipathIO"], second });
     }
+}
+
+/// The failures CUnit reports for `test` ("Suite.Test"): the numbered lines (`1. file.c:line  - message`) that
+/// follow its `Test:` line in its suite, in every place the output shows it.
+fn failures_of(output: &str, test: &str) -> Vec<String> {
+    let (suite, name) = test.split_once('.').unwrap_or((test, ""));
+    let mut in_suite = false;
+    let mut in_test = false;
+    let mut out = Vec::new();
+    for line in output.lines() {
+        let t = line.trim_start();
+        if let Some(s) = t.strip_prefix("Suite: ") {
+            in_suite = s.trim() == suite;
+            in_test = false;
+        } else if let Some(s) = t.strip_prefix("Test: ") {
+            in_test = in_suite && s.split(" ...").next().map(str::trim) == Some(name);
+        } else if in_test {
+            let numbered = t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if numbered {
+                out.push(t.split_once(". ").map_or(t, |(_, rest)| rest).to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Whether `failures` is not empty and every one of them is `expected`.
+fn only_failure(failures: &[String], expected: &str) -> bool {
+    !failures.is_empty() && failures.iter().all(|f| f.trim_end() == expected)
+}
+
+#[test]
+fn known_failures_are_recognised_exactly() {
+    let out = "Suite: GetLBAStatus\n  Test: Simple ...passed\n  Test: UnmapSingle ...FAILED\n    1. \
+               test_get_lba_status_unmap_single.c:135  - CU_FAIL(\"[FAILED] GETLBASTATUS command: \" \"lba offset in \
+               first descriptor does not \" \"match request.\")\nSuite: Inquiry\n  Test: Standard ...passed\n";
+    let (expected, _) = known_test_bug("GetLBAStatus.UnmapSingle", Kind::ThinFile4k).expect("known");
+    let f = failures_of(out, "GetLBAStatus.UnmapSingle");
+    assert_eq!(f.len(), 1);
+    assert!(only_failure(&f, expected), "{f:?}");
+    assert!(failures_of(out, "Inquiry.Standard").is_empty());
+    // Another failure of the same test, or none reported, is not the known one.
+    let other = out.replace("lba offset in", "provisioning of");
+    assert!(!only_failure(&failures_of(&other, "GetLBAStatus.UnmapSingle"), expected));
+    assert!(!only_failure(&[], expected));
+    assert_eq!(known_test_bug("GetLBAStatus.UnmapSingle", Kind::ThinRam), None, "LBPPB = 1 runs must pass it");
+}
+
+/// Sanitize.Reset, opt-in (`cargo test --test conformance -- --ignored sanitize_reset`): it sends a SANITIZE
+/// OVERWRITE, sleeps 3 s, expects SANITIZE IN PROGRESS, sends ABORT TASK, ABORT TASK SET, LOGICAL UNIT RESET and
+/// target warm and cold resets, reconnects after 1 s more and expects the operation still in progress. That needs
+/// an overwrite lasting longer than those sleeps: on a 4 GiB file LUN it took 23 s on the 2-core development VM
+/// (debug build), and the test passes. It is not in the default run because whether it passes depends on the
+/// machine's write speed (a faster disk finishes before the test looks) and it writes 4 GiB to the temporary
+/// directory; tests/sanitize.rs checks the same behaviour without depending on time.
+#[test]
+#[ignore = "timing-dependent by design of the libiscsi test; writes 4 GiB"]
+fn iscsi_test_cu_sanitize_reset_on_a_4g_file_lun() {
+    conformance(Run {
+        label: "4 GiB file LUN, Sanitize.Reset (-S)",
+        kind: Kind::LargeFile,
+        attributes: "",
+        args: &["-S", "-t", "SCSI.Sanitize.Reset"],
+        second: Second::None,
+    });
 }

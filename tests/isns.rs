@@ -1,6 +1,7 @@
 //! The iSNS client (RFC 4171) against a small iSNS server written for the tests: registration of targets, portals
 //! and portal groups, discovery-domain access control for SendTargets and logins (with libiscsi's tools using
-//! chosen initiator names), changes of discovery domains, and deregistration at shutdown.
+//! chosen initiator names), changes of discovery domains delivered by State Change Notifications (and by polling
+//! when the server has no SCN support), Entity Status Inquiries, and deregistration at shutdown.
 
 mod common;
 
@@ -92,13 +93,17 @@ fn registration_access_control_and_deregistration() {
     let err = String::from_utf8_lossy(&refused.stderr).into_owned() + &String::from_utf8_lossy(&refused.stdout);
     // As iSCSI-SCST answers a login outside the discovery domains (isns_scn_access_allowed): "target not found".
     assert!(err.to_lowercase().contains("not found"), "expected \"target not found\": {err}");
-    // A change of discovery domains takes effect.
-    isns.set_dds(&[&[IQN, INIT_A, INIT_C], &[&t2(), INIT_B]]);
+    // A change of discovery domains takes effect: the server notifies the target (SCN to its SCN port), which
+    // answers and queries again. (With SCNs in force the target polls only every 60 s, longer than this test's
+    // wait.)
+    isns.wait("the SCN registrations", LIMIT, |s| s.scn_registrations.len() == 2);
+    assert_eq!(isns.set_dds(&[&[IQN, INIT_A, INIT_C], &[&t2(), INIT_B]]), 1, "one SCN, to the first target");
     let deadline = std::time::Instant::now() + LIMIT;
     while !listed(&ls(&t, INIT_C), IQN) {
         assert!(std::time::Instant::now() < deadline, "the new discovery domain member never saw the target");
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert!(t.wait_for_log("iSNS state change notification", LIMIT), "{}", t.output());
     // Shutdown deregisters both targets and the entity.
     t.terminate();
     isns.wait("the deregistration", LIMIT, |s| s.nodes.is_empty() && s.deregistered.len() >= 2);
@@ -170,4 +175,93 @@ fn a_target_that_becomes_unavailable_is_deregistered_at_once() {
     isns.wait("the deregistration of the entity", LIMIT, |s| {
         s.nodes.is_empty() && s.entities_deregistered == vec!["polltgt:test-entity".to_string()]
     });
+}
+
+/// An in-process target whose client polls only every hour: only notifications can make changes visible.
+fn in_process(
+    isns: &IsnsServer,
+    interval: Duration,
+) -> (polltgt_dataplane::server::Server, std::sync::Arc<polltgt_dataplane::registry::Registry>) {
+    use polltgt_dataplane::isns::IsnsConfig;
+    use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
+    use polltgt_dataplane::registry::Registry;
+    use polltgt_dataplane::server::{PortalConfig, Server};
+    use polltgt_iscsi::params::TargetParams;
+
+    let registry = Registry::new();
+    for t in [IQN.to_string(), t2()] {
+        registry.add_target(&t, None, TargetParams::default(), true).expect("target");
+    }
+    let portals = [PortalConfig { addr: "127.0.0.1:0".parse().expect("addr"), tpgt: 1 }];
+    let cfg = ReactorConfig { count: 1, cpus: Vec::new(), pin: false, idle: IdleMode::default() };
+    let pool = polltgt_hugepages::BufPool::new(polltgt_hugepages::PoolConfig::default()).expect("pool");
+    let server = Server::start(registry.clone(), &portals, &cfg, pool).expect("server");
+    let isns_cfg = IsnsConfig {
+        server: isns.addr.clone(),
+        access_control: true,
+        interval,
+        entity_id: "polltgt:scn-entity".into(),
+    };
+    server.start_isns(isns_cfg).expect("isns client");
+    (server, registry)
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn state_change_notifications_apply_discovery_domain_changes_and_esi_is_answered() {
+    let isns = IsnsServer::start();
+    isns.set_dds(&[&[IQN, INIT_A], &[&t2(), INIT_B]]);
+    let (server, registry) = in_process(&isns, Duration::from_secs(3600));
+    // Every portal registers its SCN and ESI port; each target registers for SCNs about initiators (object
+    // updated/added/removed, initiator and self information only), never for management-only events.
+    isns.wait("the SCN registrations", LIMIT, |s| s.scn_registrations.len() == 2);
+    {
+        let s = isns.state.lock().expect("state");
+        assert!(s.scn_registrations.values().all(|b| *b == 0x9c), "{s:?}");
+        assert_eq!(s.scn_ports.get("polltgt:scn-entity").map(|p| p.len()), Some(1), "{s:?}");
+        assert_eq!(s.esi_ports.get("polltgt:scn-entity"), s.scn_ports.get("polltgt:scn-entity"), "{s:?}");
+    }
+    let acl = registry.isns();
+    wait_for("the first discovery-domain answers", || acl.allows(IQN, INIT_A) && acl.allows(&t2(), INIT_B));
+    assert!(!acl.allows(IQN, INIT_C));
+    // INIT_C joins the first target's domain and INIT_A leaves it: one SCN, answered, and the change applies
+    // although the client would not poll for an hour.
+    assert_eq!(isns.set_dds(&[&[IQN, INIT_C], &[&t2(), INIT_B]]), 1);
+    assert_eq!(isns.state.lock().expect("state").scns_sent, vec![(IQN.to_string(), 0, IQN.to_string())]);
+    wait_for("INIT_C to reach the first target", || acl.allows(IQN, INIT_C) && !acl.allows(IQN, INIT_A));
+    assert!(acl.allows(&t2(), INIT_B), "the other target's domain is unchanged");
+    // An Entity Status Inquiry is answered with success, echoing the inquiry's attributes.
+    assert_eq!(isns.esi(), vec![(0, true)]);
+    // A target added later is registered (refresh), registers for SCNs too, and so do the others again after
+    // the replacing registration.
+    registry
+        .add_target(&format!("{IQN}-3"), None, polltgt_iscsi::params::TargetParams::default(), true)
+        .expect("target");
+    server.isns().refresh();
+    isns.wait("three SCN registrations", LIMIT, |s| s.scn_registrations.len() == 3);
+    assert_eq!(isns.set_dds(&[&[IQN, INIT_C], &[&t2(), INIT_B], &[&format!("{IQN}-3"), INIT_A]]), 1);
+    wait_for("INIT_A to reach the third target", || acl.allows(&format!("{IQN}-3"), INIT_A));
+    server.shutdown();
+    isns.wait("the deregistration", LIMIT, |s| s.nodes.is_empty());
+}
+
+#[test]
+fn a_server_without_scn_support_is_polled() {
+    let isns = IsnsServer::start();
+    isns.state.lock().expect("state").scn_unsupported = true;
+    isns.set_dds(&[&[IQN, INIT_A]]);
+    let (server, registry) = in_process(&isns, Duration::from_millis(200));
+    let acl = registry.isns();
+    wait_for("the first discovery-domain answers", || acl.allows(IQN, INIT_A));
+    assert_eq!(isns.set_dds(&[&[IQN, INIT_B]]), 0, "nothing registered for SCNs, nothing notified");
+    wait_for("the polled change", || acl.allows(IQN, INIT_B) && !acl.allows(IQN, INIT_A));
+    assert!(isns.state.lock().expect("state").requests.iter().any(|(f, _)| *f == 5), "SCNReg was tried");
+    server.shutdown();
 }

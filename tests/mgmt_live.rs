@@ -157,6 +157,19 @@ fn resizing_raises_capacity_data_has_changed_and_in_use_devices_are_protected() 
         err.contains("devices/null1: blocksize:"),
         "errors name object and attribute: {err}"
     );
+    // So is the physical block size; a device created with one (SCST add_device, SPDK's bdev_malloc_create)
+    // shows it.
+    assert!(t.cli_ok(&["show", "devices/null1/physical_blocksize"]).starts_with("512"));
+    assert!(!t.cli(&["set", "devices/null1/physical_blocksize", "4096"]).status.success());
+    t.cli_ok(&["scst", "/sys/kernel/scst_tgt/handlers/vdisk_nullio/mgmt", "add_device pb4k size_mb=16; physical_blocksize=4096"]);
+    let shown = t.cli_ok(&["show", "devices/pb4k/physical_blocksize"]);
+    assert!(shown.starts_with("4096") && shown.contains("[key]"), "{shown}");
+    t.rpc_ok("bdev_malloc_create", json!({ "name": "pb8k", "num_blocks": 64, "block_size": 512, "physical_block_size": 8192 }));
+    assert!(t.cli_ok(&["show", "devices/pb8k/physical_blocksize"]).starts_with("8192"));
+    let e = t
+        .rpc("bdev_malloc_create", json!({ "name": "pbx", "num_blocks": 64, "physical_block_size": 1000 }))
+        .unwrap_err();
+    assert!(e["message"].as_str().unwrap_or("").contains("physical_blocksize"), "{e}");
     let e = t
         .rpc("bdev_resize", json!({ "name": "ram0", "size": "32M" }))
         .unwrap_err();

@@ -208,6 +208,33 @@ fn rsp_timeout_closes_a_connection_that_never_sends_its_data() {
     assert!(t.wait_for_log("RspTimeout", LIMIT), "{}", t.output());
 }
 
+#[test]
+fn login_timeout_closes_silent_and_stalled_logins_but_not_sessions() {
+    let t = start("", "iscsi:\n  LoginTimeout: 2\n", "    NopInInterval: 0\n");
+    let mut done = RawConn::connect(&t.addr);
+    done.login(Some(IQN), &[]);
+    // Connects and sends nothing.
+    let mut silent = RawConn::connect(&t.addr);
+    // Stops in the middle of its login: a security-stage PDU without the T bit, answered, then nothing more.
+    let mut stalled = RawConn::connect(&t.addr);
+    let h = stalled.login_request(0, 1, false);
+    let keys = [
+        format!("InitiatorName={}", raw::INITIATOR),
+        format!("TargetName={IQN}"),
+        "SessionType=Normal".to_string(),
+        "AuthMethod=None".to_string(),
+    ];
+    stalled.send(h, &raw::keys(&keys.iter().map(String::as_str).collect::<Vec<_>>()));
+    let p = stalled.recv();
+    assert!(matches!(&p.header, Header::LoginResponse(r) if r.status_class == 0 && !r.transit), "{:?}", p.header);
+    assert!(silent.closed_within(TIMERS), "a connection that never logs in is closed after LoginTimeout");
+    assert!(stalled.closed_within(TIMERS), "a login that stops half way is closed after LoginTimeout");
+    assert!(t.wait_for_log("login timed out", LIMIT), "{}", t.output());
+    // The session that completed its login long before is not affected.
+    let itt = done.ping(b"alive");
+    done.recv_until("NOP-In echo", |h| matches!(h, Header::NopIn(n) if n.itt == itt));
+}
+
 // ----- logout on shutdown -----
 
 #[test]
@@ -332,7 +359,8 @@ fn queued_commands_window_out_of_window_and_immediate_commands() {
 
 #[test]
 fn task_management_functions_end_to_end() {
-    let t = start("", "", "    NopInInterval: 0\n    InitialR2T: true\n");
+    // Two reactors: the two sessions run on different ones (connections are spread round robin).
+    let t = start("reactors: { count: 2 }\n", "", "    NopInInterval: 0\n    InitialR2T: true\n");
     let mut a = RawConn::connect(&t.addr);
     a.login(Some(IQN), &["InitialR2T=Yes"]);
     a.clear_unit_attention();
@@ -377,8 +405,8 @@ fn task_management_functions_end_to_end() {
     b.send(h, &[]);
     let p = b.recv();
     let Header::R2t(b_r2t) = p.header else { panic!("{:?}", p.header) };
+    // The response comes only after every reactor aborted its sessions' tasks (no waiting for a log line here).
     assert_eq!(a.tmf(5, 0xffff_ffff, 0), 0, "LOGICAL UNIT RESET");
-    assert!(t.wait_for_log("tasks aborted by a reset from another nexus", LIMIT), "{}", t.output());
     let d = Header::DataOut(DataOut {
         final_: true,
         lun: 0,
@@ -402,10 +430,15 @@ fn task_management_functions_end_to_end() {
     // TARGET WARM RESET: the same unit attention on every LUN of the target.
     assert_eq!(b.tmf(6, 0xffff_ffff, 0), 0, "TARGET WARM RESET");
     assert_eq!(a.test_unit_ready(), (2, 0x06, 0x29, 0x03));
-    // TARGET COLD RESET: answered, then the connection closes.
+    // TARGET COLD RESET: answered, then every connection to the target closes (RFC 7143 §11.5.1), the other
+    // initiator's too; a new session starts with POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00).
     assert_eq!(a.tmf(7, 0xffff_ffff, 0), 0, "TARGET COLD RESET");
-    assert!(a.closed_within(TIMERS), "a cold reset drops the connection");
-    assert_eq!(b.test_unit_ready(), (2, 0x06, 0x29, 0x03));
+    assert!(a.closed_within(TIMERS), "a cold reset drops the requester's connection");
+    assert!(b.closed_within(TIMERS), "and every other connection to the target");
+    let mut c = RawConn::connect(&t.addr);
+    c.login(Some(IQN), &[]);
+    assert_eq!(c.test_unit_ready(), (2, 0x06, 0x29, 0x00));
+    assert_eq!(c.test_unit_ready().0, 0);
 }
 
 // ----- sessions -----
@@ -439,10 +472,30 @@ fn max_sessions_refuses_more_sessions_but_not_reinstatement() {
     assert!(b.closed_within(TIMERS));
     // A login with a's ISID reinstates a's session: allowed.
     let mut a2 = RawConn::connect(&t.addr);
-    a2.login(Some(IQN), &[]);
+    a2.login(Some(IQN), &["DefaultTime2Wait=5", "DefaultTime2Retain=7"]);
     assert!(a.closed_within(TIMERS));
-    // The Logout Response carries the negotiated DefaultTime2Wait / DefaultTime2Retain (RFC 7143 §11.15).
-    assert_eq!(a2.logout_times(), (0, 2, 0));
+    // Logout "remove the connection for recovery" needs ERL 2: response 2 (connection recovery not supported),
+    // Time2Wait 0 and Time2Retain 0 (the state is already discarded, RFC 7143 §11.15.3); the session goes on.
+    let itt = a2.itt();
+    let h = Header::LogoutRequest(polltgt_iscsi::wire::LogoutRequest {
+        immediate: true,
+        reason: 2,
+        itt,
+        cid: 0,
+        cmd_sn: SerialNumber(a2.cmd_sn),
+        exp_stat_sn: SerialNumber(a2.exp_stat_sn),
+    });
+    a2.send(h, &[]);
+    let p = a2.recv_until("Logout Response", |h| matches!(h, Header::LogoutResponse(_)));
+    assert!(
+        matches!(&p.header, Header::LogoutResponse(l) if (l.response, l.time2wait, l.time2retain) == (2, 0, 0)),
+        "{:?}",
+        p.header
+    );
+    // Closing the session: the negotiated DefaultTime2Wait (the larger of 5 and the target's 2) and
+    // DefaultTime2Retain (the smaller of 7 and the target's 0: at ERL 0 nothing is retained) (RFC 7143 §11.15,
+    // §13.15, §13.16).
+    assert_eq!(a2.logout_times(), (0, 5, 0));
     // The limit counts live sessions only.
     let mut c = RawConn::connect(&t.addr);
     c.isid[5] = 10;
@@ -580,6 +633,35 @@ fn ipv4_and_ipv6_portals_with_tpgt_and_allowed_portal() {
     let mut c = RawConn::connect(&v6);
     let data = c.login(Some(IQN), &[]);
     assert_eq!(raw::value(&data, "TargetPortalGroupTag").as_deref(), Some("2"));
+    // A Text Request in the full feature phase of this normal session (RFC 7143 Appendix C): SendTargets with an
+    // empty value names the session's own target only; "All" is for discovery sessions (Reject).
+    for (value, expected) in [
+        (
+            "",
+            vec![
+                ("TargetName", IQN.to_string()),
+                ("TargetAddress", format!("{v4},1")),
+                ("TargetAddress", format!("{v6},2")),
+            ],
+        ),
+        ("All", vec![("SendTargets", "Reject".to_string())]),
+    ] {
+        let itt = c.itt();
+        let req = Header::TextRequest(polltgt_iscsi::wire::TextRequest {
+            immediate: true,
+            final_: true,
+            continue_: false,
+            lun: 0,
+            itt,
+            ttt: 0xffff_ffff,
+            cmd_sn: SerialNumber(c.cmd_sn),
+            exp_stat_sn: SerialNumber(c.exp_stat_sn),
+        });
+        c.send(req, &raw::keys(&[&format!("SendTargets={value}")]));
+        let p = c.recv_until("Text Response", |h| matches!(h, Header::TextResponse(r) if r.itt == itt));
+        let expected: Vec<(String, String)> = expected.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(raw::pairs(&p.data), expected, "SendTargets={value} in a normal session");
+    }
 }
 
 // ----- CHAP for discovery sessions and numbered accounts -----

@@ -36,6 +36,12 @@ mod blockops;
 
 mod xcopy;
 
+mod sanitize;
+
+mod tmf;
+
+pub use tmf::RESET_WAIT_LIMIT;
+
 use blockops::{BlockOp, Hold, LocalLock, Parked};
 
 /// Stop pulling PDUs out of a connection while this many bytes wait in the socket send queue.
@@ -164,6 +170,10 @@ struct PendingTmf {
     function: u8,
     lun: u64,
     waiting_for: Vec<u64>,
+    /// A reset waiting for every reactor to abort the other sessions' tasks (tmf.rs), with its deadline.
+    reset: Option<(Arc<tmf::ResetJoin>, Instant)>,
+    /// The deadline passed first: answered FUNCTION REJECTED.
+    rejected: bool,
 }
 
 pub(crate) struct ConnSlot {
@@ -214,6 +224,10 @@ pub struct ReactorState {
     zerocopy_threshold: Option<usize>,
     /// EXTENDED COPYs waiting for the range of their next step.
     copy_waits: Vec<xcopy::CopyWait>,
+    /// Sanitize operations in flight, by the tag of their I/O (sanitize.rs).
+    sanitizes: HashMap<u64, sanitize::SanitizeRun>,
+    /// Resets waiting for aborted tasks' bdev I/O (tmf.rs).
+    resets: tmf::Resets,
     pub stats: DriverStats,
 }
 
@@ -237,6 +251,8 @@ impl ReactorState {
             retrying: false,
             zerocopy_threshold: None,
             copy_waits: Vec::new(),
+            sanitizes: HashMap::new(),
+            resets: tmf::Resets::default(),
             stats: DriverStats::default(),
         }
     }
@@ -320,6 +336,7 @@ impl ReactorState {
         let catalog: Arc<dyn polltgt_iscsi::login::TargetCatalog> = self.registry.clone();
         let mut iscsi = Connection::new(catalog, portal, peer, now);
         iscsi.set_digest_faults(self.registry.digest_faults());
+        iscsi.set_login_timeout(self.registry.login_timeout());
         self.generation += 1;
         let slot = ConnSlot {
             generation: self.generation,
@@ -393,6 +410,10 @@ impl ReactorState {
                     slot.iscsi.handle_timeout(now);
                     busy = true;
                 }
+            }
+            if !slot.tmfs.is_empty() && self.reset_deadline(i).is_some_and(|d| d <= now) {
+                self.expire_resets(i, now);
+                busy = true;
             }
         }
         // Events from the iSCSI core.
@@ -784,6 +805,7 @@ impl ReactorState {
             }
             Action::Flush => (Op::Flush, PendingKind::Flush),
             Action::ExtendedCopy(job) => return self.start_copy(i, task, device, lun, job, hold, now),
+            Action::Sanitize { op, immed } => return self.start_sanitize(i, task, device, lun, op, immed, hold, now),
             other => return self.start_ops(i, task, device, lun, other, hold, now),
         };
         self.submit(i, task, device, lun, op, kind, hold);
@@ -926,6 +948,10 @@ impl ReactorState {
     }
 
     fn finish_io(&mut self, c: Completion, now: Instant) {
+        if let Some(run) = self.sanitizes.remove(&c.tag) {
+            // A sanitize operation belongs to no connection (sanitize.rs).
+            return self.sanitize_step(run, Some(c), now);
+        }
         let Some(p) = self.pending.remove(&c.tag) else { return };
         if matches!(p.kind, PendingKind::Copy(_)) {
             // An EXTENDED COPY step; the copy looks after its connection's state itself.
@@ -936,6 +962,7 @@ impl ReactorState {
             self.release_hold(&p.device, p.hold);
             blockops::abandon(&p.device, p.lun, &p.cdb);
             self.preempt_io_done(c.tag, now);
+            self.reset_io_done(c.tag, now);
             return;
         }
         if matches!(p.kind, PendingKind::Ops(_)) {
@@ -943,6 +970,7 @@ impl ReactorState {
             return self.step_ops(c.tag, p, c, now);
         }
         self.preempt_io_done(c.tag, now);
+        self.reset_io_done(c.tag, now);
         self.release_hold(&p.device, p.hold);
         if let Some(Some(slot)) = self.slots.get_mut(p.slot) {
             slot.in_flight.retain(|t| *t != c.tag);
@@ -1087,8 +1115,10 @@ impl ReactorState {
             Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => slot.in_flight.clone(),
             _ => Vec::new(),
         };
-        slot.tmfs.push(PendingTmf { itt, function, lun, waiting_for: affected });
-        // Resets also abort the tasks other I_T nexuses have on the logical units concerned (SAM-5 §7.6, §7.7).
+        // Resets also abort the tasks other I_T nexuses have on the logical units concerned (SAM-5 §7.6, §7.7), on
+        // every reactor; the response waits for all of them (tmf.rs). ABORT TASK SET and CLEAR TASK SET act on
+        // this session's task set only: the Control mode page reports TST 001b, a task set per I_T nexus.
+        const _: () = assert!(polltgt_scsi::TST_PER_NEXUS == 0b001);
         let devices: Vec<u64> = match (TmfFunction::from_u8(function), slot.session.as_ref()) {
             (Some(TmfFunction::LogicalUnitReset), Some(s)) => {
                 lun_no.and_then(|l| s.target.luns.get(&l)).map(|e| vec![e.device.id]).unwrap_or_default()
@@ -1098,42 +1128,11 @@ impl ReactorState {
             }
             _ => Vec::new(),
         };
+        slot.tmfs.push(PendingTmf { itt, function, lun, waiting_for: affected, reset: None, rejected: false });
         if !devices.is_empty() {
-            let me = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
-            self.registry.sessions().abort_device_tasks(devices, me);
+            self.start_reset(i, devices, now);
         }
         self.check_tmfs(i, 0, now);
-    }
-
-    /// Silently aborts the tasks every other session of this reactor has on `devices` (a reset through another I_T
-    /// nexus).
-    pub(crate) fn abort_device_tasks(&mut self, devices: &[u64], except: ConnRef, now: Instant) {
-        let mut held_by_slot = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            let Some(slot) = slot.as_mut() else { continue };
-            if self.id == except.reactor && i == except.slot && slot.generation == except.generation {
-                continue;
-            }
-            let Some(session) = slot.session.as_ref() else { continue };
-            let target = session.target.clone();
-            let before = slot.iscsi.session().map_or(0, |s| s.task_count());
-            // Tasks still at a bdev finish there; the iSCSI core drops their results (no status with TAS = 0).
-            let held = slot.iscsi.abort_tasks(|raw_lun, _| {
-                polltgt_iscsi::wire::decode_lun(raw_lun)
-                    .and_then(|l| target.luns.get(&l))
-                    .is_some_and(|e| devices.contains(&e.device.id))
-            });
-            let aborted = before.saturating_sub(slot.iscsi.session().map_or(0, |s| s.task_count()));
-            if aborted > 0 {
-                tracing::info!(reactor = self.id, tasks = aborted, at_devices = held.len(), "tasks aborted by a reset from another nexus");
-            }
-            if !held.is_empty() {
-                held_by_slot.push((i, slot.generation, held));
-            }
-        }
-        for (i, generation, held) in held_by_slot {
-            self.mark_aborted(i, generation, &held, now);
-        }
     }
 
     /// Tasks `held` of connection `i` were aborted on behalf of another I_T nexus: those still waiting for their
@@ -1156,6 +1155,7 @@ impl ReactorState {
     /// layer drops for an aborted task.
     fn abort_waiting(&mut self, i: usize, now: Instant, pred: impl Fn(&ScsiTask, Option<u64>) -> bool) {
         self.abort_parked(i, now, |t, l| pred(t, Some(l)));
+        self.release_sanitize_waiters(i, now, &pred);
         let Some(generation) = self.slots[i].as_ref().map(|s| s.generation) else { return };
         let mut ended = Vec::new();
         self.stalled.retain(|st| {
@@ -1180,7 +1180,7 @@ impl ReactorState {
             t.waiting_for.retain(|x| *x != finished_tag);
         }
         let ready: Vec<PendingTmf> = {
-            let (ready, waiting): (Vec<_>, Vec<_>) = slot.tmfs.drain(..).partition(|t| t.waiting_for.is_empty());
+            let (ready, waiting): (Vec<_>, Vec<_>) = slot.tmfs.drain(..).partition(|t| t.waiting_for.is_empty() && t.reset.is_none());
             slot.tmfs = waiting;
             ready
         };
@@ -1212,10 +1212,22 @@ impl ReactorState {
                 Some(TmfFunction::TaskReassign) => TmfResponseCode::TaskAllegianceReassignmentNotSupported,
                 _ => TmfResponseCode::FunctionNotSupported,
             };
+            // A reset whose acknowledgements did not all come in time: its aborts and unit attentions stand, but
+            // the initiator learns it did not complete (tmf.rs).
+            let response = if t.rejected { TmfResponseCode::FunctionRejected } else { response };
             slot.iscsi.complete_task_mgmt(t.itt, response.into(), now);
             if function == Some(TmfFunction::TargetColdReset) {
-                // SAM-5: a cold reset also drops the connection (RFC 7143 §11.5.1).
+                // RFC 7143 §11.5.1: after a cold reset the target closes all of its TCP connections to all
+                // initiators (every session of the target node), this one once its response is out.
                 slot.iscsi.close();
+                if let Some(s) = session {
+                    let me = ConnRef { reactor: self.id, slot: i, generation: slot.generation };
+                    for conn in self.registry.sessions().target_connections(&s.target.name) {
+                        if conn != me {
+                            let _ = self.registry.sessions().close_conn(conn);
+                        }
+                    }
+                }
             }
         }
     }
@@ -1285,6 +1297,11 @@ impl ReactorState {
             wake.add_fd(slot.tcp.as_raw_fd(), slot.generation, readable, queued > 0);
             if let Some(t) = slot.iscsi.poll_timeout() {
                 wake.wake_at(t);
+            }
+            for t in &slot.tmfs {
+                if let Some((_, deadline)) = t.reset {
+                    wake.wake_at(deadline);
+                }
             }
         }
         true

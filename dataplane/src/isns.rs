@@ -1,7 +1,7 @@
 //! iSNS (RFC 4171) client side of the target: registration of targets and portals with the configured iSNS server,
 //! and iSNS access control (the server's discovery domains decide which initiators see and reach a target).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
@@ -65,6 +65,13 @@ use crate::registry::Registry;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Registrations are refreshed at least this often even when nothing changed.
 const REREGISTER: Duration = Duration::from_secs(60);
+/// While the server notifies changes of discovery domains (SCN), the queries are repeated only this often (in case
+/// a notification was lost), or at the configured interval when that is longer.
+const SCN_FALLBACK: Duration = Duration::from_secs(60);
+/// How long a connection from the server to the SCN/ESI port may stay silent before it is closed.
+const SCN_IDLE: Duration = Duration::from_secs(30);
+/// Connections from the server served at the same time; more are closed at once.
+const SCN_MAX_CONNECTIONS: usize = 8;
 
 /// Errors talking to the iSNS server (logged; the client retries on its next round).
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +102,15 @@ pub struct IsnsConfig {
 /// The iSNS client: a background thread that keeps the server's view of this target's nodes and portals in step
 /// with the registry (DevAttrReg when something changed or [`REREGISTER`] passed, DevDereg for targets that went
 /// away) and, with access control, asks the server which initiators share a discovery domain with each target
-/// (DevAttrQry) every `interval` (State Change Notifications are not used: changes of discovery domains take
-/// effect within one interval). Everything is deregistered when the client stops.
+/// (DevAttrQry). Everything is deregistered when the client stops.
+///
+/// State Change Notifications (RFC 4171 §5.6.5.5, §5.6.5.8): every portal is registered with an SCN Port and an
+/// ESI Port, both served by one listener ([`ScnListener`], as tgt and iSCSI-SCST do) on the address this host
+/// reaches the server from; with access control each target registers for SCNs about initiators (SCNReg). An SCN
+/// is answered (SCNRsp) and makes the client query the discovery domains at once, so a change applies as soon as
+/// the server reports it; the queries then run only every [`SCN_FALLBACK`] besides. A server that refuses SCNReg
+/// (or a listener that cannot be opened) leaves the client polling every `interval`. Entity Status Inquiries are
+/// answered (ESIRsp) on the same port.
 pub struct IsnsClient {
     stop: Arc<AtomicBool>,
     wake: crossbeam_channel::Sender<()>,
@@ -117,16 +131,21 @@ impl IsnsClient {
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, woken) = crossbeam_channel::bounded::<()>(1);
         let stop2 = stop.clone();
+        let waker = wake.clone();
         let thread = std::thread::Builder::new().name("isns".into()).spawn(move || {
-            let mut state = ClientState::new(cfg);
+            let mut state = ClientState::new(cfg, waker);
             while !stop2.load(Ordering::Acquire) {
                 if let Err(e) = state.sync(&registry) {
                     tracing::warn!(error = %e, "iSNS round failed");
                     state.conn = None;
                 }
-                let _ = woken.recv_timeout(state.cfg.interval);
+                let wait = if state.scn_active() { state.cfg.interval.max(SCN_FALLBACK) } else { state.cfg.interval };
+                let _ = woken.recv_timeout(wait);
             }
             state.deregister_all();
+            if let Some(l) = state.scn.take() {
+                l.stop();
+            }
         })?;
         Ok(IsnsClient { stop, wake, thread: Some(thread) })
     }
@@ -224,11 +243,77 @@ struct ClientState {
     registered: BTreeMap<String, NodeReg>,
     registered_at: Option<Instant>,
     transaction: u16,
+    /// Wakes the client thread (the SCN listener uses it).
+    wake: crossbeam_channel::Sender<()>,
+    /// The SCN/ESI port.
+    scn: Option<ScnListener>,
+    /// Targets registered for SCNs since the last DevAttrReg.
+    scn_registered: BTreeSet<String>,
+    /// The server refused an SCNReg since the last DevAttrReg: poll instead.
+    scn_refused: bool,
 }
 
 impl ClientState {
-    fn new(cfg: IsnsConfig) -> ClientState {
-        ClientState { cfg, conn: None, registered: BTreeMap::new(), registered_at: None, transaction: 0 }
+    fn new(cfg: IsnsConfig, wake: crossbeam_channel::Sender<()>) -> ClientState {
+        ClientState {
+            cfg,
+            conn: None,
+            registered: BTreeMap::new(),
+            registered_at: None,
+            transaction: 0,
+            wake,
+            scn: None,
+            scn_registered: BTreeSet::new(),
+            scn_refused: false,
+        }
+    }
+
+    /// Whether the server notifies every registered target of discovery-domain changes.
+    fn scn_active(&self) -> bool {
+        self.cfg.access_control
+            && self.scn.is_some()
+            && !self.registered.is_empty()
+            && self.registered.keys().all(|n| self.scn_registered.contains(n))
+    }
+
+    /// Opens the SCN/ESI listener on the address this host reaches the server from (once).
+    fn ensure_scn_listener(&mut self) {
+        if self.scn.is_some() {
+            return;
+        }
+        let Some(ip) = self.conn.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.ip()) else { return };
+        match ScnListener::start(ip, self.wake.clone()) {
+            Ok(l) => {
+                tracing::info!(port = l.port, "iSNS SCN/ESI port open");
+                self.scn = Some(l);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot open the iSNS SCN/ESI port; polling the server instead"),
+        }
+    }
+
+    /// SCNReg for every registered target not registered yet (access control only: the notifications serve it).
+    fn register_scns(&mut self) -> Result<(), IsnsClientError> {
+        if !self.cfg.access_control || self.scn.is_none() || self.scn_refused {
+            return Ok(());
+        }
+        let names: Vec<String> =
+            self.registered.keys().filter(|n| !self.scn_registered.contains(*n)).cloned().collect();
+        for name in names {
+            let t = self.next_transaction();
+            match self.exchange(proto::scn_reg(&name, proto::scn::TARGET_NODE, t)?) {
+                Ok(_) => {
+                    tracing::debug!(target = %name, "registered for iSNS state change notifications");
+                    self.scn_registered.insert(name);
+                }
+                Err(e @ IsnsClientError::Status { .. }) => {
+                    tracing::warn!(target = %name, error = %e, "iSNS SCN registration refused; polling instead");
+                    self.scn_refused = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn connect(&mut self) -> Result<&mut TcpStream, IsnsClientError> {
@@ -315,6 +400,7 @@ impl ClientState {
 
     fn sync(&mut self, registry: &Registry) -> Result<(), IsnsClientError> {
         self.connect()?;
+        self.ensure_scn_listener();
         let desired = self.desired(registry)?;
         // Targets that went away (or lost all their portals) are deregistered.
         let gone: Vec<String> = self.registered.keys().filter(|n| !desired.contains_key(*n)).cloned().collect();
@@ -332,13 +418,18 @@ impl ClientState {
         if !desired.is_empty() && (desired != self.registered || stale) {
             let nodes: Vec<NodeReg> = desired.values().cloned().collect();
             let t = self.next_transaction();
-            self.exchange(proto::dev_attr_reg(&self.cfg.entity_id, &nodes, t)?)?;
+            let scn_port = self.scn.as_ref().map(|l| l.port);
+            self.exchange(proto::dev_attr_reg(&self.cfg.entity_id, &nodes, scn_port, t)?)?;
+            // A replacing registration may drop the server's SCN registrations: make them again.
+            self.scn_registered.clear();
+            self.scn_refused = false;
             if desired != self.registered {
                 tracing::info!(targets = desired.len(), entity = %self.cfg.entity_id, "registered with the iSNS server");
             }
             self.registered = desired;
             self.registered_at = Some(Instant::now());
         }
+        self.register_scns()?;
         if self.cfg.access_control {
             let names: Vec<String> = self.registered.keys().cloned().collect();
             for name in names {
@@ -378,5 +469,117 @@ impl ClientState {
             Err(e) => tracing::warn!(error = %e, "iSNS deregistration failed"),
         }
         self.registered.clear();
+    }
+}
+
+/// The SCN/ESI port: a listener for the connections the iSNS server opens to deliver State Change Notifications and
+/// Entity Status Inquiries. Each connection is served on a short-lived thread: every SCN is answered and wakes the
+/// client (which queries the discovery domains again), every ESI is answered. Stopping it wakes the blocked
+/// accept with a connection of its own.
+pub struct ScnListener {
+    port: u16,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ScnListener {
+    /// Listens on `ip` (port chosen by the kernel); SCNs wake the client through `wake`.
+    pub fn start(ip: IpAddr, wake: crossbeam_channel::Sender<()>) -> std::io::Result<ScnListener> {
+        let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let thread = std::thread::Builder::new().name("isns-scn".into()).spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::Acquire) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                if active.load(Ordering::Acquire) >= SCN_MAX_CONNECTIONS {
+                    tracing::warn!("too many iSNS SCN/ESI connections; closing one");
+                    continue;
+                }
+                active.fetch_add(1, Ordering::AcqRel);
+                let (wake, stop, active2) = (wake.clone(), stop2.clone(), active.clone());
+                let spawned = std::thread::Builder::new().name("isns-scn-conn".into()).spawn(move || {
+                    serve_server_messages(conn, &wake, &stop);
+                    active2.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        })?;
+        Ok(ScnListener { port: addr.port(), addr, stop, thread: Some(thread) })
+    }
+
+    /// The port registered as SCN Port and ESI Port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops accepting (connections being served end at their next read).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            // Unblock the accept.
+            let _ = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ScnListener {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Reads the server's messages on one connection and answers each (SCNRsp, ESIRsp); ends on close, error, stop or
+/// [`SCN_IDLE`] of silence.
+fn serve_server_messages(mut conn: TcpStream, wake: &crossbeam_channel::Sender<()>, stop: &AtomicBool) {
+    let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    if conn.set_read_timeout(Some(SCN_IDLE)).and(conn.set_write_timeout(Some(IO_TIMEOUT))).is_err() {
+        return;
+    }
+    while !stop.load(Ordering::Acquire) {
+        let mut head = [0u8; proto::HEADER_LEN];
+        if conn.read_exact(&mut head).is_err() {
+            return;
+        }
+        let Some(len) = proto::pdu_len(&head) else { return };
+        let mut pdu = head.to_vec();
+        pdu.resize(len, 0);
+        if conn.read_exact(&mut pdu[proto::HEADER_LEN..]).is_err() {
+            return;
+        }
+        match proto::answer_server_message(&pdu) {
+            Ok((answer, scn)) => {
+                if conn.write_all(&answer).is_err() {
+                    return;
+                }
+                match scn {
+                    Some(scn) => {
+                        let (destination, events) = (&scn.destination, &scn.events);
+                        tracing::info!(%peer, %destination, ?events, "iSNS state change notification");
+                        let _ = wake.try_send(());
+                    }
+                    None => {
+                        let function = u16::from_be_bytes([pdu[2], pdu[3]]);
+                        tracing::debug!(%peer, function, "iSNS server message answered");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "undecodable message on the iSNS SCN/ESI port");
+                return;
+            }
+        }
     }
 }

@@ -260,6 +260,8 @@ pub struct Registry {
     placement: OnceLock<Directory>,
     isns: IsnsAcl,
     digest_faults: RwLock<DigestFaults>,
+    /// The driver's `LoginTimeout` in milliseconds, for new connections.
+    login_timeout_ms: AtomicU64,
 }
 
 /// The operating system's CSPRNG (getrandom(2) through /dev/urandom), for CHAP challenges.
@@ -292,6 +294,7 @@ impl Default for Registry {
             placement: OnceLock::new(),
             isns: IsnsAcl::default(),
             digest_faults: RwLock::new(DigestFaults::NONE),
+            login_timeout_ms: AtomicU64::new(polltgt_iscsi::conn::LOGIN_TIMEOUT.as_millis() as u64),
         }
     }
 }
@@ -394,6 +397,16 @@ impl Registry {
 
     pub fn digest_faults(&self) -> DigestFaults {
         *self.digest_faults.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long connections accepted from now on may take to complete their login (the driver's `LoginTimeout`).
+    pub fn set_login_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.login_timeout_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn login_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.login_timeout_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Set the CHAP accounts of discovery sessions (the iSCSI driver-level IncomingUser*, OutgoingUser).

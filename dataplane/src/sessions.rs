@@ -219,6 +219,11 @@ impl SessionTable {
         Ok(info)
     }
 
+    /// The connections of every normal session of `target` (for a TARGET COLD RESET, which closes them all).
+    pub(crate) fn target_connections(&self, target: &str) -> Vec<ConnRef> {
+        self.lock().values().filter(|e| e.info.target_name.as_deref() == Some(target)).map(|e| e.conn).collect()
+    }
+
     /// Closes every session of `target`; returns how many were asked to close.
     pub fn force_close_target(&self, target: &str) -> usize {
         self.for_target(target).iter().filter(|s| self.force_close(s.tsih).is_ok()).count()
@@ -233,18 +238,6 @@ impl SessionTable {
             sent |= r.send(move |s: &mut ReactorState, now| s.request_logout_all(within, now));
         }
         sent
-    }
-
-    /// Asks every reactor to abort, silently, the tasks that other sessions (all but `except`) have on these
-    /// devices: a logical unit or target reset aborts the tasks of every I_T nexus (SAM-5 §7.6, §7.7, TAS=0). The
-    /// unit attention the reset establishes tells those initiators.
-    pub(crate) fn abort_device_tasks(&self, devices: Vec<u64>, except: ConnRef) {
-        let Some(reactors) = self.reactors.get() else { return };
-        let devices = std::sync::Arc::new(devices);
-        for r in reactors {
-            let devices = devices.clone();
-            r.send(move |s: &mut ReactorState, now| s.abort_device_tasks(&devices, except, now));
-        }
     }
 
     /// Registers a session that just completed its login on `conn`. Returns the connections of the sessions it

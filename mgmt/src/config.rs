@@ -184,7 +184,19 @@ pub struct IscsiConfig {
     /// digest gets a digest error). Off by default.
     #[serde(rename = "DEBUG_DIGEST_FAILURES", default, skip_serializing_if = "DigestFaultConfig::is_off")]
     pub debug_digest_failures: DigestFaultConfig,
+    /// Seconds a connection may take from its accept to a completed login, 1..3600; a connection that sends
+    /// nothing, or stops in the middle of its login, is closed then (new connections use a changed value). Default
+    /// 30. Driver level: the target is not known before the login names it.
+    #[serde(
+        rename = "LoginTimeout",
+        default = "defaults::login_timeout",
+        deserialize_with = "values::ranged::<_, u32, 1, MAX_LOGIN_TIMEOUT>"
+    )]
+    pub login_timeout: u32,
 }
+
+/// Largest `LoginTimeout` in seconds.
+pub const MAX_LOGIN_TIMEOUT: u64 = 3600;
 
 impl Default for IscsiConfig {
     fn default() -> Self {
@@ -202,6 +214,7 @@ impl Default for IscsiConfig {
             incoming_user8: None,
             isns_server: None,
             debug_digest_failures: DigestFaultConfig::default(),
+            login_timeout: defaults::login_timeout(),
         }
     }
 }
@@ -215,6 +228,12 @@ impl IscsiConfig {
             && self.numbered_incoming().iter().all(|(_, a)| a.is_none())
             && self.isns_server.is_none()
             && self.debug_digest_failures.is_off()
+            && self.login_timeout == defaults::login_timeout()
+    }
+
+    /// `LoginTimeout` as a duration.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout.into())
     }
 
     /// The CHAP accounts of discovery sessions, for the iSCSI core.
@@ -424,6 +443,16 @@ pub struct DeviceConfig {
     /// Logical block size. Default 512.
     #[serde(default)]
     pub blocksize: BlockSize,
+    /// Physical block size in bytes (SPDK's `physical_block_size`): a power of two multiple of `blocksize`, at
+    /// most 2^15 logical blocks. Reported as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT in READ CAPACITY (16)
+    /// (SBC-3 §5.16.2) and as OPTIMAL TRANSFER LENGTH GRANULARITY in the Block Limits VPD page. A creation-time
+    /// attribute like `blocksize`. Default: `blocksize` (one logical block per physical block).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "values::opt_ranged::<_, u32, 512, { 1 << 31 }>"
+    )]
+    pub physical_blocksize: Option<u32>,
     /// Write-protect the device (SBC-3 §6.5.1 WP bit). Default false.
     #[serde(default, deserialize_with = "values::flag")]
     pub read_only: bool,
@@ -505,6 +534,7 @@ impl DeviceConfig {
             size_mb: None,
             filename: None,
             blocksize: BlockSize::default(),
+            physical_blocksize: None,
             read_only: false,
             nv_cache: false,
             o_direct: false,
@@ -520,6 +550,11 @@ impl DeviceConfig {
             t10_dev_id: None,
             usn: None,
         }
+    }
+
+    /// The physical block size in bytes: `physical_blocksize`, or the logical block size.
+    pub fn physical_block_bytes(&self) -> u32 {
+        self.physical_blocksize.unwrap_or(self.blocksize.bytes())
     }
 
     /// The configured size in bytes (`size`, or `size_mb` MiB), if any.
@@ -826,6 +861,9 @@ mod defaults {
     pub(super) fn rsp_timeout() -> u32 {
         TargetParams::default().rsp_timeout.as_secs() as u32
     }
+    pub(super) fn login_timeout() -> u32 {
+        polltgt_iscsi::conn::LOGIN_TIMEOUT.as_secs() as u32
+    }
 }
 
 impl TargetConfig {
@@ -1084,6 +1122,7 @@ impl Config {
             &iscsi,
         )?;
         check_numbered_chap(&self.iscsi.incoming_users, &self.iscsi.numbered_incoming(), &iscsi)?;
+        value_at(iscsi.key("LoginTimeout"), check_range(self.iscsi.login_timeout.into(), 1, MAX_LOGIN_TIMEOUT))?;
         self.check_devices(&root.key("devices"))?;
         self.check_targets(&root.key("targets"))?;
         self.check_chap_directions()
@@ -1305,6 +1344,9 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
         if d.thin_provisioned {
             return Err(finding(at.key("thin_provisioned"), "a vcdrom device is read-only"));
         }
+        if d.physical_blocksize.is_some() {
+            return Err(finding(at.key("physical_blocksize"), "a vcdrom device has 2048-byte blocks"));
+        }
     } else {
         if d.filename.is_some() {
             return Err(finding(
@@ -1338,6 +1380,15 @@ fn check_device(d: &DeviceConfig, at: &FieldPath) -> Result<(), Finding> {
             at.key("threads_num"),
             format!("threads_num applies to vdisk_fileio and vdisk_blockio; {handler} does its I/O on the reactors"),
         ));
+    }
+    if let Some(p) = d.physical_blocksize {
+        let bs = d.blocksize.bytes();
+        if p < bs || p % bs != 0 || !(p / bs).is_power_of_two() || p / bs > 1 << 15 {
+            return Err(finding(
+                at.key("physical_blocksize"),
+                format!("{p} is not a power of two multiple of blocksize {bs} (at most {} bytes)", u64::from(bs) << 15),
+            ));
+        }
     }
     if let Some(bytes) = d.size_bytes() {
         let bs = u64::from(d.blocksize.bytes());

@@ -24,6 +24,7 @@ mod locate;
 pub mod manager;
 pub mod metrics;
 pub mod protocol;
+pub mod redact;
 pub mod rpc;
 pub mod save;
 pub mod scst;

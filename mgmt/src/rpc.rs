@@ -192,7 +192,12 @@ fn handle_one(m: &Manager, request: Value) -> Option<Value> {
             RpcError::new(INVALID_REQUEST, format!("unknown member {k:?}")),
         ));
     }
-    respond(call(m, &method, params))
+    let mut result = call(m, &method, params);
+    // No secret in any answer (crate::redact).
+    if let Ok(v) = result.as_mut() {
+        crate::redact::json(v);
+    }
+    respond(result)
 }
 
 fn decode<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
@@ -235,6 +240,9 @@ struct SpdkBdev {
     num_blocks: u64,
     #[serde(default = "default_block_size")]
     block_size: u64,
+    /// SPDK's `physical_block_size` (bytes; default: the block size).
+    #[serde(default)]
+    physical_block_size: Option<u64>,
 }
 
 fn default_block_size() -> u64 {
@@ -370,6 +378,9 @@ struct IscsiOptions {
     /// `"<host>[:port] [AccessControl]"`; `""` removes the iSNS server.
     #[serde(default, rename = "iSNSServer")]
     isns_server: Option<String>,
+    /// Seconds, 1..3600.
+    #[serde(default, rename = "LoginTimeout")]
+    login_timeout: Option<u64>,
 }
 
 /// Text of a JSON parameter value for attribute writes (strings as they are, numbers and booleans as SCST writes
@@ -412,8 +423,11 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
         "framework_get_config" => {
             let p: GetConfig = decode(params)?;
             match p.format.as_deref() {
-                None | Some("json") => to_json(m.config()),
-                Some("yaml") => Ok(Value::String(m.config_yaml()?)),
+                None | Some("json") => to_json(crate::redact::config(&m.config())),
+                Some("yaml") => Ok(Value::String(
+                    crate::save::minimal_yaml(&crate::redact::config(&m.config()))
+                        .map_err(|e| MgmtError::new(ErrorKind::Internal, e.to_string()))?,
+                )),
                 Some(f) => Err(RpcError::new(
                     INVALID_PARAMS,
                     format!("invalid params: format {f:?} (json, yaml)"),
@@ -497,7 +511,13 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             } else {
                 Handler::VdiskNullio
             };
-            let d = spdk_device(p.name.clone(), handler, p.block_size, p.num_blocks)?;
+            let mut d = spdk_device(p.name.clone(), handler, p.block_size, p.num_blocks)?;
+            if let Some(pbs) = p.physical_block_size {
+                let pbs = u32::try_from(pbs).map_err(|_| {
+                    RpcError::new(INVALID_PARAMS, "invalid params: physical_block_size: out of range")
+                })?;
+                d.physical_blocksize = Some(pbs);
+            }
             m.add_device(d)?;
             Ok(Value::String(p.name))
         }
@@ -546,7 +566,7 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
             decode::<NoParams>(params)?;
             let c = m.config();
             Ok(
-                json!({ "enabled": c.iscsi.enabled, "iSNSServer": c.iscsi.isns_server.as_ref().map(|s| s.to_string()), "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
+                json!({ "enabled": c.iscsi.enabled, "iSNSServer": c.iscsi.isns_server.as_ref().map(|s| s.to_string()), "LoginTimeout": c.iscsi.login_timeout, "portals": b.portals().into_iter().map(|(a, t)| json!({"address": a, "tpgt": t})).collect::<Vec<_>>(), "auth_failures": b.auth_failures(), "version": env!("CARGO_PKG_VERSION") }),
             )
         }
         "iscsi_set_options" => {
@@ -560,9 +580,19 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                     })?))
                 }
             };
+            let login_timeout = match p.login_timeout {
+                None => None,
+                Some(n) => Some(
+                    crate::tree::parse_login_timeout(&n.to_string())
+                        .map_err(|e| e.on("targets/iscsi").attr("LoginTimeout"))?,
+                ),
+            };
             m.edit(|c| {
                 if let Some(e) = p.enabled {
                     c.iscsi.enabled = e;
+                }
+                if let Some(t) = login_timeout {
+                    c.iscsi.login_timeout = t;
                 }
                 if let Some(s) = isns {
                     c.iscsi.isns_server = s;
@@ -620,7 +650,7 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 .targets
                 .iter()
                 .filter(|t| p.name.as_deref().is_none_or(|n| n == t.name.as_str()))
-                .map(|t| tree::target_json(m, t, &all))
+                .map(|t| tree::target_json(m, &crate::redact::target(t), &all))
                 .collect();
             if let (Some(n), true) = (&p.name, list.is_empty()) {
                 return Err(MgmtError::not_found("no such target")

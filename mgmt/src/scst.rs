@@ -470,11 +470,12 @@ mod tests {
         let d = device_from_params(
             "disk2",
             Handler::VdiskFileio,
-            &parse_params("filename=/disk2; blocksize=4096; nv_cache=1").unwrap(),
+            &parse_params("filename=/disk2; blocksize=4096; nv_cache=1; physical_blocksize=16384").unwrap(),
         )
         .unwrap();
         assert_eq!(d.filename.as_deref(), Some(std::path::Path::new("/disk2")));
         assert_eq!(d.blocksize.bytes(), 4096);
+        assert_eq!(d.physical_blocksize, Some(16384));
         assert!(d.nv_cache);
         let n = device_from_params("nullio", Handler::VdiskNullio, &[]).unwrap();
         assert_eq!(n.size_bytes(), Some(5 << 39));

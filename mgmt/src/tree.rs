@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::{ErrorKind, SessionInfo};
-use crate::config::{Config, DeviceConfig, Handler, IniGroupConfig, LunConfig, TargetConfig};
+use crate::config::{
+    Config, DeviceConfig, Handler, IniGroupConfig, IscsiConfig, LunConfig, TargetConfig, MAX_LOGIN_TIMEOUT,
+};
 use crate::manager::{device_path, device_users, target_path, Manager, MgmtError, LIVE_DEVICE_ATTRS};
 use crate::protocol::IsnsServer;
 use crate::values::{ChapAccount, Size};
@@ -95,12 +97,9 @@ fn json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// An account attribute's value: the user name, never the secret (crate::redact).
 fn chap_text(v: &Value) -> String {
-    format!(
-        "{} {}",
-        v.get("user").and_then(Value::as_str).unwrap_or(""),
-        v.get("secret").and_then(Value::as_str).unwrap_or("")
-    )
+    crate::redact::account_text(v.get("user").and_then(Value::as_str).unwrap_or(""))
 }
 
 /// Negotiation and timeout attributes of a target, in SCST's order; all writable (new sessions use them).
@@ -309,6 +308,9 @@ fn device_attrs(c: &Config, d: &DeviceConfig, m: &Manager) -> Vec<Attr> {
     }
     let blocksize = if cdrom { state.as_ref().map_or(2048, |s| s.block_size) } else { d.blocksize.bytes() };
     out.push(attr("blocksize", blocksize.to_string(), configured("blocksize"), false));
+    if !cdrom {
+        out.push(attr("physical_blocksize", d.physical_block_bytes().to_string(), d.physical_blocksize.is_some(), false));
+    }
     out.push(attr("size", size.to_string(), d.size.is_some(), !cdrom));
     out.push(attr("size_mb", (size >> 20).to_string(), d.size_mb.is_some(), !cdrom));
     for k in [
@@ -526,6 +528,13 @@ fn directory(m: &Manager, c: &Config, seg: &[&str]) -> Result<Option<Node>, Mgmt
                 "iSNSServer",
                 c.iscsi.isns_server.as_ref().map(|s| s.to_string()).unwrap_or_default(),
                 c.iscsi.isns_server.is_some(),
+                true,
+            ));
+            let login_timeout = IscsiConfig::default().login_timeout;
+            attrs.push(attr(
+                "LoginTimeout",
+                c.iscsi.login_timeout.to_string(),
+                c.iscsi.login_timeout != login_timeout,
                 true,
             ));
             attrs.push(attr(
@@ -762,6 +771,14 @@ pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
             })
             .map_err(|e| at(e, "iSNSServer"))
         }
+        ["targets", "iscsi", "LoginTimeout"] => {
+            let secs = parse_login_timeout(value).map_err(|e| at(e, "LoginTimeout"))?;
+            m.edit(|c| {
+                c.iscsi.login_timeout = secs;
+                Ok(())
+            })
+            .map_err(|e| at(e, "LoginTimeout"))
+        }
         ["targets", "iscsi", t, a] if TARGET_PARAMS.contains(a) || TARGET_WRITABLE.contains(a) => {
             m.edit_target(t, |tc| set_target_attr(tc, a, value)).map_err(|e| e.attr(a.to_string()))
         }
@@ -868,6 +885,14 @@ pub fn parse_flag(v: &str) -> Result<bool, MgmtError> {
         "1" | "yes" | "true" | "on" => Ok(true),
         "0" | "no" | "false" | "off" => Ok(false),
         _ => Err(MgmtError::invalid(format!("{v:?} is not 1 or 0"))),
+    }
+}
+
+/// The driver's `LoginTimeout`: whole seconds, 1..3600.
+pub fn parse_login_timeout(v: &str) -> Result<u32, MgmtError> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_LOGIN_TIMEOUT).contains(&u64::from(n)) => Ok(n),
+        _ => Err(MgmtError::invalid(format!("{v:?} is not a number of seconds in 1..{MAX_LOGIN_TIMEOUT}"))),
     }
 }
 

@@ -89,6 +89,8 @@ fn full_example_loads_with_every_key() {
     assert_eq!(null0.blocksize.bytes(), 4096);
     let disk1 = c.device("disk1").unwrap();
     assert_eq!(disk1.handler, Handler::VdiskFileio);
+    assert_eq!((disk1.physical_blocksize, disk1.physical_block_bytes()), (Some(4096), 4096));
+    assert_eq!(ram0.physical_block_bytes(), 512, "default: the logical block size");
     assert_eq!(
         disk1.filename.as_deref(),
         Some(Path::new("/var/lib/polltgt/disk1.img"))
@@ -336,7 +338,7 @@ fn error_unknown_key() {
     assert_eq!(
         err("devices:\n  - { name: d, handler: ram, size: 1G, readonly: true }\n"),
         "polltgt.yaml:2:40: devices[0].readonly: unknown field `readonly`, expected one of `name`, `handler`, `size`, \
-         `size_mb`, `filename`, `blocksize`, `read_only`, `nv_cache`, `o_direct`, `iopoll`, `threads_num`, `rotational`, \
+         `size_mb`, `filename`, `blocksize`, `physical_blocksize`, `read_only`, `nv_cache`, `o_direct`, `iopoll`, `threads_num`, `rotational`, \
          `write_through`, `removable`, `thin_provisioned`, `t10_vend_id`, `prod_id`, `prod_rev_lvl`, `t10_dev_id`, `usn`"
     );
 }
@@ -451,6 +453,35 @@ fn error_block_size() {
     assert_eq!(
         err("devices:\n  - name: d\n    handler: ram\n    size: 1G\n    blocksize: 520\n"),
         "polltgt.yaml:5:16: devices[0].blocksize: 520 is not a supported block size (512, 1024, 2048 or 4096)"
+    );
+}
+
+#[test]
+fn physical_block_size() {
+    let dev = |extra: &str| format!("devices:\n  - name: d\n    handler: ram\n    size: 1G\n{extra}");
+    for (extra, bytes) in [("", 512), ("    physical_blocksize: 4096\n", 4096), ("    blocksize: 4096\n    physical_blocksize: 4096\n", 4096)] {
+        let c = Config::from_yaml_str(&dev(extra), "polltgt.yaml").unwrap_or_else(|e| panic!("{extra}: {e}"));
+        assert_eq!(c.devices[0].physical_block_bytes(), bytes);
+    }
+    assert_eq!(
+        err(&dev("    physical_blocksize: 1536\n")),
+        "polltgt.yaml:5:25: devices[0].physical_blocksize: 1536 is not a power of two multiple of blocksize 512 \
+         (at most 16777216 bytes)"
+    );
+    assert_eq!(
+        err(&dev("    blocksize: 4096\n    physical_blocksize: 2048\n")),
+        "polltgt.yaml:6:25: devices[0].physical_blocksize: 2048 is not a power of two multiple of blocksize 4096 \
+         (at most 134217728 bytes)"
+    );
+    assert_eq!(
+        err(&dev("    physical_blocksize: 33554432\n")),
+        "polltgt.yaml:5:25: devices[0].physical_blocksize: 33554432 is not a power of two multiple of blocksize 512 \
+         (at most 16777216 bytes)"
+    );
+    assert!(err(&dev("    physical_blocksize: 256\n")).contains("devices[0].physical_blocksize"));
+    assert_eq!(
+        err("devices:\n  - { name: cd, handler: vcdrom, physical_blocksize: 4096 }\n"),
+        "polltgt.yaml:2:54: devices[0].physical_blocksize: a vcdrom device has 2048-byte blocks"
     );
 }
 

@@ -547,6 +547,19 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
         (ErrorKind::Invalid, Some("iSNSServer"))
     );
 
+    // The driver's LoginTimeout: default 30 (not marked), set, shown and marked, refused out of range.
+    let login = a(&node(&m, "targets/iscsi"), "LoginTimeout");
+    assert_eq!((login.value.as_str(), login.key, login.writable), ("30", false, true));
+    tree::set(&m, "targets/iscsi/LoginTimeout", "5").unwrap();
+    assert_eq!(m.config().iscsi.login_timeout, 5);
+    let login = a(&node(&m, "targets/iscsi"), "LoginTimeout");
+    assert_eq!((login.value.as_str(), login.key), ("5", true));
+    for bad in ["0", "3601", "soon"] {
+        let e = tree::set(&m, "targets/iscsi/LoginTimeout", bad).unwrap_err();
+        assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Invalid, Some("LoginTimeout")), "{bad}");
+    }
+    assert_eq!(m.config().iscsi.login_timeout, 5, "a refused value changes nothing");
+
     // Numbered accounts keep their names; the list takes the free ones; deleting by user finds either.
     m.edit_target(T, |t| {
         t.incoming_user1 = Some(polltgt_mgmt::ChapAccount::new("one", "12charsecret1"));
@@ -557,9 +570,19 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
     w(&format!("add_target_attribute {T} IncomingUser joe 12charsecret")).unwrap();
     w(&format!("add_target_attribute {T} IncomingUser jim 12charsecret2")).unwrap();
     let t = node(&m, &format!("targets/iscsi/{T}"));
-    assert_eq!(a(&t, "IncomingUser").value, "joe 12charsecret");
-    assert_eq!(a(&t, "IncomingUser1").value, "one 12charsecret1");
-    assert_eq!(a(&t, "IncomingUser2").value, "jim 12charsecret2");
+    // The tree names the accounts, never their secrets (no secret in any RPC output).
+    assert_eq!(a(&t, "IncomingUser").value, "joe <hidden secret>");
+    assert_eq!(a(&t, "IncomingUser1").value, "one <hidden secret>");
+    assert_eq!(a(&t, "IncomingUser2").value, "jim <hidden secret>");
+    for request in [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "object_walk", "params": { "path": "" } }),
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "framework_get_config" }),
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "framework_get_config", "params": { "format": "yaml" } }),
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "iscsi_get_target_nodes" }),
+    ] {
+        let answer = polltgt_mgmt::rpc::handle(&m, request.clone()).unwrap().to_string();
+        assert!(!answer.contains("12charsecret") && answer.contains("jim"), "{request}: {answer}");
+    }
     w(&format!("del_target_attribute {T} IncomingUser one 12charsecret1")).unwrap();
     assert!(m.config().target(T).unwrap().incoming_user1.is_none());
 
@@ -570,7 +593,9 @@ fn protocol_attributes_are_in_the_tree_settable_and_saved() {
         "{yaml}"
     );
     assert!(
-        yaml.contains("MaxSessions: 3") && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl"),
+        yaml.contains("MaxSessions: 3")
+            && yaml.contains("iSNSServer: 192.0.2.16:3205 AccessControl")
+            && yaml.contains("LoginTimeout: 5"),
         "{yaml}"
     );
     let again = Config::from_yaml_str(&yaml, "saved.yaml").unwrap();

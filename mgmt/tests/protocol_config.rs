@@ -1,5 +1,5 @@
 //! The protocol attributes beyond negotiation: redirect, allowed_portal, MaxSessions, numbered IncomingUser<n>,
-//! iSNSServer and DEBUG_DIGEST_FAILURES — accepted forms, round trips and exact errors.
+//! iSNSServer, DEBUG_DIGEST_FAILURES and LoginTimeout — accepted forms, round trips and exact errors.
 
 use polltgt_iscsi::access::Redirect;
 use polltgt_mgmt::protocol::{DigestFaultConfig, IsnsServer};
@@ -115,5 +115,18 @@ fn driver_level_isns_and_fault_injection() {
     assert_eq!(
         err("iscsi:\n  DEBUG_DIGEST_FAILURES: { recieve: 1 }\n"),
         "polltgt.yaml:2:28: iscsi.DEBUG_DIGEST_FAILURES.recieve: unknown field `recieve`, expected `receive` or `send`"
+    );
+}
+
+#[test]
+fn driver_level_login_timeout() {
+    assert_eq!(load("").iscsi.login_timeout, 30, "the default");
+    let c = load("iscsi:\n  LoginTimeout: 3\n");
+    assert_eq!(c.iscsi.login_timeout(), std::time::Duration::from_secs(3));
+    assert_eq!(Config::from_yaml_str(&c.to_yaml().unwrap(), "again.yaml").unwrap(), c);
+    assert_eq!(err("iscsi:\n  LoginTimeout: 0\n"), "polltgt.yaml:2:17: iscsi.LoginTimeout: 0 is out of range 1..3600");
+    assert_eq!(
+        err("iscsi:\n  LoginTimeout: 3601\n"),
+        "polltgt.yaml:2:17: iscsi.LoginTimeout: 3601 is out of range 1..3600"
     );
 }

@@ -1,7 +1,11 @@
 //! A small iSNS server (RFC 4171) for the tests, on loopback: it keeps the nodes, portals and portal groups clients
 //! register, removes what they deregister, answers DevAttrQry with the initiators that share a discovery domain
-//! with the query's source, and records every request. Its own minimal TLV code, written from the RFC, so the
-//! target's encoder is checked by an independent decoder. Discovery domains are set by the test.
+//! with the query's source, and records every request. It keeps SCN registrations (SCNReg, refused like open-isns
+//! for nodes without an SCN port or asking for management-only bits) and, when the test changes the discovery
+//! domains, sends a State Change Notification to the SCN port of every registered node whose view changed, as a
+//! server does; it can send an Entity Status Inquiry to the registered ESI ports. Its own minimal TLV code, written
+//! from the RFC, so the target's encoder is checked by an independent decoder. Discovery domains are set by the
+//! test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -33,6 +37,16 @@ pub struct State {
     pub deregistered: Vec<String>,
     /// Entities deregistered.
     pub entities_deregistered: Vec<String>,
+    /// Per entity: the (portal IP, SCN port) and (portal IP, ESI port) pairs its portals registered.
+    pub scn_ports: BTreeMap<String, BTreeSet<(IpAddr, u16)>>,
+    pub esi_ports: BTreeMap<String, BTreeSet<(IpAddr, u16)>>,
+    /// SCN registrations: node name -> SCN bitmap.
+    pub scn_registrations: BTreeMap<String, u32>,
+    /// Every SCN sent: (destination, status of the SCNRsp, destination echoed in it); status u32::MAX when no
+    /// answer came.
+    pub scns_sent: Vec<(String, u32, String)>,
+    /// SCNReg is answered "message not supported" (a server without SCN support).
+    pub scn_unsupported: bool,
 }
 
 pub struct IsnsServer {
@@ -107,10 +121,60 @@ impl IsnsServer {
         IsnsServer { addr, state }
     }
 
-    /// Replaces the discovery domains.
-    pub fn set_dds(&self, dds: &[&[&str]]) {
-        let mut s = self.state.lock().expect("state");
-        s.dds = dds.iter().map(|d| d.iter().map(|n| n.to_string()).collect()).collect();
+    /// Replaces the discovery domains, then notifies (SCN) every node registered for SCNs whose set of visible
+    /// nodes changed: OBJECT ADDED / OBJECT REMOVED for each node that appeared or went away, sent to the SCN port
+    /// of each portal of the node's entity. Returns how many SCNs were answered with success.
+    pub fn set_dds(&self, dds: &[&[&str]]) -> usize {
+        let mut deliveries = Vec::new();
+        {
+            let mut s = self.state.lock().expect("state");
+            let before: BTreeMap<String, BTreeSet<String>> =
+                s.scn_registrations.keys().map(|n| (n.clone(), visible(&s.dds, n))).collect();
+            s.dds = dds.iter().map(|d| d.iter().map(|n| n.to_string()).collect()).collect();
+            for (node, old) in before {
+                let new = visible(&s.dds, &node);
+                let mut events = Vec::new();
+                events.extend(new.difference(&old).map(|n| (1u32 << 3, n.clone())));
+                events.extend(old.difference(&new).map(|n| (1u32 << 4, n.clone())));
+                if events.is_empty() {
+                    continue;
+                }
+                let entity = s.nodes.get(&node).map(|n| n.entity.clone()).unwrap_or_default();
+                for &port in s.scn_ports.get(&entity).into_iter().flatten() {
+                    deliveries.push((node.clone(), port, events.clone()));
+                }
+            }
+        }
+        let mut answered = 0;
+        for (node, (ip, port), events) in deliveries {
+            let (status, echoed) = send_scn(ip, port, &node, &events);
+            if status == 0 {
+                answered += 1;
+            }
+            self.state.lock().expect("state").scns_sent.push((node, status, echoed));
+        }
+        answered
+    }
+
+    /// Sends an Entity Status Inquiry (Entity Identifier, Portal IP Address, Portal Port) to every registered ESI
+    /// port; returns, per inquiry, the ESIRsp's status and whether it echoed the inquiry's attributes.
+    pub fn esi(&self) -> Vec<(u32, bool)> {
+        let targets: Vec<(String, IpAddr, u16)> = {
+            let s = self.state.lock().expect("state");
+            s.esi_ports.iter().flat_map(|(e, ports)| ports.iter().map(move |(ip, p)| (e.clone(), *ip, *p))).collect()
+        };
+        let mut out = Vec::new();
+        for (entity, ip, port) in targets {
+            let mut attrs = Vec::new();
+            push_tlv(&mut attrs, 1, &string_value(&entity));
+            push_tlv(&mut attrs, 16, &ip_value(ip));
+            push_tlv(&mut attrs, 17, &u32::from(port).to_be_bytes());
+            match exchange(ip, port, 0x000d, &attrs) {
+                Some((0x800d, status, body)) => out.push((status, body == attrs)),
+                _ => out.push((u32::MAX, false)),
+            }
+        }
+        out
     }
 
     /// Waits up to `limit` for `cond` on the state.
@@ -128,6 +192,60 @@ impl IsnsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The nodes sharing a discovery domain with `node`.
+fn visible(dds: &[BTreeSet<String>], node: &str) -> BTreeSet<String> {
+    dds.iter().filter(|dd| dd.contains(node)).flat_map(|dd| dd.iter().filter(|m| *m != node).cloned()).collect()
+}
+
+fn ip_value(ip: IpAddr) -> Vec<u8> {
+    let v6 = match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    v6.octets().to_vec()
+}
+
+/// One server-initiated message on a fresh connection to `ip:port`: (response function, status, attributes).
+fn exchange(ip: IpAddr, port: u16, function: u16, attrs: &[u8]) -> Option<(u16, u32, Vec<u8>)> {
+    let mut conn = TcpStream::connect_timeout(&std::net::SocketAddr::new(ip, port), Duration::from_secs(5)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut pdu = Vec::new();
+    for v in [1u16, function, attrs.len() as u16, 0x4000 | 0x0800 | 0x0400, 0x5c5c, 0] {
+        pdu.extend_from_slice(&v.to_be_bytes());
+    }
+    pdu.extend_from_slice(attrs);
+    conn.write_all(&pdu).ok()?;
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).ok()?;
+    let word = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
+    if word(8) != 0x5c5c {
+        return None;
+    }
+    let mut payload = vec![0u8; usize::from(word(4))];
+    conn.read_exact(&mut payload).ok()?;
+    let status = u32::from_be_bytes(payload.get(..4)?.try_into().ok()?);
+    Some((word(2), status, payload[4..].to_vec()))
+}
+
+/// An SCN to `node` at `ip:port` (RFC 4171 §5.6.5.8: destination, timestamp, bitmap + source pairs): the SCNRsp's
+/// status (u32::MAX: none) and the destination it names.
+fn send_scn(ip: IpAddr, port: u16, node: &str, events: &[(u32, String)]) -> (u32, String) {
+    let mut attrs = Vec::new();
+    push_tlv(&mut attrs, 32, &string_value(node));
+    push_tlv(&mut attrs, 4, &[0, 0, 0, 0, 0x69, 0x00, 0x00, 0x00]);
+    for (bitmap, source) in events {
+        push_tlv(&mut attrs, 35, &bitmap.to_be_bytes());
+        push_tlv(&mut attrs, 32, &string_value(source));
+    }
+    match exchange(ip, port, 0x0008, &attrs) {
+        Some((0x8008, status, body)) => {
+            let echoed = parse_tlvs(&body).and_then(|t| t.first().filter(|t| t.tag == 32).map(Tlv::string));
+            (status, echoed.unwrap_or_default())
+        }
+        _ => (u32::MAX, String::new()),
     }
 }
 
@@ -179,14 +297,33 @@ fn handle(function: u16, tlvs: &[Tlv], s: &mut State) -> (u32, Vec<u8>) {
             let mut entity = String::new();
             let mut current_node: Option<String> = None;
             let mut portal_ip: Option<IpAddr> = None;
+            let mut last_portal_ip: Option<IpAddr> = None;
             let mut pg: (Option<String>, Option<IpAddr>, Option<u16>) = (None, None, None);
             for t in ops {
                 match t.tag {
-                    1 => entity = t.string(),
+                    1 => {
+                        // A replacing registration lists every portal again, and drops the nodes' SCN
+                        // registrations (the client must register again).
+                        entity = t.string();
+                        s.scn_ports.remove(&entity);
+                        s.esi_ports.remove(&entity);
+                        let nodes: Vec<String> =
+                            s.nodes.values().filter(|n| n.entity == entity).map(|n| n.name.clone()).collect();
+                        for n in nodes {
+                            s.scn_registrations.remove(&n);
+                        }
+                    }
                     16 => portal_ip = t.ip(),
                     17 => {
                         if let Some(ip) = portal_ip.take() {
                             s.portals.insert((ip, t.u32() as u16));
+                            last_portal_ip = Some(ip);
+                        }
+                    }
+                    20 | 23 => {
+                        if let Some(ip) = last_portal_ip {
+                            let ports = if t.tag == 23 { &mut s.scn_ports } else { &mut s.esi_ports };
+                            ports.entry(entity.clone()).or_default().insert((ip, t.u32() as u16));
                         }
                     }
                     32 => {
@@ -242,18 +379,40 @@ fn handle(function: u16, tlvs: &[Tlv], s: &mut State) -> (u32, Vec<u8>) {
             }
             (0, body)
         }
+        // SCNReg: key iSCSI Name, operating attribute the SCN bitmap.
+        0x0005 => {
+            if s.scn_unsupported {
+                return (15, Vec::new());
+            }
+            let Some(name) = keys.first().filter(|k| k.tag == 32).map(Tlv::string) else { return (2, Vec::new()) };
+            let Some(bitmap) = ops.first().filter(|o| o.tag == 35).map(Tlv::u32) else { return (2, Vec::new()) };
+            let Some(node) = s.nodes.get(&name) else { return (9, Vec::new()) };
+            // DD member bits only with management registration (RFC 4171 §6.4.4).
+            if bitmap & 0x3 != 0 && bitmap & 0x20 == 0 {
+                return (8, Vec::new());
+            }
+            // No SCN port on any portal of the node's entity: SCN Registration Rejected (§5.6.5.5).
+            if s.scn_ports.get(&node.entity).is_none_or(|p| p.is_empty()) {
+                return (17, Vec::new());
+            }
+            s.scn_registrations.insert(name, bitmap);
+            (0, Vec::new())
+        }
         // DevDereg
         0x0004 => {
             for t in ops {
                 match t.tag {
                     32 => {
                         let name = t.string();
+                        s.scn_registrations.remove(&name);
                         s.nodes.remove(&name);
                         s.portal_groups.retain(|pg| pg.0 != name);
                         s.deregistered.push(name);
                     }
                     1 => {
                         let eid = t.string();
+                        s.scn_ports.remove(&eid);
+                        s.esi_ports.remove(&eid);
                         s.nodes.retain(|_, n| n.entity != eid);
                         s.entities_deregistered.push(eid);
                     }

@@ -19,7 +19,8 @@
 //!   immediate data closes the session (RFC 7143 §7.8; ERL 0 has no recovery R2T);
 //! * an undecodable header (unknown opcode, bad AHS, invalid field): Reject with the reason the wire layer names
 //!   ([`WireError::reject_reason`]); during login: "invalid request during login" and close;
-//! * no completed login within [`LOGIN_TIMEOUT`]: close.
+//! * no completed login within the login timeout ([`LOGIN_TIMEOUT`] unless [`Connection::set_login_timeout`] says
+//!   otherwise; counted from the accept, so a connection that sends nothing or stops mid-login is closed too).
 //!
 //! A login that fails with "authentication failure" (0x0201) is answered only after [`AUTH_FAILURE_DELAY`], during
 //! which the connection ignores its input (RFC 7143 §9.2 asks targets to make guessing secrets expensive); the
@@ -49,7 +50,7 @@ use crate::wire::{
     self, DataDigest, DigestKind, Digests, Framing, Header, LoginResponse, RejectReason, WireError, BHS_LEN,
 };
 
-/// How long a connection may stay in the login phase.
+/// How long a connection may stay in the login phase by default (the driver's `LoginTimeout`).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the answer to a login that failed authentication (0x0201) is held back.
@@ -92,7 +93,7 @@ pub enum CloseReason {
     Session(session::CloseReason),
     /// The login failed; its failure response is the last PDU sent.
     LoginFailed,
-    /// The login did not complete within [`LOGIN_TIMEOUT`].
+    /// The login did not complete within the login timeout.
     LoginTimeout,
     /// A header digest did not match.
     HeaderDigest,
@@ -227,6 +228,8 @@ pub struct Connection {
     /// Encoded PDUs of the connection layer (login responses), sent before the session's.
     out: VecDeque<Vec<Bytes>>,
     events: VecDeque<ConnEvent>,
+    /// When the connection was accepted, and the end of its login phase.
+    accepted: Instant,
     login_deadline: Instant,
     /// A failed login's answer held back until the instant (authentication failures, [`AUTH_FAILURE_DELAY`]).
     held: Option<(Instant, Vec<Bytes>)>,
@@ -263,6 +266,7 @@ impl Connection {
             skip: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            accepted: now,
             login_deadline: now.checked_add(LOGIN_TIMEOUT).unwrap_or(now),
             held: None,
             faults: DigestFaults::NONE,
@@ -271,6 +275,12 @@ impl Connection {
             closed: false,
             stats: ConnStats::default(),
         }
+    }
+
+    /// How long the login phase may last, counted from the accept (default [`LOGIN_TIMEOUT`]): a connection that has
+    /// not completed its login by then is closed. No effect once the login completed.
+    pub fn set_login_timeout(&mut self, timeout: Duration) {
+        self.login_deadline = self.accepted.checked_add(timeout).unwrap_or(self.accepted);
     }
 
     /// Enables digest fault injection (see [`DigestFaults`]).
@@ -1267,6 +1277,27 @@ mod tests {
         assert!(p.c.is_closed() && p.c.poll_timeout().is_none());
         let rest = p.feed(&login_request_bytes(&libiscsi_login_text("None", "None")));
         assert!(rest.is_empty() && p.output().is_empty(), "input after close is discarded");
+    }
+
+    #[test]
+    fn configured_login_timeout_counts_from_the_accept_and_ends_with_the_login() {
+        let mut p = Peer::new();
+        p.now = p.t0 + Duration::from_secs(1);
+        p.c.set_login_timeout(Duration::from_secs(2));
+        assert_eq!(p.c.poll_timeout(), Some(p.t0 + Duration::from_secs(2)), "from the accept, not from the setting");
+        p.now = p.t0 + Duration::from_millis(1999);
+        p.c.handle_timeout(p.now);
+        assert!(p.events().is_empty() && !p.c.is_closed());
+        p.now = p.t0 + Duration::from_secs(2);
+        p.c.handle_timeout(p.now);
+        assert_eq!(p.events(), vec![ConnEvent::Closed { reason: CloseReason::LoginTimeout }]);
+        // A login that completes in time is not affected afterwards.
+        let mut p = Peer::new();
+        p.c.set_login_timeout(Duration::from_secs(2));
+        logged_in(&mut p, "None", "None");
+        p.now = p.t0 + Duration::from_secs(3);
+        p.c.handle_timeout(p.now);
+        assert!(!p.c.is_closed(), "the login timeout ends with the login");
     }
 
     #[test]

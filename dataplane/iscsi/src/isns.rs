@@ -1,6 +1,8 @@
 //! iSNS protocol (iSNSP, RFC 4171) messages a target needs, sans-I/O: the PDU header, TLV attributes, the
-//! registration (DevAttrReg), deregistration (DevDereg) and discovery-domain query (DevAttrQry) requests, and the
-//! parsing of the server's responses. The client that sends them over TCP lives in the dataplane.
+//! registration (DevAttrReg, with the portals' SCN and ESI ports), deregistration (DevDereg), discovery-domain query
+//! (DevAttrQry) and State Change Notification registration (SCNReg) requests, the parsing of the server's responses,
+//! and the messages the server sends on its own — SCN (§5.6.5.8) and ESI (§5.6.5.13) — with the client's answers
+//! to them. The client that sends them over TCP lives in the dataplane.
 //!
 //! ```text
 //! PDU:  Version (2) | Function ID (2) | PDU Length (2) | Flags (2) | Transaction ID (2) | Sequence ID (2) | payload
@@ -27,6 +29,11 @@ pub mod function {
     pub const DEV_GET_NEXT: u16 = 0x0003;
     pub const DEV_DEREG: u16 = 0x0004;
     pub const SCN_REG: u16 = 0x0005;
+    pub const SCN_DEREG: u16 = 0x0006;
+    pub const SCN_EVENT: u16 = 0x0007;
+    /// State Change Notification, sent by the server to a node's SCN port.
+    pub const SCN: u16 = 0x0008;
+    /// Entity Status Inquiry, sent by the server to a portal's ESI port.
     pub const ESI: u16 = 0x000d;
     /// The response to a request function.
     pub const fn response(request: u16) -> u16 {
@@ -49,12 +56,17 @@ pub mod tag {
     pub const DELIMITER: u32 = 0;
     pub const ENTITY_IDENTIFIER: u32 = 1;
     pub const ENTITY_PROTOCOL: u32 = 2;
+    pub const TIMESTAMP: u32 = 4;
     pub const REGISTRATION_PERIOD: u32 = 6;
     pub const PORTAL_IP_ADDRESS: u32 = 16;
     pub const PORTAL_PORT: u32 = 17;
+    pub const ESI_INTERVAL: u32 = 19;
+    pub const ESI_PORT: u32 = 20;
+    pub const SCN_PORT: u32 = 23;
     pub const ISCSI_NAME: u32 = 32;
     pub const ISCSI_NODE_TYPE: u32 = 33;
     pub const ISCSI_ALIAS: u32 = 34;
+    pub const ISCSI_SCN_BITMAP: u32 = 35;
     pub const PG_ISCSI_NAME: u32 = 48;
     pub const PG_PORTAL_IP_ADDRESS: u32 = 49;
     pub const PG_PORTAL_PORT: u32 = 50;
@@ -66,6 +78,22 @@ pub mod node_type {
     pub const TARGET: u32 = 1 << 0;
     pub const INITIATOR: u32 = 1 << 1;
     pub const CONTROL: u32 = 1 << 2;
+}
+
+/// iSCSI SCN Bitmap bits (§6.4.4; the RFC numbers bit 31 as the least significant).
+pub mod scn {
+    /// DD/DDS member added / removed: management SCNs only (Control Nodes).
+    pub const DD_MEMBER_ADDED: u32 = 1 << 0;
+    pub const DD_MEMBER_REMOVED: u32 = 1 << 1;
+    pub const OBJECT_UPDATED: u32 = 1 << 2;
+    pub const OBJECT_ADDED: u32 = 1 << 3;
+    pub const OBJECT_REMOVED: u32 = 1 << 4;
+    pub const MANAGEMENT_REGISTRATION: u32 = 1 << 5;
+    pub const TARGET_AND_SELF_ONLY: u32 = 1 << 6;
+    pub const INITIATOR_AND_SELF_ONLY: u32 = 1 << 7;
+    /// What a target registers for: initiators (and itself) appearing, changing or going away in its discovery
+    /// domains. A Storage Node may not ask for management SCNs (nor, without them, the DD member bits).
+    pub const TARGET_NODE: u32 = OBJECT_UPDATED | OBJECT_ADDED | OBJECT_REMOVED | INITIATOR_AND_SELF_ONLY;
 }
 
 /// Entity Protocol value for iSCSI (§6.2.2).
@@ -83,6 +111,7 @@ pub mod status {
     pub const SOURCE_UNAUTHORIZED: u32 = 8;
     pub const NO_SUCH_ENTRY: u32 = 9;
     pub const MESSAGE_NOT_SUPPORTED: u32 = 15;
+    pub const SCN_REGISTRATION_REJECTED: u32 = 17;
 }
 
 /// Errors building or decoding iSNSP PDUs.
@@ -104,6 +133,8 @@ pub enum IsnsError {
     TooLong(usize),
     #[error("string attribute {0} contains a NUL byte")]
     NulInString(u32),
+    #[error("iSNS SCN without a destination iSCSI Name")]
+    NoDestination,
 }
 
 /// The iSNSP header (§5.1).
@@ -340,8 +371,15 @@ pub struct NodeReg {
 }
 
 /// DevAttrReg (§5.6.5.1) of the network entity `eid` with all its portals and target nodes and their portal groups,
-/// replacing what the server held for the entity. `nodes` must not be empty (the first node is the Source).
-pub fn dev_attr_reg(eid: &str, nodes: &[NodeReg], transaction: u16) -> Result<Message, IsnsError> {
+/// replacing what the server held for the entity. `nodes` must not be empty (the first node is the Source). With
+/// `scn_port`, every portal registers it as its SCN Port and ESI Port (TCP): where the server sends State Change
+/// Notifications and Entity Status Inquiries (§6.3.4, §6.3.7; as tgt and iSCSI-SCST do, one listener for both).
+pub fn dev_attr_reg(
+    eid: &str,
+    nodes: &[NodeReg],
+    scn_port: Option<u16>,
+    transaction: u16,
+) -> Result<Message, IsnsError> {
     let source = nodes.first().map(|n| n.name.as_str()).unwrap_or_default();
     let mut attrs = vec![
         Attr::string(tag::ISCSI_NAME, source)?,
@@ -361,6 +399,10 @@ pub fn dev_attr_reg(eid: &str, nodes: &[NodeReg], transaction: u16) -> Result<Me
     for (ip, port) in &portals {
         attrs.push(Attr::ip(tag::PORTAL_IP_ADDRESS, *ip));
         attrs.push(Attr::port(tag::PORTAL_PORT, *port));
+        if let Some(scn) = scn_port {
+            attrs.push(Attr::port(tag::ESI_PORT, scn));
+            attrs.push(Attr::port(tag::SCN_PORT, scn));
+        }
     }
     for n in nodes {
         attrs.push(Attr::string(tag::ISCSI_NAME, &n.name)?);
@@ -397,6 +439,106 @@ pub fn dev_dereg_entity(source: &str, eid: &str, transaction: u16) -> Result<Mes
         Attr::string(tag::ENTITY_IDENTIFIER, eid)?,
     ];
     Ok(Message { function: function::DEV_DEREG, flags: 0, transaction, attrs })
+}
+
+/// SCNReg (§5.6.5.5) for the node `name` (also the Source): the iSCSI SCN Bitmap is the only operating attribute.
+pub fn scn_reg(name: &str, bitmap: u32, transaction: u16) -> Result<Message, IsnsError> {
+    let attrs = vec![
+        Attr::string(tag::ISCSI_NAME, name)?,
+        Attr::string(tag::ISCSI_NAME, name)?,
+        Attr::empty(tag::DELIMITER),
+        Attr::u32(tag::ISCSI_SCN_BITMAP, bitmap),
+    ];
+    Ok(Message { function: function::SCN_REG, flags: 0, transaction, attrs })
+}
+
+/// A message the server sends on its own (SCN, ESI): header and attributes (no status code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub header: Header,
+    pub attrs: Vec<Attr>,
+}
+
+impl Request {
+    /// Decodes a whole request PDU (header and payload).
+    pub fn decode(pdu: &[u8]) -> Result<Request, IsnsError> {
+        let header = Header::parse(pdu)?;
+        let announced = usize::from(header.length);
+        let payload = pdu
+            .get(HEADER_LEN..HEADER_LEN + announced)
+            .ok_or(IsnsError::Truncated { announced, have: pdu.len().saturating_sub(HEADER_LEN) })?;
+        Ok(Request { header, attrs: decode_attrs(payload)? })
+    }
+
+    /// An SCN's events: the destination node, then each SCN Event Bitmap with the iSCSI Name of the object it is
+    /// about (§5.6.5.8: Destination Attribute, Timestamp, then bitmap + source attribute pairs).
+    pub fn scn(&self) -> Result<Scn, IsnsError> {
+        let mut attrs = self.attrs.iter();
+        let destination = attrs
+            .next()
+            .filter(|a| a.tag == tag::ISCSI_NAME)
+            .and_then(Attr::as_str)
+            .ok_or(IsnsError::NoDestination)?
+            .to_string();
+        let mut events: Vec<(u32, Option<String>)> = Vec::new();
+        for a in attrs {
+            match a.tag {
+                tag::ISCSI_SCN_BITMAP => events.push((a.as_u32().unwrap_or(0), None)),
+                tag::ISCSI_NAME => {
+                    if let Some(last) = events.last_mut().filter(|e| e.1.is_none()) {
+                        last.1 = a.as_str().map(str::to_string);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Scn { destination, events })
+    }
+}
+
+/// A State Change Notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scn {
+    /// The iSCSI Name of the node notified.
+    pub destination: String,
+    /// SCN Event Bitmap and the iSCSI Name of the object that changed (when the event names one).
+    pub events: Vec<(u32, Option<String>)>,
+}
+
+/// The client's response PDU to a message the server sent (SCNRsp, ESIRsp): status code, then `attrs`.
+pub fn response_pdu(request: &Header, status: u32, attrs: &[Attr]) -> Result<Vec<u8>, IsnsError> {
+    let mut payload = status.to_be_bytes().to_vec();
+    encode_attrs(attrs, &mut payload);
+    let length = u16::try_from(payload.len()).map_err(|_| IsnsError::TooLong(payload.len()))?;
+    let header = Header {
+        version: VERSION,
+        function: function::response(request.function),
+        length,
+        flags: flags::CLIENT | flags::FIRST_PDU | flags::LAST_PDU,
+        transaction: request.transaction,
+        sequence: 0,
+    };
+    let mut out = header.emit().to_vec();
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// The answer to a message the server sent: SCNRsp with the destination attribute (§5.7.5.8), ESIRsp echoing the
+/// ESI's attributes (Entity Identifier, Portal IP Address, Portal Port; §5.7.5.13), "message not supported" to
+/// anything else. Returns the PDU and, for an SCN, its content.
+pub fn answer_server_message(pdu: &[u8]) -> Result<(Vec<u8>, Option<Scn>), IsnsError> {
+    let req = Request::decode(pdu)?;
+    match req.header.function {
+        function::SCN => match req.scn() {
+            Ok(scn) => {
+                let dest = Attr::string(tag::ISCSI_NAME, &scn.destination)?;
+                Ok((response_pdu(&req.header, status::SUCCESS, &[dest])?, Some(scn)))
+            }
+            Err(_) => Ok((response_pdu(&req.header, status::MESSAGE_FORMAT_ERROR, &[])?, None)),
+        },
+        function::ESI => Ok((response_pdu(&req.header, status::SUCCESS, &req.attrs)?, None)),
+        _ => Ok((response_pdu(&req.header, status::MESSAGE_NOT_SUPPORTED, &[])?, None)),
+    }
 }
 
 /// DevAttrQry (§5.6.5.2) for the initiators that share a discovery domain with target `source`: Message Key iSCSI
@@ -438,7 +580,7 @@ mod tests {
     fn golden_registration_and_deregistration() {
         let nodes =
             [NodeReg { name: "iqn.t".into(), alias: None, portals: vec![("127.0.0.1".parse().unwrap(), 3260, 1)] }];
-        let pdu = dev_attr_reg("e1", &nodes, 7).unwrap().encode().unwrap();
+        let pdu = dev_attr_reg("e1", &nodes, None, 7).unwrap().encode().unwrap();
         let mapped = "00000000 00000000 0000ffff 7f000001";
         let expected = hex(&format!(
             "0001 0001 00bc 9c00 0007 0000
@@ -503,6 +645,98 @@ mod tests {
         assert_eq!(Attr::ip(16, "10.0.0.1".parse().unwrap()).as_ip(), Some("10.0.0.1".parse().unwrap()));
         assert_eq!(Attr::string(32, "abcd").unwrap().value, b"abcd\0\0\0\0");
         assert_eq!(Attr::string(32, "a\0b"), Err(IsnsError::NulInString(32)));
+    }
+
+    #[test]
+    fn scn_registration_and_ports() {
+        // SCNReg: Source, key iSCSI Name, delimiter, SCN bitmap (object updated/added/removed, initiator and self).
+        let m = scn_reg("iqn.t", scn::TARGET_NODE, 9).unwrap();
+        assert_eq!(
+            m.encode().unwrap(),
+            hex("0001 0005 0034 8c00 0009 0000
+                 00000020 00000008 69716e2e 74000000
+                 00000020 00000008 69716e2e 74000000
+                 00000000 00000000
+                 00000023 00000004 0000009c")
+        );
+        // With an SCN port every portal carries ESI Port and SCN Port after its IP address and port.
+        let nodes =
+            [NodeReg { name: "iqn.t".into(), alias: None, portals: vec![("127.0.0.1".parse().unwrap(), 3260, 1)] }];
+        let m = dev_attr_reg("e1", &nodes, Some(40000), 1).unwrap();
+        let tags: Vec<u32> = m.attrs.iter().map(|a| a.tag).collect();
+        let at = tags.iter().position(|t| *t == tag::PORTAL_PORT).unwrap();
+        assert_eq!(&tags[at..at + 3], &[tag::PORTAL_PORT, tag::ESI_PORT, tag::SCN_PORT]);
+        assert_eq!(m.attrs[at + 2].as_u32(), Some(40000));
+    }
+
+    fn server_pdu(function: u16, transaction: u16, attrs: &[Attr]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        encode_attrs(attrs, &mut payload);
+        let h = Header {
+            version: VERSION,
+            function,
+            length: payload.len() as u16,
+            flags: flags::SERVER | flags::FIRST_PDU | flags::LAST_PDU,
+            transaction,
+            sequence: 0,
+        };
+        let mut pdu = h.emit().to_vec();
+        pdu.extend_from_slice(&payload);
+        pdu
+    }
+
+    #[test]
+    fn scn_and_esi_are_answered() {
+        let scn_pdu = server_pdu(
+            function::SCN,
+            0x77,
+            &[
+                Attr::string(tag::ISCSI_NAME, "iqn.t").unwrap(),
+                Attr { tag: tag::TIMESTAMP, value: vec![0, 0, 0, 0, 0x60, 0, 0, 0] },
+                Attr::u32(tag::ISCSI_SCN_BITMAP, scn::OBJECT_ADDED),
+                Attr::string(tag::ISCSI_NAME, "iqn.i1").unwrap(),
+                Attr::u32(tag::ISCSI_SCN_BITMAP, scn::OBJECT_REMOVED),
+                Attr::string(tag::ISCSI_NAME, "iqn.i2").unwrap(),
+            ],
+        );
+        let (rsp, event) = answer_server_message(&scn_pdu).unwrap();
+        assert_eq!(
+            event,
+            Some(Scn {
+                destination: "iqn.t".into(),
+                events: vec![(scn::OBJECT_ADDED, Some("iqn.i1".into())), (scn::OBJECT_REMOVED, Some("iqn.i2".into()))],
+            })
+        );
+        // SCNRsp: status 0 and the destination attribute, same transaction, client flags.
+        assert_eq!(
+            rsp,
+            hex("0001 8008 0014 8c00 0077 0000
+                 00000000
+                 00000020 00000008 69716e2e 74000000")
+        );
+        // ESIRsp echoes the ESI's attributes.
+        let esi_attrs = [
+            Attr::string(tag::ENTITY_IDENTIFIER, "e1").unwrap(),
+            Attr::ip(tag::PORTAL_IP_ADDRESS, "127.0.0.1".parse().unwrap()),
+            Attr::port(tag::PORTAL_PORT, 3260),
+        ];
+        let (rsp, event) = answer_server_message(&server_pdu(function::ESI, 5, &esi_attrs)).unwrap();
+        assert_eq!(event, None);
+        let r = Response::decode(&rsp).unwrap();
+        assert_eq!((r.header.function, r.header.transaction, r.status), (0x800d, 5, 0));
+        assert_eq!(r.attrs, esi_attrs);
+        // Anything else: "message not supported"; an SCN without a destination: "message format error".
+        let (rsp, _) = answer_server_message(&server_pdu(function::DEV_ATTR_REG, 6, &[])).unwrap();
+        assert_eq!(Response::decode(&rsp).unwrap().status, status::MESSAGE_NOT_SUPPORTED);
+        let (rsp, event) = answer_server_message(&server_pdu(function::SCN, 6, &[Attr::u32(35, 8)])).unwrap();
+        assert_eq!((Response::decode(&rsp).unwrap().status, event), (status::MESSAGE_FORMAT_ERROR, None));
+        // Damaged PDUs are errors, never panics.
+        for n in 0..scn_pdu.len() {
+            let _ = answer_server_message(&scn_pdu[..n]);
+            let mut m = scn_pdu.clone();
+            m[n] ^= 0xa5;
+            let _ = answer_server_message(&m);
+        }
     }
 
     #[test]

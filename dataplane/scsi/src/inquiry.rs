@@ -35,6 +35,8 @@ pub(crate) struct Limits {
     pub(crate) atomic_granule: u32,
     /// OPTIMAL UNMAP GRANULARITY, in logical blocks (thin provisioning only).
     pub(crate) unmap_granule: u32,
+    /// Logical blocks per physical block: OPTIMAL TRANSFER LENGTH GRANULARITY when above 1.
+    pub(crate) per_physical: u32,
 }
 
 impl Limits {
@@ -42,12 +44,14 @@ impl Limits {
         let bs = cfg.block_size.max(1);
         let cap = |blocks: u32| if cfg.max_transfer_blocks == 0 { blocks } else { blocks.min(cfg.max_transfer_blocks) };
         let atomic = cap((MAX_ATOMIC_BYTES / bs).max(1));
+        let per_physical = 1u32 << cfg.lbppb_exponent().unwrap_or(0);
         Self {
             max_transfer: cfg.max_transfer_blocks,
             max_compare_and_write: u8::try_from(atomic.min(255)).unwrap_or(255),
             max_atomic: atomic,
             atomic_granule: (GRANULE / bs).max(1),
-            unmap_granule: (GRANULE / bs).max(1),
+            unmap_granule: (GRANULE / bs).max(per_physical),
+            per_physical,
         }
     }
 }
@@ -208,12 +212,17 @@ fn device_identification(cfg: &LuConfig) -> Vec<u8> {
 
 /// Block Limits VPD page (SBC-3 §6.6.3 with the SBC-4 atomic fields), page length 3Ch. WSNZ = 0 (a WRITE SAME of
 /// zero blocks reaches the end of the medium) and MAXIMUM WRITE SAME LENGTH 0 (no limit). The UNMAP fields are
-/// zero on a fully provisioned logical unit, which has no UNMAP (SBC-3 requires that).
+/// zero on a fully provisioned logical unit, which has no UNMAP (SBC-3 requires that). With more than one logical
+/// block per physical block, OPTIMAL TRANSFER LENGTH GRANULARITY is the physical block (transfers of other
+/// multiples may need read-modify-write), and OPTIMAL UNMAP GRANULARITY is at least one physical block.
 fn block_limits(cfg: &LuConfig, l: &Limits) -> Vec<u8> {
     let mut p = vec![0u8; 0x3C];
     // Offsets below are page offsets minus the 4-byte header.
     let mut put = |at: usize, v: &[u8]| p[at - 4..at - 4 + v.len()].copy_from_slice(v);
     put(5, &[l.max_compare_and_write]); // MAXIMUM COMPARE AND WRITE LENGTH
+    if l.per_physical > 1 {
+        put(6, &u16::try_from(l.per_physical).unwrap_or(u16::MAX).to_be_bytes()); // OPTIMAL TRANSFER LENGTH GRANULARITY
+    }
     put(8, &l.max_transfer.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
     if cfg.thin_provisioned {
         put(20, &u32::MAX.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT: no limit

@@ -26,6 +26,7 @@ mod pr_persist;
 mod provisioning;
 mod reconfig;
 mod reserve;
+mod sanitize;
 mod sbc;
 mod sense;
 mod spc;
@@ -34,8 +35,10 @@ mod xcopy;
 
 pub use lu::{LogicalUnit, LuConfig, LuConfigError};
 pub use mmc::MediumChangeError;
+pub use mode::TST_PER_NEXUS;
 pub use provisioning::{LbaExtent, ProvisioningStatus};
 pub use reconfig::{mark_write_protected, Reconfigured};
+pub use sanitize::SanitizePhase;
 pub use lun::{decode_lun, encode_lun, lun_from_raw, lun_to_raw, missing_lun, report_luns};
 pub use ops::{commands, opcode, OpInfo};
 pub use pr::{PrSnapshot, PrType};
@@ -113,8 +116,12 @@ pub enum Action {
     /// WRITE ATOMIC (SBC-4 §5.48): write the Data-Out like [`Action::Write`], but atomically with respect to every
     /// other command on the range.
     WriteAtomic { offset: u64, len: u64, fua: bool },
-    /// SANITIZE (SBC-3 §5.19), run to completion before the status.
-    Sanitize(SanitizeOp),
+    /// SANITIZE (SBC-3 §5.19): the logical unit is busy with the sanitize operation `op` from now on. Take the
+    /// whole medium, call [`LogicalUnit::sanitize_started`], run it to its end whatever happens to the command
+    /// (reporting [`LogicalUnit::sanitize_progress`]) and end it with [`LogicalUnit::sanitize_done`]. With `immed`
+    /// the command completes with GOOD once the operation started; otherwise with what `sanitize_done` returns. A
+    /// command abandoned before the operation started ends with [`LogicalUnit::io_done`] as usual.
+    Sanitize { op: SanitizeOp, immed: bool },
     /// EXTENDED COPY (SPC-4 §6.4): find the copy targets ([`LogicalUnit::is_copy_target`], [`CopyJob::
     /// check_targets`]), copy every segment ([`CopyJob::segment`]) with reads and writes of the copy targets'
     /// bdevs, then call [`LogicalUnit::copy_done`] (not `io_done`).
@@ -139,7 +146,7 @@ impl Action {
             | Action::CompareAndWrite { .. }
             | Action::OrWrite { .. }
             | Action::WriteAtomic { .. }
-            | Action::Sanitize(_) => true,
+            | Action::Sanitize { .. } => true,
         }
     }
 }

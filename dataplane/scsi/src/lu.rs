@@ -1,6 +1,8 @@
 //! The logical unit: configuration, command dispatch and unit attention / medium state.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::sanitize::{SanitizePhase, SanitizeState};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::cdb::Cdb;
@@ -16,6 +18,11 @@ use crate::{inquiry, opcode, Action, Command, IoResult, NexusId, Response, Statu
 pub struct LuConfig {
     /// Logical block length in bytes.
     pub block_size: u32,
+    /// Physical block length in bytes (SPDK's `physical_block_size`): a power of two multiple of `block_size`, at
+    /// most 2^15 logical blocks. READ CAPACITY (16) reports it as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (SBC-3
+    /// §5.16.2) with LOWEST ALIGNED LOGICAL BLOCK ADDRESS 0, and the Block Limits VPD page as OPTIMAL TRANSFER LENGTH
+    /// GRANULARITY (and the least OPTIMAL UNMAP GRANULARITY). 0: the same as `block_size`.
+    pub physical_block_size: u32,
     /// Capacity in logical blocks.
     pub num_blocks: u64,
     /// Write protected: the WP bit of the mode parameter header, and every write fails with 07/27/00.
@@ -62,6 +69,7 @@ impl Default for LuConfig {
     fn default() -> Self {
         Self {
             block_size: 512,
+            physical_block_size: 0,
             num_blocks: 0,
             read_only: false,
             removable: false,
@@ -87,6 +95,8 @@ impl Default for LuConfig {
 pub enum LuConfigError {
     #[error("block size {0} is not a power of two between 512 and 65536")]
     BlockSize(u32),
+    #[error("physical block size {physical} is not a power of two multiple of the block size {block_size} (at most 2^15 blocks)")]
+    PhysicalBlockSize { physical: u32, block_size: u32 },
     #[error("capacity of {num_blocks} blocks of {block_size} bytes does not fit in 64-bit byte offsets")]
     Capacity { num_blocks: u64, block_size: u32 },
     #[error("{field} is {len} bytes long, at most {max} allowed")]
@@ -103,6 +113,12 @@ impl LuConfig {
     pub fn validate(&self) -> Result<(), LuConfigError> {
         if !self.block_size.is_power_of_two() || !(512..=65536).contains(&self.block_size) {
             return Err(LuConfigError::BlockSize(self.block_size));
+        }
+        if self.lbppb_exponent().is_none() {
+            return Err(LuConfigError::PhysicalBlockSize {
+                physical: self.physical_block_size,
+                block_size: self.block_size,
+            });
         }
         if self.num_blocks.checked_mul(u64::from(self.block_size)).is_none() {
             return Err(LuConfigError::Capacity { num_blocks: self.num_blocks, block_size: self.block_size });
@@ -126,6 +142,18 @@ impl LuConfig {
         }
         Ok(())
     }
+
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (SBC-3 §5.16.2): log2 of physical / logical block size, at most
+    /// 15 (a 4-bit field); `None` when the physical block size is not a power of two multiple of the block size.
+    pub fn lbppb_exponent(&self) -> Option<u8> {
+        let bs = self.block_size.max(1);
+        let pbs = if self.physical_block_size == 0 { bs } else { self.physical_block_size };
+        if pbs < bs || pbs % bs != 0 || !(pbs / bs).is_power_of_two() {
+            return None;
+        }
+        let exp = (pbs / bs).trailing_zeros();
+        u8::try_from(exp).ok().filter(|&e| e <= 15)
+    }
 }
 
 /// A direct-access logical unit (SBC-3) with the SPC-4 commands every logical unit has. `Send + Sync`: one
@@ -133,6 +161,8 @@ impl LuConfig {
 #[derive(Debug)]
 pub struct LogicalUnit {
     pub(crate) block_size: u32,
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT.
+    pub(crate) lbppb_exp: u8,
     /// Write protected (device `read_only`); changed at run time by [`LogicalUnit::reconfigure`].
     pub(crate) read_only: AtomicBool,
     /// Removable medium (RMB); changed at run time by [`LogicalUnit::reconfigure`].
@@ -147,9 +177,9 @@ pub struct LogicalUnit {
     /// A medium is in the drive (CD-ROM: an image is loaded, whether or not the tray is closed); always `true` for
     /// a disk.
     pub(crate) loaded: AtomicBool,
-    /// A SANITIZE is running (set when [`LogicalUnit::execute`] hands it out, cleared by its
-    /// [`LogicalUnit::io_done`]).
-    pub(crate) sanitizing: AtomicBool,
+    /// Sanitize operations (sanitize.rs): running (from when [`LogicalUnit::execute`] hands one out until
+    /// [`LogicalUnit::sanitize_done`], or [`LogicalUnit::io_done`] if it never started) or failed.
+    pub(crate) sanitize: SanitizeState,
     /// Current values of the changeable mode parameters (WCE, D_SENSE, SWP).
     pub(crate) mode: ModeState,
     /// INQUIRY data and VPD pages; replaced as a whole by [`LogicalUnit::set_identity`].
@@ -170,6 +200,7 @@ impl LogicalUnit {
         let medium = !cdrom || cfg.medium;
         Self {
             block_size: cfg.block_size,
+            lbppb_exp: cfg.lbppb_exponent().unwrap_or(0),
             read_only: AtomicBool::new(cfg.read_only || cdrom),
             removable: AtomicBool::new(cfg.removable || cdrom),
             nv_cache: AtomicBool::new(cfg.nv_cache),
@@ -178,7 +209,7 @@ impl LogicalUnit {
             num_blocks: AtomicU64::new(cfg.num_blocks),
             medium_present: AtomicBool::new(medium),
             loaded: AtomicBool::new(medium),
-            sanitizing: AtomicBool::new(false),
+            sanitize: SanitizeState::default(),
             mode: ModeState::new(if cfg.write_cache { WCE } else { 0 }),
             pages: RwLock::new(Arc::new(inquiry::Pages::new(&cfg))),
             nexus: NexusTable::new(),
@@ -197,6 +228,11 @@ impl LogicalUnit {
     /// Logical block length in bytes.
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// Logical blocks per physical block (a power of two, 1 unless a physical block size was configured).
+    pub fn blocks_per_physical_block(&self) -> u32 {
+        1 << self.lbppb_exp
     }
 
     /// Current capacity in logical blocks.
@@ -309,10 +345,11 @@ impl LogicalUnit {
         if info.has(NEEDS_MEDIUM) && !self.medium_present() {
             return Err(Sense::medium_not_present());
         }
-        // SBC-3 §4.11 (sanitize operations): while a SANITIZE runs, only INQUIRY, REPORT LUNS and REQUEST SENSE
-        // are served.
-        if !exempt && self.sanitizing.load(Ordering::Acquire) {
-            return Err(Sense::sanitize_in_progress());
+        // SBC-3 §4.11 (sanitize operations): while a sanitize operation runs, only INQUIRY, REPORT LUNS and REQUEST
+        // SENSE are served; the others learn how far it got.
+        let sanitize_idle = self.sanitize.idle();
+        if !sanitize_idle && !exempt && self.sanitize.running() {
+            return Err(self.sanitize.in_progress_sense());
         }
         if info.has(WRITES) {
             if self.read_only() {
@@ -322,17 +359,27 @@ impl LogicalUnit {
                 return Err(Sense::software_write_protected());
             }
         }
-        (info.handler)(self, cmd)
+        let action = (info.handler)(self, cmd)?;
+        // The sanitize failure mode: no access to the medium but by SANITIZE.
+        if !sanitize_idle
+            && self.sanitize.failed()
+            && !matches!(action, Action::Respond(_) | Action::Sanitize { .. } | Action::Flush | Action::ExtendedCopy(_))
+        {
+            return Err(crate::sanitize::sanitize_failed());
+        }
+        Ok(action)
     }
 
     /// Turns the outcome of the block operation [`LogicalUnit::execute`] asked for into the command's status and
     /// sense data. For a successful [`Action::Read`] the data are the bdev buffer, not `Response::data`.
     ///
     /// Every block operation handed out must end here exactly once, also when the command is abandoned (connection
-    /// gone, aborted before it started): a SANITIZE keeps the logical unit busy until then.
+    /// gone, aborted before it started); except a sanitize operation that started ([`LogicalUnit::sanitize_started`]),
+    /// which ends with [`LogicalUnit::sanitize_done`]. For a [`Action::Sanitize`] that never started this puts the
+    /// logical unit back where it was before.
     pub fn io_done(&self, cmd: &Command<'_>, result: IoResult) -> Response {
         if cmd.cdb.first() == Some(&opcode::SANITIZE) {
-            self.sanitizing.store(false, Ordering::Release);
+            self.sanitize.cancel();
         }
         let writes = match lookup_in(self.table(), cmd.cdb) {
             Lookup::Found(info) => {
@@ -355,6 +402,37 @@ impl LogicalUnit {
             IoResult::Other => Sense::internal_target_failure(),
         };
         self.check_condition(&sense)
+    }
+
+    /// Where the logical unit is with sanitize operations.
+    pub fn sanitize_phase(&self) -> SanitizePhase {
+        self.sanitize.phase()
+    }
+
+    /// The driver started the I/O of the sanitize operation [`LogicalUnit::execute`] handed out as
+    /// [`Action::Sanitize`]: it now runs to its end, whatever happens to its command, and ends with
+    /// [`LogicalUnit::sanitize_done`].
+    pub fn sanitize_started(&self) {
+        self.sanitize.started();
+    }
+
+    /// The running sanitize operation has done `done` of its `total` units of work (the PROGRESS INDICATION of
+    /// SANITIZE IN PROGRESS, SPC-4 §4.5.2.4.4).
+    pub fn sanitize_progress(&self, done: u64, total: u64) {
+        self.sanitize.progress(done, total);
+    }
+
+    /// The running sanitize operation ended with `result`: the logical unit is ready again, or in the sanitize
+    /// failure mode after an error (SBC-3 §4.11). Returns the status of a SANITIZE with IMMED = 0 that waited for
+    /// it: GOOD, or 03/31/03 SANITIZE COMMAND FAILED.
+    pub fn sanitize_done(&self, result: IoResult) -> Response {
+        let ok = result == IoResult::Ok;
+        self.sanitize.finish(ok);
+        if ok {
+            Response::good(Vec::new())
+        } else {
+            self.check_condition(&crate::sanitize::sanitize_failed())
+        }
     }
 
     /// Answers a GET LBA STATUS after [`Action::GetLbaStatus`]: `extents` are the runs the bdev reported, in LBA
@@ -410,6 +488,7 @@ impl LogicalUnit {
     pub fn set_identity(&self, cfg: &LuConfig) {
         let mut cfg = cfg.clone();
         cfg.block_size = self.block_size;
+        cfg.physical_block_size = self.block_size << self.lbppb_exp;
         cfg.read_only = self.read_only();
         cfg.removable = self.removable();
         cfg.thin_provisioned = self.thin;

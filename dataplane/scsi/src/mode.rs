@@ -1,6 +1,11 @@
 //! Mode pages (SPC-4 §7.5, SBC-3 §6.4), the MODE SENSE parameter data around them, and MODE SELECT.
 //!
-//! The mode parameters are shared by every I_T nexus (the Control mode page reports TST 000b, one task set), so a
+//! Task sets: the Control mode page reports TST 001b, one task set per I_T nexus, as iSCSI-SCST does (its vdisk
+//! default `SCST_TST_1_SEP_TASK_SETS`), and TAS 0: ABORT TASK SET and CLEAR TASK SET act on the requesting
+//! nexus's tasks only, a LOGICAL UNIT RESET or a target reset aborts every nexus's tasks without a status for those
+//! of the others and establishes 06/29/03 for all of them (SAM-5 §5.6, §7). TST is not changeable.
+//!
+//! The mode parameters are shared by every I_T nexus (SPC-4 allows either with TST 001b; SCST shares them), so a
 //! MODE SELECT that changes them establishes 06/2A/01 MODE PARAMETERS CHANGED for the other nexuses (SPC-4
 //! §7.5.x, "Mode parameters"). Changeable: WCE of the Caching page (SBC-3 §6.4.5; SCST's `write_through`), D_SENSE
 //! and SWP of the Control page (SPC-4 §7.5.8). Saved values are not implemented: MODE SENSE with PC 11b answers
@@ -31,6 +36,10 @@ pub(crate) const WCE: u8 = 1 << 0;
 pub(crate) const D_SENSE: u8 = 1 << 1;
 /// Current-value bit: SWP (Control page byte 4 bit 3): software write protect.
 pub(crate) const SWP: u8 = 1 << 2;
+
+/// The TASK SET TYPE field of the Control mode page: 001b, a separate task set for every I_T nexus (SPC-4
+/// §7.5.8 Table 458). The driver's task management acts accordingly (see the module documentation).
+pub const TST_PER_NEXUS: u8 = 0b001;
 
 /// The current values of the changeable mode parameters, and their defaults (which the device attributes set:
 /// WCE from `write_through`, changed at run time by [`LogicalUnit::reconfigure`]).
@@ -106,7 +115,8 @@ fn page_with(code: u8, bits: u8) -> Vec<u8> {
             let mut p = vec![0u8; 12];
             p[0] = PAGE_CONTROL;
             p[1] = 0x0A;
-            p[2] = 0x02; // GLTSD: no log parameters are saved
+            // TST 001b (task set per I_T nexus, SPC-4 §7.5.8), GLTSD: no log parameters are saved.
+            p[2] = TST_PER_NEXUS << 5 | 0x02;
             if bits & D_SENSE != 0 {
                 p[2] |= 0x04;
             }

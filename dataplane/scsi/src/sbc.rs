@@ -223,25 +223,26 @@ pub(crate) fn read_defect_data(_lu: &LogicalUnit, cmd: &Command<'_>) -> Result<A
 ///   OWCOUNT passes, inverted between passes with INVERT; TEST must be 00b) over every logical block. The
 ///   PARAMETER LIST LENGTH must be the pattern length + 4.
 /// - BLOCK ERASE (thin provisioned logical units) deallocates every block; PARAMETER LIST LENGTH 0.
-/// - EXIT FAILURE MODE has nothing to do (a sanitize never ends in the failure mode here); PARAMETER LIST LENGTH 0.
+/// - EXIT FAILURE MODE leaves the sanitize failure mode a failed operation with AUSE = 1 left the logical unit in
+///   (sanitize.rs); PARAMETER LIST LENGTH 0.
 ///
-/// CRYPTOGRAPHIC ERASE is not supported. IMMED is not supported (the operation completes before the status);
-/// AUSE is accepted (there is no failure mode to leave). Reserved bits and bytes, a wrong PARAMETER LIST LENGTH and
-/// every error in the parameter data are INVALID FIELD IN CDB, as libiscsi's sanitize tests expect. While the
-/// sanitize runs, other commands get 02/04/1B SANITIZE IN PROGRESS.
+/// CRYPTOGRAPHIC ERASE is not supported (nothing is stored encrypted). IMMED = 1 completes the command once the
+/// operation started, IMMED = 0 when it ended ([`Action::Sanitize`]); either way the operation runs to its end in
+/// the background, and other commands get 02/04/1B SANITIZE IN PROGRESS meanwhile. AUSE selects the unrestricted
+/// completion mode. Reserved bits and bytes, a wrong PARAMETER LIST LENGTH and every error in the parameter data
+/// are INVALID FIELD IN CDB, as libiscsi's sanitize tests expect.
 pub(crate) fn sanitize(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
     const OVERWRITE: u8 = 0x01;
     const EXIT_FAILURE_MODE: u8 = 0x1F;
     let c = Cdb(cmd.cdb);
-    if c.bit(1, 7) {
-        return Err(Sense::invalid_field_in_cdb(1, Some(7)));
-    }
+    let immed = c.bit(1, 7);
     if c.bit(1, 6) {
         return Err(Sense::invalid_field_in_cdb(1, Some(6)));
     }
     if let Some(at) = (2..7).find(|&i| c.u8(i) != 0) {
         return Err(Sense::invalid_field_in_cdb(at as u16, None));
     }
+    let ause = c.bit(1, 5);
     let sa = c.u8(1) & 0x1F;
     let list_len = usize::from(c.u16(7));
     let op = match sa {
@@ -269,6 +270,7 @@ pub(crate) fn sanitize(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Se
             if list_len != 0 {
                 return Err(Sense::invalid_field_in_cdb(7, None));
             }
+            lu.sanitize.exit_failure_mode()?;
             return good(Vec::new());
         }
         // BLOCK ERASE: the dispatcher let it through only on a thin provisioned logical unit.
@@ -279,10 +281,8 @@ pub(crate) fn sanitize(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Se
             SanitizeOp::BlockErase
         }
     };
-    if lu.sanitizing.swap(true, Ordering::AcqRel) {
-        return Err(Sense::sanitize_in_progress());
-    }
-    Ok(Action::Sanitize(op))
+    lu.sanitize.begin(ause)?;
+    Ok(Action::Sanitize { op, immed })
 }
 
 fn truncate(mut d: Vec<u8>, alloc: usize) -> Vec<u8> {
@@ -363,7 +363,8 @@ pub(crate) fn read_capacity_10(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Ac
 }
 
 /// READ CAPACITY (16) (SBC-3 §5.16): 32 bytes of parameter data truncated to the allocation length; no protection
-/// information, one logical block per physical block, LBPME and LBPRZ when thin provisioned.
+/// information, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT from the configured physical block size with LOWEST
+/// ALIGNED LOGICAL BLOCK ADDRESS 0 (LBA 0 starts a physical block), LBPME and LBPRZ when thin provisioned.
 pub(crate) fn read_capacity_16(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
     let c = Cdb(cmd.cdb);
     if !c.bit(14, 0) && c.u64(2) != 0 {
@@ -372,6 +373,7 @@ pub(crate) fn read_capacity_16(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Ac
     let mut d = vec![0u8; 32];
     d[0..8].copy_from_slice(&last_lba(lu).to_be_bytes());
     d[8..12].copy_from_slice(&lu.block_size.to_be_bytes());
+    d[13] = lu.lbppb_exp & 0x0F; // P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
     if lu.thin {
         d[14] = 0x80 | 0x40; // LBPME, LBPRZ
     }

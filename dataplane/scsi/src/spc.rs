@@ -19,11 +19,15 @@ pub(crate) fn test_unit_ready(_lu: &LogicalUnit, _cmd: &Command<'_>) -> Result<A
 }
 
 /// REQUEST SENSE (SPC-4 §6.39): returns (and clears) the oldest pending unit attention of the nexus, else the
-/// NOT READY condition of an ejected medium, else NO SENSE. DESC selects descriptor-format sense data.
+/// state of a sanitize operation (in progress, with its progress indication, or failed), else the NOT READY
+/// condition of an ejected medium, else NO SENSE. DESC selects descriptor-format sense data.
 pub(crate) fn request_sense(lu: &LogicalUnit, cmd: &Command<'_>) -> Result<Action, Sense> {
     let c = Cdb(cmd.cdb);
     let sense = if let Some(ua) = lu.nexus.observe(cmd.nexus, true) {
         ua
+    } else if let Some(sanitize) = lu.sanitize.pollable_sense() {
+        // SBC-3 §4.11: SANITIZE IN PROGRESS with the progress indication, or SANITIZE COMMAND FAILED.
+        sanitize
     } else if !lu.medium_present() {
         Sense::medium_not_present()
     } else {

@@ -530,6 +530,47 @@ fn read_capacity_16_4k_blocks() {
     assert!(d[12..].iter().all(|&b| b == 0), "no protection, no thin provisioning, LBPPBE 0");
 }
 
+#[test]
+fn physical_block_size_in_read_capacity_16_and_block_limits() {
+    // 512-byte logical blocks in 4096-byte physical blocks: LBPPBE 3, LOWEST ALIGNED LBA 0.
+    let lu = ready(LuConfig { physical_block_size: 4096, thin_provisioned: true, ..cfg() });
+    assert_eq!(lu.blocks_per_physical_block(), 8);
+    let d = assert_good(exec(&lu, &rc16(32)));
+    assert_eq!(&d[8..12], &512u32.to_be_bytes());
+    assert_eq!(d[13], 3, "LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT");
+    assert_eq!((d[14], d[15]), (0xC0, 0), "LBPME, LBPRZ; LOWEST ALIGNED LOGICAL BLOCK ADDRESS 0");
+    let bl = assert_good(exec(&lu, &inquiry(true, 0xB0, 64)));
+    assert_eq!(&bl[6..8], &8u16.to_be_bytes(), "OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block");
+    assert_eq!(&bl[28..32], &8u32.to_be_bytes(), "OPTIMAL UNMAP GRANULARITY");
+    // A physical block larger than the 4 KiB unmap granule raises the unmap granularity with it.
+    let lu = ready(LuConfig { physical_block_size: 16384, thin_provisioned: true, ..cfg() });
+    assert_eq!(assert_good(exec(&lu, &rc16(32)))[13], 5);
+    let bl = assert_good(exec(&lu, &inquiry(true, 0xB0, 64)));
+    assert_eq!((&bl[6..8], &bl[28..32]), (&32u16.to_be_bytes()[..], &32u32.to_be_bytes()[..]));
+    // The physical block is the logical block: nothing reported (0 or the block size configured).
+    for physical in [0, 512] {
+        let lu = ready(LuConfig { physical_block_size: physical, ..cfg() });
+        assert_eq!(assert_good(exec(&lu, &rc16(32)))[13], 0);
+        assert_eq!(&assert_good(exec(&lu, &inquiry(true, 0xB0, 64)))[6..8], &[0, 0]);
+    }
+}
+
+#[test]
+fn physical_block_size_is_validated() {
+    let ok = |physical: u32, block_size: u32| LuConfig { physical_block_size: physical, block_size, ..cfg() }.validate();
+    assert_eq!(ok(4096, 512), Ok(()));
+    assert_eq!(ok(0, 4096), Ok(()));
+    assert_eq!(ok(512 << 15, 512), Ok(()));
+    for (physical, block_size) in [(256, 512), (1536, 512), (3000, 512), (512 << 16, 512), (2048, 4096)] {
+        assert_eq!(
+            ok(physical, block_size),
+            Err(LuConfigError::PhysicalBlockSize { physical, block_size }),
+            "{physical}/{block_size}"
+        );
+    }
+    assert!(LogicalUnit::try_new(LuConfig { physical_block_size: 1000, ..cfg() }).is_err());
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // READ / WRITE
 
@@ -757,7 +798,8 @@ fn caching(wce: bool) -> Vec<u8> {
 }
 
 fn control() -> Vec<u8> {
-    vec![0x0A, 0x0A, 0x02, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]
+    // TST 001b (a task set per I_T nexus), GLTSD; QUEUE ALGORITHM MODIFIER 1; TAS 0; BUSY TIMEOUT PERIOD unlimited.
+    vec![0x0A, 0x0A, 0x22, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]
 }
 
 fn info_exceptions() -> Vec<u8> {

@@ -503,6 +503,14 @@ fn overwrite(pattern: &[u8], count: u8) -> Vec<u8> {
     p
 }
 
+fn progress(p: u16) -> Sense {
+    Sense::sanitize_in_progress().with_sks(SenseKeySpecific::Progress(p))
+}
+
+fn request_sense_data(lu: &LogicalUnit, nexus: NexusId) -> Vec<u8> {
+    good(run(lu, nexus, &[0x03, 0, 0, 0, 252, 0], 252, None))
+}
+
 #[test]
 fn sanitize_overwrite_runs_alone() {
     let lu = ready(cfg());
@@ -510,16 +518,102 @@ fn sanitize_overwrite_runs_alone() {
     let c = sanitize_cdb(0x01, p.len() as u16);
     assert_eq!(
         run(&lu, N1, &c, p.len() as u32, Some(&p)),
-        Action::Sanitize(SanitizeOp::Overwrite { pattern: vec![0xAA; 512], invert: true, passes: 2 })
+        Action::Sanitize { op: SanitizeOp::Overwrite { pattern: vec![0xAA; 512], invert: true, passes: 2 }, immed: false }
     );
-    // While it runs, the other nexus gets SANITIZE IN PROGRESS except for INQUIRY, REPORT LUNS and REQUEST SENSE.
-    check(run(&lu, N2, &TUR, 0, None), Sense::sanitize_in_progress());
-    check(run(&lu, N2, &cdb10(0x28, 0, 0, 1), 512, None), Sense::sanitize_in_progress());
-    check(run(&lu, N2, &c, p.len() as u32, Some(&p)), Sense::sanitize_in_progress());
+    lu.sanitize_started();
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Running { progress: 0 });
+    // While it runs, the other nexus gets SANITIZE IN PROGRESS with the progress indication, except for INQUIRY,
+    // REPORT LUNS and REQUEST SENSE.
+    check(run(&lu, N2, &TUR, 0, None), progress(0));
+    lu.sanitize_progress(1, 4);
+    check(run(&lu, N2, &TUR, 0, None), progress(0x4000));
+    check(run(&lu, N2, &cdb10(0x28, 0, 0, 1), 512, None), progress(0x4000));
+    check(run(&lu, N2, &c, p.len() as u32, Some(&p)), progress(0x4000));
+    check(run(&lu, N2, &[0x1B, 0, 0, 0, 1, 0], 0, None), progress(0x4000));
     good(run(&lu, N2, &[0x12, 0, 0, 0, 36, 0], 36, None));
-    let done = lu.io_done(&Command { nexus: N1, lun: 0, cdb: &c, expected_len: 0, data_out: None }, IoResult::Ok);
-    assert_eq!(done.status, Status::Good);
+    // REQUEST SENSE polls it: NOT READY, 04/1B, SKSV with the PROGRESS INDICATION (fixed and descriptor format).
+    let sense = request_sense_data(&lu, N2);
+    assert_eq!((sense[2], sense[12], sense[13]), (0x02, 0x04, 0x1B));
+    assert_eq!(&sense[15..18], &[0x80, 0x40, 0x00]);
+    let desc = good(run(&lu, N2, &[0x03, 1, 0, 0, 252, 0], 252, None));
+    assert_eq!(&desc[..4], &[0x72, 0x02, 0x04, 0x1B]);
+    assert_eq!(&desc[8..16], &[0x02, 0x06, 0, 0, 0x80, 0x40, 0x00, 0]);
+    // A reset and the loss of the nexus do not stop it; a stray io_done of the command (it was abandoned after
+    // the operation started) does not either.
+    lu.reset();
+    lu.nexus_gone(N1);
+    let _ = lu.io_done(&Command { nexus: N1, lun: 0, cdb: &c, expected_len: 0, data_out: None }, IoResult::Other);
+    lu.sanitize_progress(4, 4);
+    check(run(&lu, N2, &TUR, 0, None), Sense::bus_device_reset());
+    check(run(&lu, N2, &TUR, 0, None), progress(0xFFFF));
+    assert_eq!(lu.sanitize_done(IoResult::Ok).status, Status::Good);
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Idle);
     good(run(&lu, N2, &TUR, 0, None));
+    assert_eq!(request_sense_data(&lu, N2)[2], 0, "NO SENSE");
+}
+
+#[test]
+fn sanitize_immed_and_a_command_abandoned_before_it_started() {
+    let lu = ready(thin());
+    let mut c = sanitize_cdb(0x02, 0);
+    c[1] |= 0x80;
+    assert_eq!(exec(&lu, &c), Action::Sanitize { op: SanitizeOp::BlockErase, immed: true });
+    check(run(&lu, N2, &TUR, 0, None), progress(0));
+    // Abandoned before its I/O started (the connection went away while it waited for the range lock).
+    let _ = lu.io_done(&Command { nexus: N1, lun: 0, cdb: &c, expected_len: 0, data_out: None }, IoResult::Other);
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Idle);
+    good(run(&lu, N2, &TUR, 0, None));
+}
+
+#[test]
+fn sanitize_failure_mode_and_exit() {
+    let lu = ready(thin());
+    let read = cdb10(0x28, 0, 0, 1);
+    let exit = sanitize_cdb(0x1F, 0);
+    let erase = |ause: bool| {
+        let mut c = sanitize_cdb(0x02, 0);
+        if ause {
+            c[1] |= 0x20;
+        }
+        c
+    };
+    let failed = Sense::new(SenseKey::MediumError, 0x31, 0x03);
+    // Unrestricted completion (AUSE = 1): the operation fails, EXIT FAILURE MODE leaves the failure mode.
+    assert!(matches!(exec(&lu, &erase(true)), Action::Sanitize { .. }));
+    lu.sanitize_started();
+    let r = lu.sanitize_done(IoResult::MediumError);
+    assert_eq!(r.sense.as_deref(), Some(&failed.to_fixed()[..]), "the waiting SANITIZE fails");
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Failed { ause: true });
+    check(run(&lu, N2, &read, 512, None), failed);
+    check(run(&lu, N2, &cdb10(0x2A, 0, 0, 1), 512, None), failed);
+    // Commands that do not access the medium still work; REQUEST SENSE reports the failure.
+    good(run(&lu, N2, &TUR, 0, None));
+    good(run(&lu, N2, &[0x12, 0, 0, 0, 36, 0], 36, None));
+    let sense = request_sense_data(&lu, N2);
+    assert_eq!((sense[2], sense[12], sense[13]), (0x03, 0x31, 0x03));
+    good(exec(&lu, &exit));
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Idle);
+    assert!(matches!(run(&lu, N2, &read, 512, None), Action::Read { .. }));
+    // Restricted completion (AUSE = 0): EXIT FAILURE MODE and a new SANITIZE with AUSE = 1 are refused; only a
+    // sanitize operation that completes without error ends the failure mode.
+    assert!(matches!(exec(&lu, &erase(false)), Action::Sanitize { .. }));
+    lu.sanitize_started();
+    let _ = lu.sanitize_done(IoResult::Other);
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Failed { ause: false });
+    check(exec(&lu, &exit), Sense::invalid_field_in_cdb(1, Some(5)));
+    check(exec(&lu, &erase(true)), Sense::invalid_field_in_cdb(1, Some(5)));
+    // A new operation abandoned before it started leaves the failure mode as it was.
+    let c = erase(false);
+    assert!(matches!(exec(&lu, &c), Action::Sanitize { .. }));
+    let _ = lu.io_done(&Command { nexus: N1, lun: 0, cdb: &c, expected_len: 0, data_out: None }, IoResult::Other);
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Failed { ause: false });
+    assert!(matches!(exec(&lu, &c), Action::Sanitize { .. }));
+    lu.sanitize_started();
+    assert_eq!(lu.sanitize_done(IoResult::Ok).status, Status::Good);
+    assert_eq!(lu.sanitize_phase(), SanitizePhase::Idle);
+    assert!(matches!(run(&lu, N2, &read, 512, None), Action::Read { .. }));
+    // Without a failed operation EXIT FAILURE MODE has nothing to do.
+    good(exec(&lu, &exit));
 }
 
 #[test]
@@ -540,7 +634,7 @@ fn sanitize_errors_are_invalid_fields_in_the_cdb() {
     bad(0x01, 6, &overwrite(&[1, 2, 3, 4], 1)); // length not pattern + 4
     bad(0x02, 8, &[0; 8]); // BLOCK ERASE takes no parameters
     bad(0x1F, 8, &[0; 8]); // nor does EXIT FAILURE MODE
-    // Reserved bits and bytes, IMMED, crypto erase.
+    // Reserved bits and bytes, crypto erase.
     let mut c = sanitize_cdb(0x02, 0);
     c[1] |= 0x40;
     check(exec(&lu, &c), Sense::invalid_field_in_cdb(1, Some(6)));
@@ -549,10 +643,9 @@ fn sanitize_errors_are_invalid_fields_in_the_cdb() {
         c[i] = 1;
         check(exec(&lu, &c), Sense::invalid_field_in_cdb(i as u16, None));
     }
-    check(exec(&lu, &sanitize_cdb(0x82, 0)), Sense::invalid_field_in_cdb(1, Some(7)));
     check(exec(&lu, &sanitize_cdb(0x03, 0)), Sense::invalid_field_in_cdb(1, Some(4)));
     good(exec(&lu, &sanitize_cdb(0x1F, 0)));
-    assert_eq!(exec(&lu, &sanitize_cdb(0x22, 0)), Action::Sanitize(SanitizeOp::BlockErase), "AUSE accepted");
+    assert_eq!(exec(&lu, &sanitize_cdb(0x22, 0)), Action::Sanitize { op: SanitizeOp::BlockErase, immed: false }, "AUSE accepted");
     // Block erase needs thin provisioning.
     let lu = ready(cfg());
     check(exec(&lu, &sanitize_cdb(0x02, 0)), Sense::invalid_field_in_cdb(1, Some(4)));

@@ -421,7 +421,7 @@ impl LogicalUnit {
     /// Whether the copy manager may read (`write` false) or write this logical unit for `nexus` now; the ASC and
     /// ASCQ of the COPY ABORTED otherwise. `lun_read_only`: the LUN it is reached through is mapped read-only.
     pub(crate) fn copy_target_access(&self, nexus: NexusId, write: bool, lun_read_only: bool) -> Result<(), (u8, u8)> {
-        if !self.medium_present() || self.sanitizing.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.medium_present() || !self.sanitize.idle() {
             return Err((0x0D, 0x02));
         }
         if write && (lun_read_only || self.read_only() || self.mode.current() & crate::mode::SWP != 0) {

@@ -9,8 +9,8 @@
 //! - **Multi-step operations** ([`BlockOp`]): VERIFY (read and compare, also BYTCHK 11b), WRITE AND VERIFY with
 //!   BYTCHK (write through, read back, compare), WRITE SAME (one WriteZeroes or Unmap, or the block replicated in
 //!   1 MiB writes), UNMAP (one Unmap per descriptor), GET LBA STATUS (an Allocation query), COMPARE AND WRITE (read,
-//!   compare, write), ORWRITE (read, OR, write), WRITE ATOMIC (a write under the exclusive lock) and SANITIZE
-//!   (overwrite passes or one Unmap of everything). Each runs one bdev I/O at a time under the command's bdev tag,
+//!   compare, write), ORWRITE (read, OR, write) and WRITE ATOMIC (a write under the exclusive lock); SANITIZE runs
+//!   in the background (sanitize.rs). Each runs one bdev I/O at a time under the command's bdev tag,
 //!   so task management sees one tag per command, and stops early when a task management function waits for it.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use polltgt_bdev::{Buf, Completion, Extent, Io, Op};
 use polltgt_iscsi::session::{CommandResult, ScsiTask};
 use polltgt_scsi::{
-    Action, ByteCheck, Command, IoResult, LbaExtent, NexusId, ProvisioningStatus, Response, SanitizeOp,
+    Action, ByteCheck, Command, IoResult, LbaExtent, NexusId, ProvisioningStatus, Response,
 };
 
 use super::{bdev_error_to_io_result, clamp32, total_len, Pending, PendingKind, ReactorState};
@@ -28,7 +28,7 @@ use crate::reactor::PollStatus;
 use crate::rangelock::Ticket;
 use crate::registry::Device;
 
-/// Largest buffer one step of WRITE SAME or SANITIZE writes.
+/// Largest buffer one step of WRITE SAME writes.
 const CHUNK: u64 = 1 << 20;
 /// SCSI status TASK ABORTED (SAM-5 §5.3.1), for parked commands a task management function took away.
 pub(super) const TASK_ABORTED: u8 = 0x40;
@@ -73,7 +73,7 @@ pub(super) struct Parked {
 }
 
 /// A command handed out by the logical unit ends without running to its completion (connection gone, aborted
-/// while parked): the logical unit still hears of its end (a SANITIZE keeps it busy until then).
+/// while parked): the logical unit still hears of its end (a SANITIZE that never started keeps it busy until then).
 pub(super) fn abandon(device: &Device, lun: u64, cdb: &[u8]) {
     let cmd = Command { nexus: NexusId(0), lun, cdb, expected_len: 0, data_out: None };
     let _ = device.lu.io_done(&cmd, IoResult::Other);
@@ -99,7 +99,7 @@ fn lock_need(a: &Action) -> Option<(u64, u64, bool)> {
             let (s, e) = span(*offset, *len);
             return Some((s, e, true));
         }
-        Action::Sanitize(_) => return Some((0, u64::MAX, true)),
+        Action::Sanitize { .. } => return Some((0, u64::MAX, true)),
     };
     Some((start, end, false))
 }
@@ -137,8 +137,6 @@ enum State {
     OrWrite { offset: u64, fua: bool, data: Vec<Bytes>, wrote: bool },
     /// One write under the exclusive lock.
     Atomic,
-    /// Overwrite passes: `pass` of `passes`, writing `next..end`.
-    Overwrite { pattern: Vec<u8>, invert: bool, passes: u8, pass: u8, next: u64, end: u64, template: Option<Buf> },
     /// The last step was submitted: its completion ends the command.
     Last,
 }
@@ -265,27 +263,13 @@ impl BlockOp {
                 (BlockOp { state: State::Atomic }, Step::Submit(Op::Write { offset, buf, fua }))
             }
             Action::Respond(r) => (BlockOp { state: State::Last }, Step::Done(Outcome::Response(r))),
-            // SANITIZE starts with [`BlockOp::sanitize`]; READ, WRITE and FLUSH are single I/Os of the driver.
-            // EXTENDED COPY runs in xcopy.rs.
-            Action::Sanitize(_)
+            // SANITIZE runs in sanitize.rs, EXTENDED COPY in xcopy.rs; READ, WRITE and FLUSH are single I/Os of the
+            // driver.
+            Action::Sanitize { .. }
             | Action::Read { .. }
             | Action::Write { .. }
             | Action::Flush
             | Action::ExtendedCopy(_) => fail(State::Last),
-        }
-    }
-
-    /// The first step of SANITIZE over a medium of `size` bytes.
-    fn sanitize(op: SanitizeOp, size: u64, block: u64, pool: &polltgt_hugepages::BufPool) -> (BlockOp, Step) {
-        match op {
-            SanitizeOp::BlockErase => (BlockOp { state: State::Last }, Step::Submit(Op::Unmap { offset: 0, len: size })),
-            SanitizeOp::Overwrite { pattern, invert, passes } => {
-                let mut op = BlockOp {
-                    state: State::Overwrite { pattern, invert, passes, pass: 0, next: 0, end: size, template: None },
-                };
-                let step = op.overwrite_step(None, block, pool);
-                (op, step)
-            }
         }
     }
 
@@ -332,45 +316,8 @@ impl BlockOp {
         }
     }
 
-    fn overwrite_step(&mut self, back: Option<Buf>, block: u64, pool: &polltgt_hugepages::BufPool) -> Step {
-        let State::Overwrite { pattern, invert, passes, pass, next, end, template } = &mut self.state else {
-            return Step::Done(Outcome::Io(IoResult::Other));
-        };
-        if back.is_some() {
-            *template = back;
-        }
-        if *next >= *end {
-            *pass += 1;
-            if *pass >= *passes {
-                return Step::Done(Outcome::Io(IoResult::Ok));
-            }
-            *next = 0;
-            // A new pass with the pattern inverted: the template is rebuilt.
-            *template = None;
-        }
-        let bs = block.max(1) as usize;
-        let len = (*end - *next).min(CHUNK / block.max(1) * block.max(1)) as usize;
-        let mut buf = match template.take() {
-            Some(b) if b.len() >= len => b,
-            _ => {
-                let Ok(mut b) = pool.alloc(len) else { return Step::Done(Outcome::Io(IoResult::Other)) };
-                let flip = if *invert && *pass % 2 == 1 { 0xFF } else { 0 };
-                for chunk in b.chunks_mut(bs) {
-                    for (i, byte) in chunk.iter_mut().enumerate() {
-                        *byte = pattern.get(i % pattern.len().max(1)).copied().unwrap_or(0) ^ flip;
-                    }
-                }
-                b
-            }
-        };
-        buf.truncate(len);
-        let op = Op::Write { offset: *next, buf, fua: false };
-        *next += len as u64;
-        Step::Submit(op)
-    }
-
     /// The step after a completion.
-    fn next(&mut self, c: Completion, block: u64, pool: &polltgt_hugepages::BufPool) -> Step {
+    fn next(&mut self, c: Completion, pool: &polltgt_hugepages::BufPool) -> Step {
         if let Err(e) = &c.result {
             return Step::Done(Outcome::Io(bdev_error_to_io_result(e)));
         }
@@ -429,7 +376,6 @@ impl BlockOp {
                 *wrote = true;
                 Step::Submit(Op::Write { offset: *offset, buf, fua: *fua })
             }
-            State::Overwrite { .. } => self.overwrite_step(c.buf, block, pool),
             State::Atomic | State::Last => Step::Done(Outcome::Io(IoResult::Ok)),
         }
     }
@@ -628,6 +574,7 @@ impl ReactorState {
             .iter()
             .map(|p| p.device.id)
             .chain(self.pending.values().map(|p| p.device.id))
+            .chain(self.sanitizes.values().map(|r| r.device.id))
             .chain(copies.flatten())
             .collect();
         self.locks.retain(|id, l| {
@@ -670,10 +617,7 @@ impl ReactorState {
         now: Instant,
     ) {
         let block = u64::from(device.lu.block_size().max(1));
-        let (op, step) = match action {
-            Action::Sanitize(s) => BlockOp::sanitize(s, device.bdev.info().size_bytes(), block, &self.pool),
-            other => BlockOp::start(other, task.data_out.clone(), block, &self.pool),
-        };
+        let (op, step) = BlockOp::start(action, task.data_out.clone(), block, &self.pool);
         match step {
             Step::Submit(io) => self.submit(i, task, device, lun, io, PendingKind::Ops(Box::new(op)), hold),
             Step::Done(outcome) => {
@@ -687,12 +631,11 @@ impl ReactorState {
     /// A bdev completion of a multi-step operation: the next step under the same tag, or the end of the command.
     pub(super) fn step_ops(&mut self, tag: u64, mut p: Pending, c: Completion, now: Instant) {
         let PendingKind::Ops(op) = &mut p.kind else { return };
-        let block = u64::from(p.device.lu.block_size().max(1));
         // A task management function waiting for this command stops it after the current step.
         let aborted = p.aborted
             || self.slots[p.slot].as_ref().is_some_and(|s| s.tmfs.iter().any(|t| t.waiting_for.contains(&tag)));
         let extents = op.extents(&c);
-        let step = if aborted { Step::Done(Outcome::Io(IoResult::Other)) } else { op.next(c, block, &self.pool) };
+        let step = if aborted { Step::Done(Outcome::Io(IoResult::Other)) } else { op.next(c, &self.pool) };
         match step {
             Step::Submit(io) => {
                 let device = p.device.clone();
@@ -715,6 +658,7 @@ impl ReactorState {
                 self.complete(p.slot, p.task, result, now);
                 self.check_tmfs(p.slot, tag, now);
                 self.preempt_io_done(tag, now);
+                self.reset_io_done(tag, now);
             }
         }
     }
@@ -790,7 +734,7 @@ mod tests {
                     let mut done = Vec::new();
                     while ch.poll(&mut done) == 0 {}
                     let c = done.pop().expect("completion");
-                    step = op.next(c, 512, pool);
+                    step = op.next(c, pool);
                 }
             }
         }
@@ -899,28 +843,6 @@ mod tests {
     }
 
     #[test]
-    fn sanitize_overwrite_passes_and_block_erase() {
-        let (dev, mut ch, pool) = setup();
-        let size = dev.info().size_bytes();
-        let op = SanitizeOp::Overwrite { pattern: vec![0x0F, 0xF0, 0x5A], invert: true, passes: 3 };
-        let (op, step) = BlockOp::sanitize(op, size, 512, &pool);
-        let (o, ios, _) = drive(op, step, ch.as_mut(), &pool);
-        // 4 MiB, three passes of four 1 MiB writes.
-        assert_eq!((io(o), ios), (IoResult::Ok, 12));
-        let back = read(ch.as_mut(), size - 1024, 1024);
-        // The pattern repeats within each block; the third pass is not inverted.
-        assert_eq!(&back[..6], &[0x0F, 0xF0, 0x5A, 0x0F, 0xF0, 0x5A]);
-        assert_eq!(&back[510..514], &[0x0F, 0xF0, 0x0F, 0xF0]);
-        let op = SanitizeOp::Overwrite { pattern: vec![0x0F], invert: true, passes: 2 };
-        let (op, step) = BlockOp::sanitize(op, size, 512, &pool);
-        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
-        assert!(read(ch.as_mut(), 0, 4096).iter().all(|&b| b == 0xF0), "the second pass is inverted");
-        let (op, step) = BlockOp::sanitize(SanitizeOp::BlockErase, size, 512, &pool);
-        assert_eq!(io(drive(op, step, ch.as_mut(), &pool).0), IoResult::Ok);
-        assert!(read(ch.as_mut(), 0, 1 << 20).iter().all(|&b| b == 0));
-    }
-
-    #[test]
     fn unmap_ranges_and_lba_status() {
         let (_dev, mut ch, pool) = setup();
         let (op, step) = BlockOp::start(Action::WriteAtomic { offset: 0, len: 65536, fua: false }, data(&[&[1; 65536]]), 512, &pool);
@@ -953,6 +875,7 @@ mod tests {
         assert_eq!(lock_need(&Action::Read { offset: 512, len: 1024, fua: false }), Some((512, 1536, false)));
         assert_eq!(lock_need(&Action::CompareAndWrite { offset: 0, len: 512, fua: false }), Some((0, 512, true)));
         assert_eq!(lock_need(&Action::Unmap { ranges: vec![(4096, 512), (0, 512)] }), Some((0, 4608, false)));
-        assert_eq!(lock_need(&Action::Sanitize(SanitizeOp::BlockErase)), Some((0, u64::MAX, true)));
+        let sanitize = Action::Sanitize { op: polltgt_scsi::SanitizeOp::BlockErase, immed: true };
+        assert_eq!(lock_need(&sanitize), Some((0, u64::MAX, true)));
     }
 }

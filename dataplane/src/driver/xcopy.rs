@@ -356,6 +356,7 @@ impl ReactorState {
             self.check_tmfs(p.slot, tag, now);
         }
         self.preempt_io_done(tag, now);
+        self.reset_io_done(tag, now);
     }
 }
 
