@@ -1246,6 +1246,7 @@ impl Config {
                 ));
             }
             check_target_params(t, &here)?;
+            self.check_session_cpus(t.cpu_mask.as_ref(), &here.key("cpu_mask"))?;
             self.check_luns(&t.luns, &here.key("luns"))?;
             check_chap(&t.incoming_users, t.outgoing_user.as_ref(), &here)?;
             check_numbered_chap(&t.incoming_users, &t.numbered_incoming(), &here)?;
@@ -1275,9 +1276,26 @@ impl Config {
                     ));
                 }
             }
+            self.check_session_cpus(g.cpu_mask.as_ref(), &here.key("cpu_mask"))?;
             self.check_luns(&g.luns, &here.key("luns"))?;
         }
         Ok(())
+    }
+
+    /// A target's or initiator group's `cpu_mask` must name a CPU a reactor runs on when the reactors are given by
+    /// `reactors.cpu_mask` (with `reactors.count` the dataplane picks the CPUs, and a mask without a reactor leaves
+    /// sessions where they were accepted, with a warning).
+    fn check_session_cpus(&self, mask: Option<&CpuMask>, at: &FieldPath) -> Result<(), Finding> {
+        let (Some(mask), Some(reactors)) = (mask, self.reactors.cpu_mask.as_ref()) else {
+            return Ok(());
+        };
+        if mask.cpus().iter().any(|c| reactors.cpus().contains(c)) {
+            return Ok(());
+        }
+        Err(finding(
+            at.clone(),
+            format!("{mask} selects no CPU a reactor runs on (reactors.cpu_mask is {reactors})"),
+        ))
     }
 
     fn check_luns(&self, luns: &[LunConfig], at: &FieldPath) -> Result<(), Finding> {

@@ -132,23 +132,22 @@ pub const TARGET_WRITABLE: [&str; 7] = [
     "per_sess_dedicated_tgt_threads",
 ];
 
-/// Initiator group attributes written with a plain value (SCST `ini_groups/<group>/...`). Empty means "the
-/// target's setting"; sessions logging in from then on use them, those already logged in keep their reactor.
+/// Initiator group attributes written with a plain value (SCST `ini_groups/<group>/...`). An empty value (for
+/// `cpu_mask` also `0`) means "the target's setting"; sessions logging in from then on use them, those already
+/// logged in keep their reactor.
 pub const GROUP_WRITABLE: [&str; 2] = ["cpu_mask", "per_sess_dedicated_tgt_threads"];
 
-/// The attributes of an initiator group's directory: its own `cpu_mask` and `per_sess_dedicated_tgt_threads`
-/// (empty when it follows the target's).
-fn group_attrs(g: &IniGroupConfig) -> Vec<Attr> {
+/// The attributes of an initiator group's directory: `cpu_mask` and `per_sess_dedicated_tgt_threads` as they apply
+/// to the group's sessions (the group's own, else the target's: like SCST, a group shows what it inherits); `key`
+/// marks the group's own settings, the ones save-config writes.
+fn group_attrs(t: &TargetConfig, g: &IniGroupConfig) -> Vec<Attr> {
+    let mask = g.cpu_mask.as_ref().or(t.cpu_mask.as_ref());
+    let dedicated = g.per_sess_dedicated_tgt_threads.unwrap_or(t.per_sess_dedicated_tgt_threads);
     vec![
-        attr(
-            "cpu_mask",
-            g.cpu_mask.as_ref().map(|m| m.to_string()).unwrap_or_default(),
-            g.cpu_mask.is_some(),
-            true,
-        ),
+        attr("cpu_mask", mask.map(|m| m.to_string()).unwrap_or_default(), g.cpu_mask.is_some(), true),
         attr(
             "per_sess_dedicated_tgt_threads",
-            g.per_sess_dedicated_tgt_threads.map(|b| show("", &Value::Bool(b))).unwrap_or_default(),
+            show("", &Value::Bool(dedicated)),
             g.per_sess_dedicated_tgt_threads.is_some(),
             true,
         ),
@@ -602,7 +601,7 @@ fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) ->
         ["ini_groups", g, more @ ..] => {
             let Some(grp) = t.group(g) else { return Ok(None) };
             match more {
-                [] => node(group_attrs(grp), vec!["initiators".into(), "luns".into()]),
+                [] => node(group_attrs(t, grp), vec!["initiators".into(), "luns".into()]),
                 ["initiators"] => node(
                     vec![attr(
                         "mgmt",
