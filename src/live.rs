@@ -98,6 +98,8 @@ pub(crate) fn target_entry(registry: &Registry, t: &TargetConfig) -> Result<Targ
             name: g.name.clone(),
             initiators: g.initiators.clone(),
             luns,
+            cpus: g.cpu_mask.as_ref().map(|m| m.cpus().to_vec()),
+            dedicated: g.per_sess_dedicated_tgt_threads,
         });
     }
     e.per_portal_acl = t.per_portal_acl;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::raw::{self, RawConn};
 use common::{run_ok, Target, IQN};
-use polltgt_iscsi::wire::{DataOut, Header, SnackRequest};
+use polltgt_iscsi::wire::{Header, SnackRequest};
 use polltgt_iscsi::SerialNumber;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -161,15 +161,7 @@ fn bad_ahs_and_unknown_or_misplaced_opcodes() {
     let p = c.recv();
     assert!(matches!(p.header, Header::Reject(_)), "{:?}", p.header);
     // A Data-Out for a task that does not exist: invalid PDU field.
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt: 0x5555,
-        ttt: 7,
-        exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = c.data_out(0x5555, 7, 0);
     let bytes = c.encode(d, &[1, 2, 3, 4]);
     c.send_raw(&bytes);
     expect_reject(&mut c, 0x09, &bytes);
@@ -214,17 +206,7 @@ fn text_keys_over_8192_bytes() {
     assert_eq!(login_status(&mut c), (2, 0));
     // In the full feature phase, an over-long value is answered key=Reject and the session goes on.
     let mut c = logged_in(&t);
-    let itt = c.itt();
-    let req = Header::TextRequest(polltgt_iscsi::wire::TextRequest {
-        immediate: true,
-        final_: true,
-        continue_: false,
-        lun: 0,
-        itt,
-        ttt: 0xffff_ffff,
-        cmd_sn: SerialNumber(c.cmd_sn),
-        exp_stat_sn: SerialNumber(c.exp_stat_sn),
-    });
+    let (_, req) = c.text_request();
     let mut body = b"X-big=".to_vec();
     body.extend(std::iter::repeat_n(b'v', 9000));
     body.push(0);
@@ -308,15 +290,7 @@ fn writes_beyond_the_transfer_limit_are_refused_before_buffering() {
     // With immediate data and an unsolicited burst announced (F=0): the data is drained, then the same answer.
     let (itt, h) = c.scsi(&raw::write10(0, 0xffff), 64 << 20, false, true, false);
     c.send(h, &[0x11; 4096]);
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt,
-        ttt: 0xffff_ffff,
-        exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 4096,
-    });
+    let d = c.data_out(itt, 0xffff_ffff, 4096);
     c.send(d, &[0x22; 4096]);
     let p = c.recv();
     assert!(matches!(&p.header, Header::ScsiResponse(r) if r.itt == itt && r.status == 2), "{:?}", p.header);

@@ -138,30 +138,11 @@ fn an_unreachable_isns_server_fails_closed_with_access_control() {
 
 #[test]
 fn a_target_that_becomes_unavailable_is_deregistered_at_once() {
-    use polltgt_dataplane::isns::IsnsConfig;
-    use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
-    use polltgt_dataplane::registry::Registry;
-    use polltgt_dataplane::server::{PortalConfig, Server};
     use polltgt_iscsi::access::PortalPattern;
-    use polltgt_iscsi::params::TargetParams;
 
     let isns = IsnsServer::start();
-    let registry = Registry::new();
-    for t in [IQN.to_string(), t2()] {
-        registry.add_target(&t, None, TargetParams::default(), true).expect("target");
-    }
-    let portals = [PortalConfig { addr: "127.0.0.1:0".parse().expect("addr"), tpgt: 1 }];
-    let cfg = ReactorConfig { count: 1, cpus: Vec::new(), pin: false, idle: IdleMode::default() };
-    let pool = polltgt_hugepages::BufPool::new(polltgt_hugepages::PoolConfig::default()).expect("pool");
-    let server = Server::start(registry.clone(), &portals, &cfg, pool).expect("server");
     // A long interval: only an explicit refresh can make the change visible within the test's wait.
-    let isns_cfg = IsnsConfig {
-        server: isns.addr.clone(),
-        access_control: false,
-        interval: Duration::from_secs(3600),
-        entity_id: "polltgt:test-entity".into(),
-    };
-    server.start_isns(isns_cfg).expect("isns client");
+    let (server, registry) = in_process(&isns, Duration::from_secs(3600), false, "polltgt:test-entity");
     isns.wait("the registration", LIMIT, |s| s.nodes.len() == 2);
     // No portal left for the second target: it goes away from the iSNS server.
     let mut nowhere = (*registry.target(&t2()).expect("target")).clone();
@@ -177,10 +158,12 @@ fn a_target_that_becomes_unavailable_is_deregistered_at_once() {
     });
 }
 
-/// An in-process target whose client polls only every hour: only notifications can make changes visible.
+/// An in-process target with two target nodes, registered with `isns` as `entity`, polling every `interval`.
 fn in_process(
     isns: &IsnsServer,
     interval: Duration,
+    access_control: bool,
+    entity: &str,
 ) -> (polltgt_dataplane::server::Server, std::sync::Arc<polltgt_dataplane::registry::Registry>) {
     use polltgt_dataplane::isns::IsnsConfig;
     use polltgt_dataplane::reactor::{IdleMode, ReactorConfig};
@@ -198,9 +181,9 @@ fn in_process(
     let server = Server::start(registry.clone(), &portals, &cfg, pool).expect("server");
     let isns_cfg = IsnsConfig {
         server: isns.addr.clone(),
-        access_control: true,
+        access_control,
         interval,
-        entity_id: "polltgt:scn-entity".into(),
+        entity_id: entity.into(),
     };
     server.start_isns(isns_cfg).expect("isns client");
     (server, registry)
@@ -218,7 +201,7 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
 fn state_change_notifications_apply_discovery_domain_changes_and_esi_is_answered() {
     let isns = IsnsServer::start();
     isns.set_dds(&[&[IQN, INIT_A], &[&t2(), INIT_B]]);
-    let (server, registry) = in_process(&isns, Duration::from_secs(3600));
+    let (server, registry) = in_process(&isns, Duration::from_secs(3600), true, "polltgt:scn-entity");
     // Every portal registers its SCN and ESI port; each target registers for SCNs about initiators (object
     // updated/added/removed, initiator and self information only), never for management-only events.
     isns.wait("the SCN registrations", LIMIT, |s| s.scn_registrations.len() == 2);
@@ -257,7 +240,7 @@ fn a_server_without_scn_support_is_polled() {
     let isns = IsnsServer::start();
     isns.state.lock().expect("state").scn_unsupported = true;
     isns.set_dds(&[&[IQN, INIT_A]]);
-    let (server, registry) = in_process(&isns, Duration::from_millis(200));
+    let (server, registry) = in_process(&isns, Duration::from_millis(200), true, "polltgt:scn-entity");
     let acl = registry.isns();
     wait_for("the first discovery-domain answers", || acl.allows(IQN, INIT_A));
     assert_eq!(isns.set_dds(&[&[IQN, INIT_B]]), 0, "nothing registered for SCNs, nothing notified");

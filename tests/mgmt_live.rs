@@ -1,7 +1,7 @@
 //! Live management with libiscsi sessions open: LUN map changes reach running sessions with the unit attentions
 //! SPC-4 calls for, devices resize with CAPACITY DATA HAS CHANGED, access control by initiator name patterns (also
 //! changed while sessions run), force_close drops exactly one session, and the protocol attributes (MaxSessions,
-//! redirect, iSNSServer) are set live.
+//! redirect, iSNSServer) are set live, as is an initiator group's session placement (cpu_mask).
 
 mod common;
 
@@ -459,4 +459,75 @@ fn max_sessions_redirect_isns_and_the_session_directory_over_rpc() {
     );
     t.cli_ok(&["set", "targets/iscsi/iSNSServer", ""]);
     isns.wait("the deregistration", LIMIT, |s| s.nodes.is_empty());
+}
+
+/// Initiator groups place their sessions like targets do (SCST's cpu_mask "of their targets or security groups"):
+/// two reactors on CPUs 0 and 1, the target's sessions on CPU 0, the group `pinned` (host-a*) on CPU 1. A session of
+/// the group runs on the reactor of CPU 1, one outside it on the target's, as the management plane reports (the
+/// session's connection reactor, the reactors' cores). Changing the group's cpu_mask live (CLI, then RPC) places the
+/// sessions that log in afterwards and leaves the running ones where they are.
+#[test]
+fn an_initiator_groups_sessions_run_on_the_reactors_of_its_cpu_mask() {
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("one CPU: no second reactor to place sessions on");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "reactors: {{ cpu_mask: \"0x3\" }}\nportals: [ {{ address: \"127.0.0.1:0\" }} ]\n\
+         devices:\n  - {{ name: ram0, handler: ram, size: 16M }}\n\
+         targets:\n  - name: {T}\n    luns: [ {{ lun: 0, device: ram0 }} ]\n    cpu_mask: \"0x1\"\n    ini_groups:\n      \
+         - name: pinned\n        initiators: [ \"iqn.2026-11.io.test:host-a*\" ]\n        luns: [ {{ lun: 0, device: ram0 }} ]\n        \
+         cpu_mask: \"0x2\"\n"
+    );
+    let t = Target::start_with_yaml(dir, &yaml);
+    let reactors = t.rpc_ok("framework_get_reactors", json!({}))["reactors"].as_array().unwrap().clone();
+    let core_of = |reactor: u64| {
+        reactors.iter().find(|r| r["id"].as_u64() == Some(reactor)).and_then(|r| r["core"].as_u64())
+    };
+    // The CPU of the reactor running `initiator`'s session, and its group, once the session is listed.
+    let placed = |initiator: &str| {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let list = t.rpc_ok("iscsi_get_sessions", json!({ "name": T }));
+            if let Some(s) = list.as_array().unwrap().iter().find(|s| s["initiator_name"] == initiator) {
+                let reactor = s["connections"][0]["reactor"].as_u64().expect("connection reactor");
+                return (core_of(reactor), s["group"].as_str().map(str::to_string));
+            }
+            assert!(std::time::Instant::now() < deadline, "no session of {initiator}: {list}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let pinned = Some("pinned".to_string());
+    let mut a = Session::open(&url(&t, 0), INI_A);
+    let mut b = Session::open(&url(&t, 0), INI_B);
+    assert_eq!(placed(INI_A), (Some(1), pinned.clone()), "the group's session runs on its cpu_mask");
+    assert_eq!(placed(INI_B), (Some(0), None), "a session outside the group runs on the target's");
+    assert_eq!(a.cmd("write 0 0"), "GOOD");
+    assert_eq!(b.cmd("read 0 0"), "GOOD");
+    let shown = t.cli_ok(&["show", &format!("targets/iscsi/{T}/ini_groups/pinned")]);
+    assert!(shown.lines().any(|l| l.contains("cpu_mask") && l.contains("0x2")), "{shown}");
+
+    // Live, through the CLI: the group follows the target's mask again ("0" = unset); new sessions go there.
+    t.cli_ok(&["set", &format!("targets/iscsi/{T}/ini_groups/pinned/cpu_mask"), "0"]);
+    let shown = t.cli_ok(&["show", &format!("targets/iscsi/{T}/ini_groups/pinned/cpu_mask")]);
+    assert_eq!(shown, "0x1\n", "the group shows the target's mask it now follows, not marked [key]");
+    let mut a2 = Session::open(&url(&t, 0), "iqn.2026-11.io.test:host-a2");
+    assert_eq!(placed("iqn.2026-11.io.test:host-a2"), (Some(0), pinned.clone()));
+    assert_eq!(placed(INI_A), (Some(1), pinned.clone()), "a running session keeps its reactor");
+    assert_eq!(a.cmd("read 0 0"), "GOOD");
+    // ...and through JSON-RPC, back to CPU 1.
+    t.rpc_ok(
+        "iscsi_initiator_group_set_attribute",
+        json!({ "name": T, "group": "pinned", "attribute": "cpu_mask", "value": "0x2" }),
+    );
+    let mut a3 = Session::open(&url(&t, 0), "iqn.2026-11.io.test:host-a3");
+    assert_eq!(placed("iqn.2026-11.io.test:host-a3"), (Some(1), pinned));
+    assert_eq!(a2.cmd("read 0 0"), "GOOD");
+    assert_eq!(a3.cmd("read 0 0"), "GOOD");
+    // save-config writes the group's own mask back.
+    let saved = t.dir.path().join("saved.yaml");
+    t.cli_ok(&["save-config", "-o", saved.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("  - name: pinned\n") && text.contains("    cpu_mask: '0x2'\n"), "{text}");
 }

@@ -309,10 +309,11 @@ fn the_readme_sample_scripts_run_line_for_line() {
     for present in ["*HeaderDigest", "CRC32C,None", "*MaxOutstandingR2T", "*FirstBurstLength", "tid", "rel_tgt_id"] {
         assert!(tgt1.contains(present), "{present} missing:\n{tgt1}");
     }
-    // IncomingUser1 is its own attribute, as in SCST's listing; InitialR2T No is the default.
+    // IncomingUser1 is its own attribute, as in SCST's listing (the secret never leaves the target through the
+    // management interface, issue 4); InitialR2T No is the default.
     let line = |name: &str| tgt1.lines().find(|l| l.split_whitespace().next() == Some(name)).map(|l| l.split_whitespace().collect::<Vec<_>>());
-    assert_eq!(line("*IncomingUser1"), Some(vec!["*IncomingUser1", "joe2", "12charsecret2", "ro"]), "{tgt1}");
-    assert_eq!(line("*IncomingUser"), Some(vec!["*IncomingUser", "joe", "12charsecret", "ro"]), "{tgt1}");
+    assert_eq!(line("*IncomingUser1"), Some(vec!["*IncomingUser1", "joe2", "<hidden", "secret>", "ro"]), "{tgt1}");
+    assert_eq!(line("*IncomingUser"), Some(vec!["*IncomingUser", "joe", "<hidden", "secret>", "ro"]), "{tgt1}");
     assert_eq!(line("InitialR2T"), Some(vec!["InitialR2T", "No", "rw"]), "{tgt1}");
     let lun = t.cli_ok(&["show", "targets/iscsi/iqn.2006-10.net.vlnb:tgt1/ini_groups/special_ini/luns/0"]);
     assert!(lun.contains("blockio") && lun.lines().any(|l| l.starts_with("*read_only") && l.contains(" 1 ")), "{lun}");

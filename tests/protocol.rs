@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::raw::{self, RawConn};
 use common::{run, run_ok, Target, IQN};
-use polltgt_iscsi::wire::{DataOut, Digests, Header};
+use polltgt_iscsi::wire::{Digests, Header};
 use polltgt_iscsi::SerialNumber;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -94,15 +94,7 @@ fn data_and_header_digests_with_the_raw_initiator() {
     let p = c.recv_until("R2T", |h| matches!(h, Header::R2t(_)));
     let Header::R2t(r2t) = p.header else { unreachable!() };
     assert_eq!((r2t.buffer_offset, r2t.desired_len), (0, 2048));
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt,
-        ttt: r2t.ttt,
-        exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = c.data_out(itt, r2t.ttt, 0);
     let mut bytes = c.encode(d, &[0xee; 2048]);
     let last = bytes.len() - 1;
     bytes[last] ^= 0x5a;
@@ -335,15 +327,7 @@ fn queued_commands_window_out_of_window_and_immediate_commands() {
     );
     // One write completes: the window reopens by one.
     let (itt, ttt) = writes[0];
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt,
-        ttt,
-        exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = c.data_out(itt, ttt, 0);
     c.send(d, &[0x5a; 4096]);
     let p = c.recv();
     assert!(matches!(&p.header, Header::ScsiResponse(r) if r.itt == itt && r.status == 0), "{:?}", p.header);
@@ -376,15 +360,7 @@ fn task_management_functions_end_to_end() {
     let p = a.recv();
     let Header::R2t(r2t) = p.header else { panic!("{:?}", p.header) };
     assert_eq!(a.tmf(1, itt, cmd_sn), 0, "ABORT TASK: function complete");
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt,
-        ttt: r2t.ttt,
-        exp_stat_sn: SerialNumber(a.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = a.data_out(itt, r2t.ttt, 0);
     a.send(d, &[0x77; 4096]);
     let ping = a.ping(b"after abort");
     let p = a.recv();
@@ -407,15 +383,7 @@ fn task_management_functions_end_to_end() {
     let Header::R2t(b_r2t) = p.header else { panic!("{:?}", p.header) };
     // The response comes only after every reactor aborted its sessions' tasks (no waiting for a log line here).
     assert_eq!(a.tmf(5, 0xffff_ffff, 0), 0, "LOGICAL UNIT RESET");
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt: b_itt,
-        ttt: b_r2t.ttt,
-        exp_stat_sn: SerialNumber(b.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = b.data_out(b_itt, b_r2t.ttt, 0);
     b.send(d, &[0x66; 4096]);
     let ping = b.ping(b"");
     let p = b.recv();
@@ -595,17 +563,7 @@ fn ipv4_and_ipv6_portals_with_tpgt_and_allowed_portal() {
     ] {
         let mut c = RawConn::connect(portal);
         c.login(None, &[]);
-        let itt = c.itt();
-        let req = Header::TextRequest(polltgt_iscsi::wire::TextRequest {
-            immediate: true,
-            final_: true,
-            continue_: false,
-            lun: 0,
-            itt,
-            ttt: 0xffff_ffff,
-            cmd_sn: SerialNumber(c.cmd_sn),
-            exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        });
+        let (_, req) = c.text_request();
         c.send(req, &raw::keys(&["SendTargets=All"]));
         let p = c.recv_until("Text Response", |h| matches!(h, Header::TextResponse(_)));
         let got = raw::pairs(&p.data);
@@ -646,17 +604,7 @@ fn ipv4_and_ipv6_portals_with_tpgt_and_allowed_portal() {
         ),
         ("All", vec![("SendTargets", "Reject".to_string())]),
     ] {
-        let itt = c.itt();
-        let req = Header::TextRequest(polltgt_iscsi::wire::TextRequest {
-            immediate: true,
-            final_: true,
-            continue_: false,
-            lun: 0,
-            itt,
-            ttt: 0xffff_ffff,
-            cmd_sn: SerialNumber(c.cmd_sn),
-            exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        });
+        let (itt, req) = c.text_request();
         c.send(req, &raw::keys(&[&format!("SendTargets={value}")]));
         let p = c.recv_until("Text Response", |h| matches!(h, Header::TextResponse(r) if r.itt == itt));
         let expected: Vec<(String, String)> = expected.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -17,8 +17,7 @@ use polltgt_dataplane::server::{PortalConfig, Server};
 use polltgt_dataplane::sessions::SessionsError;
 use polltgt_hugepages::{BufPool, PoolConfig, RegionOptions};
 use polltgt_iscsi::params::{Digest, SessionType, TargetParams};
-use polltgt_iscsi::wire::{DataOut, Header};
-use polltgt_iscsi::SerialNumber;
+use polltgt_iscsi::wire::Header;
 use polltgt_scsi::LuConfig;
 
 const T1: &str = "iqn.2026-11.io.polltgt:sessions-1";
@@ -180,15 +179,7 @@ fn sessions_moved_after_login_are_found_where_they_run() {
     // The other sessions' tasks are aborted by a message to every reactor; a query of every reactor, queued after
     // it, returns once it has been handled.
     control.sessions().expect("session details");
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt: b_itt,
-        ttt: b_r2t.ttt,
-        exp_stat_sn: SerialNumber(b.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = b.data_out(b_itt, b_r2t.ttt, 0);
     b.send(d, &[0x66; 4096]);
     let ping = b.ping(b"");
     let p = b.recv();

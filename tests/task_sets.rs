@@ -21,7 +21,7 @@ use polltgt_dataplane::registry::Registry;
 use polltgt_dataplane::server::{PortalConfig, Server};
 use polltgt_hugepages::{BufPool, PoolConfig};
 use polltgt_iscsi::params::TargetParams;
-use polltgt_iscsi::wire::{DataOut, Header, TaskMgmtRequest};
+use polltgt_iscsi::wire::{Header, TaskMgmtRequest};
 use polltgt_iscsi::SerialNumber;
 use polltgt_scsi::LuConfig;
 
@@ -141,15 +141,7 @@ fn pending_write(c: &mut RawConn, lba: u32) -> (u32, u32) {
 }
 
 fn data_out(c: &mut RawConn, itt: u32, ttt: u32) {
-    let d = Header::DataOut(DataOut {
-        final_: true,
-        lun: 0,
-        itt,
-        ttt,
-        exp_stat_sn: SerialNumber(c.exp_stat_sn),
-        data_sn: SerialNumber(0),
-        buffer_offset: 0,
-    });
+    let d = c.data_out(itt, ttt, 0);
     c.send(d, &[0x5a; 4096]);
 }
 

@@ -515,7 +515,13 @@ impl ReactorState {
                 // connection moves there before anything else happens (its login response is still queued in it),
                 // and the reactor that keeps it sets the session up: nexus, session table entry, LUN view.
                 if params.session_type == SessionType::Normal {
-                    let policy = target.as_ref().and_then(|t| self.registry.target(&t.name)).map(|t| t.reactors.clone());
+                    // The initiator's group may have its own cpu_mask / per_sess_dedicated_tgt_threads.
+                    let portal_ip = self.slots[i].as_ref().map(|s| s.local.ip());
+                    let policy = target
+                        .as_ref()
+                        .and_then(|t| self.registry.target(&t.name))
+                        .zip(portal_ip)
+                        .map(|(t, ip)| t.reactor_policy_for(&params.initiator_name, ip));
                     if let (Some(policy), Some(dir)) = (policy, self.registry.placement()) {
                         let choice = dir.choose(self.id, &policy);
                         if let Some(slot) = self.slots[i].as_mut() {

@@ -1,7 +1,8 @@
 //! Where sessions run. Connections are accepted round robin over the reactors (per connection, not per target);
 //! once the login names the target, the connection moves to a reactor its target allows: one pinned to a CPU of the
 //! target's `cpu_mask` (SPDK's per-target cpumask), or, for targets with dedicated reactors, a reactor no other
-//! session uses (SCST's per_sess_dedicated_tgt_threads). A move is a message carrying the whole connection to the
+//! session uses (SCST's per_sess_dedicated_tgt_threads). An initiator group may set either for its initiators
+//! ([`crate::registry::TargetEntry::reactor_policy_for`]). A move is a message carrying the whole connection to the
 //! other reactor: the socket, the iSCSI state machine, the receive buffer; nothing is in flight at that point.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -69,7 +70,7 @@ impl Directory {
         };
         let eligible: Vec<&ReactorSlot> = self.reactors.iter().filter(allowed).collect();
         let choice = if eligible.is_empty() {
-            tracing::warn!(cpus = ?policy.cpus, "no reactor runs on the target's cpu_mask; the session stays where it is");
+            tracing::warn!(cpus = ?policy.cpus, "no reactor runs on the cpu_mask of the target (or group); the session stays where it is");
             Choice { reactor: here, dedicated: false }
         } else if policy.dedicated {
             self.claim_free(here, &eligible).unwrap_or_else(|| {

@@ -73,6 +73,20 @@ pub struct IniGroup {
     /// Patterns (`*`, `?`, leading `!`), matched against the initiator name (or `name#portal_ip`).
     pub initiators: Vec<String>,
     pub luns: BTreeMap<u64, LunEntry>,
+    /// The group's own `cpu_mask` (CPUs of the reactors its sessions run on); `None`: the target's.
+    pub cpus: Option<Vec<usize>>,
+    /// The group's own `per_sess_dedicated_tgt_threads`; `None`: the target's.
+    pub dedicated: Option<bool>,
+}
+
+impl IniGroup {
+    /// Where the group's sessions run: its own settings, each falling back to the target's `policy`.
+    pub fn reactor_policy(&self, policy: &ReactorPolicy) -> ReactorPolicy {
+        ReactorPolicy {
+            cpus: self.cpus.clone().or_else(|| policy.cpus.clone()),
+            dedicated: self.dedicated.unwrap_or(policy.dedicated),
+        }
+    }
 }
 
 /// A target node. A session holds a *view* of its target ([`Registry::session_view`]): the same entry with `luns`
@@ -104,7 +118,8 @@ pub struct TargetEntry {
     pub rel_tgt_id: u16,
     /// In a session view: the group whose LUN set the session uses (None: the default set).
     pub group: Option<String>,
-    /// Which reactors this target's sessions run on.
+    /// Which reactors this target's sessions run on (in a session view: the group's policy, see
+    /// [`IniGroup::reactor_policy`]).
     pub reactors: ReactorPolicy,
 }
 
@@ -147,13 +162,26 @@ impl TargetEntry {
     /// What an initiator connected through `portal_ip` sees of this target: the entry with the LUN set of its
     /// group (or the default set) and `group` set, without the other groups. See [`crate::acl`].
     pub fn view_for(&self, initiator: &str, portal_ip: std::net::IpAddr) -> TargetEntry {
-        let name = acl::acl_name(initiator, portal_ip, self.per_portal_acl);
-        let found = acl::select_group(self.ini_groups.iter().map(|g| &g.initiators), &name);
-        let (luns, group) = match found.and_then(|i| self.ini_groups.get(i)) {
-            Some(g) => (g.luns.clone(), Some(g.name.clone())),
-            None => (self.luns.clone(), None),
+        let (luns, group, reactors) = match self.group_for(initiator, portal_ip) {
+            Some(g) => (g.luns.clone(), Some(g.name.clone()), g.reactor_policy(&self.reactors)),
+            None => (self.luns.clone(), None, self.reactors.clone()),
         };
-        TargetEntry { luns, group, ini_groups: Vec::new(), ..self.clone() }
+        TargetEntry { luns, group, reactors, ini_groups: Vec::new(), ..self.clone() }
+    }
+
+    /// Where a session of `initiator` connected through `portal_ip` runs: the policy of its group (each setting the
+    /// group leaves unset is the target's), or the target's. See [`crate::placement`].
+    pub fn reactor_policy_for(&self, initiator: &str, portal_ip: std::net::IpAddr) -> ReactorPolicy {
+        match self.group_for(initiator, portal_ip) {
+            Some(g) => g.reactor_policy(&self.reactors),
+            None => self.reactors.clone(),
+        }
+    }
+
+    /// The first group whose patterns match `initiator` (or `initiator#portal_ip` with per_portal_acl).
+    fn group_for(&self, initiator: &str, portal_ip: std::net::IpAddr) -> Option<&IniGroup> {
+        let name = acl::acl_name(initiator, portal_ip, self.per_portal_acl);
+        acl::select_group(self.ini_groups.iter().map(|g| &g.initiators), &name).and_then(|i| self.ini_groups.get(i))
     }
 
     /// Whether this target is visible to (and may be logged in to by) `initiator` through `portal_ip`: enabled,
@@ -648,7 +676,29 @@ mod tests {
             name: name.into(),
             initiators: initiators.iter().map(|s| s.to_string()).collect(),
             luns: luns.iter().map(|(l, d)| (*l, LunEntry::new(*l, r.device(d).unwrap(), false))).collect(),
+            cpus: None,
+            dedicated: None,
         }
+    }
+
+    #[test]
+    fn a_group_reactor_policy_overrides_the_targets_setting_by_setting() {
+        let (r, mut t) = setup();
+        t.reactors = ReactorPolicy { cpus: Some(vec![0]), dedicated: true };
+        let mut pinned = group(&r, "pinned", &["iqn.x:pinned"], &[(0, "d0")]);
+        pinned.cpus = Some(vec![1]);
+        let mut shared = group(&r, "shared", &["iqn.x:shared"], &[(0, "d0")]);
+        shared.dedicated = Some(false);
+        t.ini_groups.extend([pinned, shared, group(&r, "plain", &["iqn.x:plain"], &[(0, "d0")])]);
+        r.put_target(t.clone());
+        let ip = "10.170.77.2".parse().unwrap();
+        let of = |ini: &str| t.reactor_policy_for(ini, ip);
+        assert_eq!(of("iqn.x:pinned"), ReactorPolicy { cpus: Some(vec![1]), dedicated: true });
+        assert_eq!(of("iqn.x:shared"), ReactorPolicy { cpus: Some(vec![0]), dedicated: false });
+        assert_eq!(of("iqn.x:plain"), t.reactors, "a group without its own settings follows the target");
+        assert_eq!(of("iqn.x:nobody"), t.reactors, "no group: the target's");
+        // The session view carries the same policy.
+        assert_eq!(r.session_view(T, "iqn.x:pinned", ip).unwrap().reactors, of("iqn.x:pinned"));
     }
 
     #[test]

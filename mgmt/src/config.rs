@@ -792,6 +792,14 @@ pub struct IniGroupConfig {
     /// The LUNs the group's initiators see. None: they do not see the target.
     #[serde(default)]
     pub luns: Vec<LunConfig>,
+    /// Run the group's sessions only on reactors pinned to these CPUs (the iSCSI-SCST README's "cpu_mask attribute
+    /// of their targets or security groups"). Default: the target's `cpu_mask`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mask: Option<CpuMask>,
+    /// Give each of the group's sessions a reactor of its own while one is free (SCST's initiator group
+    /// `per_sess_dedicated_tgt_threads`). Default: the target's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "values::opt_flag")]
+    pub per_sess_dedicated_tgt_threads: Option<bool>,
 }
 
 impl IniGroupConfig {
@@ -800,6 +808,8 @@ impl IniGroupConfig {
             name: name.to_owned(),
             initiators: Vec::new(),
             luns: Vec::new(),
+            cpu_mask: None,
+            per_sess_dedicated_tgt_threads: None,
         }
     }
 }
@@ -1236,6 +1246,7 @@ impl Config {
                 ));
             }
             check_target_params(t, &here)?;
+            self.check_session_cpus(t.cpu_mask.as_ref(), &here.key("cpu_mask"))?;
             self.check_luns(&t.luns, &here.key("luns"))?;
             check_chap(&t.incoming_users, t.outgoing_user.as_ref(), &here)?;
             check_numbered_chap(&t.incoming_users, &t.numbered_incoming(), &here)?;
@@ -1265,9 +1276,26 @@ impl Config {
                     ));
                 }
             }
+            self.check_session_cpus(g.cpu_mask.as_ref(), &here.key("cpu_mask"))?;
             self.check_luns(&g.luns, &here.key("luns"))?;
         }
         Ok(())
+    }
+
+    /// A target's or initiator group's `cpu_mask` must name a CPU a reactor runs on when the reactors are given by
+    /// `reactors.cpu_mask` (with `reactors.count` the dataplane picks the CPUs, and a mask without a reactor leaves
+    /// sessions where they were accepted, with a warning).
+    fn check_session_cpus(&self, mask: Option<&CpuMask>, at: &FieldPath) -> Result<(), Finding> {
+        let (Some(mask), Some(reactors)) = (mask, self.reactors.cpu_mask.as_ref()) else {
+            return Ok(());
+        };
+        if mask.cpus().iter().any(|c| reactors.cpus().contains(c)) {
+            return Ok(());
+        }
+        Err(finding(
+            at.clone(),
+            format!("{mask} selects no CPU a reactor runs on (reactors.cpu_mask is {reactors})"),
+        ))
     }
 
     fn check_luns(&self, luns: &[LunConfig], at: &FieldPath) -> Result<(), Finding> {

@@ -101,6 +101,7 @@ pub const METHODS: &[&str] = &[
     "iscsi_delete_initiator_group",
     "iscsi_initiator_group_add_initiators",
     "iscsi_initiator_group_remove_initiators",
+    "iscsi_initiator_group_set_attribute",
     "iscsi_get_sessions",
     "iscsi_get_connections",
     "iscsi_session_force_close",
@@ -314,6 +315,15 @@ struct RemoveLun {
 struct Group {
     name: String,
     group: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupAttr {
+    name: String,
+    group: String,
+    attribute: String,
+    value: Value,
 }
 
 #[derive(Deserialize)]
@@ -733,6 +743,16 @@ pub fn call(m: &Manager, method: &str, params: Value) -> Result<Value, RpcError>
                 }
                 Ok(())
             })?;
+            Ok(Value::Bool(true))
+        }
+        "iscsi_initiator_group_set_attribute" => {
+            // The group's cpu_mask / per_sess_dedicated_tgt_threads ("" or null: the target's setting).
+            let p: GroupAttr = decode(params)?;
+            if p.group.contains('/') || p.attribute.contains('/') {
+                return Err(RpcError::new(INVALID_PARAMS, "invalid params: group and attribute are names, not paths"));
+            }
+            let path = format!("{}/ini_groups/{}/{}", crate::manager::target_path(&p.name), p.group, p.attribute);
+            tree::set(m, &path, &value_text(&p.value))?;
             Ok(Value::Bool(true))
         }
         "iscsi_get_sessions" => {

@@ -29,7 +29,8 @@ fn strip(value: &mut Value, default: &Value, keep: &[&str]) {
         .map(|(k, _)| k.clone())
         .collect();
     for k in drop {
-        m.remove(&k);
+        // shift_remove keeps the order of the other keys (remove would move the last key into the gap).
+        m.shift_remove(&k);
     }
 }
 

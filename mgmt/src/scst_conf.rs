@@ -371,9 +371,18 @@ impl Importer {
                             Item::Attr { key, args, .. } if key == "INITIATOR" && args.len() == 1 => {
                                 g.initiators.push(args[0].clone())
                             }
-                            Item::Attr { line, key, .. } | Item::Section { line, key, .. } => {
-                                self.problem(*line, format!("{owner}: {key} is not supported (LUN, INITIATOR)"))
+                            Item::Attr { line, key, args } if crate::tree::GROUP_WRITABLE.contains(&key.as_str()) => {
+                                if let Err(e) = crate::tree::set_group_attr(&mut g, key, &args.join(" ")) {
+                                    self.problem(*line, format!("{owner}: {e}"));
+                                }
                             }
+                            Item::Attr { line, key, .. } | Item::Section { line, key, .. } => self.problem(
+                                *line,
+                                format!(
+                                    "{owner}: {key} is not supported (LUN, INITIATOR, {})",
+                                    crate::tree::GROUP_WRITABLE.join(", ")
+                                ),
+                            ),
                         }
                     }
                     t.ini_groups.push(g);
@@ -549,6 +558,29 @@ TARGET_DRIVER iscsi {
             .unwrap_err()
             .to_string();
         assert!(e.contains("threads_num applies to vdisk_fileio and vdisk_blockio"), "{e}");
+    }
+
+    /// SCST keeps `cpu_mask` on targets and security groups (Linux's bitmap format in its sysfs) and
+    /// `per_sess_dedicated_tgt_threads` on groups: both translate, and save-config writes them back.
+    #[test]
+    fn group_and_target_placement_translate_and_round_trip() {
+        let text = "HANDLER vdisk_nullio {\n DEVICE n\n}\nTARGET_DRIVER iscsi {\n TARGET iqn.2026-11.io.x:t {\n  \
+                    cpu_mask 00000000,00000001\n  LUN 0 n\n  GROUP fast {\n   LUN 0 n\n   INITIATOR iqn.x:a\n   \
+                    cpu_mask 6\n   per_sess_dedicated_tgt_threads 1\n  }\n  GROUP slow {\n   LUN 0 n\n  }\n }\n}\n";
+        let c = import(text, "p.conf", false).unwrap().config;
+        let t = &c.targets[0];
+        assert_eq!(t.cpu_mask.as_ref().map(|m| m.cpus().to_vec()), Some(vec![0]));
+        let fast = t.group("fast").unwrap();
+        assert_eq!(fast.cpu_mask.as_ref().map(|m| m.cpus().to_vec()), Some(vec![1, 2]));
+        assert_eq!(fast.per_sess_dedicated_tgt_threads, Some(true));
+        let slow = t.group("slow").unwrap();
+        assert_eq!((slow.cpu_mask.as_ref(), slow.per_sess_dedicated_tgt_threads), (None, None));
+        let yaml = crate::save::minimal_yaml(&c).unwrap();
+        assert_eq!(Config::from_yaml_str(&yaml, "saved.yaml").unwrap(), c, "{yaml}");
+        let e = import(&text.replace("cpu_mask 6", "cpu_mask xyz"), "p.conf", false).unwrap_err().to_string();
+        assert!(e.contains("p.conf:line 11: iqn.2026-11.io.x:t group fast:") && e.contains("cpu_mask"), "{e}");
+        let e = import(&text.replace("cpu_mask 6", "io_grouping_type auto"), "p.conf", false).unwrap_err().to_string();
+        assert!(e.contains("line 11:") && e.contains("io_grouping_type is not supported"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::{ErrorKind, SessionInfo};
-use crate::config::{Config, DeviceConfig, Handler, IscsiConfig, LunConfig, TargetConfig, MAX_LOGIN_TIMEOUT};
+use crate::config::{
+    Config, DeviceConfig, Handler, IniGroupConfig, IscsiConfig, LunConfig, TargetConfig, MAX_LOGIN_TIMEOUT,
+};
 use crate::manager::{device_path, device_users, target_path, Manager, MgmtError, LIVE_DEVICE_ATTRS};
 use crate::protocol::IsnsServer;
 use crate::values::{ChapAccount, Size};
@@ -129,6 +131,54 @@ pub const TARGET_WRITABLE: [&str; 7] = [
     "cpu_mask",
     "per_sess_dedicated_tgt_threads",
 ];
+
+/// Initiator group attributes written with a plain value (SCST `ini_groups/<group>/...`). An empty value (for
+/// `cpu_mask` also `0`) means "the target's setting"; sessions logging in from then on use them, those already
+/// logged in keep their reactor.
+pub const GROUP_WRITABLE: [&str; 2] = ["cpu_mask", "per_sess_dedicated_tgt_threads"];
+
+/// The attributes of an initiator group's directory: `cpu_mask` and `per_sess_dedicated_tgt_threads` as they apply
+/// to the group's sessions (the group's own, else the target's: like SCST, a group shows what it inherits); `key`
+/// marks the group's own settings, the ones save-config writes.
+fn group_attrs(t: &TargetConfig, g: &IniGroupConfig) -> Vec<Attr> {
+    let mask = g.cpu_mask.as_ref().or(t.cpu_mask.as_ref());
+    let dedicated = g.per_sess_dedicated_tgt_threads.unwrap_or(t.per_sess_dedicated_tgt_threads);
+    vec![
+        attr("cpu_mask", mask.map(|m| m.to_string()).unwrap_or_default(), g.cpu_mask.is_some(), true),
+        attr(
+            "per_sess_dedicated_tgt_threads",
+            show("", &Value::Bool(dedicated)),
+            g.per_sess_dedicated_tgt_threads.is_some(),
+            true,
+        ),
+    ]
+}
+
+/// Set one attribute of an initiator group from text (empty or, for `cpu_mask`, `0`: the target's setting), with
+/// the configuration's checks.
+pub fn set_group_attr(g: &mut IniGroupConfig, name: &str, value: &str) -> Result<(), MgmtError> {
+    if !GROUP_WRITABLE.contains(&name) {
+        return Err(MgmtError::new(
+            ErrorKind::Unsupported,
+            format!("initiator group attributes: {}", GROUP_WRITABLE.join(", ")),
+        )
+        .attr(name.to_string()));
+    }
+    let mut v = json(&*g);
+    let Some(obj) = v.as_object_mut() else {
+        return Err(MgmtError::new(ErrorKind::Internal, "initiator group is not an object"));
+    };
+    let t = value.trim();
+    if t.is_empty() || (name == "cpu_mask" && t == "0") {
+        obj.remove(name);
+    } else if name == "cpu_mask" {
+        obj.insert(name.to_string(), Value::String(t.to_string()));
+    } else {
+        obj.insert(name.to_string(), scalar(t));
+    }
+    *g = serde_json::from_value(v).map_err(|e| MgmtError::invalid(e.to_string()).attr(name))?;
+    Ok(())
+}
 
 /// The incoming CHAP accounts of a section as SCST names its attributes: the numbered `IncomingUser<n>` accounts
 /// under their own names, the `IncomingUser` list under `IncomingUser`, `IncomingUser1`, ... (names a numbered
@@ -551,7 +601,7 @@ fn target_directory(m: &Manager, t: &TargetConfig, rest: &[&str], path: &str) ->
         ["ini_groups", g, more @ ..] => {
             let Some(grp) = t.group(g) else { return Ok(None) };
             match more {
-                [] => node(Vec::new(), vec!["initiators".into(), "luns".into()]),
+                [] => node(group_attrs(t, grp), vec!["initiators".into(), "luns".into()]),
                 ["initiators"] => node(
                     vec![attr(
                         "mgmt",
@@ -730,6 +780,18 @@ pub fn set(m: &Manager, path: &str, value: &str) -> Result<(), MgmtError> {
         }
         ["targets", "iscsi", t, a] if TARGET_PARAMS.contains(a) || TARGET_WRITABLE.contains(a) => {
             m.edit_target(t, |tc| set_target_attr(tc, a, value)).map_err(|e| e.attr(a.to_string()))
+        }
+        ["targets", "iscsi", t, "ini_groups", g, a] if GROUP_WRITABLE.contains(a) => {
+            let here = format!("{}/ini_groups/{g}", target_path(t));
+            m.edit_target(t, |tc| {
+                let grp = tc
+                    .ini_groups
+                    .iter_mut()
+                    .find(|x| x.name == *g)
+                    .ok_or_else(|| MgmtError::not_found(format!("no initiator group {g:?}")).on(here.clone()))?;
+                set_group_attr(grp, a, value).map_err(|e| e.on(here.clone()))
+            })
+            .map_err(|e| e.attr(a.to_string()))
         }
         ["targets", "iscsi", t, "sessions", s, "force_close"] => {
             let sessions = sessions_of(m, t)?;

@@ -134,6 +134,11 @@ pub(crate) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(FlagVisitor)
 }
 
+/// `deserialize_with` for an optional flag (absent: `#[serde(default)]` gives `None`).
+pub(crate) fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    flag(d).map(Some)
+}
+
 /// Visitor for a string checked by `check`.
 struct CheckedStr<F>(F, &'static str);
 
@@ -691,6 +696,21 @@ impl FromStr for CpuMask {
             .strip_prefix("0x")
             .or_else(|| t.strip_prefix("0X"))
             .unwrap_or(t);
+        // Linux's bitmap format, as SCST shows cpu_mask: 32-bit words of 8 hex digits separated by commas
+        // ("00000001,00000003"); the first word may be shorter.
+        let words: Vec<&str> = hex.split(',').collect();
+        let joined;
+        let hex = if words.len() > 1 {
+            if words[0].is_empty() || words[1..].iter().any(|w| w.len() != 8) {
+                return Err(InvalidValue(format!(
+                    "{text:?} is not a hexadecimal CPU mask such as \"0x3\" or \"00000000,00000003\""
+                )));
+            }
+            joined = words.concat();
+            joined.as_str()
+        } else {
+            hex
+        };
         if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(InvalidValue(format!(
                 "{text:?} is not a hexadecimal CPU mask such as \"0x3\""
@@ -1130,6 +1150,11 @@ mod tests {
             .0
             .contains("beyond the supported 1024 CPUs"));
         assert!("0xg".parse::<CpuMask>().is_err());
+        // SCST shows cpu_mask in Linux's bitmap format: comma-separated 32-bit words.
+        assert_eq!("00000001,00000003".parse::<CpuMask>().unwrap().cpus(), &[0, 1, 32]);
+        assert_eq!("3,00000000".parse::<CpuMask>().unwrap().cpus(), &[32, 33]);
+        assert!("1,3".parse::<CpuMask>().is_err(), "words after the first have 8 digits");
+        assert!(",00000003".parse::<CpuMask>().is_err());
     }
 
     #[test]

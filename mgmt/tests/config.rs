@@ -715,6 +715,70 @@ fn error_count_and_cpu_mask() {
     );
 }
 
+/// Initiator groups with their own session placement: `cpu_mask` and `per_sess_dedicated_tgt_threads`, each unset
+/// (the target's) unless given; save-config writes only what is set, `false` included (it differs from "the
+/// target's").
+#[test]
+fn initiator_groups_take_their_own_cpu_mask_and_dedicated_reactors() {
+    let text = format!(
+        "reactors: {{ cpu_mask: \"0x3\" }}\n{}",
+        with_target(
+            "    cpu_mask: \"0x1\"\n    per_sess_dedicated_tgt_threads: yes\n    ini_groups:\n      \
+             - name: pinned\n        initiators: [ \"iqn.x:a*\" ]\n        cpu_mask: 0x2\n      \
+             - name: shared\n        per_sess_dedicated_tgt_threads: 0\n      \
+             - name: plain\n"
+        )
+    );
+    let c = Config::from_yaml_str(&text, "polltgt.yaml").unwrap();
+    let g = &c.targets[0].ini_groups;
+    assert_eq!(g[0].cpu_mask.as_ref().map(|m| m.cpus().to_vec()), Some(vec![1]));
+    assert_eq!(g[0].per_sess_dedicated_tgt_threads, None, "unset: the target's");
+    assert_eq!((g[1].cpu_mask.as_ref(), g[1].per_sess_dedicated_tgt_threads), (None, Some(false)));
+    assert_eq!((g[2].cpu_mask.as_ref(), g[2].per_sess_dedicated_tgt_threads), (None, None));
+
+    let saved = polltgt_mgmt::save::minimal_yaml(&c).unwrap();
+    assert_eq!(Config::from_yaml_str(&saved, "saved.yaml").unwrap(), c);
+    // Group keys are indented by 4 in the saved file.
+    let group_lines = |key: &str| saved.lines().filter(|l| l.starts_with(&format!("    {key}:"))).collect::<Vec<_>>();
+    assert_eq!(group_lines("cpu_mask"), ["    cpu_mask: '0x2'"], "only the pinned group's mask:\n{saved}");
+    assert_eq!(group_lines("per_sess_dedicated_tgt_threads"), ["    per_sess_dedicated_tgt_threads: false"], "{saved}");
+}
+
+#[test]
+fn error_initiator_group_placement() {
+    let group = |body: &str| with_target(&format!("    ini_groups:\n      - name: g\n{body}"));
+    assert_eq!(
+        err(&group("        cpu_mask: zz\n")),
+        "polltgt.yaml:9:19: targets[0].ini_groups[0].cpu_mask: \"zz\" is not a hexadecimal CPU mask such as \"0x3\""
+    );
+    assert_eq!(
+        err(&group("        cpu_mask: \"0x0\"\n")),
+        "polltgt.yaml:9:19: targets[0].ini_groups[0].cpu_mask: \"0x0\": a cpu_mask must select at least one CPU"
+    );
+    assert_eq!(
+        err(&group("        per_sess_dedicated_tgt_threads: maybe\n")),
+        "polltgt.yaml:9:41: targets[0].ini_groups[0].per_sess_dedicated_tgt_threads: \"maybe\" is not a boolean \
+         (true/false, yes/no, 1/0)"
+    );
+    assert_eq!(
+        err(&group("        cpumask: 0x1\n")),
+        "polltgt.yaml:9:9: targets[0].ini_groups[0].cpumask: unknown field `cpumask`, expected one of `name`, \
+         `initiators`, `luns`, `cpu_mask`, `per_sess_dedicated_tgt_threads`"
+    );
+    // With the reactors given by a mask, a target's or group's mask must name one of their CPUs.
+    let on = |body: &str| format!("reactors: {{ cpu_mask: \"0x3\" }}\n{}", group(body));
+    assert_eq!(
+        err(&on("        cpu_mask: \"0x4\"\n")),
+        "polltgt.yaml:10:19: targets[0].ini_groups[0].cpu_mask: 0x4 selects no CPU a reactor runs on \
+         (reactors.cpu_mask is 0x3)"
+    );
+    assert_eq!(
+        err(&format!("reactors: {{ cpu_mask: \"0x3\" }}\n{}", with_target("    cpu_mask: \"0xc\"\n"))),
+        "polltgt.yaml:8:15: targets[0].cpu_mask: 0xc selects no CPU a reactor runs on (reactors.cpu_mask is 0x3)"
+    );
+    Config::from_yaml_str(&on("        cpu_mask: \"0x6\"\n"), "polltgt.yaml").expect("one CPU of the mask has a reactor");
+}
+
 #[test]
 fn error_portals() {
     assert_eq!(

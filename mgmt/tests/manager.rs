@@ -635,6 +635,71 @@ fn placement_and_provisioning_attributes_are_in_the_tree() {
     assert_eq!((a(&d, "thin_provisioned").value.as_str(), a(&d, "thin_provisioned").key), ("1", true));
 }
 
+/// An initiator group's `cpu_mask` and `per_sess_dedicated_tgt_threads` (SCST `ini_groups/<g>/...`): they show what
+/// applies to the group's sessions (its own setting, else the target's; `key` only for its own), are set through the
+/// tree, SCST sysfs writes and JSON-RPC like the target's, reach the dataplane (apply_target), and save-config
+/// writes only what the group sets.
+#[test]
+fn initiator_group_placement_attributes_are_in_the_tree_and_settable() {
+    let (f, m) = setup();
+    let a = |n: &polltgt_mgmt::tree::Node, name: &str| n.attr(name).cloned().unwrap_or_else(|| panic!("no {name}"));
+    let g = format!("targets/iscsi/{T}/ini_groups/g1");
+    scst::write(&m, &format!("/sys/kernel/scst_tgt/targets/iscsi/{T}/ini_groups/mgmt"), "create g1").unwrap();
+    let n = node(&m, &g);
+    assert_eq!(n.children, vec!["initiators", "luns"]);
+    let view = |n: &polltgt_mgmt::tree::Node, k: &str| (a(n, k).value, a(n, k).key, a(n, k).writable);
+    assert_eq!(view(&n, "cpu_mask"), ("".into(), false, true), "no mask anywhere: any reactor");
+    assert_eq!(view(&n, "per_sess_dedicated_tgt_threads"), ("0".into(), false, true));
+    // Unset, the group shows the target's settings.
+    tree::set(&m, &format!("targets/iscsi/{T}/cpu_mask"), "0x1").unwrap();
+    tree::set(&m, &format!("targets/iscsi/{T}/per_sess_dedicated_tgt_threads"), "1").unwrap();
+    let n = node(&m, &g);
+    assert_eq!(view(&n, "cpu_mask"), ("0x1".into(), false, true));
+    assert_eq!(view(&n, "per_sess_dedicated_tgt_threads"), ("1".into(), false, true));
+    assert!(!m.config_yaml().unwrap().contains("      cpu_mask"), "the group sets nothing yet");
+
+    // Its own settings: through the tree, an SCST sysfs write, and JSON-RPC.
+    f.calls();
+    tree::set(&m, &format!("{g}/cpu_mask"), "0x2").unwrap();
+    scst::write(&m, &format!("/sys/kernel/scst_tgt/{g}/per_sess_dedicated_tgt_threads"), "0").unwrap();
+    assert_eq!(f.calls(), vec![format!("apply_target {T}"), format!("apply_target {T}")], "live: the dataplane gets them");
+    let n = node(&m, &g);
+    assert_eq!(view(&n, "cpu_mask"), ("0x2".into(), true, true));
+    assert_eq!(view(&n, "per_sess_dedicated_tgt_threads"), ("0".into(), true, true));
+    let c = m.config();
+    let gc = c.target(T).unwrap().group("g1").unwrap();
+    assert_eq!(gc.cpu_mask.as_ref().map(|m| m.cpus().to_vec()), Some(vec![1]));
+    assert_eq!(gc.per_sess_dedicated_tgt_threads, Some(false));
+    let yaml = m.config_yaml().unwrap();
+    assert!(yaml.contains("cpu_mask: '0x2'") && yaml.contains("per_sess_dedicated_tgt_threads: false"), "{yaml}");
+    assert_eq!(Config::from_yaml_str(&yaml, "saved.yaml").unwrap(), m.config());
+
+    let rpc = |params: Value| {
+        polltgt_mgmt::rpc::handle(
+            &m,
+            json!({ "jsonrpc": "2.0", "id": 1, "method": "iscsi_initiator_group_set_attribute", "params": params }),
+        )
+        .unwrap()
+    };
+    let ok = rpc(json!({ "name": T, "group": "g1", "attribute": "per_sess_dedicated_tgt_threads", "value": null }));
+    assert_eq!(ok["result"], true, "{ok}");
+    assert_eq!(m.config().target(T).unwrap().group("g1").unwrap().per_sess_dedicated_tgt_threads, None, "null: the target's");
+    assert_eq!(view(&node(&m, &g), "per_sess_dedicated_tgt_threads"), ("1".into(), false, true));
+    // Errors name the attribute and change nothing.
+    let e = rpc(json!({ "name": T, "group": "g1", "attribute": "cpu_mask", "value": "zz" }));
+    assert_eq!((e["error"]["code"].as_i64(), e["error"]["data"]["attribute"].as_str()), (Some(-22), Some("cpu_mask")), "{e}");
+    let e = rpc(json!({ "name": T, "group": "nope", "attribute": "cpu_mask", "value": "0x1" }));
+    assert_eq!(e["error"]["code"], -2, "no such group: {e}");
+    let e = rpc(json!({ "name": T, "group": "g1/..", "attribute": "cpu_mask", "value": "0x1" }));
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    let e = tree::set(&m, &format!("{g}/per_sess_dedicated_tgt_threads"), "maybe").unwrap_err();
+    assert_eq!((e.kind, e.attribute.as_deref()), (ErrorKind::Invalid, Some("per_sess_dedicated_tgt_threads")));
+    assert_eq!(m.config().target(T).unwrap().group("g1").unwrap().cpu_mask.as_ref().map(|m| m.cpus().to_vec()), Some(vec![1]));
+    // Empty (or 0): the target's mask again.
+    tree::set(&m, &format!("{g}/cpu_mask"), "0").unwrap();
+    assert_eq!(view(&node(&m, &g), "cpu_mask"), ("0x1".into(), false, true));
+}
+
 #[test]
 fn vcdrom_filename_changes_the_medium() {
     let (f, m) = setup();

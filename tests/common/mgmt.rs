@@ -111,27 +111,7 @@ impl RawRpc {
 
 /// Build tests/tools/iscsi-session.c against libiscsi (once per test binary) and return its path.
 pub fn session_tool() -> PathBuf {
-    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    TOOL.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/iscsi-session.c");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let out = dir.join("iscsi-session");
-        let tmp = dir.join(format!("iscsi-session.{}", std::process::id()));
-        let status = Command::new("gcc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-liscsi")
-            .status()
-            .expect("run gcc (scripts/setup.sh --test installs it)");
-        assert!(
-            status.success(),
-            "building iscsi-session failed (libiscsi-dev missing? run scripts/setup.sh --test)"
-        );
-        std::fs::rename(&tmp, &out).expect("install iscsi-session");
-        out
-    })
-    .clone()
+    super::c_tool("iscsi-session")
 }
 
 /// A libiscsi session kept open by iscsi-session; killed when dropped.

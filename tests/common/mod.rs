@@ -332,25 +332,7 @@ pub fn run_ok(program: impl AsRef<std::ffi::OsStr>, args: &[&str], limit: Durati
 
 /// Build tests/tools/iscsi-rw.c against libiscsi (once per test binary) and return its path.
 pub fn iscsi_rw() -> PathBuf {
-    static TOOL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    TOOL.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/iscsi-rw.c");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let out = dir.join("iscsi-rw");
-        // Several test binaries may build it at once: build under a unique name, then rename atomically.
-        let tmp = dir.join(format!("iscsi-rw.{}", std::process::id()));
-        let status = Command::new("gcc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-liscsi")
-            .status()
-            .expect("run gcc (scripts/setup.sh --test installs it)");
-        assert!(status.success(), "building iscsi-rw failed (libiscsi-dev missing? run scripts/setup.sh --test)");
-        std::fs::rename(&tmp, &out).expect("install iscsi-rw");
-        out
-    })
-    .clone()
+    c_tool("iscsi-rw")
 }
 
 /// Build `tests/tools/NAME.c` against libiscsi (once per test binary and tool) and return its path.

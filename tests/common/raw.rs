@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use polltgt_iscsi::conn::encode;
 use polltgt_iscsi::wire::{
-    Digests, Framing, Header, LoginRequest, LoginResponse, LogoutRequest, NopOut, ScsiCommand, BHS_LEN,
+    DataOut, Digests, Framing, Header, LoginRequest, LoginResponse, LogoutRequest, NopOut, ScsiCommand, BHS_LEN,
 };
 use polltgt_iscsi::SerialNumber;
 
@@ -407,6 +407,35 @@ impl RawConn {
     }
 
     /// Logs out (close the session) and returns the Logout Response's response code.
+    /// A final Data-Out (DataSN 0) of task `itt` answering `ttt` (0xffffffff: unsolicited) at `buffer_offset`.
+    pub fn data_out(&self, itt: u32, ttt: u32, buffer_offset: u32) -> Header {
+        Header::DataOut(DataOut {
+            final_: true,
+            lun: 0,
+            itt,
+            ttt,
+            exp_stat_sn: SerialNumber(self.exp_stat_sn),
+            data_sn: SerialNumber(0),
+            buffer_offset,
+        })
+    }
+
+    /// An immediate, final Text Request (RFC 7143 §11.10) with a new ITT, and that ITT.
+    pub fn text_request(&mut self) -> (u32, Header) {
+        let itt = self.itt();
+        let h = Header::TextRequest(polltgt_iscsi::wire::TextRequest {
+            immediate: true,
+            final_: true,
+            continue_: false,
+            lun: 0,
+            itt,
+            ttt: 0xffff_ffff,
+            cmd_sn: SerialNumber(self.cmd_sn),
+            exp_stat_sn: SerialNumber(self.exp_stat_sn),
+        });
+        (itt, h)
+    }
+
     pub fn logout(&mut self) -> u8 {
         self.logout_times().0
     }

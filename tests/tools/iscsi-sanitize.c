@@ -33,6 +33,8 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "tool_login.h"
+
 static struct iscsi_context *iscsi;
 static int block_size = 512;
 static struct scsi_task *sanitize_task;
@@ -92,39 +94,10 @@ static void tmf_line(int ret)
 
 int main(int argc, char **argv)
 {
-	const char *initiator = "iqn.2026-11.io.polltgt:sanitize-tool";
-	int opt;
-	while ((opt = getopt(argc, argv, "i:")) != -1) {
-		if (opt == 'i')
-			initiator = optarg;
-		else {
-			fprintf(stderr, "usage: iscsi-sanitize [-i INITIATOR_NAME] URL\n");
-			return 2;
-		}
-	}
-	if (optind >= argc) {
-		fprintf(stderr, "usage: iscsi-sanitize [-i INITIATOR_NAME] URL\n");
-		return 2;
-	}
-	iscsi = iscsi_create_context(initiator);
-	if (iscsi == NULL) {
-		fprintf(stderr, "cannot create a context\n");
-		return 2;
-	}
-	struct iscsi_url *url = iscsi_parse_full_url(iscsi, argv[optind]);
-	if (url == NULL) {
-		fprintf(stderr, "bad URL: %s\n", iscsi_get_error(iscsi));
-		return 2;
-	}
-	iscsi_set_targetname(iscsi, url->target);
-	iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
-	iscsi_set_header_digest(iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-	iscsi_set_noautoreconnect(iscsi, 1);
-	if (iscsi_full_connect_sync(iscsi, url->portal, url->lun) != 0) {
-		printf("LOGIN FAILED %s\n", iscsi_get_error(iscsi));
-		fflush(stdout);
-		return 1;
-	}
+	struct iscsi_url *url;
+	int rc = tool_login(argc, argv, "iqn.2026-11.io.polltgt:sanitize-tool", "iscsi-sanitize", &iscsi, &url);
+	if (rc != 0)
+		return rc;
 	printf("READY\n");
 	fflush(stdout);
 

@@ -30,6 +30,8 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "tool_login.h"
+
 static struct iscsi_context *iscsi;
 static int block_size = 512;
 
@@ -66,39 +68,10 @@ static int status_line(struct scsi_task *task)
 
 int main(int argc, char **argv)
 {
-	const char *initiator = "iqn.2026-11.io.polltgt:session-tool";
-	int opt;
-	while ((opt = getopt(argc, argv, "i:")) != -1) {
-		if (opt == 'i')
-			initiator = optarg;
-		else {
-			fprintf(stderr, "usage: iscsi-session [-i INITIATOR_NAME] URL\n");
-			return 2;
-		}
-	}
-	if (optind >= argc) {
-		fprintf(stderr, "usage: iscsi-session [-i INITIATOR_NAME] URL\n");
-		return 2;
-	}
-	iscsi = iscsi_create_context(initiator);
-	if (iscsi == NULL) {
-		fprintf(stderr, "cannot create a context\n");
-		return 2;
-	}
-	struct iscsi_url *url = iscsi_parse_full_url(iscsi, argv[optind]);
-	if (url == NULL) {
-		fprintf(stderr, "bad URL: %s\n", iscsi_get_error(iscsi));
-		return 2;
-	}
-	iscsi_set_targetname(iscsi, url->target);
-	iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
-	iscsi_set_header_digest(iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-	iscsi_set_noautoreconnect(iscsi, 1);
-	if (iscsi_full_connect_sync(iscsi, url->portal, url->lun) != 0) {
-		printf("LOGIN FAILED %s\n", iscsi_get_error(iscsi));
-		fflush(stdout);
-		return 1;
-	}
+	struct iscsi_url *url;
+	int rc = tool_login(argc, argv, "iqn.2026-11.io.polltgt:session-tool", "iscsi-session", &iscsi, &url);
+	if (rc != 0)
+		return rc;
 	printf("READY\n");
 	fflush(stdout);
 
