@@ -203,6 +203,16 @@ impl Drop for Target {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the target said (its last lines), so a failure in CI can be understood.
+        if std::thread::panicking() {
+            let out = self.output();
+            let lines: Vec<&str> = out.lines().collect();
+            let from = lines.len().saturating_sub(200);
+            eprintln!("--- the target's last {} output lines ---", lines.len() - from);
+            for l in &lines[from..] {
+                eprintln!("{}", strip_ansi(l));
+            }
+        }
     }
 }
 
