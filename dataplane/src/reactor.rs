@@ -164,6 +164,9 @@ pub struct ReactorStats {
     /// The operating system's id of the reactor thread (SCST's `thread_pid`); 0 until it runs or where
     /// /proc/thread-self cannot tell.
     pub tid: AtomicU64,
+    /// The longest loop iteration so far, in nanoseconds (messages, pollers and any sleep): how long a message
+    /// to this reactor may have waited at worst.
+    pub max_iteration_ns: AtomicU64,
     pub pollers: std::sync::Mutex<Vec<Arc<PollerCounters>>>,
 }
 
@@ -247,6 +250,9 @@ pub struct Reactor<S> {
     registered: HashMap<RawFd, WakeFd>,
     wake: WakeSet,
 }
+
+/// A loop iteration at least this long (ns) is logged as a warning (when it is the longest so far).
+const LONG_ITERATION_NS: u64 = 500_000_000;
 
 /// Token of the message eventfd in the epoll set.
 const EVENTFD_TOKEN: u64 = u64::MAX;
@@ -367,6 +373,15 @@ impl<S> Reactor<S> {
             }
             self.totals.iterations += 1;
             self.stats.iterations.store(self.totals.iterations, Ordering::Relaxed);
+            let ns = cal.to_ns(d);
+            if ns > self.stats.max_iteration_ns.load(Ordering::Relaxed) {
+                self.stats.max_iteration_ns.store(ns, Ordering::Relaxed);
+                // An iteration is bounded work plus at most one sleep of `max_sleep`: one this long means the
+                // thread did not run (an overloaded or throttled CPU) or a poller overran its budget.
+                if ns >= LONG_ITERATION_NS {
+                    tracing::warn!(reactor = self.stats.id, ms = ns / 1_000_000, ?status, "a reactor loop iteration took long");
+                }
+            }
             tick = t;
             now = clock.now_at(t);
         }
