@@ -1,10 +1,10 @@
 //! libiscsi's conformance suite `iscsi-test-cu` against polltgt: `-d` (data-loss tests allowed) on a fully
-//! provisioned file LUN, a thin provisioned file LUN with 4096-byte physical blocks of 512-byte logical blocks
-//! (LBPPB 8) and a thin provisioned RAM LUN (LBPPB 1), plus the suites that need a LUN
-//! feature the others lack (removable medium, read-only, SANITIZE with `-S`) and the multipath suite with a second
-//! URL to the same LUN (a second session through the same portal, and one through a second portal). Every run
-//! prints its per-test results and fails on any FAIL but the one known test bug below, and on any skip that is not
-//! one of the documented reasons (README, "Conformance").
+//! provisioned file LUN, a thin provisioned file LUN and a thin provisioned RAM LUN (one logical block per physical
+//! block), the suites whose tests need more than one logical block per physical block on a thin file LUN with
+//! 4096-byte physical blocks of 512-byte logical blocks (LBPPB 8), plus the suites that need a LUN feature the others
+//! lack (removable medium, read-only, SANITIZE with `-S`) and the multipath suite with a second URL to the same LUN
+//! (a second session through the same portal, and one through a second portal). Every run prints its per-test
+//! results and fails on any FAIL and on any skip that is not one of the documented reasons (README, "Conformance").
 
 mod common;
 
@@ -22,23 +22,6 @@ enum Kind {
     ThinRam,
     /// Fully provisioned 4 GiB file (the opt-in Sanitize.Reset run).
     LargeFile,
-}
-
-/// A FAIL that is the test's fault, not the target's: on a LUN with more than one logical block per physical
-/// block, GetLBAStatus.UnmapSingle's second loop asks for the status of LBA i + 1 but requires the first LBA
-/// status descriptor to start at LBA i + LBPPB (libiscsi test-tool/test_get_lba_status_unmap_single.c as of
-/// commit 9347cfeb, whose lines match the installed 1.19: line 120 `GETLBASTATUS(sd, &t, i + 1, 24, ...)`, line 134
-/// `if (lbasd->lba != i + lbppb)`, its CU_FAIL on line 135). The two agree only for LBPPB = 1. SBC-3 §5.8.2 wants
-/// the first descriptor to contain the requested LBA, so a descriptor starting at i + LBPPB (past it) is never a
-/// right answer; polltgt's starts at the LBA asked for. The FAIL is accepted only on the LBPPB > 1 run and only
-/// when every failure CUnit reports for the test is that CU_FAIL; the LBPPB = 1 runs pass the test.
-fn known_test_bug(test: &str, kind: Kind) -> Option<(&'static str, &'static str)> {
-    (kind == Kind::ThinFile4k && test == "GetLBAStatus.UnmapSingle").then_some((
-        "test_get_lba_status_unmap_single.c:135  - CU_FAIL(\"[FAILED] GETLBASTATUS command: \" \"lba offset in first \
-         descriptor does not \" \"match request.\")",
-        "test bug for LBPPB > 1: it asks for LBA i + 1 and wants the first descriptor to start at i + LBPPB, \
-         test_get_lba_status_unmap_single.c lines 120 and 134",
-    ))
 }
 
 /// Why a test may be skipped; `None`: it must not be.
@@ -76,8 +59,8 @@ fn skip_reason(test: &str, kind: Kind, full: bool) -> Option<&'static str> {
     }
     if lbppb_only && matches!(kind, Kind::ThinFile | Kind::ThinRam) {
         return Some(
-            "one logical block per physical block (LBPPB = 1, so that GetLBAStatus.UnmapSingle passes here); the \
-             thin file run with 4096-byte physical blocks covers these",
+            "one logical block per physical block (LBPPB = 1); the thin file run with 4096-byte physical blocks \
+             covers these",
         );
     }
     // Sanitize.Readonly and Sanitize.Reservations also try CRYPTOGRAPHIC ERASE after their other checks (which pass)
@@ -178,15 +161,10 @@ fn conformance(r: Run) {
     for (name, res) in &results {
         let line = match res {
             CuResult::Pass => format!("  pass {name}\n"),
-            CuResult::Fail => match known_test_bug(name, r.kind) {
-                Some((failure, why)) if only_failure(&failures_of(&text, name), failure) => {
-                    format!("  FAIL {name} (known: {why})\n")
-                }
-                _ => {
-                    failed.push(name.clone());
-                    format!("  FAIL {name}\n")
-                }
-            },
+            CuResult::Fail => {
+                failed.push(name.clone());
+                format!("  FAIL {name}\n")
+            }
             CuResult::Skip => match skip_reason(name, r.kind, full) {
                 Some(why) => format!("  skip {name} ({why})\n"),
                 None => {
@@ -215,12 +193,28 @@ fn iscsi_test_cu_on_thick_file_lun() {
 }
 
 #[test]
+fn iscsi_test_cu_on_thin_file_lun() {
+    conformance(Run { label: "thin file LUN", kind: Kind::ThinFile, attributes: "", args: &[], second: Second::None });
+}
+
+/// The suites with tests that run only when a physical block holds more than one logical block (the five
+/// `lbppb_only` tests of [`skip_reason`]), and the others that read the physical block size (READ CAPACITY (16),
+/// the Block Limits and Logical Block Provisioning pages, UNMAP), on 4096-byte physical blocks of 512-byte logical
+/// blocks. GetLBAStatus.UnmapSingle is left to the LBPPB = 1 runs, where it passes: for LBPPB > 1 its second loop
+/// asks for the status of LBA i + 1 and wants the first descriptor to start at LBA i + LBPPB (libiscsi
+/// test-tool/test_get_lba_status_unmap_single.c, lines 120 and 134), while SBC-3 §5.8.2 has the first descriptor
+/// contain the requested LBA, as polltgt answers.
+#[test]
 fn iscsi_test_cu_on_thin_file_lun_with_4k_physical_blocks() {
     conformance(Run {
         label: "thin file LUN, 4096-byte physical blocks",
         kind: Kind::ThinFile4k,
         attributes: "",
-        args: &[],
+        args: &[
+            "-t",
+            "SCSI.CompareAndWrite,SCSI.WriteSame10,SCSI.WriteSame16,SCSI.Unmap,SCSI.GetLBAStatus.Simple,\
+             SCSI.GetLBAStatus.BeyondEol,SCSI.ReadCapacity16,SCSI.Inquiry,SCSI.Read10,SCSI.Write10,SCSI.Verify16",
+        ],
         second: Second::None,
     });
 }
@@ -277,52 +271,6 @@ fn iscsi_test_cu_multipath() {
         let kind = if second == Second::Session { Kind::ThickFile } else { Kind::ThinRam };
         conformance(Run { label, kind, attributes: "", args: &["-t", "SCSI.MultipathIO"], second });
     }
-}
-
-/// The failures CUnit reports for `test` ("Suite.Test"): the numbered lines (`1. file.c:line  - message`) that
-/// follow its `Test:` line in its suite, in every place the output shows it.
-fn failures_of(output: &str, test: &str) -> Vec<String> {
-    let (suite, name) = test.split_once('.').unwrap_or((test, ""));
-    let mut in_suite = false;
-    let mut in_test = false;
-    let mut out = Vec::new();
-    for line in output.lines() {
-        let t = line.trim_start();
-        if let Some(s) = t.strip_prefix("Suite: ") {
-            in_suite = s.trim() == suite;
-            in_test = false;
-        } else if let Some(s) = t.strip_prefix("Test: ") {
-            in_test = in_suite && s.split(" ...").next().map(str::trim) == Some(name);
-        } else if in_test {
-            let numbered = t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if numbered {
-                out.push(t.split_once(". ").map_or(t, |(_, rest)| rest).to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Whether `failures` is not empty and every one of them is `expected`.
-fn only_failure(failures: &[String], expected: &str) -> bool {
-    !failures.is_empty() && failures.iter().all(|f| f.trim_end() == expected)
-}
-
-#[test]
-fn known_failures_are_recognised_exactly() {
-    let out = "Suite: GetLBAStatus\n  Test: Simple ...passed\n  Test: UnmapSingle ...FAILED\n    1. \
-               test_get_lba_status_unmap_single.c:135  - CU_FAIL(\"[FAILED] GETLBASTATUS command: \" \"lba offset in \
-               first descriptor does not \" \"match request.\")\nSuite: Inquiry\n  Test: Standard ...passed\n";
-    let (expected, _) = known_test_bug("GetLBAStatus.UnmapSingle", Kind::ThinFile4k).expect("known");
-    let f = failures_of(out, "GetLBAStatus.UnmapSingle");
-    assert_eq!(f.len(), 1);
-    assert!(only_failure(&f, expected), "{f:?}");
-    assert!(failures_of(out, "Inquiry.Standard").is_empty());
-    // Another failure of the same test, or none reported, is not the known one.
-    let other = out.replace("lba offset in", "provisioning of");
-    assert!(!only_failure(&failures_of(&other, "GetLBAStatus.UnmapSingle"), expected));
-    assert!(!only_failure(&[], expected));
-    assert_eq!(known_test_bug("GetLBAStatus.UnmapSingle", Kind::ThinRam), None, "LBPPB = 1 runs must pass it");
 }
 
 /// Sanitize.Reset, opt-in (`cargo test --test conformance -- --ignored sanitize_reset`): it sends a SANITIZE
