@@ -507,6 +507,9 @@ fn an_initiator_groups_sessions_run_on_the_reactors_of_its_cpu_mask() {
     assert_eq!(b.cmd("read 0 0"), "GOOD");
     let shown = t.cli_ok(&["show", &format!("targets/iscsi/{T}/ini_groups/pinned")]);
     assert!(shown.lines().any(|l| l.contains("cpu_mask") && l.contains("0x2")), "{shown}");
+    let listed = t.cli_ok(&["list", "groups"]);
+    let row = listed.lines().find(|l| l.split_whitespace().nth(1) == Some("pinned")).unwrap_or_default();
+    assert_eq!(row.split_whitespace().rev().take(2).collect::<Vec<_>>(), ["-", "0x2"], "{listed}");
 
     // Live, through the CLI: the group follows the target's mask again ("0" = unset); new sessions go there.
     t.cli_ok(&["set", &format!("targets/iscsi/{T}/ini_groups/pinned/cpu_mask"), "0"]);

@@ -345,15 +345,24 @@ fn list(c: &mut Client, what: ListWhat) -> Result<String, CliError> {
                         .as_array()
                         .map(|l| l.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
                         .unwrap_or_default();
+                    // The group's own placement settings; "-": the target's applies.
+                    let cpu_mask = g["group"]["cpu_mask"].as_str().unwrap_or("-").to_string();
+                    let dedicated = match g["group"]["per_sess_dedicated_tgt_threads"].as_bool() {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "-",
+                    };
                     vec![
                         g["target"].as_str().unwrap_or("").to_string(),
                         g["group"]["name"].as_str().unwrap_or("").to_string(),
                         if inis.is_empty() { "-".into() } else { inis },
                         if luns.is_empty() { "-".into() } else { luns },
+                        cpu_mask,
+                        dedicated.to_string(),
                     ]
                 })
                 .collect::<Vec<_>>();
-            Ok(table(&["TARGET", "GROUP", "INITIATORS", "LUNS"], &rows))
+            Ok(table(&["TARGET", "GROUP", "INITIATORS", "LUNS", "CPU_MASK", "DEDICATED"], &rows))
         }
         ListWhat::Luns { target } => {
             let cfg: Config = decode(c.call("framework_get_config", json!({}))?)?;
