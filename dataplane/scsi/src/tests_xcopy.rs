@@ -2,6 +2,7 @@
 //! byte ranges it hands the driver, and the results it keeps per I_T nexus and list identifier.
 
 use super::*;
+use crate::xcopy::tests::list;
 
 const N1: NexusId = NexusId(1);
 const N2: NexusId = NexusId(2);
@@ -30,36 +31,6 @@ fn rcr_cdb(sa: u8, list_id: u8, alloc: u32) -> [u8; 16] {
     c[2] = list_id;
     c[10..14].copy_from_slice(&alloc.to_be_bytes());
     c
-}
-
-/// Header + one identification target descriptor naming NAA `naa` (512-byte blocks) + B2B segments
-/// `(source index, destination index, blocks, source LBA, destination LBA)`.
-fn list(list_id: u8, usage: u8, naa: u64, segments: &[(u16, u16, u16, u64, u64)]) -> Vec<u8> {
-    let mut p = vec![0u8; 16];
-    p[0] = list_id;
-    p[1] = usage << 3;
-    p[2..4].copy_from_slice(&32u16.to_be_bytes());
-    p[8..12].copy_from_slice(&((segments.len() * 28) as u32).to_be_bytes());
-    let mut t = vec![0u8; 32];
-    t[0] = 0xE4;
-    t[4] = 0x01;
-    t[5] = 0x03;
-    t[7] = 8;
-    t[8..16].copy_from_slice(&naa.to_be_bytes());
-    t[29..32].copy_from_slice(&[0, 0x02, 0x00]);
-    p.extend(t);
-    for &(src, dst, blocks, slba, dlba) in segments {
-        let mut s = vec![0u8; 28];
-        s[0] = 0x02;
-        s[2..4].copy_from_slice(&0x18u16.to_be_bytes());
-        s[4..6].copy_from_slice(&src.to_be_bytes());
-        s[6..8].copy_from_slice(&dst.to_be_bytes());
-        s[10..12].copy_from_slice(&blocks.to_be_bytes());
-        s[12..20].copy_from_slice(&slba.to_be_bytes());
-        s[20..28].copy_from_slice(&dlba.to_be_bytes());
-        p.extend(s);
-    }
-    p
 }
 
 fn xcopy(lu: &LogicalUnit, nexus: NexusId, p: &[u8]) -> Action {

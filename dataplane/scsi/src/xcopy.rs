@@ -617,10 +617,11 @@ pub(crate) fn third_party_copy_vpd_payload() -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Header + one identification target descriptor naming NAA `naa` + `segments` B2B descriptors.
+    /// Header + one identification target descriptor naming NAA `naa` (512-byte blocks) + B2B segments
+    /// `(source index, destination index, blocks, source LBA, destination LBA)`; shared with tests_xcopy.rs.
     pub(crate) fn list(list_id: u8, usage: u8, naa: u64, segments: &[(u16, u16, u16, u64, u64)]) -> Vec<u8> {
         let mut p = vec![0u8; 16];
         p[0] = list_id;
