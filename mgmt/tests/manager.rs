@@ -278,25 +278,10 @@ fn in_use_devices_and_busy_targets_are_protected_unless_forced() {
     );
     assert!(m.config().targets[0].ini_groups[0].luns.is_empty());
 
-    f.sessions.lock().unwrap().push(SessionInfo {
-        target: T.into(),
-        initiator_name: "iqn.2026-11.io.x:i".into(),
-        initiator_alias: None,
-        sid: "0000000000000001".into(),
-        tsih: 1,
-        reinstating: false,
-        group: None,
-        luns: vec![0],
-        params: BTreeMap::new(),
-        active_commands: 0,
-        commands: 0,
-        read_commands: 0,
-        write_commands: 0,
-        read_bytes: 0,
-        write_bytes: 0,
-        errors: 0,
-        connections: Vec::new(),
-    });
+    // A session without connections (the tree lists it; force_close needs none).
+    let session =
+        SessionInfo { connections: Vec::new(), ..session_on("iqn.2026-11.io.x:i", "0000000000000001", "127.0.0.1:3260") };
+    f.sessions.lock().unwrap().push(session);
     let e = m.delete_target(T, false).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Busy);
     // Sessions in the tree; force_close by the session directory.
