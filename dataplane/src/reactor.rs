@@ -230,6 +230,8 @@ struct Totals {
     busy_iterations: u64,
     messages: u64,
     sleeps: u64,
+    /// The longest loop iteration, in ticks.
+    max_iteration: u64,
 }
 
 /// A poller with its shared counters and the reactor's local copies of them (runs, busy runs).
@@ -373,8 +375,11 @@ impl<S> Reactor<S> {
             }
             self.totals.iterations += 1;
             self.stats.iterations.store(self.totals.iterations, Ordering::Relaxed);
-            let ns = cal.to_ns(d);
-            if ns > self.stats.max_iteration_ns.load(Ordering::Relaxed) {
+            // Compared in ticks against the reactor's own total: the conversion and the store happen only on a
+            // new longest iteration, not on every turn of the loop.
+            if d > self.totals.max_iteration {
+                self.totals.max_iteration = d;
+                let ns = cal.to_ns(d);
                 self.stats.max_iteration_ns.store(ns, Ordering::Relaxed);
                 // An iteration is bounded work plus at most one sleep of `max_sleep`: one this long means the
                 // thread did not run (an overloaded or throttled CPU) or a poller overran its budget.
