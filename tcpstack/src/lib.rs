@@ -59,6 +59,9 @@ pub struct ConnStats {
     pub chains_completed: u64,
     /// Flushes that ended with bytes still queued because the socket/window was full.
     pub send_stalls: u64,
+    /// Writes of several small buffers copied into one contiguous buffer first (kernel backend, see
+    /// `kernel::GATHER_MAX`); their bytes count in `bytes_copied` too.
+    pub gathered_writes: u64,
     /// Bytes sent with MSG_ZEROCOPY (by reference: the kernel pinned the buffers until the peer ACKed them).
     pub bytes_zerocopy: u64,
     /// Bytes sent by copying into the socket (below the zero-copy threshold, or zero-copy off).
