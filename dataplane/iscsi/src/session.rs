@@ -254,9 +254,22 @@ pub fn fixed_sense(key: u8, asc: u8, ascq: u8) -> Vec<u8> {
     s
 }
 
-/// The opaque id of a SCSI task handed to the driver; unique within a session and never reused.
+/// The opaque id of a SCSI task handed to the driver; unique within a session and never reused. The session
+/// numbers its tasks in the upper 32 bits and keeps the task's Initiator Task Tag in the lower ones, so a completion
+/// finds its task with one lookup by ITT (a later task reusing the ITT has another number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(pub u64);
+
+impl TaskId {
+    fn new(seq: u64, itt: u32) -> TaskId {
+        TaskId((seq << 32) | u64::from(itt))
+    }
+
+    /// The Initiator Task Tag of the task.
+    fn itt(self) -> u32 {
+        self.0 as u32
+    }
+}
 
 /// A SCSI command ready for the SCSI layer: all its write data has arrived and its CmdSN turn has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,7 +535,6 @@ pub struct Session {
     /// Released non-immediate tasks not finished yet (including aborted ones still at the driver).
     slots_used: u32,
     tasks: HashMap<u32, Task>,
-    by_id: HashMap<TaskId, u32>,
     next_task_id: u64,
     /// Aborted tasks still at the driver, with whether they hold a slot.
     aborted_in_driver: HashMap<TaskId, bool>,
@@ -579,7 +591,6 @@ impl Session {
             max_cmd_sn_announced: numbering.max_cmd_sn,
             slots_used: 0,
             tasks: HashMap::default(),
-            by_id: HashMap::default(),
             next_task_id: 1,
             aborted_in_driver: HashMap::default(),
             aborted_itts: VecDeque::new(),
@@ -835,9 +846,17 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// Whether task `id` was aborted while the driver had it (and whether it held a command slot), forgetting it.
+    fn take_aborted_in_driver(&mut self, id: TaskId) -> Option<bool> {
+        if self.aborted_in_driver.is_empty() {
+            return None;
+        }
+        self.aborted_in_driver.remove(&id)
+    }
+
     /// The SCSI layer finished task `id`. Results of aborted tasks are dropped.
     pub fn complete_command(&mut self, id: TaskId, result: CommandResult, _now: Instant) {
-        if let Some(slot) = self.aborted_in_driver.remove(&id) {
+        if let Some(slot) = self.take_aborted_in_driver(id) {
             if slot {
                 self.release_slot();
             }
@@ -848,19 +867,22 @@ impl Session {
         if self.closed {
             return;
         }
-        let Some(&itt) = self.by_id.get(&id) else {
-            tracing::debug!(?id, "completion for an unknown task dropped");
-            return;
-        };
+        let itt = id.itt();
+        match self.tasks.get(&itt) {
+            Some(task) if task.id == id => {
+                if !task.delivered {
+                    tracing::warn!(?id, "completion for a task not yet delivered ignored");
+                    return;
+                }
+            }
+            _ => {
+                tracing::debug!(?id, "completion for an unknown task dropped");
+                return;
+            }
+        }
         let Some(task) = self.tasks.remove(&itt) else {
             return;
         };
-        if !task.delivered {
-            tracing::warn!(?id, "completion for a task not yet delivered ignored");
-            self.tasks.insert(itt, task);
-            return;
-        }
-        self.by_id.remove(&id);
         if task.slot {
             self.release_slot();
         }
@@ -997,8 +1019,10 @@ impl Session {
             }
             return;
         }
-        let id = TaskId(self.next_task_id);
+        let id = TaskId::new(self.next_task_id, c.itt);
         self.next_task_id += 1;
+        // The usual case: the command's CmdSN turn has come and nothing waits in `pending` (RFC 7143 §3.2.2.1).
+        let in_turn = !c.immediate && c.cmd_sn == self.exp_cmd_sn && self.pending.is_empty();
         let mut cdb = Vec::with_capacity(16 + c.ext_cdb.len());
         cdb.extend_from_slice(&c.cdb);
         cdb.extend_from_slice(&c.ext_cdb);
@@ -1041,21 +1065,24 @@ impl Session {
             read: c.read,
             write: c.write,
             attr: c.attr,
-            released: c.immediate,
+            released: c.immediate || in_turn,
             delivered: false,
-            slot: false,
+            slot: in_turn,
             write_state,
             failed: too_long.then(|| fixed_sense(ILLEGAL_REQUEST, 0x24, 0x00)),
             deadline: None,
         };
         self.tasks.insert(c.itt, task);
-        self.by_id.insert(id, c.itt);
         self.forget_aborted(c.itt);
-        if !c.immediate {
+        if in_turn {
+            // What `advance` would do with it at once, without the round trip through `pending`.
+            self.exp_cmd_sn = self.exp_cmd_sn.next();
+            self.slots_used += 1;
+        } else if !c.immediate {
             self.pending.insert(c.cmd_sn.0, Ordered::Scsi(id));
         }
         self.progress(c.itt, now);
-        if !c.immediate {
+        if !c.immediate && !in_turn {
             self.advance(now);
         }
     }
@@ -1458,12 +1485,11 @@ impl Session {
             match item {
                 Ordered::Consumed => {}
                 Ordered::Scsi(id) => {
-                    let Some(&itt) = self.by_id.get(&id) else { continue };
-                    if let Some(task) = self.tasks.get_mut(&itt) {
-                        task.released = true;
-                        task.slot = true;
-                        self.slots_used += 1;
-                    }
+                    let itt = id.itt();
+                    let Some(task) = self.tasks.get_mut(&itt).filter(|t| t.id == id) else { continue };
+                    task.released = true;
+                    task.slot = true;
+                    self.slots_used += 1;
                     self.progress(itt, now);
                 }
                 Ordered::Tmf(t) => self.exec_tmf(t, now),
@@ -1519,7 +1545,6 @@ impl Session {
                 return;
             }
             // §11.17: the terminated task answers CHECK CONDITION once its data sequences have ended.
-            self.by_id.remove(&task.id);
             if task.slot {
                 self.release_slot();
             }
@@ -1582,7 +1607,6 @@ impl Session {
     /// complete it).
     fn abort_task(&mut self, itt: u32) -> Option<TaskId> {
         let task = self.tasks.remove(&itt)?;
-        self.by_id.remove(&task.id);
         if !task.released {
             self.pending.insert(task.cmd_sn.0, Ordered::Consumed);
         }
@@ -2846,6 +2870,26 @@ mod tests {
         let order: Vec<u32> = h.commands().iter().map(|t| t.itt).collect();
         assert_eq!(order, vec![10, 20, 30, 40, 50]);
         assert_eq!(h.s.exp_cmd_sn(), SerialNumber(6));
+    }
+
+    #[test]
+    fn a_completion_is_matched_by_task_not_only_by_itt() {
+        let mut h = H::default();
+        h.send(read_cmd(7, 1, 512), &[]);
+        let first = h.commands()[0].id;
+        h.complete(first, good(512, vec![Bytes::from(vec![1u8; 512])]));
+        assert_eq!(h.pdus().len(), 1);
+        // ITT 7 is free again and names a new task; a late or forged completion of the first one must not answer it.
+        h.send(read_cmd(7, 2, 512), &[]);
+        let second = h.commands()[0].id;
+        assert_ne!(first, second);
+        h.complete(first, good(512, vec![Bytes::from(vec![2u8; 512])]));
+        h.complete(TaskId(second.0 ^ (1 << 40)), good(512, vec![Bytes::from(vec![3u8; 512])]));
+        assert!(h.pdus().is_empty(), "completions of other tasks dropped");
+        h.complete(second, good(512, vec![Bytes::from(vec![4u8; 512])]));
+        let pdus = h.pdus();
+        assert_eq!(pdus.len(), 1);
+        assert_eq!(pdus[0].data, vec![Bytes::from(vec![4u8; 512])]);
     }
 
     #[test]
