@@ -9,8 +9,10 @@
 //!
 //! A bitmap with one bit per page of the region records which pages hold data ([`Op::Allocation`]): a write sets
 //! the bits of its pages after copying (one atomic load per page when the bit is already set), a release clears
-//! them before giving the pages back. With that order a page never reads as deallocated while it holds non-zero
-//! data, whatever races with it.
+//! them before giving the pages back, both under the stripe's exclusive lock. With that order a page never reads as
+//! deallocated while it holds non-zero data, whatever races with it. Reads copy only the pages whose bit is set and
+//! zero-fill the others without touching their memory (as a sparse file's holes read): a page never written costs
+//! no TLB or cache miss, and the bit is read under the stripe's shared lock, so a read still sees each stripe whole.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,17 +178,16 @@ impl RamChannel {
             usize::try_from(offset).map_err(|_| BdevError::InvalidConfig("offset".into()))
         };
         match op {
-            Op::Read { offset, buf } => self.mem.read_at(at(*offset)?, buf)?,
+            // Pages never written (or released since) read as zeros without touching their memory, like the holes
+            // of a sparse file.
+            Op::Read { offset, buf } => self.mem.read_sparse(at(*offset)?, buf, |page| self.map.is_set(page))?,
             Op::Write { offset, buf, .. } => {
-                let offset = at(*offset)?;
-                self.mem.write_at(offset, buf)?;
-                self.map.set_range(offset, buf.len());
+                self.mem.write_at_marked(at(*offset)?, buf, |at, n| self.map.set_range(at, n))?;
             }
             Op::Flush => {}
             Op::WriteZeroes { offset, len } | Op::Unmap { offset, len } => {
                 let (offset, len) = (at(*offset)?, at(*len)?);
-                self.map.clear_whole(offset, len);
-                self.mem.zero_range(offset, len)?;
+                self.mem.zero_range_marked(offset, len, |at, n| self.map.clear_whole(at, n))?;
             }
             Op::Allocation { offset, len, buf } => {
                 let max = buf.len() / Extent::RECORD_LEN;

@@ -1201,6 +1201,9 @@ impl ReactorState {
 
     fn check_tmfs(&mut self, i: usize, finished_tag: u64, now: Instant) {
         let Some(slot) = self.slots[i].as_mut() else { return };
+        if slot.tmfs.is_empty() {
+            return;
+        }
         for t in &mut slot.tmfs {
             t.waiting_for.retain(|x| *x != finished_tag);
         }

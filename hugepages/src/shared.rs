@@ -115,6 +115,53 @@ impl SharedRegion {
         Ok(())
     }
 
+    /// [`SharedRegion::read_at`] for a sparse user of the region that knows which pages hold data: the bytes of
+    /// every page `p` (index in units of [`SharedRegion::page_size`]) for which `holds_data(p)` is false are written
+    /// as zeros without reading the region's memory (a page never written is the kernel's zero page or, with
+    /// hugepages, memory cleared at the first touch: either way zeros, at the price of a TLB miss or a cache miss
+    /// per page when copied). `holds_data` is asked under the stripe's shared lock, so a caller that changes its
+    /// answer only under the exclusive lock ([`SharedRegion::write_at_marked`], [`SharedRegion::zero_range_marked`])
+    /// sees each stripe-sized piece whole, as with `read_at`.
+    pub fn read_sparse(&self, offset: usize, dst: &mut [u8], holds_data: impl Fn(usize) -> bool) -> Result<(), RegionError> {
+        self.region.check(offset, dst.len())?;
+        let base = self.region.as_ptr();
+        let page = self.page_size();
+        self.pieces(offset, dst.len(), |lock, at, n, done| {
+            let _guard = lock.read().unwrap_or_else(PoisonError::into_inner);
+            let mut pos = at;
+            while pos < at + n {
+                let next = ((pos / page + 1) * page).min(at + n);
+                let from = done + (pos - at);
+                let out = &mut dst[from..from + (next - pos)];
+                if holds_data(pos / page) {
+                    // SAFETY: `pos..next` is inside the region (checked above) and `out` is a distinct `&mut`
+                    // borrow of the same length; the stripe's shared lock excludes concurrent writers of these bytes
+                    // (module docs).
+                    unsafe { std::ptr::copy_nonoverlapping(base.add(pos), out.as_mut_ptr(), out.len()) };
+                } else {
+                    out.fill(0);
+                }
+                pos = next;
+            }
+        });
+        Ok(())
+    }
+
+    /// [`SharedRegion::write_at`] calling `mark(piece_offset, piece_len)` after copying each stripe-sized piece,
+    /// still under the piece's exclusive lock (to record that the pages hold data, see
+    /// [`SharedRegion::read_sparse`]).
+    pub fn write_at_marked(&self, offset: usize, src: &[u8], mut mark: impl FnMut(usize, usize)) -> Result<(), RegionError> {
+        self.region.check(offset, src.len())?;
+        let base = self.region.as_ptr();
+        self.pieces(offset, src.len(), |lock, at, n, done| {
+            let _guard = lock.write().unwrap_or_else(PoisonError::into_inner);
+            // SAFETY: as in `write_at`.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().add(done), base.add(at), n) };
+            mark(at, n);
+        });
+        Ok(())
+    }
+
     /// Copies `src` into the region starting at `offset`.
     pub fn write_at(&self, offset: usize, src: &[u8]) -> Result<(), RegionError> {
         self.region.check(offset, src.len())?;
@@ -131,10 +178,17 @@ impl SharedRegion {
 
     /// Zeroes `len` bytes at `offset`, releasing whole pages to the kernel. Returns the bytes released.
     pub fn zero_range(&self, offset: usize, len: usize) -> Result<usize, RegionError> {
+        self.zero_range_marked(offset, len, |_, _| {})
+    }
+
+    /// [`SharedRegion::zero_range`] calling `mark(piece_offset, piece_len)` under each stripe-sized piece's
+    /// exclusive lock before zeroing it (to record that its whole pages no longer hold data).
+    pub fn zero_range_marked(&self, offset: usize, len: usize, mut mark: impl FnMut(usize, usize)) -> Result<usize, RegionError> {
         self.region.check(offset, len)?;
         let mut released = 0;
         self.pieces(offset, len, |lock, at, n, _| {
             let _guard = lock.write().unwrap_or_else(PoisonError::into_inner);
+            mark(at, n);
             // SAFETY: in bounds (checked above); the exclusive stripe lock gives this thread sole access to the
             // piece, which lies within one stripe, and stripes are page aligned so any page released lies inside it.
             released += unsafe { self.region.discard_unchecked(at, n) };
@@ -198,6 +252,45 @@ mod tests {
         assert!(back[..512].iter().all(|&b| b == 0xEE));
         assert!(back[512..(1 << 20) - 512].iter().all(|&b| b == 0));
         assert!(back[(1 << 20) - 512..].iter().all(|&b| b == 0xEE));
+    }
+
+    #[test]
+    fn sparse_reads_zero_the_pages_said_empty_and_copy_the_others() {
+        let r = small(1 << 20);
+        let page = r.page_size();
+        let stripe = r.stripe_size();
+        // Data everywhere, but only the odd pages are said to hold it: the even ones must read as zeros, which
+        // shows they were not read at all.
+        let data: Vec<u8> = (0..4 * stripe).map(|i| (i % 251) as u8 | 1).collect();
+        r.write_at(0, &data).expect("write");
+        let from = page / 2;
+        let mut back = vec![7u8; 2 * stripe + page];
+        r.read_sparse(from, &mut back, |p| p % 2 == 1).expect("read");
+        for (i, &b) in back.iter().enumerate() {
+            let at = from + i;
+            let want = if (at / page) % 2 == 1 { data[at] } else { 0 };
+            assert_eq!(b, want, "byte {at}");
+        }
+        let mut beyond = vec![0u8; 2];
+        assert!(r.read_sparse(r.len() - 1, &mut beyond, |_| true).is_err());
+    }
+
+    #[test]
+    fn marked_writes_and_releases_report_every_piece() {
+        let r = small(1 << 20);
+        let stripe = r.stripe_size();
+        let mut pieces = Vec::new();
+        let data = vec![3u8; 2 * stripe];
+        r.write_at_marked(stripe / 2, &data, |at, n| pieces.push((at, n))).expect("write");
+        assert_eq!(pieces, vec![(stripe / 2, stripe / 2), (stripe, stripe), (2 * stripe, stripe / 2)]);
+        pieces.clear();
+        r.zero_range_marked(stripe, stripe + 10, |at, n| pieces.push((at, n))).expect("zero");
+        assert_eq!(pieces, vec![(stripe, stripe), (2 * stripe, 10)]);
+        let mut back = vec![9u8; 2 * stripe];
+        r.read_at(stripe / 2, &mut back).expect("read");
+        assert!(back[..stripe / 2].iter().all(|&b| b == 3));
+        assert!(back[stripe / 2..stripe / 2 + stripe + 10].iter().all(|&b| b == 0));
+        assert!(back[stripe / 2 + stripe + 10..].iter().all(|&b| b == 3));
     }
 
     #[test]

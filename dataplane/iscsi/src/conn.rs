@@ -47,7 +47,7 @@ use crate::session::{
 };
 use crate::text::{self, Special, TextBuilder};
 use crate::wire::{
-    self, DataDigest, DigestKind, Digests, Framing, Header, LoginResponse, RejectReason, WireError, BHS_LEN,
+    self, DataDigest, DigestKind, Digests, Framing, Header, LoginResponse, Opcode, RejectReason, WireError, BHS_LEN,
 };
 
 /// How long a connection may stay in the login phase by default (the driver's `LoginTimeout`).
@@ -391,6 +391,14 @@ impl Connection {
         }
         let Phase::Full(s) = &self.phase else { return None };
         let framing = Framing::parse(&buf[..BHS_LEN], self.digests, self.max_recv).ok()?;
+        // Only write commands (W bit, §11.3.1) and Data-Out PDUs with data are ever placed (Session::placement):
+        // the header of anything else, READ commands first of all, is not parsed twice.
+        let opcode = buf[0] & Opcode::MASK;
+        let write_command = opcode == Opcode::ScsiCommand as u8 && buf[1] & 0x20 != 0;
+        let data_out = opcode == Opcode::DataOut as u8 && !framing.data_range().is_empty();
+        if !write_command && !data_out {
+            return None;
+        }
         let header_len = framing.data_range().start;
         let head = buf.get(..header_len)?;
         framing.check_header_digest(head).ok()?;
