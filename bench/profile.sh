@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-I/O cost of polltgt's data path, reproducible on a loaded machine.
 #
-#   bash bench/profile.sh [--callgrind] [--mode poll|interrupt] [--seconds N] [--no-build] [--bin POLLTGT] [WORKLOAD...]
+#   bash bench/profile.sh [--callgrind] [--mode poll|interrupt] [--seconds N] [--no-build] [--bin POLLTGT] [--no-syscalls] [WORKLOAD...]
 #
 # WORKLOAD: read4k (4 KiB random read QD32, the default), read4kqd1 (the same at QD1), read128k (128 KiB read QD8), write4k (4 KiB write QD32).
 # For each it starts the release build of polltgt (one reactor pinned to CPU 1, a 1 GiB RAM LUN, MSG_ZEROCOPY
@@ -9,7 +9,8 @@
 #
 # - default: the bench's initiators (iscsi-perf; iscsi-rw from tests/tools for write4k, sequential), reactor busy
 #   µs per command (from the SIGUSR1 statistics line), process CPU µs per command (/proc) and system calls per
-#   command (perf stat -e raw_syscalls:sys_enter, when perf is installed; in poll mode these include the idle
+#   command (perf stat -e raw_syscalls:sys_enter, when perf is installed and --no-syscalls is not given: the
+#   tracepoints slow every system call down a little, so compare busy times with --no-syscalls; in poll mode these include the idle
 #   polls while the initiator is slow), by name, and the readv(2)s that returned data (the rest are empty polls);
 # - --callgrind: polltgt runs under valgrind's callgrind with instrumentation on only for the measured interval,
 #   driven by iscsi-batch (bench/src/bin/iscsi-batch.rs: each batch of QD commands in one write, then all their
@@ -35,7 +36,8 @@ while [[ $# -gt 0 ]]; do
         --seconds) SECONDS_="$2"; shift ;;
         --no-build) NO_BUILD=1 ;;
         --bin) BIN_ARG="$2"; shift ;;
-        -h|--help) sed -n "2,22p" "$0"; exit 0 ;;
+        --no-syscalls) NO_SYSCALLS=1 ;;
+        -h|--help) sed -n "2,23p" "$0"; exit 0 ;;
         *) LOADS+=("$1") ;;
     esac
     shift
@@ -222,7 +224,7 @@ PY
         p0=$(proc_cpu)
         sc=""
         by=""
-        if command -v perf >/dev/null; then
+        if [[ -z "${NO_SYSCALLS:-}" ]] && command -v perf >/dev/null; then
             # All system calls, and the ones the data path makes by name (the rest: reactor sleeps, timers, ...).
             # readv(2)s that returned data are counted apart from the empty polls (EAGAIN), which in poll mode
             # depend on how long the reactor waits for the (loaded) initiator, not on the commands.

@@ -931,13 +931,15 @@ impl ReactorState {
                 }
             }
         }
+        let device_id = device.id;
+        // `device` moves into the entry (an Arc clone and drop would be two atomic read-modify-writes per command).
         self.pending.insert(
             tag,
             Pending {
                 slot: i,
                 generation,
                 task: task.id,
-                device: device.clone(),
+                device,
                 lun,
                 cdb: task.cdb,
                 edtl: task.edtl,
@@ -946,7 +948,7 @@ impl ReactorState {
                 aborted: false,
             },
         );
-        if let Some(ch) = self.channels.get_mut(&device.id) {
+        if let Some(ch) = self.channels.get_mut(&device_id) {
             ch.submit(Io { tag, op });
         }
     }
@@ -1073,7 +1075,8 @@ impl ReactorState {
     /// Session and LUN counters of a finished block command.
     fn count_io(&mut self, i: usize, lun: u64, class: IoClass, result: &CommandResult) {
         let Some(s) = self.slots.get_mut(i).and_then(|s| s.as_mut()).and_then(|s| s.session.as_mut()) else { return };
-        let stats = s.target.luns.get(&lun).map(|l| l.stats.clone());
+        // Borrowed, not cloned: an Arc clone and drop would be two more atomic read-modify-writes per command.
+        let stats = s.target.luns.get(&lun).map(|l| &*l.stats);
         let ordering = std::sync::atomic::Ordering::Relaxed;
         if result.status != 0 {
             s.counters.errors += 1;
