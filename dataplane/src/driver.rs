@@ -457,8 +457,13 @@ impl ReactorState {
             slot.tcp.send_from(chain, 0);
             busy = true;
         }
+        let queued = slot.tcp.queued_bytes();
         let flushed = match slot.tcp.flush() {
-            Ok(done) => done,
+            Ok(done) => {
+                // Writing what an earlier turn left queued (the socket was full) is work too.
+                busy |= slot.tcp.queued_bytes() < queued;
+                done
+            }
             Err(e) => {
                 tracing::debug!(reactor = self.id, error = %e, "send failed");
                 slot.peer_closed = true;
