@@ -483,7 +483,8 @@ fn main() -> Result<()> {
         for ((w, p), t) in WORKLOADS.iter().zip(ms).zip(&tgt) {
             match t {
                 Some(t) => md.push_str(&format!(
-                    "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2}x | {:.2} | {:.2} |\n",
+                    // Three decimals for the CPU ratios: the target is 0.2, and 0.205 must not print as 0.20.
+                    "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2}x | {:.3} | {:.3} |\n",
                     w.name,
                     p.iops,
                     p.mbps,
