@@ -53,6 +53,10 @@ struct Args {
     /// polltgt's reactor idle modes to run, each a full pass (poll: spin; interrupt: sleep in epoll when idle).
     #[arg(long, value_delimiter = ',', default_value = "poll,interrupt")]
     idle: Vec<String>,
+    /// Rounds of the whole set (every polltgt mode, then tgt): the tables give each figure's median over the rounds
+    /// and the CPU/IO ratio of every round, since one run of either target moves by several percent.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 const IQN: &str = "iqn.2026-11.io.polltgt:bench";
@@ -429,30 +433,42 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let rw_tool = build_rw_tool(&dir)?;
     let load_before = load_average();
-    // Per idle mode, the polltgt measures of every workload.
-    let mut modes: Vec<(String, Vec<Measure>)> = Vec::new();
-    for idle in &args.idle {
-        let mut p = Polltgt::start(&args.polltgt, args.target_cpu, args.lun_mib, &dir, idle)?;
-        let mut ms = Vec::new();
-        for w in WORKLOADS {
-            let m = run_load(&mut p, w.load, &args, &rw_tool).with_context(|| format!("polltgt ({idle}): {}", w.name))?;
-            eprintln!(
-                "polltgt {:9} {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO busy {:>7.2} us/IO process",
-                idle, w.name, m.iops, m.mbps, m.cpu_us, m.proc_cpu_us
-            );
-            ms.push(m);
+    let rounds = args.rounds.max(1);
+    // Per idle mode and per workload, the polltgt measures of every round; the same for tgt.
+    let mut polltgt_runs: Vec<Vec<Vec<Measure>>> = vec![vec![Vec::new(); WORKLOADS.len()]; args.idle.len()];
+    let mut tgt_runs: Vec<Vec<Measure>> = vec![Vec::new(); WORKLOADS.len()];
+    for round in 1..=rounds {
+        for (mode, idle) in args.idle.iter().enumerate() {
+            let mut p = Polltgt::start(&args.polltgt, args.target_cpu, args.lun_mib, &dir, idle)?;
+            for (i, w) in WORKLOADS.iter().enumerate() {
+                let m = run_load(&mut p, w.load, &args, &rw_tool).with_context(|| format!("polltgt ({idle}): {}", w.name))?;
+                eprintln!(
+                    "[{round}/{rounds}] polltgt {:9} {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO busy {:>7.2} us/IO process",
+                    idle, w.name, m.iops, m.mbps, m.cpu_us, m.proc_cpu_us
+                );
+                polltgt_runs[mode][i].push(m);
+            }
         }
-        modes.push((idle.clone(), ms));
-    }
-    let mut tgt: Vec<Option<Measure>> = vec![None; WORKLOADS.len()];
-    if !args.no_tgt {
-        let mut t = Tgt::start(args.target_cpu, args.lun_mib)?;
-        for (i, w) in WORKLOADS.iter().enumerate() {
-            let m = run_load(&mut t, w.load, &args, &rw_tool).with_context(|| format!("tgt: {}", w.name))?;
-            eprintln!("tgt               {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO", w.name, m.iops, m.mbps, m.cpu_us);
-            tgt[i] = Some(m);
+        if !args.no_tgt {
+            let mut t = Tgt::start(args.target_cpu, args.lun_mib)?;
+            for (i, w) in WORKLOADS.iter().enumerate() {
+                let m = run_load(&mut t, w.load, &args, &rw_tool).with_context(|| format!("tgt: {}", w.name))?;
+                eprintln!(
+                    "[{round}/{rounds}] tgt               {:32} {:>10.0} IOPS {:>8.1} MB/s {:>7.2} us/IO",
+                    w.name, m.iops, m.mbps, m.cpu_us
+                );
+                tgt_runs[i].push(m);
+            }
         }
     }
+    let modes: Vec<(String, Vec<Measure>)> = args
+        .idle
+        .iter()
+        .zip(&polltgt_runs)
+        .map(|(idle, per_load)| (idle.clone(), per_load.iter().map(|r| median_measure(r)).collect()))
+        .collect();
+    let tgt: Vec<Option<Measure>> =
+        tgt_runs.iter().map(|r| (!r.is_empty()).then(|| median_measure(r))).collect();
     let iperf = iperf3(&args).ok();
     let load_after = load_average();
     let _ = std::fs::remove_dir_all(&dir);
@@ -460,19 +476,20 @@ fn main() -> Result<()> {
     let mut md = String::new();
     let cmdline: Vec<String> = std::env::args().collect();
     md.push_str(&format!(
-        "\n## polltgt vs tgt ({})\n\nCommand: `bash bench/run.sh` (= `{}`), {} s per workload, target on CPU {}, initiator on \
+        "\n## polltgt vs tgt ({})\n\nCommand: `bash bench/run.sh` (= `{}`), {} s per workload, {}target on CPU {}, initiator on \
          CPU {}, {} MiB LUN (polltgt: RAM disk, one reactor; tgt: file in /dev/shm), loopback. Load average of the \
          machine (1/5/15 min) before: {}, after: {}.\n",
         unix_date(),
         cmdline.join(" "),
         args.seconds,
+        if rounds > 1 { format!("{rounds} rounds (every figure is the median of its rounds), ") } else { String::new() },
         args.target_cpu,
         args.client_cpu,
         args.lun_mib,
         load_before,
         load_after
     ));
-    for (idle, ms) in &modes {
+    for (mode, (idle, ms)) in modes.iter().enumerate() {
         md.push_str(&format!(
             "\npolltgt reactor in {idle} mode. CPU/IO ratios to tgt from polltgt's reactor busy time and from its \
              process CPU time (/proc, like tgt's){}.\n\n",
@@ -503,6 +520,17 @@ fn main() -> Result<()> {
                 )),
             }
         }
+        if rounds > 1 && !args.no_tgt {
+            md.push_str("\nCPU/IO ratio (busy) of each round, in order:\n\n");
+            for (i, w) in WORKLOADS.iter().enumerate() {
+                let per_round: Vec<String> = polltgt_runs[mode][i]
+                    .iter()
+                    .zip(&tgt_runs[i])
+                    .map(|(p, t)| format!("{:.3}", p.cpu_us / t.cpu_us.max(1e-9)))
+                    .collect();
+                md.push_str(&format!("- {}: {}\n", w.name, per_round.join(", ")));
+            }
+        }
         if let Some(bw) = iperf {
             let seq = ms.get(2).map(|m| m.mbps).unwrap_or(0.0);
             md.push_str(&format!("\npolltgt ({idle}) 128 KiB sequential read: {:.0}% of iperf3.\n", seq / bw * 100.0));
@@ -522,6 +550,31 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The median of one value over rounds (the mean of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Each field's median over the rounds of one workload.
+fn median_measure(runs: &[Measure]) -> Measure {
+    let field = |f: fn(&Measure) -> f64| median(runs.iter().map(f).collect());
+    Measure {
+        iops: field(|m| m.iops),
+        mbps: field(|m| m.mbps),
+        cpu_us: field(|m| m.cpu_us),
+        proc_cpu_us: field(|m| m.proc_cpu_us),
+    }
+}
+
 /// The machine's load averages (1, 5, 15 minutes) from /proc/loadavg.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -538,4 +591,23 @@ fn unix_date() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty_rounds() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(Vec::new()), 0.0);
+        let runs = [
+            Measure { iops: 10.0, mbps: 1.0, cpu_us: 3.0, proc_cpu_us: 9.0 },
+            Measure { iops: 30.0, mbps: 3.0, cpu_us: 1.0, proc_cpu_us: 7.0 },
+            Measure { iops: 20.0, mbps: 2.0, cpu_us: 2.0, proc_cpu_us: 8.0 },
+        ];
+        let m = median_measure(&runs);
+        assert_eq!((m.iops, m.mbps, m.cpu_us, m.proc_cpu_us), (20.0, 2.0, 2.0, 8.0));
+    }
 }
