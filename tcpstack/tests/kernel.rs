@@ -51,6 +51,22 @@ fn recv_exact(conn: &mut KernelConn, want: usize) -> Vec<u8> {
     out
 }
 
+/// A thread reading `total` bytes from `client` in pieces of `step`, pausing between them (a slow peer, so the
+/// sender's socket fills up); joins to the bytes read.
+fn slow_reader(mut client: TcpStream, total: usize, step: usize) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut got = vec![0u8; total];
+        let mut at = 0;
+        while at < total {
+            let end = (at + step).min(total);
+            client.read_exact(&mut got[at..end]).unwrap();
+            at = end;
+            thread::sleep(Duration::from_micros(200));
+        }
+        got
+    })
+}
+
 /// Flushes until everything is written, collecting completed tags on the way.
 fn flush_all(conn: &mut KernelConn, done: &mut Vec<u64>) {
     let start = Instant::now();
@@ -196,18 +212,7 @@ fn large_chains_to_a_slow_reader_complete_in_order_after_partial_writes() {
     assert!(drops.load(Ordering::SeqCst) < total_bufs);
     assert!(!conn.flush().unwrap(), "still full");
 
-    let reader = thread::spawn(move || {
-        let mut client = client;
-        let mut got = vec![0u8; total];
-        let mut at = 0;
-        while at < total {
-            let end = (at + 100_000).min(total);
-            client.read_exact(&mut got[at..end]).unwrap();
-            at = end;
-            thread::sleep(Duration::from_micros(200));
-        }
-        got
-    });
+    let reader = slow_reader(client, total, 100_000);
     flush_all(&mut conn, &mut done);
     assert_eq!(done, (1000..1012).collect::<Vec<u64>>());
     assert_eq!(
@@ -600,18 +605,7 @@ fn gathered_writes_to_a_slow_reader_stay_in_order_across_partial_writes() {
     let total = offset;
     assert!(!conn.flush().unwrap(), "16 MiB cannot fit into the socket buffers");
     assert!(conn.stats().gathered_writes >= 1);
-    let reader = thread::spawn(move || {
-        let mut client = client;
-        let mut got = vec![0u8; total];
-        let mut at = 0;
-        while at < total {
-            let end = (at + 200_000).min(total);
-            client.read_exact(&mut got[at..end]).unwrap();
-            at = end;
-            thread::sleep(Duration::from_micros(200));
-        }
-        got
-    });
+    let reader = slow_reader(client, total, 200_000);
     let mut done = Vec::new();
     flush_all(&mut conn, &mut done);
     assert_eq!(done, (0..tag).collect::<Vec<u64>>());
