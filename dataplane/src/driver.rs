@@ -138,7 +138,7 @@ struct Pending {
     task: TaskId,
     device: Arc<Device>,
     lun: u64,
-    cdb: Vec<u8>,
+    cdb: polltgt_iscsi::Cdb,
     edtl: u32,
     kind: PendingKind,
     /// What the command holds in the device's range lock.

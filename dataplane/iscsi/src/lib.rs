@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod cdb;
 pub mod chap;
 pub mod conn;
 pub mod isns;
@@ -16,4 +17,5 @@ pub mod session;
 pub mod text;
 pub mod wire;
 
+pub use cdb::Cdb;
 pub use serial::SerialNumber;

@@ -40,6 +40,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::cdb::Cdb;
 use crate::params::{SessionParams, SessionType, TargetParams};
 use crate::serial::SerialNumber;
 use crate::wire::{
@@ -280,7 +281,7 @@ pub struct ScsiTask {
     /// The raw 8-byte LUN field as on the wire (SAM-5 §4.7).
     pub lun: u64,
     /// The CDB: the 16 BHS bytes followed by any Extended CDB AHS bytes.
-    pub cdb: Vec<u8>,
+    pub cdb: Cdb,
     /// Expected Data Transfer Length.
     pub edtl: u32,
     pub read: bool,
@@ -471,7 +472,7 @@ struct Task {
     lun: u64,
     cmd_sn: SerialNumber,
     immediate: bool,
-    cdb: Vec<u8>,
+    cdb: Cdb,
     edtl: u32,
     read: bool,
     write: bool,
@@ -1023,9 +1024,7 @@ impl Session {
         self.next_task_id += 1;
         // The usual case: the command's CmdSN turn has come and nothing waits in `pending` (RFC 7143 §3.2.2.1).
         let in_turn = !c.immediate && c.cmd_sn == self.exp_cmd_sn && self.pending.is_empty();
-        let mut cdb = Vec::with_capacity(16 + c.ext_cdb.len());
-        cdb.extend_from_slice(&c.cdb);
-        cdb.extend_from_slice(&c.ext_cdb);
+        let cdb = Cdb::new(c.cdb, &c.ext_cdb);
         // A write larger than the target accepts is refused before any of its data is kept or solicited: the
         // initiator's unsolicited data is drained and dropped, then CHECK CONDITION (SBC-3 §6.6.4: a TRANSFER
         // LENGTH above MAXIMUM TRANSFER LENGTH is an INVALID FIELD IN CDB).
