@@ -33,6 +33,7 @@
 //! * task management (§11.5, §11.6), with aborted tasks silenced and their R2T state cleaned up;
 //! * logout (§11.14, §11.15); Reject (§11.17) for SNACK at ERL 0, out-of-phase and unknown opcodes.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -868,21 +869,17 @@ impl Session {
         if self.closed {
             return;
         }
-        let itt = id.itt();
-        match self.tasks.get(&itt) {
-            Some(task) if task.id == id => {
-                if !task.delivered {
-                    tracing::warn!(?id, "completion for a task not yet delivered ignored");
-                    return;
-                }
+        // One lookup by ITT; the id tells the task apart from a later one reusing the ITT.
+        let task = match self.tasks.entry(id.itt()) {
+            Entry::Occupied(e) if e.get().id == id && e.get().delivered => e.remove(),
+            Entry::Occupied(e) if e.get().id == id => {
+                tracing::warn!(?id, "completion for a task not yet delivered ignored");
+                return;
             }
             _ => {
                 tracing::debug!(?id, "completion for an unknown task dropped");
                 return;
             }
-        }
-        let Some(task) = self.tasks.remove(&itt) else {
-            return;
         };
         if task.slot {
             self.release_slot();
