@@ -103,16 +103,7 @@ impl SharedRegion {
 
     /// Copies `dst.len()` bytes starting at `offset` into `dst`.
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), RegionError> {
-        self.region.check(offset, dst.len())?;
-        let base = self.region.as_ptr();
-        self.pieces(offset, dst.len(), |lock, at, n, done| {
-            let _guard = lock.read().unwrap_or_else(PoisonError::into_inner);
-            // SAFETY: `at..at+n` is inside the region (checked above) and `done..done+n` inside `dst`; the stripe's
-            // shared lock excludes concurrent writers of these bytes (module docs); `dst` is a distinct `&mut`
-            // borrow, so the ranges cannot overlap.
-            unsafe { std::ptr::copy_nonoverlapping(base.add(at), dst.as_mut_ptr().add(done), n) };
-        });
-        Ok(())
+        self.read_sparse(offset, dst, |_| true)
     }
 
     /// [`SharedRegion::read_at`] for a sparse user of the region that knows which pages hold data: the bytes of
@@ -135,8 +126,9 @@ impl SharedRegion {
                 let out = &mut dst[from..from + (next - pos)];
                 if holds_data(pos / page) {
                     // SAFETY: `pos..next` is inside the region (checked above) and `out` is a distinct `&mut`
-                    // borrow of the same length; the stripe's shared lock excludes concurrent writers of these bytes
-                    // (module docs).
+                    // borrow of the same length (`SharedRegion` never hands out references into its memory, so they
+                    // cannot overlap); the stripe's shared lock excludes concurrent writers of these bytes (module
+                    // docs).
                     unsafe { std::ptr::copy_nonoverlapping(base.add(pos), out.as_mut_ptr(), out.len()) };
                 } else {
                     out.fill(0);
@@ -155,7 +147,10 @@ impl SharedRegion {
         let base = self.region.as_ptr();
         self.pieces(offset, src.len(), |lock, at, n, done| {
             let _guard = lock.write().unwrap_or_else(PoisonError::into_inner);
-            // SAFETY: as in `write_at`.
+            // SAFETY: `at..at+n` is inside the region (checked above) and `done..done+n` inside `src`; the stripe's
+            // exclusive lock excludes every other access to these bytes; `src` is a shared borrow of memory outside
+            // the region's locked accessors (`SharedRegion` never hands out references into its memory), so the
+            // ranges cannot overlap.
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().add(done), base.add(at), n) };
             mark(at, n);
         });
@@ -164,16 +159,7 @@ impl SharedRegion {
 
     /// Copies `src` into the region starting at `offset`.
     pub fn write_at(&self, offset: usize, src: &[u8]) -> Result<(), RegionError> {
-        self.region.check(offset, src.len())?;
-        let base = self.region.as_ptr();
-        self.pieces(offset, src.len(), |lock, at, n, done| {
-            let _guard = lock.write().unwrap_or_else(PoisonError::into_inner);
-            // SAFETY: in bounds as in `read_at`; the stripe's exclusive lock excludes every other access to these
-            // bytes; `src` is a shared borrow of memory outside the region's locked accessors (`SharedRegion` never
-            // hands out references into its memory), so the ranges cannot overlap.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().add(done), base.add(at), n) };
-        });
-        Ok(())
+        self.write_at_marked(offset, src, |_, _| {})
     }
 
     /// Zeroes `len` bytes at `offset`, releasing whole pages to the kernel. Returns the bytes released.
